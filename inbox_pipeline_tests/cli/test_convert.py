@@ -1,0 +1,60 @@
+"""The `inbox-pipeline convert` command, driven as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from inbox_pipeline.cli import main
+from inbox_pipeline_tests.helpers import epub_text
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "convert"
+
+
+def test_convert_one_email_writes_epub_and_summary(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "notes.epub"
+    assert main(["convert", str(FIXTURES / "field-notes.eml"), "-o", str(out), "--no-images"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "Field Notes #12: The quiet orchard" in line
+    assert "Field Notes" in line and "newsletter" in line and "words" in line and "bytes" in line
+    text = epub_text(out.read_bytes())
+    assert "Apples ripen slowly in the cold valley" in text
+    assert "View in browser" not in text
+    assert "Unsubscribe" not in text
+
+
+def test_batch_converts_the_good_files_and_reports_the_bad(tmp_path: Path, capsys) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.eml").write_bytes((FIXTURES / "field-notes.eml").read_bytes())
+    (inputs / "b.html").write_text("<html><head><title>Plain page</title></head><body><p>Short story about a lighthouse keeper and his cat.</p></body></html>")
+    (inputs / "broken.json").write_text("{not json")
+    out = tmp_path / "out"
+    code = main(["convert", str(inputs), "-o", str(out), "--no-images"])
+    captured = capsys.readouterr()
+    assert code == 1  # one input failed
+    assert sorted(p.name for p in out.iterdir()) == ["a.epub", "b.epub"]
+    assert captured.out.count("\n") == 2
+    assert "broken.json: error:" in captured.err
+    assert "Traceback" not in captured.err
+    assert "lighthouse keeper" in epub_text((out / "b.epub").read_bytes())
+
+
+def test_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "inbox_pipeline.cli", "convert", str(tmp_path / "nope.eml")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"inbox-pipeline: error: {tmp_path / 'nope.eml'}: no such file or folder"
+
+
+def test_empty_file_is_rejected_clearly(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty.eml"
+    empty.write_bytes(b"")
+    assert main(["convert", str(empty), "-o", str(tmp_path / "x.epub")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("empty.eml: error:")
+    assert not (tmp_path / "x.epub").exists()
