@@ -1,0 +1,76 @@
+"""The production instance files are accepted by Dagster's own config schema.
+
+The production file is also loaded for real against PostgreSQL; the ECS and
+Kubernetes run launchers' sections are checked against those launchers' own
+config schemas (dagster-aws, dagster-k8s).
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+FILES = ["production", "ecs", "kubernetes"]
+
+
+def load(folder: str):
+    from dagster._core.instance.config import dagster_instance_config
+
+    return dagster_instance_config(str(DEPLOY / folder))[0]
+
+
+@pytest.mark.parametrize("folder", FILES)
+def test_instance_file_passes_dagster_schema(folder: str) -> None:
+    config = load(folder)
+    assert "postgres" in config["storage"]
+    limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {"key": "inbox-pipeline/sends", "value": "mail"}.items() <= limits[0].items()
+    assert config["run_retries"]["enabled"] is True
+    assert config["run_retries"]["retry_on_asset_or_op_failure"] is False
+    assert config["run_monitoring"]["enabled"] is True
+
+
+@pytest.mark.parametrize("folder", FILES)
+def test_run_launcher_config_passes_the_launchers_schema(folder: str) -> None:
+    from dagster._config import validate_config
+
+    launcher = load(folder).get("run_launcher") or {"module": "dagster", "class": "DefaultRunLauncher"}
+    cls = getattr(importlib.import_module(launcher["module"]), launcher["class"])
+    result = validate_config(cls.config_type(), launcher.get("config") or {})
+    assert result.success, [e.message for e in result.errors]
+
+
+def test_a_misspelt_key_is_refused() -> None:
+    """The schema checks above can fail: a typo in the launcher config is caught."""
+    from dagster._config import validate_config
+    from dagster_aws.ecs import EcsRunLauncher
+
+    result = validate_config(EcsRunLauncher.config_type(), {"task_defintion": "x"})
+    assert not result.success
+
+
+def test_production_instance_runs_on_postgres(postgres_url: str, tmp_path: Path, monkeypatch) -> None:
+    from dagster import DagsterInstance
+
+    url = make_url(postgres_url)
+    monkeypatch.setenv("DAGSTER_PG_HOST", url.host or "127.0.0.1")
+    monkeypatch.setenv("DAGSTER_PG_PORT", str(url.port or 5432))
+    monkeypatch.setenv("DAGSTER_PG_USERNAME", url.username or "postgres")
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "")
+    monkeypatch.setenv("DAGSTER_PG_DB", url.database)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(DEPLOY / "production" / "dagster.yaml", home / "dagster.yaml")
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        assert instance.get_runs() == []
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_retries_enabled
+        assert instance.run_monitoring_enabled
+    finally:
+        instance.dispose()
