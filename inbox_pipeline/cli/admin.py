@@ -1,0 +1,366 @@
+"""Admin sub-commands: ``db``, ``user``, ``address``, ``kindle``, ``plan``, ``status``.
+
+The database is INBOX_PIPELINE_DATABASE_URL (default: a SQLite file in
+INBOX_PIPELINE_DATA_DIR); new addresses use INBOX_PIPELINE_INBOUND_DOMAIN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from inbox_pipeline.cli import CliError
+
+Handler = Callable[..., int]
+
+
+def register(subparsers: Any) -> None:
+    db = subparsers.add_parser("db", help="the app database").add_subparsers(
+        dest="db_command", metavar="ACTION", required=True
+    )
+    p = db.add_parser("upgrade", help="create or migrate the database schema to the latest version")
+    p.set_defaults(func=cmd_db_upgrade)
+    p = db.add_parser("current", help="show the schema version")
+    p.set_defaults(func=cmd_db_current)
+
+    user = subparsers.add_parser("user", help="users").add_subparsers(
+        dest="user_command", metavar="ACTION", required=True
+    )
+    p = user.add_parser("add", help="add a user")
+    p.add_argument("email", metavar="EMAIL", help="the user's own email (notifications, confirmations)")
+    p.add_argument("--kindle", metavar="ADDR", help="Send-to-Kindle address")
+    p.add_argument("--tz", default="UTC", metavar="ZONE", help="IANA timezone (default UTC)")
+    p.add_argument("--delivery", default="instant", metavar="SPEC", help="instant | daily@HH | weekly@DAY@HH")
+    p.add_argument("--plan", default="free", metavar="NAME", help="plan name (default free)")
+    p.set_defaults(func=cmd_user_add)
+    p = user.add_parser("list", help="list users")
+    p.set_defaults(func=cmd_user_list)
+    p = user.add_parser("set", help="change a user's timezone, delivery or plan")
+    p.add_argument("user", metavar="USER", help="email or id")
+    p.add_argument("--tz", metavar="ZONE")
+    p.add_argument("--delivery", metavar="SPEC", help="instant | daily@HH | weekly@DAY@HH")
+    p.add_argument("--plan", metavar="NAME")
+    p.set_defaults(func=cmd_user_set)
+
+    address = subparsers.add_parser("address", help="inbound addresses").add_subparsers(
+        dest="address_command", metavar="ACTION", required=True
+    )
+    p = address.add_parser("add", help="issue a new inbound address and print it")
+    p.add_argument("user", metavar="USER", help="email or id")
+    p.add_argument("--label", metavar="L", help="readable start of the address, e.g. the newsletter's name")
+    p.set_defaults(func=cmd_address_add)
+    p = address.add_parser("list", help="list inbound addresses")
+    p.add_argument("user", metavar="USER", nargs="?", help="only this user's (email or id)")
+    p.set_defaults(func=cmd_address_list)
+    for action, enabled in (("disable", False), ("enable", True)):
+        p = address.add_parser(action, help=f"{action} an inbound address")
+        p.add_argument("address", metavar="ADDRESS")
+        p.set_defaults(func=functools.partial(cmd_address_enable, enabled=enabled))
+
+    kindle = subparsers.add_parser("kindle", help="Kindle devices").add_subparsers(
+        dest="kindle_command", metavar="ACTION", required=True
+    )
+    p = kindle.add_parser("set", help="set the user's Send-to-Kindle address")
+    p.add_argument("user", metavar="USER", help="email or id")
+    p.add_argument("address", metavar="ADDR", help="e.g. name_abc@kindle.com")
+    p.add_argument("--name", metavar="NAME", help="a name for the device")
+    p.set_defaults(func=cmd_kindle_set)
+
+    plan = subparsers.add_parser("plan", help="plans and their monthly limits").add_subparsers(
+        dest="plan_command", metavar="ACTION", required=True
+    )
+    p = plan.add_parser("set", help="create a plan or change its monthly limit")
+    p.add_argument("name", metavar="NAME")
+    limit = p.add_mutually_exclusive_group(required=True)
+    limit.add_argument("--monthly-limit", type=_non_negative_int, metavar="N", help="newsletters per month")
+    limit.add_argument("--unlimited", action="store_true", help="no monthly limit")
+    p.set_defaults(func=cmd_plan_set)
+    p = plan.add_parser("list", help="list plans")
+    p.set_defaults(func=cmd_plan_list)
+
+    p = subparsers.add_parser("status", help="emails per state and deliveries, recently")
+    p.add_argument("--hours", type=_positive_int, default=24, metavar="N", help="look back N hours (default 24)")
+    p.set_defaults(func=cmd_status)
+
+
+def _non_negative_int(value: str) -> int:
+    if not value.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {value!r}")
+    return int(value)
+
+
+def _positive_int(value: str) -> int:
+    number = _non_negative_int(value)
+    if number == 0:
+        raise argparse.ArgumentTypeError("expected a number above 0")
+    return number
+
+
+# --- plumbing -------------------------------------------------------------------
+
+
+def _settings() -> Any:
+    from inbox_pipeline.config import Settings
+
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise CliError(f"bad configuration: {exc}") from None
+
+
+def _shown_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _db_errors(func: Handler) -> Handler:
+    """Database and input errors become one line (CliError), never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace, **kwargs: Any) -> int:
+        from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+        from inbox_pipeline.db.errors import DbInputError
+
+        try:
+            return func(args, **kwargs)
+        except DbInputError as exc:
+            raise CliError(str(exc)) from None
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise CliError(f"bad INBOX_PIPELINE_DATABASE_URL: {exc}") from None
+        except DBAPIError as exc:
+            first = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
+            raise CliError(f"database error: {first}") from None
+        except OSError as exc:  # e.g. the SQLite file's folder cannot be created
+            raise CliError(f"cannot open the database: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+    return wrapper
+
+
+@contextmanager
+def _session() -> Iterator[Any]:
+    """A transaction on the configured database, refused if the schema is not current."""
+    from inbox_pipeline.db.engine import current_revision, head_revision, make_engine, session_factory
+
+    url = _settings().database_url
+    engine = make_engine(url)
+    try:
+        current = current_revision(engine)
+        if current != head_revision():
+            state = "empty" if current is None else f"at revision {current}"
+            raise CliError(
+                f"the database {_shown_url(url)} is {state}: run `inbox-pipeline db upgrade` first"
+            )
+        with session_factory(engine).begin() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _describe_user(user: Any) -> str:
+    from inbox_pipeline.db.users import format_delivery
+
+    kindle = user.kindle.email if user.kindle else "none"
+    return f"{user.email} ({user.timezone}, {format_delivery(user)}, plan {user.plan.name}, kindle {kindle})"
+
+
+# --- commands -------------------------------------------------------------------
+
+
+@_db_errors
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from inbox_pipeline.db.engine import upgrade
+
+    url = _settings().database_url
+    revision = upgrade(url)
+    print(f"database {_shown_url(url)} is at revision {revision} (latest)")
+    return 0
+
+
+@_db_errors
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from inbox_pipeline.db.engine import current_revision, head_revision, make_engine
+
+    url = _settings().database_url
+    engine = make_engine(url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    note = "latest" if current == head else f"latest is {head}: run `inbox-pipeline db upgrade`"
+    print(f"database {_shown_url(url)} is at revision {current or '(empty)'} ({note})")
+    return 0
+
+
+@_db_errors
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from inbox_pipeline.db.users import add_user
+
+    with _session() as session:
+        user = add_user(
+            session, email=args.email, timezone=args.tz, delivery=args.delivery, plan=args.plan, kindle=args.kindle
+        )
+        session.refresh(user)
+        print(f"added user #{user.id} {_describe_user(user)}")
+    return 0
+
+
+@_db_errors
+def cmd_user_list(args: argparse.Namespace) -> int:
+    from inbox_pipeline.db.users import format_delivery, list_users
+
+    with _session() as session:
+        users = list_users(session)
+        if not users:
+            print("no users yet: add one with `inbox-pipeline user add EMAIL`")
+            return 0
+        rows = [("ID", "EMAIL", "TIMEZONE", "DELIVERY", "PLAN", "KINDLE", "ADDRESSES")]
+        for u in users:
+            active = sum(1 for a in u.addresses if a.enabled)
+            rows.append(
+                (str(u.id), u.email, u.timezone, format_delivery(u), u.plan.name,
+                 u.kindle.email if u.kindle else "-", str(active))
+            )
+        _print_table(rows)
+    return 0
+
+
+@_db_errors
+def cmd_user_set(args: argparse.Namespace) -> int:
+    from inbox_pipeline.db.users import get_user, update_user
+
+    if args.tz is None and args.delivery is None and args.plan is None:
+        raise CliError("nothing to change: give --tz, --delivery or --plan")
+    with _session() as session:
+        user = get_user(session, args.user)
+        user = update_user(session, user.id, timezone=args.tz, delivery=args.delivery, plan=args.plan)
+        print(f"updated user #{user.id} {_describe_user(user)}")
+    return 0
+
+
+@_db_errors
+def cmd_address_add(args: argparse.Namespace) -> int:
+    from inbox_pipeline.db.users import get_user, issue_address
+
+    domain = _settings().inbound_domain
+    with _session() as session:
+        user = get_user(session, args.user)
+        address = issue_address(session, user.id, args.label, domain=domain)
+        print(address.address)
+    return 0
+
+
+@_db_errors
+def cmd_address_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from inbox_pipeline.db.models import InboundAddress, User
+    from inbox_pipeline.db.users import get_user
+
+    with _session() as session:
+        query = select(InboundAddress, User.email).join(User).order_by(InboundAddress.id)
+        if args.user:
+            query = query.where(InboundAddress.user_id == get_user(session, args.user).id)
+        rows = [("ADDRESS", "USER", "LABEL", "STATE")]
+        for address, email in session.execute(query):
+            rows.append((address.address, email, address.label or "-", "enabled" if address.enabled else "disabled"))
+        if len(rows) == 1:
+            print("no inbound addresses yet: issue one with `inbox-pipeline address add USER`")
+            return 0
+        _print_table(rows)
+    return 0
+
+
+@_db_errors
+def cmd_address_enable(args: argparse.Namespace, *, enabled: bool) -> int:
+    from inbox_pipeline.db.users import set_address_enabled
+
+    with _session() as session:
+        row = set_address_enabled(session, args.address, enabled)
+        print(f"{row.address} is {'enabled' if enabled else 'disabled'}")
+    return 0
+
+
+@_db_errors
+def cmd_kindle_set(args: argparse.Namespace) -> int:
+    from inbox_pipeline.db.users import get_user, set_kindle
+
+    with _session() as session:
+        user = get_user(session, args.user)
+        device = set_kindle(session, user.id, args.address, name=args.name)
+        print(f"{user.email} now receives EPUBs at {device.email}")
+    return 0
+
+
+@_db_errors
+def cmd_plan_set(args: argparse.Namespace) -> int:
+    from inbox_pipeline.db.users import set_plan
+
+    with _session() as session:
+        plan = set_plan(session, args.name, monthly_limit=None if args.unlimited else args.monthly_limit)
+        limit = "unlimited" if plan.monthly_limit is None else f"{plan.monthly_limit} newsletters a month"
+        print(f"plan {plan.name}: {limit}")
+    return 0
+
+
+@_db_errors
+def cmd_plan_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from inbox_pipeline.db.models import User
+    from inbox_pipeline.db.users import list_plans
+
+    with _session() as session:
+        users = dict(session.execute(select(User.plan_id, func.count()).group_by(User.plan_id)).all())
+        rows = [("PLAN", "MONTHLY LIMIT", "USERS")]
+        for plan in list_plans(session):
+            limit = "unlimited" if plan.monthly_limit is None else str(plan.monthly_limit)
+            rows.append((plan.name, limit, str(users.get(plan.id, 0))))
+        _print_table(rows)
+    return 0
+
+
+@_db_errors
+def cmd_status(args: argparse.Namespace) -> int:
+    from inbox_pipeline.db.intake import count_by_state
+    from inbox_pipeline.db.ledger import LEASE, count_deliveries, stale_deliveries
+    from inbox_pipeline.db.models import utcnow
+    from inbox_pipeline.db.users import count_users
+
+    now = utcnow()
+    since = now - timedelta(hours=args.hours)
+    period = "last 24 hours" if args.hours == 24 else f"last {args.hours} hours"
+    with _session() as session:
+        states = count_by_state(session, since=since)
+        deliveries = count_deliveries(session, since=since)
+        stale = stale_deliveries(session, now=now)
+        users = count_users(session)
+    print(f"users: {users}")
+    print(f"inbound emails, {period}: {sum(states.values())}")
+    width = max(len(s) for s in states)
+    for state, count in states.items():
+        print(f"  {state:<{width}}  {count}")
+    print(
+        f"deliveries, {period}: {deliveries['sent']} sent, {deliveries['failed']} failed, "
+        f"{deliveries['claimed']} in progress"
+    )
+    if stale:
+        minutes = int(LEASE.total_seconds() // 60)
+        ids = ", ".join(f"#{d.id}" for d in stale[:10])
+        print(f"attention: {len(stale)} deliveries claimed over {minutes} minutes ago never finished ({ids})")
+    return 0
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

@@ -1,0 +1,287 @@
+"""Inbound emails: registration, the state machine, routing and de-duplication.
+
+Public functions (all take a ``Session``; none commits):
+
+- ``register_inbound(session, *, storage_key, size, sha256, received_at) -> tuple[InboundEmail, bool]``
+  idempotent on ``storage_key`` (INSERT .. ON CONFLICT DO NOTHING); ``True`` when new.
+- ``mark_parsed(session, email_id, *, message_id, subject, sender, recipients, now=None) -> InboundEmail``
+- ``route_inbound(session, email_id, *, recipients, message_id, content_sha256, now) -> RouteDecision``
+  resolves the first recipient with an enabled address (``alias+tag@`` -> alias,
+  case-insensitive) and de-duplicates per user by Message-ID and by content
+  hash. The winner's keys are written into columns with unique constraints, so
+  of two runs routing copies at the same time exactly one is ``routed`` and the
+  other ``duplicate``. Calling it again for an email already decided returns the
+  stored decision (safe for op retries).
+- ``set_state(session, email_id, state, reason, *, now=None, force=False) -> InboundEmail``
+  a compare-and-set along ``TRANSITIONS``; raises ``InvalidTransition``.
+- ``get_inbound(session, email_id) -> InboundEmail``
+- ``find_inbound(session, *, storage_key=None, message_id=None) -> list[InboundEmail]``
+- ``count_by_state(session, *, since=None) -> dict[str, int]``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from inbox_pipeline.db._sql import upsert_insert
+from inbox_pipeline.db.errors import InvalidTransition, NotFound
+from inbox_pipeline.db.models import InboundEmail, InboundState, User, utcnow
+from inbox_pipeline.db.users import resolve_address
+
+S = InboundState
+_REPLAY = {S.RECEIVED}  # an operator may replay a finished email from the start
+TRANSITIONS: dict[InboundState, set[InboundState]] = {
+    S.RECEIVED: {S.PARSED, S.ROUTED, S.UNROUTABLE, S.DUPLICATE, S.QUARANTINED, S.FAILED},
+    S.PARSED: {S.ROUTED, S.UNROUTABLE, S.DUPLICATE, S.QUARANTINED, S.FAILED},
+    S.ROUTED: {S.READY, S.OVER_QUOTA, S.CONFIRMATION_FORWARDED, S.DELIVERED, S.QUARANTINED, S.FAILED},
+    S.READY: {S.DELIVERED, S.OVER_QUOTA, S.FAILED},
+    S.OVER_QUOTA: {S.ROUTED, S.READY, S.FAILED} | _REPLAY,
+    S.FAILED: set(S) - {S.FAILED},  # failures are retried from wherever they stopped
+    S.UNROUTABLE: set(_REPLAY),
+    S.DUPLICATE: set(_REPLAY),
+    S.QUARANTINED: set(_REPLAY),
+    S.CONFIRMATION_FORWARDED: set(_REPLAY),
+    S.DELIVERED: set(_REPLAY),
+}
+# States in which routing has been decided: route_inbound returns the stored decision.
+_DECIDED = {S.ROUTED, S.READY, S.DELIVERED, S.OVER_QUOTA, S.CONFIRMATION_FORWARDED, S.DUPLICATE, S.UNROUTABLE,
+            S.QUARANTINED}
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    state: InboundState  # ROUTED, UNROUTABLE or DUPLICATE (or the stored state when already decided)
+    reason: str
+    user_id: int | None
+    address_id: int | None
+    duplicate_of_id: int | None = None
+
+
+def register_inbound(
+    session: Session, *, storage_key: str, size: int, sha256: str, received_at: datetime
+) -> tuple[InboundEmail, bool]:
+    now = utcnow()
+    stmt = (
+        upsert_insert(session, InboundEmail.__table__)
+        .values(
+            storage_key=storage_key,
+            size=size,
+            sha256=sha256,
+            state=S.RECEIVED.value,
+            reason="registered from the inbox",
+            received_at=received_at,
+            created_at=now,
+            state_changed_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["storage_key"])
+        .returning(InboundEmail.__table__.c.id)
+    )
+    new_id = session.execute(stmt).scalar()
+    email = session.scalar(
+        select(InboundEmail).where(InboundEmail.storage_key == storage_key).execution_options(populate_existing=True)
+    )
+    assert email is not None
+    return email, new_id is not None
+
+
+def get_inbound(session: Session, email_id: int) -> InboundEmail:
+    email = session.get(InboundEmail, email_id, populate_existing=True)
+    if email is None:
+        raise NotFound(f"no inbound email #{email_id}")
+    return email
+
+
+def find_inbound(
+    session: Session, *, storage_key: str | None = None, message_id: str | None = None
+) -> list[InboundEmail]:
+    query = select(InboundEmail).order_by(InboundEmail.id)
+    if storage_key is not None:
+        query = query.where(InboundEmail.storage_key == storage_key)
+    if message_id is not None:
+        query = query.where(InboundEmail.message_id == message_id.strip().strip("<>"))
+    return list(session.scalars(query))
+
+
+def set_state(
+    session: Session,
+    email_id: int,
+    state: InboundState | str,
+    reason: str,
+    *,
+    now: datetime | None = None,
+    force: bool = False,
+) -> InboundEmail:
+    """Move the email to ``state`` with ``reason``; only along ``TRANSITIONS`` unless ``force``."""
+    target = InboundState(state)
+    sources = [s.value for s in S if force or s == target or target in TRANSITIONS[s]]
+    # Compare-and-set: a concurrent run that moved the email first makes this one fail loudly.
+    result = session.execute(
+        update(InboundEmail)
+        .where(InboundEmail.id == email_id, InboundEmail.state.in_(sources))
+        .values(state=target.value, reason=reason, state_changed_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        email = get_inbound(session, email_id)
+        raise InvalidTransition(f"inbound email #{email_id} cannot go from {email.state} to {target.value}")
+    return get_inbound(session, email_id)
+
+
+def mark_parsed(
+    session: Session,
+    email_id: int,
+    *,
+    message_id: str | None,
+    subject: str | None,
+    sender: str | None,
+    recipients: Sequence[str],
+    now: datetime | None = None,
+) -> InboundEmail:
+    """Record what parsing found; the state moves to ``parsed`` unless it is already further."""
+    email = get_inbound(session, email_id)
+    email.message_id = _clean_message_id(message_id)
+    email.subject = subject
+    email.sender = sender
+    email.recipients = list(recipients)
+    session.flush()
+    if InboundState(email.state) in (S.RECEIVED, S.FAILED, S.PARSED):
+        email = set_state(session, email_id, S.PARSED, f"parsed: {len(recipients)} recipient(s)", now=now)
+    return email
+
+
+def _clean_message_id(message_id: str | None) -> str | None:
+    if message_id is None:
+        return None
+    value = message_id.strip().strip("<>").strip()
+    return value[:998] or None
+
+
+def route_inbound(
+    session: Session,
+    email_id: int,
+    *,
+    recipients: Iterable[str],
+    message_id: str | None,
+    content_sha256: str | None,
+    now: datetime,
+) -> RouteDecision:
+    email = get_inbound(session, email_id)
+    state = InboundState(email.state)
+    if state in _DECIDED:
+        return RouteDecision(state, email.reason or "", email.user_id, email.address_id, email.duplicate_of_id)
+
+    recipients = [r for r in recipients if r]
+    message_id = _clean_message_id(message_id)
+    address = None
+    disabled: list[str] = []
+    for recipient in recipients:
+        candidate = resolve_address(session, recipient)
+        if candidate is None:
+            continue
+        if not candidate.enabled:
+            disabled.append(candidate.address)
+            continue
+        address = candidate
+        break
+
+    if address is None:
+        if disabled:
+            reason = f"inbound address {', '.join(disabled)} is disabled"
+        else:
+            reason = f"no inbound address matches the recipients: {', '.join(recipients) or '(none)'}"
+        email.recipients = recipients
+        session.flush()
+        set_state(session, email_id, S.UNROUTABLE, reason, now=now)
+        return RouteDecision(S.UNROUTABLE, reason, None, None)
+
+    user_email = session.scalar(select(User.email).where(User.id == address.user_id))
+    original = _find_original(session, address.user_id, message_id, content_sha256, exclude=email_id)
+    if original is None:
+        reason = f"routed to {user_email} via {address.address}"
+        try:
+            with session.begin_nested():
+                result = session.execute(
+                    update(InboundEmail)
+                    .where(InboundEmail.id == email_id, InboundEmail.state.in_([s.value for s in _ROUTABLE]))
+                    .values(
+                        user_id=address.user_id,
+                        address_id=address.id,
+                        message_id=message_id,
+                        content_sha256=content_sha256,
+                        recipients=recipients,
+                        dedup_message_id=message_id,
+                        dedup_content_sha256=content_sha256,
+                        state=S.ROUTED.value,
+                        reason=reason,
+                        state_changed_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            if result.rowcount != 1:  # another run decided this email meanwhile
+                email = get_inbound(session, email_id)
+                return RouteDecision(
+                    InboundState(email.state), email.reason or "", email.user_id, email.address_id,
+                    email.duplicate_of_id,
+                )
+            return RouteDecision(S.ROUTED, reason, address.user_id, address.id)
+        except IntegrityError:
+            # A concurrent run routed a copy first (the unique constraint said so).
+            original = _find_original(session, address.user_id, message_id, content_sha256, exclude=email_id)
+            if original is None:  # pragma: no cover - the winner is committed when we see the conflict
+                raise
+
+    why = "same Message-ID" if message_id and original.dedup_message_id == message_id else "same content"
+    reason = f"duplicate of inbound email #{original.id} ({why}) for {user_email}"
+    session.execute(
+        update(InboundEmail)
+        .where(InboundEmail.id == email_id)
+        .values(
+            user_id=address.user_id,
+            address_id=address.id,
+            message_id=message_id,
+            content_sha256=content_sha256,
+            recipients=recipients,
+            duplicate_of_id=original.id,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    set_state(session, email_id, S.DUPLICATE, reason, now=now)
+    return RouteDecision(S.DUPLICATE, reason, address.user_id, address.id, original.id)
+
+
+_ROUTABLE = {S.RECEIVED, S.PARSED, S.FAILED}
+
+
+def _find_original(
+    session: Session, user_id: int, message_id: str | None, content_sha256: str | None, *, exclude: int
+) -> InboundEmail | None:
+    conditions = []
+    if message_id:
+        conditions.append(InboundEmail.dedup_message_id == message_id)
+    if content_sha256:
+        conditions.append(InboundEmail.dedup_content_sha256 == content_sha256)
+    if not conditions:
+        return None
+    return session.scalar(
+        select(InboundEmail)
+        .where(InboundEmail.user_id == user_id, InboundEmail.id != exclude, or_(*conditions))
+        .order_by(InboundEmail.id)
+        .limit(1)
+        .execution_options(populate_existing=True)
+    )
+
+
+def count_by_state(session: Session, *, since: datetime | None = None) -> dict[str, int]:
+    """Emails per state (all states present, zero included), registered since ``since``."""
+    query = select(InboundEmail.state, func.count()).group_by(InboundEmail.state)
+    if since is not None:
+        query = query.where(InboundEmail.created_at >= since)
+    counts = {s.value: 0 for s in S}
+    counts.update({state: int(n) for state, n in session.execute(query)})
+    return counts

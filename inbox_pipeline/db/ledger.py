@@ -1,0 +1,220 @@
+"""The delivery ledger: claim before sending, mark sent or failed after.
+
+Public functions (all take a ``Session``; none commits — commit the claim
+before you send):
+
+- ``claim_delivery(session, *, item_kind, item_id, recipient, now, user_id=None, device_id=None, part=1)
+  -> Delivery | None``: the row for (item_kind, item_id, part, recipient), or
+  ``None`` when another run holds or finished it. Unique constraint + INSERT ..
+  ON CONFLICT DO NOTHING: of any number of concurrent claims, across
+  processes, exactly one wins.
+- ``mark_delivery_sent(session, delivery_id, *, provider_message_id, now=None) -> Delivery``
+- ``mark_delivery_failed(session, delivery_id, *, reason, retryable, now=None) -> Delivery``
+- ``stale_deliveries(session, *, now, lease=LEASE) -> list[Delivery]``: claims older than the lease.
+- ``release_delivery(session, delivery_id, *, reason, now=None) -> Delivery``: the operator's
+  decision that a stale claim was never sent (it becomes failed + retryable).
+- ``record_rejection(session, provider_message_id, *, reason, now=None) -> Delivery | None``:
+  Amazon's rejection notice (E999...) matched back to its delivery.
+- ``get_delivery(session, delivery_id)``, ``find_delivery(session, *, item_kind, item_id, recipient, part=1)``
+- ``count_deliveries(session, *, since=None) -> dict[str, int]``
+
+At most once, then the operator decides: a claim is taken again only when it
+was explicitly marked failed *and* retryable (e.g. SMTP answered 4xx). A run
+killed between the relay accepting the message and ``mark_delivery_sent``
+leaves the row ``claimed``; it is never resent automatically, because the
+Kindle may already have it. ``stale_deliveries`` lists such rows (after
+``LEASE``) and ``release_delivery`` is how a person says "resend it".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from inbox_pipeline.db._sql import upsert_insert
+from inbox_pipeline.db.errors import InvalidInput, InvalidTransition, NotFound
+from inbox_pipeline.db.models import Delivery, DeliveryStatus, utcnow
+
+LEASE = timedelta(minutes=15)
+ITEM_KINDS = ("newsletter", "digest")
+
+
+def claim_delivery(
+    session: Session,
+    *,
+    item_kind: str,
+    item_id: int,
+    recipient: str,
+    now: datetime,
+    user_id: int | None = None,
+    device_id: int | None = None,
+    part: int = 1,
+) -> Delivery | None:
+    if item_kind not in ITEM_KINDS:
+        raise InvalidInput(f"item_kind must be one of {ITEM_KINDS}, not {item_kind!r}")
+    recipient = recipient.strip().lower()
+    table = Delivery.__table__
+    new_id = session.execute(
+        upsert_insert(session, table)
+        .values(
+            item_kind=item_kind,
+            item_id=item_id,
+            part=part,
+            recipient=recipient,
+            user_id=user_id,
+            device_id=device_id,
+            status=DeliveryStatus.CLAIMED.value,
+            retryable=False,
+            attempts=1,
+            claimed_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["item_kind", "item_id", "part", "recipient"])
+        .returning(table.c.id)
+    ).scalar()
+    if new_id is None:
+        # Only an explicitly retryable failure may be claimed again, and only by one run.
+        new_id = session.execute(
+            update(table)
+            .where(
+                table.c.item_kind == item_kind,
+                table.c.item_id == item_id,
+                table.c.part == part,
+                table.c.recipient == recipient,
+                table.c.status == DeliveryStatus.FAILED.value,
+                table.c.retryable.is_(True),
+            )
+            .values(
+                status=DeliveryStatus.CLAIMED.value,
+                retryable=False,
+                attempts=table.c.attempts + 1,
+                claimed_at=now,
+                finished_at=None,
+                device_id=device_id,
+            )
+            .returning(table.c.id)
+        ).scalar()
+    if new_id is None:
+        return None
+    return get_delivery(session, new_id)
+
+
+def get_delivery(session: Session, delivery_id: int) -> Delivery:
+    row = session.get(Delivery, delivery_id, populate_existing=True)
+    if row is None:
+        raise NotFound(f"no delivery #{delivery_id}")
+    return row
+
+
+def find_delivery(
+    session: Session, *, item_kind: str, item_id: int, recipient: str, part: int = 1
+) -> Delivery | None:
+    return session.scalar(
+        select(Delivery)
+        .where(
+            Delivery.item_kind == item_kind,
+            Delivery.item_id == item_id,
+            Delivery.part == part,
+            Delivery.recipient == recipient.strip().lower(),
+        )
+        .execution_options(populate_existing=True)
+    )
+
+
+def _finish(session: Session, delivery_id: int, from_statuses: tuple[DeliveryStatus, ...], **values: object) -> int:
+    return session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status.in_([s.value for s in from_statuses]))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def mark_delivery_sent(
+    session: Session, delivery_id: int, *, provider_message_id: str | None, now: datetime | None = None
+) -> Delivery:
+    done = _finish(
+        session,
+        delivery_id,
+        (DeliveryStatus.CLAIMED,),
+        status=DeliveryStatus.SENT.value,
+        provider_message_id=provider_message_id,
+        reason=None,
+        retryable=False,
+        finished_at=now or utcnow(),
+    )
+    row = get_delivery(session, delivery_id)
+    if not done and row.status != DeliveryStatus.SENT.value:
+        raise InvalidTransition(f"delivery #{delivery_id} is {row.status}, not claimed: cannot mark it sent")
+    return row
+
+
+def mark_delivery_failed(
+    session: Session, delivery_id: int, *, reason: str, retryable: bool, now: datetime | None = None
+) -> Delivery:
+    done = _finish(
+        session,
+        delivery_id,
+        (DeliveryStatus.CLAIMED, DeliveryStatus.FAILED),
+        status=DeliveryStatus.FAILED.value,
+        reason=reason,
+        retryable=retryable,
+        finished_at=now or utcnow(),
+    )
+    row = get_delivery(session, delivery_id)
+    if not done:
+        raise InvalidTransition(f"delivery #{delivery_id} was already sent: use record_rejection for a bounce")
+    return row
+
+
+def stale_deliveries(session: Session, *, now: datetime, lease: timedelta = LEASE) -> list[Delivery]:
+    return list(
+        session.scalars(
+            select(Delivery)
+            .where(Delivery.status == DeliveryStatus.CLAIMED.value, Delivery.claimed_at < now - lease)
+            .order_by(Delivery.claimed_at)
+        )
+    )
+
+
+def release_delivery(session: Session, delivery_id: int, *, reason: str, now: datetime | None = None) -> Delivery:
+    done = _finish(
+        session,
+        delivery_id,
+        (DeliveryStatus.CLAIMED,),
+        status=DeliveryStatus.FAILED.value,
+        reason=reason,
+        retryable=True,
+        finished_at=now or utcnow(),
+    )
+    row = get_delivery(session, delivery_id)
+    if not done:
+        raise InvalidTransition(f"delivery #{delivery_id} is {row.status}: only an unfinished claim can be released")
+    return row
+
+
+def record_rejection(
+    session: Session, provider_message_id: str, *, reason: str, now: datetime | None = None
+) -> Delivery | None:
+    row = session.scalar(
+        select(Delivery)
+        .where(Delivery.provider_message_id == provider_message_id)
+        .execution_options(populate_existing=True)
+    )
+    if row is None:
+        return None
+    row.status, row.reason, row.retryable = DeliveryStatus.FAILED.value, reason, False
+    row.finished_at = now or utcnow()
+    session.flush()
+    return row
+
+
+def count_deliveries(session: Session, *, since: datetime | None = None) -> dict[str, int]:
+    """Deliveries per status (every status present), claimed since ``since``."""
+    query = select(Delivery.status, func.count()).group_by(Delivery.status)
+    if since is not None:
+        query = query.where(Delivery.claimed_at >= since)
+    counts = {s.value: 0 for s in DeliveryStatus}
+    counts.update({status: int(n) for status, n in session.execute(query)})
+    return counts

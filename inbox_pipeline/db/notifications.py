@@ -1,0 +1,93 @@
+"""Notifications to a user's own email, each told once.
+
+Public functions (all take a ``Session``; none commits):
+
+- ``notify_once(session, *, user_id, kind, dedup_key, subject, body, now=None) -> Notification | None``:
+  the new notification, or ``None`` when (user_id, kind, dedup_key) was already
+  recorded (unique constraint, INSERT .. ON CONFLICT DO NOTHING: also across
+  concurrent runs). Kinds in use: see ``KINDS``.
+- ``pending_notifications(session, *, limit=100) -> list[Notification]``
+- ``mark_notification_sent(session, notification_id, *, now=None) -> Notification``
+- ``mark_notification_failed(session, notification_id, *, reason) -> Notification``
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inbox_pipeline.db._sql import upsert_insert
+from inbox_pipeline.db.errors import NotFound
+from inbox_pipeline.db.models import Notification, NotificationStatus, utcnow
+
+KINDS = (
+    "delivery_failed",  # dedup_key: the delivery id
+    "no_kindle",  # dedup_key: e.g. the newsletter id, or "once"
+    "quota_reached",  # dedup_key: the month, "2026-03"
+    "confirmation_forwarded",  # dedup_key: the inbound email id
+    "kindle_rejected",  # dedup_key: the provider message id
+)
+
+
+def notify_once(
+    session: Session,
+    *,
+    user_id: int,
+    kind: str,
+    dedup_key: str,
+    subject: str,
+    body: str,
+    now: datetime | None = None,
+) -> Notification | None:
+    table = Notification.__table__
+    new_id = session.execute(
+        upsert_insert(session, table)
+        .values(
+            user_id=user_id,
+            kind=kind,
+            dedup_key=dedup_key,
+            subject=subject,
+            body=body,
+            status=NotificationStatus.PENDING.value,
+            created_at=now or utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["user_id", "kind", "dedup_key"])
+        .returning(table.c.id)
+    ).scalar()
+    if new_id is None:
+        return None
+    return session.get(Notification, new_id, populate_existing=True)
+
+
+def pending_notifications(session: Session, *, limit: int = 100) -> list[Notification]:
+    return list(
+        session.scalars(
+            select(Notification)
+            .where(Notification.status == NotificationStatus.PENDING.value)
+            .order_by(Notification.id)
+            .limit(limit)
+        )
+    )
+
+
+def _get(session: Session, notification_id: int) -> Notification:
+    row = session.get(Notification, notification_id, populate_existing=True)
+    if row is None:
+        raise NotFound(f"no notification #{notification_id}")
+    return row
+
+
+def mark_notification_sent(session: Session, notification_id: int, *, now: datetime | None = None) -> Notification:
+    row = _get(session, notification_id)
+    row.status, row.sent_at, row.reason = NotificationStatus.SENT.value, now or utcnow(), None
+    session.flush()
+    return row
+
+
+def mark_notification_failed(session: Session, notification_id: int, *, reason: str) -> Notification:
+    row = _get(session, notification_id)
+    row.status, row.reason = NotificationStatus.FAILED.value, reason
+    session.flush()
+    return row

@@ -1,0 +1,204 @@
+"""The admin command end to end: database, users, addresses, Kindle, plans, status."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from inbox_pipeline.cli import main
+from inbox_pipeline.db.engine import make_engine, session_factory
+from inbox_pipeline.db.intake import register_inbound, route_inbound, set_state
+from inbox_pipeline.db.ledger import claim_delivery, mark_delivery_failed, mark_delivery_sent
+
+REPO = Path(__file__).resolve().parents[2]
+CONSOLE_SCRIPT = REPO / ".venv" / "bin" / "inbox-pipeline"
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Runs ``inbox-pipeline ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("INBOX_PIPELINE_DATABASE_URL", database_url)
+    monkeypatch.setenv("INBOX_PIPELINE_INBOUND_DOMAIN", "In.Example.com")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err
+        return code, out, err
+
+    return run
+
+
+def _error(result: tuple[int, str, str]) -> str:
+    code, out, err = result
+    assert code != 0 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_admin_end_to_end(cli, database_url: str) -> None:
+    assert _error(cli("user", "list")).endswith("is empty: run `inbox-pipeline db upgrade` first")
+    code, out, _ = cli("db", "upgrade")
+    assert code == 0 and re.search(r"is at revision \w+ \(latest\)$", out.strip())
+    assert cli("db", "upgrade")[0] == 0  # again: nothing to do, no error
+
+    code, out, _ = cli("user", "add", "Alice@Example.com", "--kindle", "alice_k@kindle.com", "--tz", "Europe/Berlin",
+                       "--delivery", "daily@07", "--plan", "pro")
+    assert code == 0
+    assert out.strip() == "added user #1 alice@example.com (Europe/Berlin, daily@07, plan pro, kindle alice_k@kindle.com)"
+    code, out, _ = cli("user", "add", "bob@example.com", "--delivery", "weekly@sun@6")
+    assert out.strip() == "added user #2 bob@example.com (UTC, weekly@sun@06, plan free, kindle none)"
+
+    code, out, _ = cli("address", "add", "alice@example.com", "--label", "Money Stuff")
+    assert code == 0 and re.fullmatch(r"money-stuff-[a-z2-7]{8}@in\.example\.com\n", out)
+    alice_address = out.strip()
+    code, out, _ = cli("address", "add", "2")
+    assert re.fullmatch(r"bob-[a-z2-7]{8}@in\.example\.com\n", out)
+
+    code, out, _ = cli("kindle", "set", "bob@example.com", "Bob_K@Kindle.com")
+    assert (code, out.strip()) == (0, "bob@example.com now receives EPUBs at bob_k@kindle.com")
+    code, out, _ = cli("plan", "set", "team", "--monthly-limit", "200")
+    assert (code, out.strip()) == (0, "plan team: 200 newsletters a month")
+    code, out, _ = cli("user", "set", "bob@example.com", "--plan", "team", "--tz", "America/New_York")
+    assert out.strip() == "updated user #2 bob@example.com (America/New_York, weekly@sun@06, plan team, kindle bob_k@kindle.com)"
+
+    code, out, _ = cli("user", "list")
+    lines = out.splitlines()
+    assert lines[0].split() == ["ID", "EMAIL", "TIMEZONE", "DELIVERY", "PLAN", "KINDLE", "ADDRESSES"]
+    assert lines[1].split() == ["1", "alice@example.com", "Europe/Berlin", "daily@07", "pro", "alice_k@kindle.com", "1"]
+    assert lines[2].split() == ["2", "bob@example.com", "America/New_York", "weekly@sun@06", "team", "bob_k@kindle.com", "1"]
+
+    code, out, _ = cli("plan", "list")
+    assert [line.split() for line in out.splitlines()] == [
+        ["PLAN", "MONTHLY", "LIMIT", "USERS"], ["free", "50", "0"], ["pro", "1000", "1"],
+        ["unlimited", "unlimited", "0"], ["team", "200", "1"],
+    ]
+
+    code, out, _ = cli("address", "disable", alice_address.upper())
+    assert out.strip() == f"{alice_address} is disabled"
+    code, out, _ = cli("address", "list", "alice@example.com")
+    assert out.splitlines()[1].split() == [alice_address, "alice@example.com", "Money", "Stuff", "disabled"]
+
+    # what the pipeline did, as status shows it
+    engine = make_engine(database_url)
+    now = datetime.now(timezone.utc)
+    try:
+        with session_factory(engine).begin() as s:
+            e1, _ = register_inbound(s, storage_key="k1", size=1, sha256="0" * 64, received_at=now)
+            e2, _ = register_inbound(s, storage_key="k2", size=1, sha256="0" * 64, received_at=now)
+            e3, _ = register_inbound(s, storage_key="k3", size=1, sha256="0" * 64, received_at=now)
+            route_inbound(s, e1.id, recipients=[alice_address], message_id="m1", content_sha256="c1", now=now)
+            set_state(s, e2.id, "quarantined", "SES virus verdict FAIL")
+            d1 = claim_delivery(s, item_kind="newsletter", item_id=1, recipient="bob_k@kindle.com", now=now)
+            d2 = claim_delivery(s, item_kind="newsletter", item_id=2, recipient="bob_k@kindle.com", now=now)
+            claim_delivery(s, item_kind="newsletter", item_id=3, recipient="bob_k@kindle.com", now=now)
+            claim_delivery(s, item_kind="newsletter", item_id=4, recipient="bob_k@kindle.com",
+                           now=now - timedelta(hours=2))
+            mark_delivery_sent(s, d1.id, provider_message_id="p1")
+            mark_delivery_failed(s, d2.id, reason="550", retryable=False)
+    finally:
+        engine.dispose()
+    code, out, _ = cli("status")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "users: 2"
+    assert lines[1] == "inbound emails, last 24 hours: 3"
+    counts = dict(line.split() for line in lines[2:13])
+    assert counts["unroutable"] == "1"  # alice's address is disabled
+    assert counts["quarantined"] == "1" and counts["received"] == "1" and counts["routed"] == "0"
+    assert lines[13] == "deliveries, last 24 hours: 1 sent, 1 failed, 2 in progress"
+    assert re.fullmatch(r"attention: 1 deliveries claimed over 15 minutes ago never finished \(#\d+\)", lines[14])
+    assert e3.id  # registered, still "received"
+
+
+def test_admin_error_messages(cli) -> None:
+    assert cli("db", "upgrade")[0] == 0
+    assert cli("user", "add", "carol@example.com")[0] == 0
+    cases = [
+        (("user", "add", "carol@EXAMPLE.com"), "inbox-pipeline: error: a user with email carol@example.com already exists"),
+        (("user", "add", "dave@example.com", "--tz", "Europe/Berlinn"),
+         "inbox-pipeline: error: unknown timezone 'Europe/Berlinn' (use an IANA name such as Europe/Berlin)"),
+        (("user", "add", "dave@example.com", "--delivery", "daily@7pm"),
+         "inbox-pipeline: error: bad delivery 'daily@7pm': use instant, daily@HH or weekly@DAY@HH (e.g. weekly@sun@07)"),
+        (("user", "add", "dave@example.com", "--delivery", "weekly@someday@07"),
+         "inbox-pipeline: error: bad delivery 'weekly@someday@07': use instant, daily@HH or weekly@DAY@HH (e.g. weekly@sun@07)"),
+        (("user", "add", "dave at example.com"), "inbox-pipeline: error: 'dave at example.com' is not a valid email address"),
+        (("user", "add", "dave@example.com", "--kindle", "dave"),
+         "inbox-pipeline: error: 'dave' is not a valid Kindle address"),
+        (("user", "add", "dave@example.com", "--plan", "gold"),
+         "inbox-pipeline: error: unknown plan 'gold' (known: free, pro, unlimited)"),
+        (("address", "add", "nobody@example.com"), "inbox-pipeline: error: no user 'nobody@example.com'"),
+        (("address", "add", "99"), "inbox-pipeline: error: no user '99'"),
+        (("address", "add", "carol@example.com", "--label", "***"),
+         "inbox-pipeline: error: bad label '***': use letters or digits"),
+        (("kindle", "set", "nobody@example.com", "n@kindle.com"), "inbox-pipeline: error: no user 'nobody@example.com'"),
+        (("kindle", "set", "carol@example.com", "not-an-address"),
+         "inbox-pipeline: error: 'not-an-address' is not a valid Kindle address"),
+        (("address", "disable", "ghost@in.example.com"), "inbox-pipeline: error: no inbound address 'ghost@in.example.com'"),
+        (("user", "set", "carol@example.com"), "inbox-pipeline: error: nothing to change: give --tz, --delivery or --plan"),
+    ]
+    for args, message in cases:
+        assert _error(cli(*args)) == message, args
+    # argparse's own refusals: usage plus one error line, exit 2, no traceback
+    code, out, err = cli("plan", "set", "team", "--monthly-limit", "-5")
+    assert code == 2 and err.strip().splitlines()[-1].endswith(
+        "argument --monthly-limit: expected a whole number of 0 or more, got '-5'"
+    )
+    code, out, err = cli("user", "add")
+    assert code == 2 and "the following arguments are required: EMAIL" in err
+    # nothing was added by the failed commands
+    code, out, _ = cli("user", "list")
+    assert len(out.splitlines()) == 2
+
+
+def test_bad_database_url_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    for url, start in [
+        ("nosuchdb://x", "inbox-pipeline: error: bad INBOX_PIPELINE_DATABASE_URL:"),
+        ("postgresql+psycopg2://postgres@127.0.0.1:1/x", "inbox-pipeline: error: database error:"),
+        ("sqlite:////proc/no/such/dir/x.db", "inbox-pipeline: error: cannot open the database:"),
+    ]:
+        monkeypatch.setenv("INBOX_PIPELINE_DATABASE_URL", url)
+        assert main(["status"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith(start), (url, err)
+
+
+def test_console_script_with_default_sqlite_in_data_dir(tmp_path: Path) -> None:
+    if not CONSOLE_SCRIPT.exists():
+        pytest.skip("the console script is not installed: .venv/bin/pip install -e . --no-deps")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INBOX_PIPELINE_")}
+    env["INBOX_PIPELINE_DATA_DIR"] = str(tmp_path / "data")
+    env["INBOX_PIPELINE_INBOUND_DOMAIN"] = "in.example.com"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CONSOLE_SCRIPT), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    up = run("db", "upgrade")
+    assert up.returncode == 0, up.stderr
+    assert (tmp_path / "data" / "inbox_pipeline.db").exists()  # the documented default
+    added = run("user", "add", "erin@example.com", "--kindle", "erin@kindle.com", "--tz", "Asia/Kolkata",
+                "--delivery", "weekly@mon@08", "--plan", "unlimited")
+    assert added.returncode == 0 and "erin@example.com (Asia/Kolkata, weekly@mon@08, plan unlimited" in added.stdout
+    address = run("address", "add", "erin@example.com", "--label", "Tech")
+    assert re.fullmatch(r"tech-[a-z2-7]{8}@in\.example\.com\n", address.stdout)
+    bad = run("user", "add", "erin@example.com", "--tz", "Nowhere/Land")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr == "inbox-pipeline: error: unknown timezone 'Nowhere/Land' (use an IANA name such as Europe/Berlin)\n"
+    status = run("status")
+    assert status.returncode == 0 and status.stdout.startswith("users: 1\ninbound emails, last 24 hours: 0\n")
+    module = subprocess.run([sys.executable, "-m", "inbox_pipeline.cli", "user", "list"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert module.returncode == 0 and "erin@example.com" in module.stdout, module.stderr
