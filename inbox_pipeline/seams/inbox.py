@@ -1,0 +1,445 @@
+"""The inbox seam: where raw inbound emails land (an S3 prefix or a local folder).
+
+Why "process and move" rather than a cursor
+-------------------------------------------
+SES's S3 action names each object after its message id, a random-looking string,
+so keys are not in arrival order. A sensor cursor "last key seen" used with S3
+``StartAfter`` would silently skip every later email whose key happens to sort
+before the cursor; a cursor on ``LastModified`` has one-second resolution and still
+needs the whole prefix listed to filter on it, so the tick cost grows with history.
+
+So the inbox prefix holds only *pending* objects. The sensor lists it
+(``list_pending``: cost proportional to what is pending, not to what was ever
+processed), registers each object in the database, then ``archive``\\ s it: moves it
+to the archive prefix/folder (S3: copy + delete; folder: rename). Order no longer
+matters and nothing can be skipped: an object stays listed until it is archived,
+however many arrive in the same second and whatever their names.
+
+``archive`` is idempotent, so a sensor that crashes between register and archive
+(or between S3's copy and delete) simply does it again next tick: if the source is
+gone and the archived copy exists, the archived key is returned. An archived object
+is never overwritten by a *different* one that reused its name: that one is archived
+as ``<name>-dup<N>``; callers must record the key ``archive`` returns.
+
+Layout
+------
+- S3: the inbox is flat. Only objects directly under the prefix are pending (listed
+  with ``Delimiter="/"``); the archive is a sibling prefix, by default
+  ``incoming/`` -> ``incoming-archive/`` (``archive/`` when the inbox is the bucket
+  root, which the delimiter keeps out of the listing). Override with
+  ``s3://bucket/incoming/?archive=processed/``. A lifecycle rule on the archive prefix
+  is a cheap safety net for retention.
+- Folder: pending emails are the regular files directly in the folder; the archive
+  is the hidden sub-folder ``.archive/``. Inside the inbox rather than beside it so
+  that a rename is always possible: an inbox that is its own mount point (a Docker
+  volume) cannot rename into a sibling folder. Hidden names (``.*``), ``*.tmp``,
+  ``*.part``, ``*.partial``, ``*~`` and sub-folders are ignored: writers must write
+  under such a name and rename into place (as ``put`` and Maildir delivery do).
+"""
+
+from __future__ import annotations
+
+import errno
+import filecmp
+import heapq
+import os
+import shutil
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from inbox_pipeline.seams._aws import aws_client, is_not_found
+from inbox_pipeline.seams._common import ObjectNotFound, check_key, looks_like_uri, write_atomically
+
+__all__ = [
+    "FolderInbox",
+    "Inbox",
+    "InboxObject",
+    "ObjectNotFound",
+    "S3Inbox",
+    "inbox_from_uri",
+]
+
+# Writers name files like this while still writing them.
+_PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
+# SES writes this object when a receipt rule is created; it is not an email.
+_SES_SETUP_OBJECT = "AMAZON_SES_SETUP_NOTIFICATION"
+# Metadata on an archived S3 object: the ETag of the inbox object it was moved from.
+_SOURCE_ETAG_META = "inbox-source-etag"
+
+
+@dataclass(frozen=True)
+class InboxObject:
+    key: str  # the name under the inbox prefix/folder, without "/"
+    size: int
+    last_modified: datetime  # timezone-aware UTC
+    version: str = ""  # S3 ETag, or mtime+size for a file: tells a reused name apart
+
+
+class Inbox(ABC):
+    """Pending raw emails, read and then archived once registered."""
+
+    @property
+    @abstractmethod
+    def uri(self) -> str:
+        """Where the inbox is, for logs and the UI."""
+
+    @property
+    @abstractmethod
+    def archive_uri(self) -> str:
+        """Where archived emails go."""
+
+    @abstractmethod
+    def list_pending(self, limit: int, *, after: str | None = None) -> list[InboxObject]:
+        """Up to ``limit`` pending objects in key order, keys strictly greater than ``after``.
+
+        Costs O(pending), never O(archived). ``after`` pages within one tick (for
+        example past objects that could not be archived); it is not a lasting cursor.
+        """
+
+    @abstractmethod
+    def read(self, key: str) -> bytes:
+        """The bytes of a pending object; ``ObjectNotFound`` if it is not pending."""
+
+    @abstractmethod
+    def archive(self, key: str) -> str:
+        """Move a pending object to the archive and return its archived key (idempotent)."""
+
+    @abstractmethod
+    def read_archived(self, archived_key: str) -> bytes:
+        """The bytes of an archived object; ``ObjectNotFound`` if absent."""
+
+    @abstractmethod
+    def delete_archived(self, archived_key: str) -> None:
+        """Delete an archived object (retention); deleting a missing one is fine."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Drop a new pending object (the demo and tests; SES does this in production)."""
+
+    @abstractmethod
+    def archived_uri(self, archived_key: str) -> str:
+        """The full location of an archived object, for records and the UI."""
+
+
+def _ignored_name(name: str) -> bool:
+    return name.startswith(".") or name.endswith(_PARTIAL_SUFFIXES) or name == _SES_SETUP_OBJECT
+
+
+def _dup_name(key: str, n: int) -> str:
+    stem, dot, ext = key.rpartition(".")
+    if not dot or not stem:  # no extension (SES message ids) or a dot-leading name
+        return f"{key}-dup{n}"
+    return f"{stem}-dup{n}.{ext}"
+
+
+def _check_limit(limit: int) -> int:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    return limit
+
+
+# --- folder -----------------------------------------------------------------
+
+
+class FolderInbox(Inbox):
+    """Pending emails are files in ``path``; archived ones move to ``path/.archive``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, archive_dir: str | os.PathLike[str] | None = None):
+        self.path = Path(path).expanduser().absolute()
+        self.archive_path = Path(archive_dir).expanduser().absolute() if archive_dir else self.path / ".archive"
+
+    def __repr__(self) -> str:
+        return f"FolderInbox({str(self.path)!r})"
+
+    @property
+    def uri(self) -> str:
+        return str(self.path)
+
+    @property
+    def archive_uri(self) -> str:
+        return str(self.archive_path)
+
+    def archived_uri(self, archived_key: str) -> str:
+        return str(self._archived(archived_key))
+
+    def _pending(self, key: str) -> Path:
+        return self.path / check_key(key, flat=True)
+
+    def _archived(self, archived_key: str) -> Path:
+        return self.archive_path / check_key(archived_key, flat=True)
+
+    def list_pending(self, limit: int, *, after: str | None = None) -> list[InboxObject]:
+        _check_limit(limit)
+        try:
+            scan = os.scandir(self.path)
+        except FileNotFoundError:
+            return []
+        candidates: list[tuple[str, os.DirEntry[str]]] = []
+        with scan:
+            for entry in scan:
+                name = entry.name
+                if _ignored_name(name) or (after is not None and name <= after):
+                    continue
+                candidates.append((name, entry))
+        objects: list[InboxObject] = []
+        # nsmallest keeps the sort at O(pending log limit) for a large backlog.
+        for name, entry in heapq.nsmallest(limit, candidates, key=lambda c: c[0]):
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # archived by a concurrent tick meanwhile
+                continue
+            objects.append(
+                InboxObject(
+                    key=name,
+                    size=st.st_size,
+                    last_modified=datetime.fromtimestamp(st.st_mtime, tz=timezone.utc),
+                    version=f"{st.st_mtime_ns:x}-{st.st_size:x}",
+                )
+            )
+        return objects
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self._pending(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no pending email {key!r} in {self.uri}") from None
+
+    def put(self, key: str, data: bytes) -> None:
+        write_atomically(self._pending(key), data)
+
+    def archive(self, key: str) -> str:
+        src = self._pending(key)
+        if not src.is_file():
+            if self._archived(key).is_file():
+                return key  # archived by an earlier call that was not recorded
+            raise ObjectNotFound(f"no pending or archived email {key!r} in {self.uri}")
+        candidate, n = key, 0
+        while True:
+            dest = self._archived(candidate)
+            if not dest.exists():
+                break
+            if filecmp.cmp(src, dest, shallow=False):
+                src.unlink(missing_ok=True)  # the same email, archived before
+                return candidate
+            n += 1
+            candidate = _dup_name(key, n)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _move(src, dest)
+        except FileNotFoundError:
+            if dest.is_file():  # a concurrent archive() won the race
+                return candidate
+            raise
+        return candidate
+
+    def read_archived(self, archived_key: str) -> bytes:
+        try:
+            return self._archived(archived_key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no archived email {archived_key!r} in {self.archive_uri}") from None
+
+    def delete_archived(self, archived_key: str) -> None:
+        self._archived(archived_key).unlink(missing_ok=True)
+
+
+def _move(src: Path, dest: Path) -> None:
+    try:
+        os.replace(src, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # A custom archive folder on another filesystem: copy durably, then remove.
+        tmp = dest.parent / f".{dest.name}.moving.tmp"
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.replace(tmp, dest)
+        src.unlink(missing_ok=True)
+
+
+# --- S3 -----------------------------------------------------------------------
+
+
+def _normalise_prefix(prefix: str) -> str:
+    prefix = prefix.lstrip("/")
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def default_archive_prefix(prefix: str) -> str:
+    """``incoming/`` -> ``incoming-archive/``; the bucket root -> ``archive/``."""
+    prefix = _normalise_prefix(prefix)
+    return prefix[:-1] + "-archive/" if prefix else "archive/"
+
+
+class S3Inbox(Inbox):
+    """Pending emails are the objects directly under ``s3://bucket/prefix``.
+
+    The client comes from boto3's environment (``AWS_ENDPOINT_URL`` etc.).
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", *, archive_prefix: str | None = None):
+        if not bucket:
+            raise ValueError("S3 inbox needs a bucket name")
+        self.bucket = bucket
+        self.prefix = _normalise_prefix(prefix)
+        self.archive_prefix = (
+            _normalise_prefix(archive_prefix) if archive_prefix else default_archive_prefix(self.prefix)
+        )
+        if not self.archive_prefix or self.archive_prefix == self.prefix:
+            raise ValueError(f"the archive prefix must differ from the inbox prefix {self.prefix!r}")
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"S3Inbox({self.uri!r}, archive={self.archive_prefix!r})"
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client, created on first use (so defining the inbox needs no AWS)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = aws_client("s3")
+            return self._client
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def archive_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.archive_prefix}"
+
+    def archived_uri(self, archived_key: str) -> str:
+        return f"s3://{self.bucket}/{self.archive_prefix}{check_key(archived_key, flat=True)}"
+
+    def list_pending(self, limit: int, *, after: str | None = None) -> list[InboxObject]:
+        _check_limit(limit)
+        # The delimiter keeps nested prefixes (an archive under the root) out of the pages.
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self.prefix,
+            "Delimiter": "/",
+            "MaxKeys": min(1000, limit + 1),  # +1: the SES setup object may be skipped
+        }
+        if after:
+            kwargs["StartAfter"] = self.prefix + after
+        objects: list[InboxObject] = []
+        while len(objects) < limit:
+            page = self.client.list_objects_v2(**kwargs)
+            for item in page.get("Contents", ()):
+                name = item["Key"][len(self.prefix) :]
+                if not name or _ignored_name(name):
+                    continue
+                objects.append(
+                    InboxObject(
+                        key=name,
+                        size=int(item.get("Size", 0)),
+                        last_modified=item["LastModified"].astimezone(timezone.utc),
+                        version=str(item.get("ETag", "")).strip('"'),
+                    )
+                )
+            if not page.get("IsTruncated"):
+                break
+            kwargs.pop("StartAfter", None)
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        return objects[:limit]
+
+    def _head(self, full_key: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=full_key)
+        except ClientError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def _get(self, full_key: str, what: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=full_key)["Body"].read()
+        except ClientError as exc:
+            if is_not_found(exc):
+                raise ObjectNotFound(f"no {what} s3://{self.bucket}/{full_key}") from None
+            raise
+
+    def read(self, key: str) -> bytes:
+        return self._get(self.prefix + check_key(key, flat=True), "pending email")
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key, flat=True), Body=data)
+
+    def archive(self, key: str) -> str:
+        src = self.prefix + check_key(key, flat=True)
+        head = self._head(src)
+        if head is None:
+            if self._head(self.archive_prefix + key) is not None:
+                return key  # archived by an earlier call that was not recorded
+            raise ObjectNotFound(f"no pending or archived email {key!r} in {self.uri}")
+        etag = str(head["ETag"]).strip('"')
+        candidate, n = key, 0
+        while True:
+            dest_head = self._head(self.archive_prefix + candidate)
+            if dest_head is None:
+                break
+            same = (dest_head.get("Metadata") or {}).get(_SOURCE_ETAG_META) == etag or str(
+                dest_head.get("ETag", "")
+            ).strip('"') == etag
+            if same:  # copied before, but the delete did not happen
+                self.client.delete_object(Bucket=self.bucket, Key=src)
+                return candidate
+            n += 1
+            candidate = _dup_name(key, n)
+        self.client.copy_object(
+            Bucket=self.bucket,
+            Key=self.archive_prefix + candidate,
+            CopySource={"Bucket": self.bucket, "Key": src},
+            CopySourceIfMatch=head["ETag"],
+            MetadataDirective="REPLACE",
+            Metadata={**(head.get("Metadata") or {}), _SOURCE_ETAG_META: etag},
+            ContentType=head.get("ContentType") or "application/octet-stream",
+        )
+        self.client.delete_object(Bucket=self.bucket, Key=src)
+        return candidate
+
+    def read_archived(self, archived_key: str) -> bytes:
+        return self._get(self.archive_prefix + check_key(archived_key, flat=True), "archived email")
+
+    def delete_archived(self, archived_key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.archive_prefix + check_key(archived_key, flat=True))
+
+
+# --- configuration --------------------------------------------------------------
+
+
+def inbox_from_uri(uri: str) -> Inbox:
+    """``s3://bucket/prefix/[?archive=other/]``, ``file:///path`` or a folder path."""
+    text = (uri or "").strip()
+    if not text:
+        raise ValueError("INBOX_PIPELINE_INBOX is empty: give s3://bucket/prefix/ or a folder path")
+    if not looks_like_uri(text):
+        return FolderInbox(text)
+    parts = urlsplit(text)
+    if parts.scheme == "file":
+        if parts.netloc not in {"", "localhost"}:
+            raise ValueError(f"inbox {uri!r}: file:// URIs must name a local path (file:///path)")
+        return FolderInbox(parts.path)
+    if parts.scheme != "s3":
+        raise ValueError(f"inbox {uri!r}: unsupported scheme {parts.scheme!r}; use s3://bucket/prefix/ or a folder path")
+    if not parts.netloc:
+        raise ValueError(f"inbox {uri!r}: no bucket name; use s3://bucket/prefix/")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = set(query) - {"archive"}
+    if unknown:
+        raise ValueError(f"inbox {uri!r}: unknown option(s) {sorted(unknown)}; only ?archive=prefix/ is known")
+    archive = query.get("archive", [""])[-1] or None
+    return S3Inbox(parts.netloc, parts.path, archive_prefix=archive)

@@ -1,0 +1,335 @@
+"""The inbox seam against a real folder and a real S3 API (moto server)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from inbox_pipeline.seams import FolderInbox, Inbox, ObjectNotFound, S3Inbox, inbox_from_uri
+
+
+def ses_like_key() -> str:
+    """SES names objects after random-looking message ids: not in arrival order."""
+    return uuid.uuid4().hex + uuid.uuid4().hex[:8]
+
+
+def mime(n: int | str) -> bytes:
+    return f"From: a@example.com\r\nTo: b@in.example.com\r\nSubject: issue {n}\r\n\r\nbody {n}\r\n".encode()
+
+
+@pytest.fixture(params=["folder", "s3"])
+def inbox(request: pytest.FixtureRequest, tmp_path: Path) -> Inbox:
+    if request.param == "folder":
+        return inbox_from_uri(str(tmp_path / "inbox"))
+    bucket = request.getfixturevalue("s3_bucket")
+    return inbox_from_uri(f"s3://{bucket}/incoming/")
+
+
+def drain(inbox: Inbox, limit: int = 100) -> list[str]:
+    """What a sensor does: list pending, archive each, until nothing is pending."""
+    seen: list[str] = []
+    while batch := inbox.list_pending(limit):
+        for obj in batch:
+            seen.append(obj.key)
+            inbox.archive(obj.key)
+    return seen
+
+
+def test_put_list_read_archive(inbox: Inbox) -> None:
+    inbox.put("b-second", mime(2))
+    inbox.put("a-first", mime(1))
+
+    pending = inbox.list_pending(10)
+
+    assert [o.key for o in pending] == ["a-first", "b-second"]
+    assert pending[0].size == len(mime(1))
+    assert pending[0].last_modified.tzinfo is not None and pending[0].version
+    assert inbox.read("a-first") == mime(1)
+
+    archived = inbox.archive("a-first")
+
+    assert archived == "a-first"
+    assert [o.key for o in inbox.list_pending(10)] == ["b-second"]
+    assert inbox.read_archived(archived) == mime(1)
+    assert inbox.archived_uri(archived).endswith("a-first")
+    with pytest.raises(ObjectNotFound):
+        inbox.read("a-first")
+
+    inbox.delete_archived(archived)
+    inbox.delete_archived(archived)  # cleanup may run twice
+    with pytest.raises(ObjectNotFound):
+        inbox.read_archived(archived)
+
+
+def test_limit_and_after_page_through_pending(inbox: Inbox) -> None:
+    for key in ["k3", "k1", "k5", "k2", "k4"]:
+        inbox.put(key, mime(key))
+
+    assert [o.key for o in inbox.list_pending(2)] == ["k1", "k2"]
+    assert [o.key for o in inbox.list_pending(2, after="k2")] == ["k3", "k4"]
+    assert [o.key for o in inbox.list_pending(10, after="k4")] == ["k5"]
+    with pytest.raises(ValueError):
+        inbox.list_pending(0)
+
+
+def test_email_sorting_before_processed_ones_is_not_missed(inbox: Inbox) -> None:
+    # The trap of a StartAfter cursor: a later email whose key sorts first.
+    inbox.put("m-arrived-first", mime(1))
+    assert drain(inbox) == ["m-arrived-first"]
+
+    inbox.put("a-arrived-later", mime(2))
+
+    assert drain(inbox) == ["a-arrived-later"]
+
+
+def test_burst_of_emails_each_listed_exactly_once(inbox: Inbox) -> None:
+    """Thousands landing in the same moment, while the sensor ticks, none missed or repeated."""
+    total = 3000 if isinstance(inbox, FolderInbox) else 1200  # the S3 API server is slower
+    keys = [ses_like_key() for _ in range(total)]
+    listed: list[str] = []
+    writing_done = threading.Event()
+
+    def writer() -> None:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: inbox.put(k, mime(k)), keys))
+        writing_done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while not writing_done.is_set():
+            listed += drain(inbox, limit=150)  # ticks racing the writers
+        listed += drain(inbox, limit=150)  # the tick after the burst
+    finally:
+        thread.join()
+
+    assert len(listed) == total, "every email listed once: none missed, none twice"
+    assert set(listed) == set(keys)
+    assert inbox.list_pending(10) == []
+    sample = keys[:: total // 20]
+    assert all(inbox.read_archived(k) == mime(k) for k in sample)
+
+
+def test_archive_is_idempotent(inbox: Inbox) -> None:
+    inbox.put("msg-1", mime(1))
+    first = inbox.archive("msg-1")
+
+    # The sensor died before recording the archived key: archiving again is harmless.
+    assert inbox.archive("msg-1") == first
+
+    # The move was interrupted after the copy (S3 copy+delete): the same bytes are
+    # pending and archived; the second archive just finishes the move.
+    inbox.put("msg-1", mime(1))
+    assert inbox.archive("msg-1") == first
+    assert inbox.list_pending(10) == []
+    assert inbox.read_archived(first) == mime(1)
+
+    with pytest.raises(ObjectNotFound):
+        inbox.archive("never-arrived")
+
+
+def test_reused_name_never_overwrites_an_archived_email(inbox: Inbox) -> None:
+    inbox.put("newsletter.eml", mime("old"))
+    old = inbox.archive("newsletter.eml")
+    inbox.put("newsletter.eml", mime("new"))
+
+    new = inbox.archive("newsletter.eml")
+
+    assert new != old
+    assert new == "newsletter-dup1.eml"
+    assert inbox.read_archived(old) == mime("old")
+    assert inbox.read_archived(new) == mime("new")
+
+
+def test_keys_that_could_escape_are_refused(inbox: Inbox) -> None:
+    for bad in ["../x", "a/b", "/abs", "", "."]:
+        with pytest.raises(ValueError):
+            inbox.put(bad, b"x")
+
+
+# --- S3 specifics -----------------------------------------------------------------
+
+
+class ListingMeter:
+    """Counts ListObjectsV2 calls and the keys they returned, at the HTTP client."""
+
+    def __init__(self, client) -> None:
+        self.calls = 0
+        self.keys = 0
+        client.meta.events.register("after-call.s3.ListObjectsV2", self._count)
+
+    def _count(self, parsed, **_: object) -> None:
+        self.calls += 1
+        self.keys += len(parsed.get("Contents", [])) + len(parsed.get("CommonPrefixes", []))
+
+
+def test_s3_listing_cost_does_not_grow_with_processed_emails(s3_bucket: str) -> None:
+    # The bucket root is the hard case: the archive then lies *inside* the listed prefix.
+    inbox = S3Inbox(s3_bucket, "")
+    for key in [ses_like_key() for _ in range(20)]:
+        inbox.put(key, mime(key))
+        inbox.archive(key)
+    # History beyond one 1000-key page, written straight into the archive (faster than moving).
+    history = [ses_like_key() for _ in range(1000)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: inbox.client.put_object(Bucket=s3_bucket, Key=inbox.archive_prefix + k, Body=b"x"), history))
+    fresh = sorted(ses_like_key() for _ in range(3))
+    for key in fresh:
+        inbox.put(key, mime(key))
+    meter = ListingMeter(inbox.client)
+
+    pending = inbox.list_pending(200)
+
+    assert [o.key for o in pending] == fresh
+    assert meter.calls == 1
+    # The 3 new objects, plus at most the archive folder seen as one common prefix.
+    assert meter.keys <= 4
+
+
+def test_s3_inbox_takes_its_endpoint_from_boto3_environment(aws_env: str, s3_bucket: str) -> None:
+    inbox = inbox_from_uri(f"s3://{s3_bucket}/in")
+
+    assert isinstance(inbox, S3Inbox)
+    assert inbox.client.meta.endpoint_url == aws_env
+    assert inbox.uri == f"s3://{s3_bucket}/in/"
+    assert inbox.archive_uri == f"s3://{s3_bucket}/in-archive/"
+
+
+def test_s3_ignores_nested_objects_and_the_ses_setup_notification(s3_bucket: str) -> None:
+    import boto3
+
+    client = boto3.client("s3")
+    client.put_object(Bucket=s3_bucket, Key="incoming/AMAZON_SES_SETUP_NOTIFICATION", Body=b"setup")
+    client.put_object(Bucket=s3_bucket, Key="incoming/", Body=b"")  # a console "folder"
+    client.put_object(Bucket=s3_bucket, Key="incoming/sub/deep", Body=b"x")
+    client.put_object(Bucket=s3_bucket, Key="incoming/real-email", Body=mime(1))
+
+    inbox = S3Inbox(s3_bucket, "incoming")
+
+    assert [o.key for o in inbox.list_pending(10)] == ["real-email"]
+
+
+def test_s3_custom_archive_prefix(s3_bucket: str) -> None:
+    import boto3
+
+    inbox = inbox_from_uri(f"s3://{s3_bucket}/incoming/?archive=processed/raw/")
+    inbox.put("m1", mime(1))
+
+    inbox.archive("m1")
+
+    body = boto3.client("s3").get_object(Bucket=s3_bucket, Key="processed/raw/m1")["Body"].read()
+    assert body == mime(1)
+
+
+# --- folder specifics ----------------------------------------------------------------
+
+
+def test_folder_ignores_files_still_being_written(tmp_path: Path) -> None:
+    inbox = FolderInbox(tmp_path)
+    (tmp_path / "mail-1.eml.tmp").write_bytes(mime(1)[:10])  # a writer at work
+    (tmp_path / ".mail-2.eml").write_bytes(b"hidden")
+    (tmp_path / "mail-3.eml.part").write_bytes(b"partial")
+    (tmp_path / "mail-4.eml~").write_bytes(b"editor backup")
+    (tmp_path / "tmp").mkdir()  # Maildir-style sub-folder
+    (tmp_path / "tmp" / "mail-5").write_bytes(b"nested")
+
+    assert inbox.list_pending(10) == []
+
+    (tmp_path / "mail-1.eml.tmp").write_bytes(mime(1))
+    os.replace(tmp_path / "mail-1.eml.tmp", tmp_path / "mail-1.eml")  # the writer finishes
+
+    assert [o.key for o in inbox.list_pending(10)] == ["mail-1.eml"]
+
+
+def test_folder_put_is_atomic_and_archive_is_hidden(tmp_path: Path) -> None:
+    inbox = FolderInbox(tmp_path / "in")
+    inbox.put("x.eml", mime(1))
+
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["x.eml"]  # no temp left over
+    inbox.archive("x.eml")
+    assert (tmp_path / "in" / ".archive" / "x.eml").read_bytes() == mime(1)
+    assert inbox.list_pending(10) == []
+
+
+def test_folder_missing_inbox_lists_nothing(tmp_path: Path) -> None:
+    assert FolderInbox(tmp_path / "not-yet").list_pending(5) == []
+
+
+def test_folder_listing_cost_does_not_grow_with_processed_emails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = FolderInbox(tmp_path)
+    for i in range(1500):
+        inbox.put(f"old-{i:05}", mime(i))
+    drain(inbox, limit=500)
+    inbox.put("new-1", mime("n"))
+    seen_entries = 0
+    real_scandir = os.scandir
+
+    class CountingScandir:
+        def __init__(self, path):
+            self.inner = real_scandir(path)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.inner.close()
+
+        def __iter__(self):
+            nonlocal seen_entries
+            for entry in self.inner:
+                seen_entries += 1
+                yield entry
+
+    monkeypatch.setattr(os, "scandir", CountingScandir)
+
+    assert [o.key for o in inbox.list_pending(100)] == ["new-1"]
+    assert seen_entries == 2  # new-1 and the .archive folder, not 1500 archived files
+
+
+def test_folder_same_second_mtimes_do_not_matter(tmp_path: Path) -> None:
+    inbox = FolderInbox(tmp_path)
+    keys = [ses_like_key() for _ in range(300)]
+    now = time.time()
+    for key in keys:
+        inbox.put(key, mime(key))
+        os.utime(tmp_path / key, (now, now))  # all in one and the same second
+
+    assert sorted(drain(inbox, limit=64)) == sorted(keys)
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("s3://", "no bucket"),
+        ("s3:///prefix/", "no bucket"),
+        ("ftp://host/in", "unsupported scheme"),
+        ("s3://b/in/?archiv=x/", "unknown option"),
+        ("s3://b/in/?archive=in/", "must differ"),
+        ("file://otherhost/x", "local path"),
+    ],
+)
+def test_bad_inbox_uris_say_what_is_wrong(uri: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        inbox_from_uri(uri)
+
+
+def test_inbox_uri_forms(tmp_path: Path) -> None:
+    assert isinstance(inbox_from_uri(str(tmp_path)), FolderInbox)
+    assert inbox_from_uri(tmp_path.as_uri()).uri == str(tmp_path)
+    root = inbox_from_uri("s3://bucket")
+    assert isinstance(root, S3Inbox) and root.prefix == "" and root.archive_prefix == "archive/"
+    nested = inbox_from_uri("s3://bucket/mail/in/")
+    assert nested.archive_uri == "s3://bucket/mail/in-archive/"
