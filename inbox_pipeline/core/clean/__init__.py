@@ -1,0 +1,110 @@
+"""Clean a newsletter's HTML into a plain XHTML article (PRODUCT.md, step 5).
+
+``clean_html(html, headers=..., subject=..., sender=...) -> CleanedArticle``
+"""
+
+from __future__ import annotations
+
+import re
+
+
+from ..language import guess_language
+from .article import CleanedArticle
+from .dom import Element, collapse, parse, text_of
+from .engine import Cleaner
+from .phrases import FORWARDED_MARKER
+from .hidden import stylesheet_hidden_classes
+from .platforms import Markup, detect_platform
+from .tables import linearise_tables
+from .xhtml import serialise
+
+__all__ = ["CleanedArticle", "clean_html"]
+
+_SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:fwd?|fw|wg|tr|rv|i|re|aw|sv)\s*:\s*)+", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"\*\|.*?\|\*|\{\{.*?\}\}|^\s*(?:email|newsletter|untitled|\(no subject\))\s*$", re.I)
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def clean_html(
+    html: str,
+    *,
+    headers: tuple[tuple[str, str], ...] = (),
+    subject: str | None = None,
+    sender: str | None = None,
+) -> CleanedArticle:
+    """Strip email clutter from ``html`` and return the article as an XHTML body fragment.
+
+    ``headers`` (lower-case name, value) and ``sender`` help recognise the platform;
+    ``subject`` becomes the title when given.
+    """
+    headers = tuple((k.lower(), v) for k, v in headers)
+    if sender:
+        headers = headers + (("x-clean-sender", sender),)
+    root = parse(html)
+    if root is None:
+        return _empty(subject, headers)
+    css = "\n".join(style.text or "" for style in root.iter("style"))
+    hidden_classes = stylesheet_hidden_classes(css) if css else frozenset()
+    html_title = collapse(root.findtext(".//title") or "")
+    declared = root.get("lang") or root.get("xml:lang") or _header(headers, "content-language")
+    rules = detect_platform(headers, Markup(root=root, source=html.lower()))
+
+    body = root.find("body")
+    if body is None:
+        body = root
+    cleaner = Cleaner(body, rules, hidden_classes)
+    cleaner.drop_invisible()
+    if "-----" in html and FORWARDED_MARKER.search(html):
+        cleaner.drop_forwarded_header()
+    cleaner.drop_button_links()
+    cleaner.score_blocks()
+    linearise_tables(body)
+    title = _title(subject, html_title, body)
+    xhtml = serialise(body)
+
+    text = collapse(text_of(body))
+    return CleanedArticle(
+        html=xhtml,
+        platform=rules.name,
+        title=title,
+        words=_count_words(text),
+        language=guess_language(text, declared),
+        removed=cleaner.removed,
+    )
+
+
+def _empty(subject: str | None, headers: tuple[tuple[str, str], ...]) -> CleanedArticle:
+    return CleanedArticle(
+        html="",
+        platform="generic",
+        title=_title(subject, "", None),
+        words=0,
+        language=guess_language("", _header(headers, "content-language")),
+        removed=0,
+    )
+
+
+def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
+    return next((value for key, value in headers if key == name), None)
+
+
+def _title(subject: str | None, html_title: str, body: Element | None) -> str | None:
+    if subject and subject.strip():
+        return collapse(_SUBJECT_PREFIX.sub("", subject)) or collapse(subject)
+    if html_title and not _PLACEHOLDER.search(html_title):
+        return html_title
+    if body is not None:
+        for tag in ("h1", "h2"):
+            heading = body.find(f".//{tag}")
+            if heading is not None:
+                text = collapse(text_of(heading))
+                if text:
+                    return text[:200]
+    return None
+
+
+def _count_words(text: str) -> int:
+    """Words for reading time; CJK characters count one word each."""
+    cjk = len(_CJK.findall(text))
+    return len(_WORD.findall(_CJK.sub(" ", text))) + cjk

@@ -1,0 +1,389 @@
+"""Boilerplate phrases of email newsletters, in English, German, French, Spanish and Italian.
+
+Two kinds of pattern:
+
+- *signals*: found anywhere in a block of text, they mark it as email furniture
+  (unsubscribe, "you receive this because", view in browser, legal footer, postal address).
+- *buttons*: matched against the whole text of a short link or block ("Share",
+  "Subscribe now", "Open in app"); never against running prose.
+
+Patterns are matched on text that was lower-cased and had its whitespace collapsed.
+"""
+
+from __future__ import annotations
+
+import re
+
+_I = re.IGNORECASE | re.UNICODE
+
+
+def _alt(*parts: str) -> str:
+    return "(?:" + "|".join(parts) + ")"
+
+
+# --- signals: found anywhere in a block ------------------------------------------------
+
+VIEW_ONLINE = _alt(
+    # en
+    r"\bview (?:this |the )?(?:e-?mail |newsletter |message |post |issue |it |as a )?(?:in|on|as) (?:a |your |the )?(?:web ?)?(?:browser|web ?page|online|web)\b",
+    r"\b(?:view|read|open|see) (?:it |this |this e-?mail |this post |email )?(?:online|in (?:your |a |the )?browser|on the web)\b",
+    r"\bopen it in the browser\b",
+    r"\b(?:having |any )?trouble (?:viewing|reading) (?:this|the) (?:e-?mail|message)",
+    r"\b(?:e-?mail|message|this) (?:is ?n[o']t|not) display(?:ing|ed)? (?:correctly|properly)",
+    r"\bcan'?t see (?:this|the) (?:e-?mail|images)",
+    r"\bweb ?version\b",
+    # de
+    r"\bim (?:web-?)?browser (?:an(?:sehen|zeigen|schauen)|öffnen|lesen|aufrufen|betrachten)",
+    r"\b(?:online|web)-?version\b",
+    r"\bnicht (?:richtig|korrekt|optimal|einwandfrei|vollständig) (?:dargestellt|angezeigt)",
+    r"\bnewsletter im browser\b",
+    r"\b(?:e-?mail|nachricht) nicht lesen können\b",
+    # fr
+    r"\b(?:voir|lire|afficher|consulter|ouvrir) (?:la version |cet? (?:e-?mail|message|newsletter) )?(?:en ligne|dans (?:le|votre) navigateur|sur le web)",
+    r"\bversion (?:en ligne|web|navigateur)\b",
+    r"\bne s'affiche pas correctement\b",
+    # es
+    r"\bver (?:en|el|la versión (?:en|web)) ?(?:el )?(?:navegador|línea|web|online)",
+    r"\bver (?:este (?:correo|email|mensaje) )?(?:online|en línea|en el navegador)",
+    r"\bversión (?:web|online|en línea)\b",
+    r"\bno se (?:ve|visualiza|muestra) (?:correctamente|bien)",
+    # it
+    r"\bvisualizza(?:lo|la)? (?:nel (?:tuo )?browser|online|la versione web)",
+    r"\bversione (?:web|online)\b",
+    r"\bnon (?:si )?visualizz\w* correttamente",
+    r"\bleggi online\b",
+)
+
+UNSUBSCRIBE = _alt(
+    # en
+    r"\bunsubscrib",
+    r"\bopt[- ]?out\b",
+    r"\b(?:manage|update|change|edit|adjust|set) (?:your |my |email |e-mail |subscription )*(?:preferences|subscriptions?|settings|profile)\b",
+    r"\b(?:e-?mail|subscription|communication|newsletter|mailing) (?:preferences|settings)\b",
+    r"\bmanage preferences\b",
+    r"\bstop receiving\b",
+    r"\btoo many e-?mails\b|\bzu viele (?:\w+ )?e-?mails\b|\btrop d'e-?mails\b|\bdemasiados correos\b|\btroppe e-?mail\b",
+    r"\bno longer (?:wish|want|interested|like) (?:to receive|in receiving)?",
+    r"\b(?:don't|do not) want (?:to receive |to get )?(?:these|this|our|any more|emails)",
+    r"\bcancel (?:your |my )?subscription\b",
+    r"\bremove (?:me|yourself) from (?:this|the|our|all)",
+    r"\bdisable email\b",
+    # de
+    r"\babmelde?n?\b|\babmeldung\b|\bab(?:zu)?melden\b",
+    r"\babbestell",
+    r"\baustragen\b",
+    r"\bnicht mehr (?:erhalten|empfangen|bekommen|zugeschickt)",
+    r"\b(?:einstellungen|profil|kontaktdaten|abonnement|daten) (?:ändern|verwalten|bearbeiten|aktualisieren|anpassen)",
+    r"\bnewsletter-?(?:profil|einstellungen)",
+    r"\bnewsletter pausieren\b",
+    # fr
+    r"\bd[ée]sabonn|\bd[ée]sinscri|\bdésinscription\b",
+    r"\bne (?:plus|souhaitez plus|voulez plus) recevoir",
+    r"\bgérer (?:vos|mes|les) (?:préférences|abonnements)",
+    # es
+    r"\bdar(?:se|te|me)? de baja\b|\bdarme de baja\b|\bdarse de baja\b",
+    r"\b(?:cancelar|anular) (?:la |tu |su )?suscripción",
+    r"\bno (?:desea|deseas|quiere|quieres) (?:seguir )?recibi",
+    r"\b(?:gestionar|actualizar|cambiar) (?:tus|sus) preferencias",
+    # it
+    r"\b(?:annulla|cancella)(?:re)? (?:l'|la )?(?:iscrizione|sottoscrizione)",
+    r"\bdisiscri",
+    r"\bnon (?:desideri|vuoi|desidera) più ricevere",
+    r"\bgestisci (?:le )?(?:tue )?preferenze",
+)
+
+RECEIVING = _alt(
+    # en
+    r"\byou(?:'re| are| were|’re)? (?:currently )?receiving (?:this|these|our)",
+    r"\byou (?:have )?received this (?:e-?mail|message|newsletter)",
+    r"\byou receive this (?:e-?mail|message|newsletter)",
+    r"\bthis (?:e-?mail|message|newsletter) (?:was|is|has been) sent (?:to|by)\b",
+    r"\b(?:e-?mail|message) was sent to\b",
+    r"\bsent to \S+@\S+",
+    r"\byou(?:'re|’re| are) (?:currently )?(?:a )?(?:free |paid |paying )?subscriber",
+    r"\byou(?:'re|’re| are) (?:currently )?subscribed to\b",
+    r"\bbecause you (?:signed up|subscribed|opted in|are subscribed|registered|joined)",
+    r"\byou signed up (?:for|to)\b",
+    r"\bthanks for subscribing to\b",
+    r"\bour mailing address is\b",
+    r"\bsubscribed to the google groups\b",
+    r"\buses? your e-?mail(?: address)? (?:only )?(?:to|for)\b|\bnever (?:share|sell|rent) your (?:e-?mail|data|information|address)",
+    # de
+    r"\b(?:du )?(?:erhältst|bekommst|erhalten sie|erhalten) diese(?:n)? (?:e-?mail|newsletter|nachricht)",
+    r"\bdiese (?:e-?mail|nachricht) wurde (?:an|automatisch|durch|von|über)\b",
+    r"\bwarum (?:bekommst|erhältst) du\b",
+    r"\bweil (?:du|sie) (?:dich|sich) .{0,60}(?:angemeldet|registriert|eingetragen)",
+    r"\bsie sind (?:für|mit) .{0,40}(?:angemeldet|eingetragen)",
+    # fr
+    r"\bvous recevez (?:cet?|ce) (?:e-?mail|message|newsletter|courriel)",
+    r"\b(?:cet? )?(?:e-?mail|message|courriel) (?:vous )?a été envoyé",
+    r"\bvous êtes inscrit",
+    r"\bvous ne souhaitez plus\b",
+    # es
+    r"\b(?:recibes|recibe|has recibido|ha recibido|recibió) este (?:correo|mensaje|e-?mail|boletín)",
+    r"\beste (?:correo|mensaje|e-?mail) (?:fue|ha sido) enviado",
+    r"\bestás suscrito\b",
+    # it
+    r"\b(?:ricevi|hai ricevuto|riceve|ha ricevuto) (?:questa|questo) (?:e-?mail|messaggio|newsletter|comunicazione)",
+    r"\bsei iscritto\b",
+)
+
+FORWARDED = _alt(
+    r"\bforwarded this (?:e-?mail|newsletter|message)",
+    r"\b(?:was|is) this (?:e-?mail |newsletter |message )?forwarded\b|\b(?:this was|someone) forwarded\b",
+    r"\bforward (?:this )?(?:e-?mail |newsletter )?to a friend\b",
+    r"\b(?:invite|refer) (?:a |your )?friends?\b",
+    r"\bshare [\w'’ .-]{0,40}?with (?:a friend|your friends|friends|others|your network|colleagues)",
+    r"\bshare this (?:e-?mail|newsletter|issue)\b",
+    r"\b(?:you (?:currently )?have )?\d+ referrals?\b|\breferral (?:link|program|code|rewards?)\b",
+    r"\bfind us (?:on|at)\b|\bfindest uns\b|\bfinden sie uns\b|\bretrouvez-nous\b|\bencuéntranos\b",
+    r"\bfollow us (?:on|for|at)\b|\bconnect with us\b|\bstay connected\b|\bfolg(?:en sie|t)? uns (?:auf|bei)\b|\bsuivez-nous\b|\bsíguenos\b|\bseguici\b",
+    r"\bweitergeleitet bekommen\b",
+    r"\b(?:an (?:einen |eine )?freund(?:in|e)?|weiter)(?:empfehlen| weiterleiten)\b",
+    r"\bon vous a transféré\b|\bvous a été transféré|\btransférer à un ami\b",
+    r"\b(?:te|le) (?:han|ha) reenviado\b|\breenviar a un amigo\b",
+    r"\bti è stat[ao] inoltrat|\binoltra a un amico\b",
+)
+
+APP = _alt(
+    r"\b(?:open|read|continue|listen|watch)(?: [\w'’. -]{1,60}?)? in (?:the |our )?(?:\w+ )?app\b",
+    r"\b(?:get|download|install) (?:the|our) (?:\w+ )?app\b",
+    r"\bapp store\b|\bgoogle play\b|\bplay store\b",
+    r"\b(?:die |unsere )?app (?:herunterladen|laden|installieren)\b",
+    r"\btélécharge[rz]? l'app",
+    r"\bdescarga (?:la|nuestra) app\b",
+    r"\bscarica l'app\b",
+)
+
+UPSELL = _alt(
+    r"\b(?:become|becoming) a (?:paid |paying |premium )?(?:subscriber|member|supporter)\b",
+    r"\bupgrade (?:to|your) (?:a )?(?:paid|premium|pro|full)\b|\b(?:get|for|enjoy) (?:full|unlimited|premium) access\b",
+    r"\bclaim (?:a|your) .{0,40}(?:free trial|discount|offer|gift)|\bstart (?:your )?free trial\b",
+    r"\byou(?:'re|’re| are) (?:getting|reading|on) the free (?:version|plan|edition|tier)\b",
+    r"\blike (?:getting|reading|receiving) this (?:newsletter|e-?mail)\b|\benjoy(?:ing)? this newsletter\?",
+    r"\bgive a gift subscription\b|\bpledge your support\b|\bsupport (?:this|our) newsletter\b",
+    r"\b\d+ (?:monat|monate|wochen|tage) (?:gratis|kostenlos)|\bgratis (?:lesen|testen)\b|\bjetzt (?:abonnieren|abonnent werden)\b",
+    r"\bessai gratuit\b|\bprueba gratuita\b|\bprova gratuita\b",
+)
+
+FEEDBACK = _alt(
+    r"\bwhat did you think of (?:this|today's|today’s|the) (?:post|issue|e-?mail|newsletter|edition)",
+    r"\bhow (?:did you like|would you rate) (?:this|today's|today’s)\b|\brate (?:this|today's) (?:issue|newsletter|edition|e-?mail)\b",
+    r"\bwie hat (?:dir|ihnen) (?:dieser|der|diese|unser) (?:newsletter|ausgabe)",
+    r"\bqu'avez-vous pensé\b|\bqué te (?:ha )?pareci|\bcosa ne pensi di questa\b",
+)
+
+LEGAL = _alt(
+    r"\ball rights reserved\b",
+    r"©|\(c\) ?(?:19|20)\d\d|\bcopyright\b",
+    r"\balle rechte vorbehalten\b|\btous droits réservés\b|\btodos los derechos reservados\b|\btutti i diritti riservati\b",
+    r"\bimpressum\b|\bdatenschutz(?:erklärung|hinweise?|bestimmungen)?\b",
+    r"\bprivacy (?:policy|notice|statement)\b|\bterms (?:of (?:service|use)|and conditions|& conditions)\b",
+    r"\bmentions légales\b|\bpolitique de confidentialité\b",
+    r"\baviso legal\b|\bpolítica de privacidad\b",
+    r"\binformativa (?:sulla )?privacy\b",
+    r"\bhandelsregister\b|\bregistergericht\b|\bamtsgericht\b|\bgeschäftsführ(?:er|ung|erin)\b|\bust-?id|\bsteuernummer\b",
+    r"\baufsichtsrat\b|\baufsichtsbehörde\b|\bvorstand:|\bsitz der gesellschaft\b|\bhrb \d",
+    r"\bsede legale\b|\bp\.? ?iva\b|\bpartita iva\b|\bregistro (?:delle )?imprese\b|\bcapitale sociale\b|\bdirezione e coordinamento\b",
+    r"\bunless stated otherwise\b|\bregistered (?:in|office)\b|\bcompany (?:number|registration)\b",
+    r"\bpowered by\b|\bsent (?:with|via|using) \w+",
+    r"\badd us to your (?:address book|contacts|safe sender)|\bzu (?:den |deinen |ihren )?kontakten hinzufügen\b|\bwhitelist\b",
+    r"\bthis (?:e-?mail|message) (?:and any attachments )?(?:is|may be) confidential\b",
+)
+
+# A postal address: a street with a number, or a postcode beside a place name. Case matters
+# here ("(?-i:...)"), so these run on the original text: capitals tell places from prose.
+_STATES = "AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC|ON|QC|BC|AB|NSW|VIC"
+ADDRESS = _alt(
+    r"(?-i:\b\d{1,5}[A-Za-z]?,? (?:[A-Z][\w.'-]* ){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Way|Highway|Hwy|Court|Ct|Place|Pl|Square|Sq|Parkway|Pkwy|Broadway)\b)",
+    r"(?-i:\b(?:" + _STATES + r"),? \d{5}(?:-\d{4})?\b)",
+    r"(?-i:, [A-Z][a-z]+(?: [A-Z][a-z]+)? \d{5}(?:-\d{4})?\b)",  # "Illinois 60680", "York 10003"
+    r"\b(?:p\.? ?o\.? box|postfach|boîte postale|apartado de correos|casella postale) \d+",
+    r"(?-i:\b[\w-]*(?:straße|strasse|Straße|Strasse|str\.|Str\.)\s*,?\s*\d+)",
+    r"(?-i:\b[A-ZÄÖÜ][a-zäöüß-]+(?:weg|platz|allee|ring|gasse|damm|ufer|chaussee) \d+)",
+    r"(?-i:(?:^|[^\w.,])(?:[A-Z]{1,2}-)?\d{5},? [A-ZÄÖÜÉ][\w-]+)",  # postcode + town (de, fr, es, it)
+    r"(?-i:\b(?:Rue|Avenue|Boulevard|Chemin|Allée|Impasse|Calle|C/|Avda\.?|Avenida|Paseo|Plaza|Camino|Via|Viale|Piazza|Corso|Piazzale|Circonvallazione) [\w'’. -]{2,40}?\d)",
+    r"(?-i:\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b)",  # UK postcode
+    r"(?-i:\b[A-Z]\d[A-Z] ?\d[A-Z]\d\b)",  # Canadian postcode
+)
+
+def _split_top(pattern: str) -> list[str]:
+    """The top-level alternatives of a pattern."""
+    out, depth, current, i, in_class = [], 0, "", 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            current += pattern[i : i + 2]
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            out.append(current)
+            current, i = "", i + 1
+            continue
+        current += c
+        i += 1
+    out.append(current)
+    return out
+
+
+def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """Compile with the word boundary factored out: ``\\b(?:a|b)`` scans far faster than ``\\ba|\\bb``."""
+    parts: list[str] = []
+    for part in _split_top(pattern[3:-1] if pattern.startswith("(?:") and pattern.endswith(")") else pattern):
+        parts.extend(_split_top(part[3:-1]) if part.startswith("(?:") and part.endswith(")") else [part])
+    bounded = [p[2:] for p in parts if p.startswith(r"\b")]
+    other = [p for p in parts if not p.startswith(r"\b")]
+    alternatives = ([r"\b(?:" + "|".join(bounded) + ")"] if bounded else []) + other
+    return re.compile("|".join(alternatives), flags | re.UNICODE)
+
+
+_CATEGORIES = {
+    "view_online": VIEW_ONLINE,
+    "unsubscribe": UNSUBSCRIBE,
+    "receiving": RECEIVING,
+    "forwarded": FORWARDED,
+    "app": APP,
+    "upsell": UPSELL,
+    "feedback": FEEDBACK,
+    "legal": LEGAL,
+}
+
+
+def _alternatives(pattern: str) -> list[str]:
+    parts: list[str] = []
+    for part in _split_top(pattern[3:-1] if pattern.startswith("(?:") and pattern.endswith(")") else pattern):
+        parts.extend(_split_top(part[3:-1]) if part.startswith("(?:") and part.endswith(")") else [part])
+    return parts
+
+
+def _combined() -> re.Pattern[str]:
+    """All categories in one pattern, one named group each: one scan instead of eight."""
+    bounded, other = [], []
+    for name, pattern in _CATEGORIES.items():
+        parts = _alternatives(pattern)
+        b = [p[2:] for p in parts if p.startswith(r"\b")]
+        o = [p for p in parts if not p.startswith(r"\b")]
+        if b:
+            bounded.append(f"(?P<{name}>" + "|".join(b) + ")")
+        if o:
+            other.append(f"(?P<{name}__>" + "|".join(o) + ")")
+    return re.compile(r"\b(?:" + "|".join(bounded) + ")" + "".join("|" + o for o in other), re.UNICODE)
+
+
+# Matched against lower-cased text (no IGNORECASE: it is several times slower).
+SIGNALS: dict[str, re.Pattern[str]] = {name: _compile(pattern) for name, pattern in _CATEGORIES.items()}
+_ALL = _combined()
+# Matched against the original text: capitals tell a place name from prose.
+ADDRESS_PATTERNS = tuple(re.compile(p, _I) for p in _split_top(ADDRESS[3:-1]))
+
+# Signals strong enough to drop a short block on their own.
+STRONG = frozenset({"view_online", "unsubscribe", "receiving", "forwarded", "app", "upsell", "feedback"})
+
+
+# --- buttons: the whole text of a short link or block ------------------------------------
+
+_BUTTON_WORDS = _alt(
+    # share / reactions
+    r"share(?: (?:this|it|on|via|with|to)\b.*|\b.{0,40})?",
+    r"like|comment|comments|restack|reply|tweet|retweet|repost|leave a comment|\d+ (?:likes?|comments?|restacks?)",
+    r"partager(?: sur)?.{0,20}|teilen.{0,20}|auf \w+ teilen|compartir.{0,20}|condividi.{0,20}",
+    r"follow(?: us)?(?: on)?.{0,20}|folge(?:n sie)? uns.{0,20}|suivez-nous.{0,20}|síguenos.{0,20}|seguici.{0,20}",
+    r"facebook|twitter|x|instagram|linkedin|youtube|tiktok|pinterest|threads|mastodon|bluesky|whatsapp|telegram|xing|rss",
+    # subscribe / upgrade
+    r"subscribe(?: (?:now|here|today|for free|for \w+))?|sign up(?: now| here| today| for free)?|join(?: now| us| for free)?",
+    r"upgrade(?: to (?:paid|premium|pro)| now)?|get (?:full|unlimited|premium) access|start (?:your )?free trial|try (?:it )?(?:for )?free",
+    r"become a (?:paid |paying )?(?:subscriber|member|supporter)|give a gift(?: subscription)?|pledge your support",
+    r"jetzt abonnieren|abonnieren|newsletter abonnieren|s'abonner|abonnez-vous|suscr[ií]bete|iscriviti",
+    # app badges
+    r"(?:open|read|get|view) (?:it )?in (?:the )?app|get the app|download (?:on|from) the app store|get it on google play|app store|google play",
+    # preferences / forwarding
+    r"forward(?: to a friend| this e-?mail)?|refer (?:a|your) friends?|invite (?:a |your )?friends?|weiterleiten|weiterempfehlen",
+    r"manage (?:your )?(?:subscription|preferences|profile)|update (?:your )?(?:profile|preferences)|preferences|profile|email settings",
+    r"view (?:in|on) (?:browser|web|app)|view (?:online|email|web version)|read online|view online|web version|online version",
+    # footer links
+    r"impressum|imprint|datenschutz|privacy|privacy policy|terms(?: of (?:use|service))?|kontakt|contact(?: us)?|help|support|faq|legal|agb|mentions légales|aviso legal|about(?: us)?",
+    r"advertise(?: with us)?|sponsor us|work with us|careers|jobs|submit a (?:tip|story|link)|send us a tip|give feedback",
+    r"read (?:it |this |more )?(?:on|at) [\w.\-]{1,20}(?: [\w.\-]{1,20})?",
+    r"add to (?:address book|contacts)|zu kontakten hinzufügen",
+)
+BUTTON = re.compile(r"^(?:" + _BUTTON_WORDS + r")$", _I)
+
+# A share/follow label standing alone ("Share on", "Partager sur", "Folgen Sie uns").
+LABEL = re.compile(
+    r"^(?:share(?: this| it)?(?: on| via)?|partager(?: sur)?|teilen(?: auf)?|auf \w+ teilen|compartir(?: en)?|"
+    r"condividi(?: su)?|follow(?: us)?(?: on)?|folge(?:n sie)? uns(?: auf)?|suivez-nous(?: sur)?|síguenos(?: en)?|"
+    r"seguici(?: su)?|find us on|join us on|connect with us)\s*:?$",
+    _I,
+)
+
+# Separators left in a row of links once the links are gone.
+SEPARATORS = re.compile(r"^[\s|·•\-–—/:,.()\[\]*]*$")
+
+# "---------- Forwarded message ---------" and its header lines, in several languages.
+FORWARDED_MARKER = re.compile(
+    r"-{3,}\s*(?:forwarded message|original message|weitergeleitete nachricht|ursprüngliche nachricht|"
+    r"message transféré|message d'origine|mensaje reenviado|mensaje original|messaggio inoltrato|"
+    r"messaggio originale)\s*-{3,}",
+    _I,
+)
+FORWARDED_HEADER_LINE = re.compile(
+    r"^\s*(?:from|de|von|da|date|datum|fecha|data|subject|objet|betreff|asunto|oggetto|to|à|an|para|a|cc|sent|envoyé|gesendet|enviado|inviato)\s*:",
+    _I,
+)
+
+# Stray conditional-comment debris that some generators leave in the text.
+MSO_DEBRIS = re.compile(r"<?!?\[(?:end)?if[^\]]*\]\s*-*>?|<!\[endif\]|\[endif\]-*>?|-->|<!--|/?>\s*/>", _I)
+
+
+_DIGIT = re.compile(r"\d")
+
+
+def _scan(lower: str) -> list[str]:
+    return [m.lastgroup.removesuffix("__") for m in _ALL.finditer(lower)]
+
+
+def signals(text: str, *, address: bool = True) -> set[str]:
+    """The names of the boilerplate signals present in ``text``."""
+    found = set(_scan(text.lower()))
+    if address and _DIGIT.search(text) and any(pattern.search(text) for pattern in ADDRESS_PATTERNS):
+        found.add("address")
+    return found
+
+
+def has_strong(text: str) -> bool:
+    """True when ``text`` holds a strong signal (unsubscribe, view online, ...)."""
+    return any(name in STRONG for name in _scan(text.lower()))
+
+
+def count_strong(text: str) -> int:
+    return sum(1 for name in _scan(text.lower()) if name in STRONG)
+
+
+def is_button(text: str) -> bool:
+    """True when the whole short text is a call to action or a social/footer link."""
+    text = text.strip(" \t\n\r\xa0|·•-–—:»«›‹→←>!?.")
+    return len(text) <= 60 and bool(BUTTON.match(text))
+
+
+# Alt text of social icons ("Facebook", "Folge uns auf Instagram", "twitter icon").
+SOCIAL_ALT = re.compile(
+    r"^(?:(?:follow|folge|folgen sie|suivez|síguenos|seguici)\w*(?: us| uns| nous)?(?: on| auf| sur| en| su)? )?"
+    r"(?:facebook|twitter|x|instagram|linkedin|youtube|tiktok|pinterest|threads|mastodon|bluesky|whatsapp|telegram|xing|rss|"
+    r"snapchat|discord|reddit|spotify|apple podcasts|podcast)(?:[ _-]?(?:icon|logo|button))?$",
+    _I,
+)
+
+# Link texts that only lead to another copy of the email ("Read online", "Read on <site>").
+VIEW_BUTTON = re.compile(
+    r"^(?:read|view|open|see|lire|voir|ansehen|leggi|ver)(?: it| this| the)?(?: (?:e-?mail|issue|post|newsletter|edition))?"
+    r" (?:online|on (?:the )?web|in (?:your |a |the )?browser|on [\w.\-]{1,20}(?: [\w.\-]{1,20})?|as (?:a )?web ?page|en ligne|im browser)[.!]?$",
+    _I,
+)

@@ -1,0 +1,34 @@
+"""What every platform test checks: the reader's text, and what must be gone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lxml import etree
+
+from inbox_pipeline.core.clean import CleanedArticle, clean_html
+from inbox_pipeline_tests.helpers import normalise
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "clean"
+
+
+def clean_fixture(name: str, headers: tuple[tuple[str, str], ...] = (), subject: str | None = None) -> CleanedArticle:
+    return clean_html((FIXTURES / name).read_text(encoding="utf-8"), headers=headers, subject=subject)
+
+
+def reader_text(article: CleanedArticle) -> str:
+    """The article's text as a reader sees it (normalised), parsed as XML to prove it is well-formed."""
+    root = etree.fromstring(f"<div>{article.html}</div>")
+    return normalise("".join(root.itertext()))
+
+
+def assert_kept(article: CleanedArticle, *phrases: str) -> None:
+    text = reader_text(article)
+    missing = [p for p in phrases if normalise(p) not in text]
+    assert not missing, f"article text lost: {missing}"
+
+
+def assert_dropped(article: CleanedArticle, *phrases: str) -> None:
+    text = reader_text(article)
+    present = [p for p in phrases if normalise(p) in text]
+    assert not present, f"clutter left in: {present}"
