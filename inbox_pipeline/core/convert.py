@@ -116,6 +116,8 @@ def prepare_chapter(
         author=email.sender.name or email.sender.email or None,
         date=email.date,
         group=group or email.sender.name or email.sender.email or None,
+        language=article.language,
+        message_id=email.message_id,
     )
     return PreparedChapter(email, classification, article, images, chapter)
 
