@@ -1,0 +1,50 @@
+"""The Dagster code location: assembles resources, the job, sensors, asset specs and checks.
+
+Everything is chosen by environment variables (``Settings.from_env``); see
+README "Configuration". Nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from inbox_pipeline.config import Settings, load_dotenv_once
+from inbox_pipeline.defs.digests import build_digest_definitions
+from inbox_pipeline.defs.email.assets import ASSET_SPECS, epub_kindle_ready
+from inbox_pipeline.defs.email.job import build_process_email_job
+from inbox_pipeline.defs.intake.sensors import (
+    build_inbox_sensor,
+    build_run_failure_sensor,
+    relaunch_after_seconds,
+    sensor_interval_seconds,
+)
+from inbox_pipeline.defs.maintenance import build_maintenance_definitions
+from inbox_pipeline.defs.resources import build_resources
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    if settings is None:
+        load_dotenv_once()
+        settings = Settings.from_env()
+    process_email = build_process_email_job(settings.retry_delay_seconds)
+    per_email = dg.Definitions(
+        assets=ASSET_SPECS,
+        asset_checks=[epub_kindle_ready],
+        jobs=[process_email],
+        sensors=[
+            build_inbox_sensor(
+                process_email,
+                interval_seconds=sensor_interval_seconds(settings),
+                max_emails_per_tick=settings.max_emails_per_tick,
+                relaunch_after_seconds=relaunch_after_seconds(settings),
+            ),
+            build_run_failure_sensor(process_email),
+        ],
+        resources=build_resources(settings),
+    )
+    return dg.Definitions.merge(
+        per_email, build_digest_definitions(settings), build_maintenance_definitions(settings)
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,1 @@
+"""The inbox sensor and the run-failure sensor."""

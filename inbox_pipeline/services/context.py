@@ -1,0 +1,121 @@
+"""What every step works with: the database, the inbox, storage, the mailer and options."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from inbox_pipeline.config import Settings
+    from inbox_pipeline.seams.inbox import Inbox
+    from inbox_pipeline.seams.storage import Storage
+
+LINK_EXPIRES_SECONDS = 7 * 24 * 3600  # the longest an S3 presigned link may live
+
+
+class PermanentStepError(Exception):
+    """Retrying cannot help: the email is recorded as failed with this reason at once."""
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    sender: str = "kindle@localhost"
+    fetch_images: bool = True
+    epubcheck: bool = False
+    size_budget_bytes: int = 29 * 1024 * 1024
+    image_cache_dir: Path | None = None
+    link_expires_seconds: int = LINK_EXPIRES_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "PipelineOptions":
+        return cls(
+            sender=settings.sender,
+            fetch_images=settings.fetch_images,
+            epubcheck=settings.epubcheck,
+            size_budget_bytes=settings.size_budget_bytes,
+            image_cache_dir=settings.data_dir / "image-cache",
+        )
+
+
+_engines: dict[str, Any] = {}
+_engines_lock = threading.Lock()
+
+
+def sessions_for(database_url: str) -> "sessionmaker[Session]":
+    """One engine per URL and process (pooled connections), sessions from it."""
+    from inbox_pipeline.db.engine import make_engine, session_factory
+
+    with _engines_lock:
+        engine = _engines.get(database_url)
+        if engine is None:
+            engine = _engines[database_url] = make_engine(database_url)
+    return session_factory(engine)
+
+
+def dispose_engines() -> None:
+    """Close pooled connections (tests dropping their database call this)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@dataclass
+class Pipeline:
+    """The seams one run works with; built from Settings or by the Dagster resources."""
+
+    database_url: str
+    inbox_uri: str
+    storage_uri: str
+    mailer_uri: str
+    options: PipelineOptions = field(default_factory=PipelineOptions)
+    _inbox: Any = field(default=None, repr=False)
+    _storage: Any = field(default=None, repr=False)
+    _mailer: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "Pipeline":
+        return cls(
+            database_url=settings.database_url,
+            inbox_uri=settings.inbox,
+            storage_uri=settings.storage,
+            mailer_uri=settings.mailer,
+            options=PipelineOptions.from_settings(settings),
+        )
+
+    @property
+    def sessions(self) -> "sessionmaker[Session]":
+        return sessions_for(self.database_url)
+
+    @property
+    def inbox(self) -> "Inbox":
+        if self._inbox is None:
+            from inbox_pipeline.seams.inbox import inbox_from_uri
+
+            self._inbox = inbox_from_uri(self.inbox_uri)
+        return self._inbox
+
+    @property
+    def storage(self) -> "Storage":
+        if self._storage is None:
+            from inbox_pipeline.seams.storage import storage_from_uri
+
+            self._storage = storage_from_uri(self.storage_uri)
+        return self._storage
+
+    @property
+    def mailer(self) -> Any:
+        if self._mailer is None:
+            from inbox_pipeline.seams.mailer import mailer_from_uri
+
+            self._mailer = mailer_from_uri(self.mailer_uri, self.options.sender)
+        return self._mailer
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

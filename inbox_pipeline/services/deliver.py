@@ -1,0 +1,211 @@
+"""Deliver a stored EPUB: to the Kindle, as a link, held for the digest, or kept.
+
+Exactly once through the ledger: the delivery row is claimed and committed
+before the mailer is called, marked sent after. A retry (the mailer said "try
+later") claims it again; a re-executed run finds it sent, or claimed and never
+confirmed (the worker died mid-send: it may have gone out), and sends nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
+from inbox_pipeline.services.notify import notify_user
+from inbox_pipeline.services.process import EpubSummary, fail_email
+
+# Room for headers and the text part beside the base64 attachment.
+MESSAGE_OVERHEAD = 16 * 1024
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    status: str  # "sent", "link_sent", "already_sent", "held_for_digest", "no_kindle"
+    recipient: str
+    reason: str
+    delivery_id: int | None = None
+    provider_message_id: str | None = None
+    message_bytes: int = 0
+
+
+class DeliveryUnconfirmed(PermanentStepError):
+    """An earlier attempt claimed this delivery and never confirmed it: not sent again."""
+
+
+def deliver_epub(pipeline: Pipeline, epub: EpubSummary) -> DeliveryOutcome:
+    from sqlalchemy import select
+
+    from inbox_pipeline.db.intake import get_inbound
+    from inbox_pipeline.db.models import InboundState, NewsletterStatus, User
+    from inbox_pipeline.db.newsletters import get_newsletter, set_newsletter_status
+    from inbox_pipeline.seams.mailer import message_size_after_base64
+
+    with pipeline.sessions.begin() as session:
+        user = session.scalar(select(User).where(User.id == epub.user_id))
+        if user is None:
+            raise PermanentStepError(f"user #{epub.user_id} no longer exists")
+        user_email = user.email
+        device = user.kindle
+        device_id, kindle = (device.id, device.email) if device else (None, None)
+        delivery_label = user.delivery_mode
+        newsletter = get_newsletter(session, epub.newsletter_id)
+        if epub.held_for_digest or newsletter.status == NewsletterStatus.HELD_FOR_DIGEST.value:
+            reason = f"held for {user_email}'s {delivery_label} digest"
+            _set_inbound(session, epub.email_id, InboundState.READY, reason)
+            return DeliveryOutcome("held_for_digest", user_email, reason)
+        if kindle is None:
+            reason = f"kept: {user_email} has no Kindle address yet (user notified)"
+            if newsletter.status != NewsletterStatus.DELIVERED.value:
+                set_newsletter_status(session, epub.newsletter_id, NewsletterStatus.NO_DEVICE, reason)
+                _set_inbound(session, epub.email_id, InboundState.READY, reason)
+        inbound_state = get_inbound(session, epub.email_id).state
+    if kindle is None:
+        notify_user(
+            pipeline,
+            user_id=epub.user_id,
+            kind="no_kindle",
+            dedup_key="once",
+            subject="Add your Kindle address to get your newsletters",
+            body=(
+                "Newsletters are arriving for you, but there is no Send-to-Kindle address on your account, "
+                "so they are kept until you add one."
+            ),
+        )
+        return DeliveryOutcome("no_kindle", user_email, reason)
+
+    size = message_size_after_base64(epub.bytes) + MESSAGE_OVERHEAD
+    if size > pipeline.options.size_budget_bytes:
+        outcome = _send_once(pipeline, epub, recipient=user_email, device_id=None, as_link=True, size=size)
+    else:
+        outcome = _send_once(pipeline, epub, recipient=kindle, device_id=device_id, as_link=False, size=size)
+
+    with pipeline.sessions.begin() as session:
+        if get_newsletter(session, epub.newsletter_id).status != NewsletterStatus.DELIVERED.value:
+            set_newsletter_status(session, epub.newsletter_id, NewsletterStatus.DELIVERED, outcome.reason)
+        if inbound_state != InboundState.DELIVERED.value:
+            _set_inbound(session, epub.email_id, InboundState.DELIVERED, outcome.reason)
+    return outcome
+
+
+def _set_inbound(session, email_id: int, state, reason: str) -> None:
+    from inbox_pipeline.db.errors import InvalidTransition
+    from inbox_pipeline.db.intake import set_state
+
+    try:
+        with session.begin_nested():
+            set_state(session, email_id, state, reason)
+    except InvalidTransition:
+        pass  # an earlier attempt got further; its record stands
+
+
+def _send_once(
+    pipeline: Pipeline, epub: EpubSummary, *, recipient: str, device_id: int | None, as_link: bool, size: int
+) -> DeliveryOutcome:
+    from inbox_pipeline.db.ledger import claim_delivery, find_delivery, mark_delivery_failed, mark_delivery_sent
+    from inbox_pipeline.seams.mailer import (
+        PermanentMailError,
+        TransientMailError,
+        build_epub_email,
+        build_link_email,
+    )
+
+    now = utcnow()
+    with pipeline.sessions.begin() as session:
+        claim = claim_delivery(
+            session,
+            item_kind="newsletter",
+            item_id=epub.newsletter_id,
+            recipient=recipient,
+            now=now,
+            user_id=epub.user_id,
+            device_id=device_id,
+        )
+        if claim is None:
+            existing = find_delivery(session, item_kind="newsletter", item_id=epub.newsletter_id, recipient=recipient)
+        claim_id = claim.id if claim is not None else None
+    if claim_id is None:
+        assert existing is not None
+        if existing.status == "sent":
+            return DeliveryOutcome(
+                "already_sent",
+                recipient,
+                f"already sent to {recipient} (delivery #{existing.id}, {existing.provider_message_id})",
+                existing.id,
+                existing.provider_message_id,
+            )
+        if existing.status == "claimed":
+            reason = (
+                f"delivery #{existing.id} to {recipient} was claimed at {existing.claimed_at:%Y-%m-%d %H:%M:%S} UTC "
+                "by an earlier attempt that never confirmed it; it may have been sent, so it is not sent again. "
+                "If the Kindle did not receive it, release the claim and re-execute."
+            )
+        else:
+            reason = f"delivery #{existing.id} to {recipient} failed for good: {existing.reason}"
+        raise DeliveryUnconfirmed(reason)
+
+    storage = pipeline.storage
+    sender = pipeline.options.sender
+    if as_link:
+        expires = pipeline.options.link_expires_seconds
+        link = storage.download_link(epub.key, expires, file_name=epub.file_name)
+        message = build_link_email(
+            sender=sender,
+            to=recipient,
+            subject=f"Too large for email: {epub.title}",
+            title=epub.title,
+            link=link,
+            size_bytes=epub.bytes,
+            expires_at=now + timedelta(seconds=expires),
+        )
+    else:
+        message = build_epub_email(
+            sender=sender,
+            to=recipient,
+            subject=epub.title,
+            epub_bytes=storage.get(epub.key),
+            file_name=epub.file_name,
+            body_text=f"{epub.title}\n{epub.words} words, about {epub.reading_minutes} min.",
+        )
+    try:
+        result = pipeline.mailer.send(message)
+    except TransientMailError as exc:
+        with pipeline.sessions.begin() as session:
+            # maybe_sent: the relay may have it; never resend automatically.
+            mark_delivery_failed(
+                session,
+                claim_id,
+                reason=(f"may have been sent: {exc}" if exc.maybe_sent else str(exc))[:2000],
+                retryable=not exc.maybe_sent,
+            )
+        if exc.maybe_sent:
+            raise DeliveryUnconfirmed(f"delivery #{claim_id} to {recipient} may have been sent: {exc}") from exc
+        raise
+    except PermanentMailError as exc:
+        with pipeline.sessions.begin() as session:
+            mark_delivery_failed(session, claim_id, reason=str(exc)[:2000], retryable=False)
+        raise PermanentStepError(f"the mail server refused delivery #{claim_id} to {recipient}: {exc}") from exc
+    with pipeline.sessions.begin() as session:
+        mark_delivery_sent(session, claim_id, provider_message_id=result.provider_message_id, now=utcnow())
+    if as_link:
+        reason = (
+            f"{epub.bytes} bytes is over the {pipeline.options.size_budget_bytes} byte email budget: "
+            f"download link sent to {recipient}"
+        )
+        return DeliveryOutcome("link_sent", recipient, reason, claim_id, result.provider_message_id, size)
+    reason = f"sent to Kindle {recipient} as {epub.file_name}"
+    return DeliveryOutcome("sent", recipient, reason, claim_id, result.provider_message_id, size)
+
+
+def give_up(pipeline: Pipeline, epub: EpubSummary, reason: str) -> None:
+    """Delivery failed for good (or after its retries): record it and tell the user once."""
+    fail_email(pipeline, epub.email_id, reason, newsletter_id=epub.newsletter_id)
+    notify_user(
+        pipeline,
+        user_id=epub.user_id,
+        kind="delivery_failed",
+        dedup_key=f"newsletter-{epub.newsletter_id}",
+        subject=f"Could not deliver: {epub.title}",
+        body=f"\u201c{epub.title}\u201d could not be sent to your Kindle: {reason}",
+        raise_transient=False,  # already failing: the failure is recorded either way
+    )

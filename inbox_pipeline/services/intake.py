@@ -1,0 +1,142 @@
+"""Intake: take new objects from the inbox, register each once, archive it.
+
+Crash safety, step by step (the sensor may be killed between any two):
+
+1. ``read`` the pending object (size, sha256): nothing written yet.
+2. ``register_inbound`` under the pending name: idempotent on the key, so a
+   tick that dies after this and before 3 redoes it next tick (same row).
+3. ``archive`` (move out of the pending listing): idempotent, returns the
+   archived key. Dying after this and before the run is requested leaves a row
+   in ``received`` with no run: ``unlaunched`` finds those rows and the sensor
+   requests them again. Every request uses the storage key as Dagster's run
+   key, which Dagster de-duplicates, so a row never gets two runs.
+4. The sensor yields the run requests.
+
+A pending name that was used before by a *different* email (same name, other
+bytes: a person dropping ``issue.eml`` twice) is archived first, because the
+archive picks its ``-dupN`` name, and registered under that name after: the
+one window where a crash between the two leaves the object only in the
+archive (it is still there, never deleted, and the log says which).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from inbox_pipeline.services.context import Pipeline, utcnow
+
+# A registered email whose run has not started after this long is requested again.
+UNLAUNCHED_AFTER = timedelta(minutes=2)
+# ... but only within this window: older rows need a person (they are listed by status).
+UNLAUNCHED_WINDOW = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class Registered:
+    email_id: int
+    storage_key: str  # the archived key: what the run reads, and its Dagster run key
+    size: int
+    new: bool  # False when an earlier tick registered it (the run request is repeated safely)
+    registered_at: datetime | None = None
+
+    @property
+    def run_key(self) -> str:
+        """Stable for this registration (Dagster launches one run per key), new if the row is ever re-created."""
+        stamp = f"{self.registered_at:%Y%m%dT%H%M%S.%f}" if self.registered_at else "-"
+        return f"{self.storage_key}#{self.email_id}@{stamp}"
+
+
+@dataclass
+class IntakeTick:
+    registered: list[Registered] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already registered, not pending anymore
+    error: str | None = None  # the first error: the rest of the batch waits for the next tick
+    listed: int = 0
+
+
+def take_new_emails(pipeline: Pipeline, *, limit: int, now: datetime | None = None) -> IntakeTick:
+    """Register and archive up to ``limit`` pending emails.
+
+    Listing errors propagate (the tick fails and the next one starts over);
+    an error on one object stops the batch but keeps what was done before it.
+    """
+    from inbox_pipeline.db.intake import register_inbound
+    from inbox_pipeline.db.models import InboundState
+    from inbox_pipeline.seams.inbox import ObjectNotFound
+
+    inbox, sessions = pipeline.inbox, pipeline.sessions
+    tick = IntakeTick()
+    pending = inbox.list_pending(limit)
+    tick.listed = len(pending)
+    for obj in pending:
+        try:
+            try:
+                data = inbox.read(obj.key)
+            except ObjectNotFound:
+                continue  # archived meanwhile by another tick
+            sha = hashlib.sha256(data).hexdigest()
+            received_at = obj.last_modified or now or utcnow()
+            with sessions.begin() as session:
+                row, created = register_inbound(
+                    session, storage_key=obj.key, size=len(data), sha256=sha, received_at=received_at
+                )
+                row_id, row_sha, row_state, row_created = row.id, row.sha256, row.state, row.created_at
+            if not created and row_sha != sha:
+                # The name was used before by another email: archive first (the
+                # archive chooses the new name), then register that name.
+                archived = inbox.archive(obj.key)
+                with sessions.begin() as session:
+                    row, created = register_inbound(
+                        session, storage_key=archived, size=len(data), sha256=sha, received_at=received_at
+                    )
+                    row_id, row_state, row_created = row.id, row.state, row.created_at
+            else:
+                archived = inbox.archive(obj.key)
+                if archived != obj.key:
+                    _rename_storage_key(pipeline, row_id, archived)
+            if row_state == InboundState.RECEIVED.value:
+                tick.registered.append(Registered(row_id, archived, len(data), created, row_created))
+            else:
+                tick.skipped.append(archived)
+        except Exception as exc:  # noqa: BLE001 - reported by the sensor; the next tick retries
+            tick.error = f"{obj.key}: {type(exc).__name__}: {exc}"
+            break
+    return tick
+
+
+def _rename_storage_key(pipeline: Pipeline, email_id: int, archived_key: str) -> None:
+    from sqlalchemy import update
+
+    from inbox_pipeline.db.models import InboundEmail
+
+    with pipeline.sessions.begin() as session:
+        session.execute(update(InboundEmail).where(InboundEmail.id == email_id).values(storage_key=archived_key))
+
+
+def unlaunched(
+    pipeline: Pipeline,
+    *,
+    older_than: timedelta = UNLAUNCHED_AFTER,
+    limit: int = 100,
+    now: datetime | None = None,
+) -> list[Registered]:
+    """Registered emails still in ``received`` after ``older_than``: their run may never have been requested."""
+    from sqlalchemy import select
+
+    from inbox_pipeline.db.models import InboundEmail, InboundState
+
+    now = now or utcnow()
+    with pipeline.sessions() as session:
+        rows = session.execute(
+            select(InboundEmail.id, InboundEmail.storage_key, InboundEmail.size, InboundEmail.created_at)
+            .where(
+                InboundEmail.state == InboundState.RECEIVED.value,
+                InboundEmail.created_at < now - older_than,
+                InboundEmail.created_at > now - UNLAUNCHED_WINDOW,
+            )
+            .order_by(InboundEmail.id)
+            .limit(limit)
+        ).all()
+    return [Registered(row.id, row.storage_key, int(row.size), False, row.created_at) for row in rows]

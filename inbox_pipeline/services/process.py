@@ -1,0 +1,428 @@
+"""Parse, clean, embed images, build, store and validate one email's EPUB.
+
+Large artefacts never travel between steps as values: the raw email stays in
+the inbox archive, intermediate XHTML and images go to a per-newsletter work
+area in storage (``work/newsletter-<id>/``), the EPUB to ``epubs/``. Steps
+pass small summaries (ids, keys, counts) that Dagster can show and persist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import threading
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from inbox_pipeline.services.context import PermanentStepError, Pipeline
+
+if TYPE_CHECKING:
+    from inbox_pipeline.core.images import EpubImage
+    from inbox_pipeline.core.message import ParsedEmail
+
+WORDS_PER_MINUTE = 230
+
+
+@dataclass(frozen=True)
+class ParsedSummary:
+    email_id: int
+    storage_key: str
+    size: int
+    message_id: str
+    subject: str
+    sender: str  # "Name <address>"
+    sender_email: str
+    recipients: tuple[str, ...]
+    content_sha256: str
+    kind: str  # newsletter | confirmation | transactional
+    kind_reason: str
+    confirm_link: str | None = None
+    quarantine_reason: str | None = None
+    platform_hint: str | None = None  # from headers, for the UI only
+
+
+@dataclass(frozen=True)
+class NewsletterRef:
+    newsletter_id: int
+    email_id: int
+    user_id: int
+    user_email: str
+    subject: str
+    sender: str
+    storage_key: str  # the raw email in the inbox archive
+
+
+@dataclass(frozen=True)
+class CleanedSummary:
+    newsletter: NewsletterRef
+    key: str  # storage key of the cleaned XHTML fragment
+    title: str
+    words: int
+    platform: str
+    language: str
+    removed: int
+
+
+@dataclass(frozen=True)
+class ImagesSummary:
+    cleaned: CleanedSummary
+    body_key: str  # the fragment with images rewritten
+    images_key: str  # a zip of the images, with a manifest
+    kept: int
+    dropped: int
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuiltEpub:
+    images: ImagesSummary
+    work_key: str
+    file_name: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class EpubSummary:
+    newsletter_id: int
+    email_id: int
+    user_id: int
+    subject: str
+    sender: str
+    key: str  # storage key
+    file_name: str
+    title: str
+    bytes: int
+    words: int
+    images: int
+    reading_minutes: int
+    held_for_digest: bool = False
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    passed: bool
+    problems: tuple[str, ...] = ()
+    checks: tuple[str, ...] = field(default_factory=tuple)  # which validators ran
+
+
+def work_key(newsletter_id: int, name: str) -> str:
+    return f"work/newsletter-{newsletter_id}/{name}"
+
+
+# --- the raw email, parsed once per process ------------------------------------
+
+_cache: OrderedDict[tuple[str, str], "ParsedEmail"] = OrderedDict()
+_cache_lock = threading.Lock()
+_CACHE_SIZE = 8
+
+
+def load_email(pipeline: Pipeline, storage_key: str) -> "ParsedEmail":
+    """The parsed email from the inbox archive (parsed again after a process restart)."""
+    from inbox_pipeline.core.message import EmailParseError
+    from inbox_pipeline.core.parse import parse_email
+    from inbox_pipeline.seams.inbox import ObjectNotFound
+
+    cache_key = (pipeline.inbox_uri, storage_key)
+    with _cache_lock:
+        if cache_key in _cache:
+            _cache.move_to_end(cache_key)
+            return _cache[cache_key]
+    try:
+        raw = pipeline.inbox.read_archived(storage_key)
+    except ObjectNotFound as exc:
+        raise PermanentStepError(f"the raw email is missing from the archive: {exc}") from None
+    try:
+        email = parse_email(raw)
+    except EmailParseError as exc:
+        raise PermanentStepError(f"not a readable email: {exc}") from None
+    with _cache_lock:
+        _cache[cache_key] = email
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return email
+
+
+def content_hash(email: "ParsedEmail") -> str:
+    """Same sender, subject and body text: the same newsletter re-sent (whatever its headers)."""
+    body = " ".join((email.html or email.text or "").split())
+    text = "\n".join([email.sender.email, " ".join(email.subject.split()), body])
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def fail_email(pipeline: Pipeline, email_id: int, reason: str, *, newsletter_id: int | None = None) -> None:
+    """Record a failure with its reason (the email and its newsletter, if any); never raises on a finished row."""
+    from inbox_pipeline.db.errors import InvalidTransition
+    from inbox_pipeline.db.intake import set_state
+    from inbox_pipeline.db.models import InboundState, NewsletterStatus
+    from inbox_pipeline.db.newsletters import set_newsletter_status
+
+    with pipeline.sessions.begin() as session:
+        try:
+            with session.begin_nested():
+                set_state(session, email_id, InboundState.FAILED, reason[:2000])
+        except InvalidTransition:
+            pass  # already failed, or finished (delivered) before this failure: keep it
+        if newsletter_id is not None:
+            set_newsletter_status(session, newsletter_id, NewsletterStatus.FAILED, reason[:2000])
+
+
+# --- steps -----------------------------------------------------------------------
+
+
+def parse_inbound(pipeline: Pipeline, email_id: int) -> ParsedSummary:
+    from inbox_pipeline.core.classify import classify
+    from inbox_pipeline.db.intake import get_inbound, mark_parsed
+
+    with pipeline.sessions() as session:
+        row = get_inbound(session, email_id)
+        storage_key, size = row.storage_key, row.size
+    try:
+        email = load_email(pipeline, storage_key)
+    except PermanentStepError as exc:
+        fail_email(pipeline, email_id, str(exc))
+        raise
+    classification = classify(email)
+    with pipeline.sessions.begin() as session:
+        mark_parsed(
+            session,
+            email_id,
+            message_id=email.message_id,
+            subject=email.subject,
+            sender=str(email.sender),
+            recipients=list(email.recipients),
+        )
+    return ParsedSummary(
+        email_id=email_id,
+        storage_key=storage_key,
+        size=size,
+        message_id=email.message_id,
+        subject=email.subject,
+        sender=str(email.sender),
+        sender_email=email.sender.email,
+        recipients=tuple(email.recipients),
+        content_sha256=content_hash(email),
+        kind=classification.kind,
+        kind_reason=classification.reason,
+        confirm_link=classification.confirm_link,
+        quarantine_reason=email.verdicts.quarantine_reason,
+    )
+
+
+def clean_newsletter(pipeline: Pipeline, ref: NewsletterRef) -> CleanedSummary:
+    from inbox_pipeline.core.clean import clean_html
+    from inbox_pipeline.core.convert import email_title
+    from inbox_pipeline.db.newsletters import get_newsletter
+
+    email = load_email(pipeline, ref.storage_key)
+    article = clean_html(
+        email.html or "", headers=email.headers, subject=email.subject, sender=email.sender.email or None
+    )
+    key = work_key(ref.newsletter_id, "article.xhtml")
+    pipeline.storage.put(key, article.html.encode("utf-8"), "application/xhtml+xml")
+    with pipeline.sessions.begin() as session:
+        row = get_newsletter(session, ref.newsletter_id)
+        row.platform, row.language, row.words = article.platform, article.language, article.words
+    removed = article.removed if isinstance(article.removed, int) else len(article.removed or ())
+    return CleanedSummary(
+        newsletter=ref,
+        key=key,
+        title=email_title(email, article),
+        words=article.words,
+        platform=article.platform,
+        language=article.language,
+        removed=removed,
+    )
+
+
+def embed_images(pipeline: Pipeline, cleaned: CleanedSummary) -> ImagesSummary:
+    from inbox_pipeline.core.convert import ConvertOptions, resolve_policy
+    from inbox_pipeline.core.images import process_images
+
+    nid = cleaned.newsletter.newsletter_id
+    email = load_email(pipeline, cleaned.newsletter.storage_key)
+    html = pipeline.storage.get(cleaned.key).decode("utf-8")
+    policy = resolve_policy(ConvertOptions(fetch_images=pipeline.options.fetch_images))
+    if pipeline.options.image_cache_dir is not None and policy.cache_dir is None:
+        from dataclasses import replace
+
+        policy = replace(policy, cache_dir=pipeline.options.image_cache_dir)
+    result = process_images(html, email.inline_parts, policy)
+    body_key = work_key(nid, "body.xhtml")
+    images_key = work_key(nid, "images.zip")
+    pipeline.storage.put(body_key, result.html.encode("utf-8"), "application/xhtml+xml")
+    pipeline.storage.put(images_key, pack_images(result.images), "application/zip")
+    return ImagesSummary(
+        cleaned=cleaned,
+        body_key=body_key,
+        images_key=images_key,
+        kept=result.kept,
+        dropped=result.dropped,
+        reasons=tuple(result.reasons[:50]),
+    )
+
+
+def pack_images(images: "list[EpubImage]") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        manifest = []
+        for n, image in enumerate(images):
+            member = f"{n:04d}"
+            zf.writestr(member, image.data)
+            manifest.append({"member": member, "file_name": image.file_name, "media_type": image.media_type})
+        zf.writestr("manifest.json", json.dumps(manifest))
+    return buffer.getvalue()
+
+
+def unpack_images(data: bytes) -> "list[EpubImage]":
+    from inbox_pipeline.core.images import EpubImage
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        return [EpubImage(m["file_name"], m["media_type"], zf.read(m["member"])) for m in manifest]
+
+
+def build_newsletter_epub(pipeline: Pipeline, images: ImagesSummary) -> BuiltEpub:
+    """Build the EPUB into the work area."""
+    from datetime import datetime, timezone
+
+    from inbox_pipeline.core.convert import safe_file_name
+    from inbox_pipeline.core.epub import Book, Chapter, build_epub
+
+    cleaned = images.cleaned
+    ref = cleaned.newsletter
+    email = load_email(pipeline, ref.storage_key)
+    body = pipeline.storage.get(images.body_key).decode("utf-8")
+    pictures = unpack_images(pipeline.storage.get(images.images_key))
+    sender = email.sender.name or email.sender.email or None
+    chapter = Chapter(
+        title=cleaned.title,
+        body_html=body,
+        images=tuple(pictures),
+        author=sender,
+        date=email.date,
+        group=sender,
+    )
+    book = Book.for_newsletter(
+        message_id=email.message_id,
+        title=cleaned.title,
+        sender=sender or "Unknown sender",
+        date=email.date or datetime.now(timezone.utc),
+        language=cleaned.language,
+        chapter=chapter,
+    )
+    epub = build_epub(book)
+    key = work_key(ref.newsletter_id, "book.epub")
+    pipeline.storage.put(key, epub, "application/epub+zip")
+    return BuiltEpub(images, key, safe_file_name(book.title, email.date), len(epub))
+
+
+def store_newsletter_epub(pipeline: Pipeline, built: BuiltEpub) -> EpubSummary:
+    """Move the EPUB to its lasting key and record size, words, images and reading time."""
+    from inbox_pipeline.db.models import DeliveryMode, NewsletterStatus, User
+    from inbox_pipeline.db.newsletters import get_newsletter, set_newsletter_epub
+
+    images = built.images
+    cleaned = images.cleaned
+    ref = cleaned.newsletter
+    storage = pipeline.storage
+    key = f"epubs/{ref.user_id}/{ref.newsletter_id}/{built.file_name}"
+    if storage.exists(built.work_key):
+        data = storage.get(built.work_key)
+        storage.put(key, data, "application/epub+zip")
+    else:  # a re-executed step: stored before, the work area already tidied
+        data = storage.get(key)
+    minutes = max(1, math.ceil(cleaned.words / WORDS_PER_MINUTE))
+    with pipeline.sessions.begin() as session:
+        user = session.get(User, ref.user_id)
+        held = user is not None and user.delivery_mode != DeliveryMode.INSTANT.value
+        row = get_newsletter(session, ref.newsletter_id)
+        if row.status in (
+            NewsletterStatus.PENDING.value,
+            NewsletterStatus.READY.value,
+            NewsletterStatus.HELD_FOR_DIGEST.value,
+            NewsletterStatus.FAILED.value,
+        ):
+            set_newsletter_epub(
+                session,
+                ref.newsletter_id,
+                epub_key=key,
+                epub_bytes=len(data),
+                words=cleaned.words,
+                images=images.kept,
+                reading_minutes=minutes,
+                status=NewsletterStatus.HELD_FOR_DIGEST if held else NewsletterStatus.READY,
+            )
+    for name in ("article.xhtml", "body.xhtml", "images.zip", "book.epub"):
+        storage.delete(work_key(ref.newsletter_id, name))
+    return EpubSummary(
+        newsletter_id=ref.newsletter_id,
+        email_id=ref.email_id,
+        user_id=ref.user_id,
+        subject=ref.subject,
+        sender=ref.sender,
+        key=key,
+        file_name=built.file_name,
+        title=cleaned.title,
+        bytes=len(data),
+        words=cleaned.words,
+        images=images.kept,
+        reading_minutes=minutes,
+        held_for_digest=held,
+    )
+
+
+def validate_epub(pipeline: Pipeline, epub: EpubSummary) -> CheckOutcome:
+    """The Kindle preflight always, EPUBCheck too when enabled; a failure is recorded on the email."""
+    data = pipeline.storage.get(epub.key)
+    outcome = check_epub_bytes(data, epubcheck=pipeline.options.epubcheck)
+    if not outcome.passed:
+        reason = "the EPUB failed validation: " + "; ".join(outcome.problems[:5])
+        fail_email(pipeline, epub.email_id, reason, newsletter_id=epub.newsletter_id)
+    return outcome
+
+
+def check_epub_bytes(data: bytes, *, epubcheck: bool) -> CheckOutcome:
+    from inbox_pipeline.core.preflight import kindle_preflight
+
+    problems = [f"Kindle preflight: {p}" for p in kindle_preflight(data)]
+    checks = ["kindle_preflight"]
+    if epubcheck:
+        from inbox_pipeline.core.epubcheck import EpubCheckUnavailable, run_epubcheck
+
+        checks.append("epubcheck")
+        try:
+            report = run_epubcheck(data)
+        except EpubCheckUnavailable as exc:
+            problems.append(f"EPUBCheck is enabled but cannot run: {exc}")
+        else:
+            problems += [f"EPUBCheck: {m}" for m in [*report.fatals, *report.errors]]
+    return CheckOutcome(passed=not problems, problems=tuple(problems), checks=tuple(checks))
+
+
+# States in which a failed run leaves work unfinished (anything else was recorded by the ops).
+_UNFINISHED = ("received", "parsed", "routed", "ready")
+
+
+def record_run_failure(pipeline: Pipeline, email_id: int, reason: str) -> bool:
+    """A run died without recording why: mark its email failed if it is still mid-way. True if changed."""
+    from inbox_pipeline.db.intake import get_inbound
+    from inbox_pipeline.db.models import NewsletterStatus
+
+    with pipeline.sessions() as session:
+        state = get_inbound(session, email_id).state
+        if state not in _UNFINISHED:
+            return False
+        if state == "ready":
+            from sqlalchemy import select
+
+            from inbox_pipeline.db.models import Newsletter
+
+            status = session.scalar(select(Newsletter.status).where(Newsletter.inbound_email_id == email_id))
+            if status in (NewsletterStatus.HELD_FOR_DIGEST.value, NewsletterStatus.NO_DEVICE.value):
+                return False  # finished: waiting for the digest or a Kindle address
+    fail_email(pipeline, email_id, reason)
+    return True

@@ -1,0 +1,193 @@
+"""Run the real Definitions in this process: evaluate the inbox sensor, execute the runs it asks for.
+
+Runs go through ``dg.execute_job`` on a reconstructable job and a temporary
+Dagster instance, so outputs are persisted (fs IO manager) and runs can be
+re-executed from failure exactly as from the UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+ENV_PREFIX = "INBOX_PIPELINE_"
+
+
+def process_email_job() -> dg.JobDefinition:
+    """The job as the code location builds it from the environment (for ``dg.reconstructable``)."""
+    from inbox_pipeline.definitions import build_definitions
+
+    return build_definitions().get_job_def("process_email")
+
+
+def current_definitions() -> dg.Definitions:
+    from inbox_pipeline.definitions import build_definitions
+
+    return build_definitions()
+
+
+@dataclass
+class Deployment:
+    instance: dg.DagsterInstance
+    data_dir: Path
+    results: list[dg.ExecuteJobResult] = field(default_factory=list)
+
+    @property
+    def settings(self):
+        from inbox_pipeline.config import Settings
+
+        return Settings.from_env()
+
+    def pipeline(self):
+        from inbox_pipeline.services.context import Pipeline
+
+        return Pipeline.from_settings(self.settings)
+
+    def tick(self, sensor_name: str = "inbox_sensor") -> dg.SensorResult | dg.SkipReason:
+        defs = current_definitions()
+        repo = defs.get_repository_def()
+        sensor = repo.get_sensor_def(sensor_name)
+        with dg.build_sensor_context(instance=self.instance, resources=defs.resources, repository_def=repo) as ctx:
+            return sensor(ctx)
+
+    def run(self, request: dg.RunRequest, **kwargs) -> dg.ExecuteJobResult:
+        tags = {**(request.tags or {}), "dagster/run_key": request.run_key or ""}
+        with dg.execute_job(
+            dg.reconstructable(process_email_job),
+            instance=self.instance,
+            run_config=request.run_config,
+            tags=tags,
+            raise_on_error=False,
+            **kwargs,
+        ) as result:
+            self.results.append(result)
+            return result
+
+    def reexecute(self, parent_run_id: str, *, from_failure: bool = True, step_selection=None) -> dg.ExecuteJobResult:
+        if from_failure:
+            options = dg.ReexecutionOptions.from_failure(parent_run_id, self.instance)
+        else:
+            options = dg.ReexecutionOptions(parent_run_id=parent_run_id, step_selection=step_selection)
+        with dg.execute_job(
+            dg.reconstructable(process_email_job),
+            instance=self.instance,
+            reexecution_options=options,
+            raise_on_error=False,
+        ) as result:
+            self.results.append(result)
+            return result
+
+    def requests(self, result) -> list[dg.RunRequest]:
+        return list(result.run_requests or []) if isinstance(result, dg.SensorResult) else []
+
+    def drain(self, max_ticks: int = 20) -> list[dg.ExecuteJobResult]:
+        """Tick and run until the inbox is empty; returns the runs."""
+        runs = []
+        for _ in range(max_ticks):
+            requests = self.requests(self.tick())
+            if not requests:
+                return runs
+            runs += [self.run(r) for r in requests]
+        raise AssertionError("the inbox did not drain")
+
+    # --- what a person would look at -------------------------------------------
+
+    def rows(self) -> list[tuple[int, str, str, str | None]]:
+        """(id, state, reason, subject) of every inbound email."""
+        from sqlalchemy import select
+
+        from inbox_pipeline.db.models import InboundEmail
+
+        with self.pipeline().sessions() as session:
+            return [
+                (r.id, r.state, r.reason or "", r.subject)
+                for r in session.scalars(select(InboundEmail).order_by(InboundEmail.id))
+            ]
+
+    def deliveries(self):
+        from sqlalchemy import select
+
+        from inbox_pipeline.db.models import Delivery
+
+        with self.pipeline().sessions() as session:
+            return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+    def notifications(self):
+        from sqlalchemy import select
+
+        from inbox_pipeline.db.models import Notification
+
+        with self.pipeline().sessions() as session:
+            return list(session.scalars(select(Notification).order_by(Notification.id)))
+
+
+def forget_reconstructed_jobs() -> None:
+    """Dagster caches the last reconstructed job per process; each test has its own environment."""
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) -> Path:
+    """Point every INBOX_PIPELINE_* variable at test values (the rest at tmp_path)."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith(ENV_PREFIX) and key != "INBOX_PIPELINE_TEST_PG":
+            monkeypatch.delenv(key)
+    data = tmp_path / "data"
+    defaults = {
+        "DATA_DIR": str(data),
+        "INBOX": str(data / "inbox"),
+        "STORAGE": str(data / "storage"),
+        "MAILER": f"outbox:{data / 'outbox'}",
+        "SENDER": "kindle-delivery@pipeline.example",
+        "INBOUND_DOMAIN": "in.example",
+        "FETCH_IMAGES": "false",
+        "RETRY_DELAY_SECONDS": "0",
+    }
+    for key, value in {**defaults, **values}.items():
+        monkeypatch.setenv(ENV_PREFIX + key, value)
+    return data
+
+
+@contextmanager
+def deployment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) -> Iterator[Deployment]:
+    from inbox_pipeline.db.engine import upgrade
+    from inbox_pipeline.services.context import dispose_engines
+
+    data = configure(monkeypatch, tmp_path, **values)
+    forget_reconstructed_jobs()
+    dep_settings = Deployment(instance=None, data_dir=data).settings  # type: ignore[arg-type]
+    upgrade(dep_settings.database_url)
+    (tmp_path / "dagster_home").mkdir(exist_ok=True)
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        try:
+            yield Deployment(instance=instance, data_dir=data)
+        finally:
+            dispose_engines()
+
+
+def add_reader(
+    dep: Deployment,
+    email: str,
+    *,
+    kindle: str | None = None,
+    plan: str = "unlimited",
+    delivery: str = "instant",
+    monthly_limit: int | None = None,
+) -> str:
+    """A user with one inbound address; returns the address."""
+    from inbox_pipeline.db.users import add_user, issue_address, set_plan
+
+    with dep.pipeline().sessions.begin() as session:
+        if monthly_limit is not None:
+            set_plan(session, plan, monthly_limit=monthly_limit)
+        user = add_user(session, email=email, plan=plan, delivery=delivery, kindle=kindle)
+        return issue_address(session, user.id, "news", domain=dep.settings.inbound_domain).address

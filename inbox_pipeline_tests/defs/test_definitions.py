@@ -1,0 +1,196 @@
+"""The code location loads, and has every job, sensor, asset and check, described and wired."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._core.definitions.dependency import NodeHandle
+
+from inbox_pipeline_tests.defs.harness import configure
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EXPECTED_OPS = [
+    "parse_email",
+    "route_email",
+    "forward_confirmation",
+    "record_newsletter",
+    "clean_html",
+    "embed_images",
+    "build_epub",
+    "store_epub",
+    "check_epub",
+    "deliver_to_kindle",
+]
+LINEAGE = ["inbox_email", "newsletter", "cleaned_html", "epub", "kindle_delivery"]
+
+
+@pytest.fixture
+def defs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dg.Definitions:
+    configure(monkeypatch, tmp_path, RETRY_DELAY_SECONDS="7", SENSOR_INTERVAL_SECONDS="3", MAX_EMAILS_PER_TICK="11")
+    from inbox_pipeline.definitions import build_definitions
+
+    return build_definitions()
+
+
+def test_the_module_level_definitions_load_and_validate() -> None:
+    from inbox_pipeline import definitions
+
+    dg.Definitions.validate_loadable(definitions.defs)
+    repo = definitions.defs.get_repository_def()
+    assert "process_email" in {job.name for job in repo.get_all_jobs()}
+
+
+def test_jobs_sensors_schedules_assets_and_checks_are_all_there(defs: dg.Definitions) -> None:
+    repo = defs.get_repository_def()
+    jobs = {job.name: job for job in repo.get_all_jobs() if not job.name.startswith("__")}
+    assert {"process_email", "compile_digests", "clean_up_expired"} <= set(jobs)
+    assert {s.name for s in repo.schedule_defs} == {"digest_schedule", "cleanup_schedule"}
+    sensors = {s.name: s for s in repo.sensor_defs}
+    assert {"inbox_sensor", "email_run_failure_sensor"} <= set(sensors)
+    for schedule in repo.schedule_defs:
+        assert schedule.job_name in jobs, schedule.name
+    specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
+    assert set(LINEAGE) | {"digest"} <= set(specs)
+    for upstream, downstream in zip(LINEAGE, LINEAGE[1:]):
+        assert [d.asset_key.to_user_string() for d in specs[downstream].deps] == [upstream]
+    checks = defs.resolve_asset_graph().asset_check_keys
+    assert dg.AssetCheckKey(dg.AssetKey("epub"), "kindle_ready") in checks
+    from inbox_pipeline.defs.email.assets import epub_kindle_ready
+
+    (check_spec,) = epub_kindle_ready.check_specs
+    assert check_spec.blocking and check_spec.description
+
+
+def test_everything_is_described_and_running_by_default(defs: dg.Definitions) -> None:
+    repo = defs.get_repository_def()
+    job = defs.get_job_def("process_email")
+    assert job.description and "Message-ID" in job.description
+    for other in repo.get_all_jobs():
+        assert other.name.startswith("__") or other.description, other.name
+    for sensor in repo.sensor_defs:
+        assert sensor.description, sensor.name
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING, sensor.name
+    for schedule in repo.schedule_defs:
+        assert schedule.description, schedule.name
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING, schedule.name
+    for spec in defs.resolve_all_asset_specs():
+        assert spec.description, spec.key
+    for node in job.graph.node_defs:
+        assert node.description, node.name
+
+
+def test_op_names_read_like_the_pipeline(defs: dg.Definitions) -> None:
+    job = defs.get_job_def("process_email")
+    names = [node.name for node in job.graph.nodes]
+    assert sorted(names) == sorted(EXPECTED_OPS)
+    deps = job.graph.dependency_structure
+    upstream = {
+        node.name: {h.node_name for h in deps.all_upstream_outputs_from_node(node.name)} for node in job.graph.nodes
+    }
+    assert upstream["route_email"] == {"parse_email"}
+    assert upstream["forward_confirmation"] == {"parse_email", "route_email"}
+    assert upstream["record_newsletter"] == {"parse_email", "route_email"}
+    for before, after in [
+        ("record_newsletter", "clean_html"),
+        ("clean_html", "embed_images"),
+        ("embed_images", "build_epub"),
+        ("build_epub", "store_epub"),
+        ("store_epub", "check_epub"),
+        ("check_epub", "deliver_to_kindle"),
+    ]:
+        assert upstream[after] == {before}
+
+
+def test_network_steps_retry_and_the_check_does_not(defs: dg.Definitions) -> None:
+    job = defs.get_job_def("process_email")
+    for name in EXPECTED_OPS:
+        policy = job.get_retry_policy_for_handle(NodeHandle(name, None))
+        if name == "check_epub":
+            assert policy is None
+            continue
+        assert policy is not None, name
+        assert (policy.max_retries, policy.delay) == (3, 7)
+        assert policy.backoff == dg.Backoff.EXPONENTIAL
+        assert policy.jitter == dg.Jitter.PLUS_MINUS
+    assert job.tags.get("inbox-pipeline/sends") == "mail"
+    sensor = defs.get_repository_def().get_sensor_def("inbox_sensor")
+    assert sensor.minimum_interval_seconds == 3
+    assert "11 pending emails" in sensor.description
+
+
+def test_resources_follow_the_environment_and_hide_secret_values(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    configure(
+        monkeypatch,
+        tmp_path,
+        DATABASE_URL="postgresql+psycopg2://app:s3cret@db.internal:5432/app",
+        MAILER="smtp://user:hunter2@relay.internal:587?starttls=true",
+        INBOX="s3://mail-bucket/incoming/",
+        STORAGE="s3://epub-bucket/books/",
+        SENDER="kindle@news.example",
+    )
+    from inbox_pipeline.definitions import build_definitions
+
+    resources = build_definitions().resources
+    assert isinstance(resources["database"].url, dg.EnvVar)
+    assert resources["database"].url.env_var_name == "INBOX_PIPELINE_DATABASE_URL"
+    assert isinstance(resources["mailer"].uri, dg.EnvVar)
+    assert resources["mailer"].sender == "kindle@news.example"
+    with dg.build_resources({"pipeline": resources["pipeline"]}) as built:  # as a run resolves them
+        pipeline = built.pipeline.pipeline()
+    assert pipeline.database_url.endswith("@db.internal:5432/app")
+    assert type(pipeline.inbox).__name__ == "S3Inbox" and pipeline.inbox.bucket == "mail-bucket"
+    assert type(pipeline.storage).__name__ == "S3Storage"
+    assert type(pipeline.mailer).__name__ == "SmtpMailer"
+
+
+def test_local_defaults_are_folders_sqlite_and_an_outbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("INBOX_PIPELINE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("INBOX_PIPELINE_DATA_DIR", str(tmp_path))
+    from inbox_pipeline.definitions import build_definitions
+
+    pipeline = build_definitions().resources["pipeline"].pipeline()
+    assert pipeline.database_url.startswith("sqlite:///")
+    assert type(pipeline.inbox).__name__ == "FolderInbox"
+    assert type(pipeline.storage).__name__ == "FolderStorage"
+    assert type(pipeline.mailer).__name__ == "OutboxMailer"
+
+
+def test_import_stays_light() -> None:
+    """Loading the code location must not import the core's heavy libraries."""
+    code = (
+        "import sys, inbox_pipeline.definitions as d; d.defs.get_repository_def();"
+        "print(','.join(sorted(m for m in ('ebooklib', 'PIL', 'lxml', 'bs4', 'boto3', 'sqlalchemy') if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"imported at load time: {out.stdout.strip()}"
+
+
+def test_workspace_pyproject_and_dagster_dev_agree_on_one_code_location() -> None:
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dagster"]
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    (entry,) = workspace["load_from"]
+    assert entry["python_module"]["module_name"] == tool["module_name"] == "inbox_pipeline.definitions"
+    assert entry["python_module"]["location_name"] == tool["code_location_name"] == "inbox_pipeline"
+    dev = (ROOT / "scripts" / "dev.sh").read_text()
+    assert "dagster dev" in dev and "-w " not in dev and "-m " not in dev.split("dagster dev", 1)[1].splitlines()[0]
+
+
+def test_the_local_instance_file_passes_dagster_schema() -> None:
+    from dagster._core.instance.config import dagster_instance_config
+
+    config = dagster_instance_config(str(ROOT / "deploy" / "local"))[0]
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 1

@@ -1,0 +1,169 @@
+"""Real Dagster processes for the end-to-end tests: a dagster-daemon with PostgreSQL instance storage.
+
+``Daemon`` starts ``dagster-daemon run -w workspace.yaml`` (sensors, the queued
+run coordinator and the default run launcher, as in production) in its own
+process group with the given environment, and stops that group afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inbox_pipeline_tests.conftest import PG_ADMIN_URL, _pg_admin_engine, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def dagster_pg_url(postgres_available: bool) -> Iterator[str]:
+    """A second fresh PostgreSQL database, for the Dagster instance (runs, events, schedules)."""
+    from sqlalchemy import text
+
+    from inbox_pipeline_tests.conftest import unavailable
+
+    if not postgres_available:
+        unavailable("PostgreSQL is not answering at 127.0.0.1:5432")
+    name = f"ip_dagster_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    # psycopg2 explicitly: with SQLAlchemy 2.1 a bare postgresql:// means psycopg 3, where
+    # dagster-postgres's "NOTIFY run_events, %(id)s" is a syntax error (runs never start).
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+INSTANCE_YAML = """
+storage:
+  postgres:
+    postgres_url: "{url}"
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: {max_runs}
+    dequeue_interval_seconds: 1
+sensors:
+  use_threads: true
+  num_workers: 2
+telemetry:
+  enabled: false
+"""
+
+
+def write_instance(home: Path, pg_url: str, *, max_runs: int = 3) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(INSTANCE_YAML.format(url=pg_url, max_runs=max_runs))
+    return home
+
+
+class Daemon:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # run workers and the code server started by this daemon
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class StallingSmtpSink:
+    """An SMTP server that keeps each message at once but can hold its answer until released (a slow relay)."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[dict] = []
+        self.attempts = 0
+        self.stall = threading.Event()  # set: hold DATA until `release` is set
+        self.release = threading.Event()
+        self.arrived = threading.Event()
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        self.attempts += 1
+        # The relay has the message (it will deliver it) but is slow to say "250": the
+        # case where a client that dies now cannot know whether it was sent.
+        self.messages.append({"to": list(envelope.rcpt_tos), "data": bytes(envelope.content)})
+        self.arrived.set()
+        while self.stall.is_set() and not self.release.is_set():
+            await asyncio.sleep(0.05)
+        return "250 OK"
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def stalling_smtp() -> Iterator[StallingSmtpSink]:
+    sink = StallingSmtpSink()
+    sink.controller.start()
+    try:
+        yield sink
+    finally:
+        sink.release.set()
+        sink.controller.stop()
+
+
+def run_worker_pids(instance, run_id: str) -> list[int]:
+    """The run worker's pid, from the run's own event log ("Started process for run (pid: N).")."""
+    import re
+
+    pids = []
+    for record in instance.all_logs(run_id):
+        match = re.search(r"(?:Started process for run|Executing steps in process) \(pid: (\d+)\)", record.message or "")
+        if match:
+            pids.append(int(match.group(1)))
+    return sorted(set(pids))

@@ -1,0 +1,314 @@
+"""End to end with real processes: dagster-daemon (sensors, queued runs, the default run launcher),
+an S3 API server (moto), an SMTP server (aiosmtpd), PostgreSQL for the app and for Dagster.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import pytest
+
+from inbox_pipeline_tests.defs import mails
+from inbox_pipeline_tests.e2e.conftest import ROOT, Daemon, run_worker_pids, wait_for, write_instance
+from inbox_pipeline_tests.e2e.proxy import TcpProxy
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+SENDER = "kindle-delivery@pipeline.example"
+TERMINAL = {"delivered", "unroutable", "duplicate", "quarantined", "confirmation_forwarded", "over_quota", "failed"}
+
+
+def pipeline_env(tmp_path: Path, *, home: Path, app_db: str, bucket: str, s3_endpoint: str, smtp_url: str) -> dict:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("INBOX_PIPELINE_", "AWS_", "DAGSTER_")) or k == "INBOX_PIPELINE_TEST_PG"
+    }
+    env.update(
+        DAGSTER_HOME=str(home),
+        INBOX_PIPELINE_DATA_DIR=str(tmp_path / "data"),
+        INBOX_PIPELINE_DATABASE_URL=app_db,
+        INBOX_PIPELINE_INBOX=f"s3://{bucket}/incoming/",
+        INBOX_PIPELINE_STORAGE=f"s3://{bucket}/books/",
+        INBOX_PIPELINE_MAILER=smtp_url,
+        INBOX_PIPELINE_SENDER=SENDER,
+        INBOX_PIPELINE_INBOUND_DOMAIN="in.example",
+        INBOX_PIPELINE_FETCH_IMAGES="false",
+        INBOX_PIPELINE_EPUBCHECK="true",
+        INBOX_PIPELINE_RETRY_DELAY_SECONDS="1",
+        INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS="1",
+        AWS_ENDPOINT_URL=s3_endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_MAX_ATTEMPTS="2",
+    )
+    return env
+
+
+def seed(app_db: str, readers: list[dict]) -> dict[str, str]:
+    """Users with one inbound address each; returns email -> address."""
+    from inbox_pipeline.db.engine import make_engine, session_factory, upgrade
+    from inbox_pipeline.db.users import add_user, issue_address, set_plan
+
+    upgrade(app_db)
+    engine = make_engine(app_db)
+    out = {}
+    with session_factory(engine).begin() as session:
+        for r in readers:
+            if r.get("limit") is not None:
+                set_plan(session, r["plan"], monthly_limit=r["limit"])
+            user = add_user(session, email=r["email"], plan=r.get("plan", "unlimited"), kindle=r.get("kindle"))
+            out[r["email"]] = issue_address(session, user.id, "news", domain="in.example").address
+    engine.dispose()
+    return out
+
+
+def rows(app_db: str) -> list[tuple[int, str, str, str | None]]:
+    from sqlalchemy import select
+
+    from inbox_pipeline.db.engine import make_engine, session_factory
+    from inbox_pipeline.db.models import InboundEmail
+
+    engine = make_engine(app_db)
+    try:
+        with session_factory(engine)() as session:
+            return [
+                (r.id, r.state, r.reason or "", r.subject)
+                for r in session.scalars(select(InboundEmail).order_by(InboundEmail.id))
+            ]
+    finally:
+        engine.dispose()
+
+
+def ledger(app_db: str):
+    from sqlalchemy import select
+
+    from inbox_pipeline.db.engine import make_engine, session_factory
+    from inbox_pipeline.db.models import Delivery
+
+    engine = make_engine(app_db)
+    try:
+        with session_factory(engine)() as session:
+            return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+    finally:
+        engine.dispose()
+
+
+def open_instance(home: Path) -> dg.DagsterInstance:
+    from dagster._core.instance.ref import InstanceRef
+
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+
+
+def finished_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun] | None:
+    runs = instance.get_runs()
+    return runs if runs and all(r.is_finished for r in runs) else None
+
+
+def test_twenty_emails_through_the_daemon_with_s3_and_smtp_faults(
+    tmp_path, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink, java_available
+) -> None:
+    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
+    host, port = moto_server.removeprefix("http://").split(":")
+    proxy = TcpProxy(host, int(port))  # the daemon reaches S3 through this; the test cuts it
+    env = pipeline_env(
+        tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=proxy.url, smtp_url=smtp_sink.url
+    )
+    addresses = seed(
+        postgres_url,
+        [
+            {"email": "alice@example.org", "kindle": "alice_k@kindle.example"},
+            {"email": "bob@example.org", "kindle": "bob_k@kindle.example"},
+            {"email": "erin@example.org", "kindle": "erin_k@kindle.example", "plan": "tiny", "limit": 2},
+        ],
+    )
+    alice, bob, erin = (addresses[e] for e in ("alice@example.org", "bob@example.org", "erin@example.org"))
+    emails = [mails.newsletter(n, alice) for n in range(1, 8)]  # 7 for alice
+    emails += [mails.newsletter(n, bob) for n in range(11, 18)]  # 7 for bob
+    emails.append(mails.newsletter(11, bob))  # the same Message-ID again: a duplicate
+    emails.append(mails.newsletter(21, "stranger-abcdefgh@in.example"))  # unknown address
+    emails.append(mails.confirmation(alice))  # forwarded to alice's own email
+    emails += [mails.newsletter(n, erin) for n in range(31, 34)]  # erin's plan allows 2: one over quota
+    assert len(emails) == 20
+
+    proxy.cut()  # S3 unreachable while the first ticks run
+    smtp_sink.refuse_next = 2  # the SMTP server answers 451 twice
+    s3 = boto3.client("s3", endpoint_url=moto_server)
+    for data in emails:  # SES names objects with unique ids, all landing in the same second
+        s3.put_object(Bucket=s3_bucket, Key=f"incoming/{uuid.uuid4().hex}", Body=data)
+
+    daemon = Daemon(env, tmp_path / "daemon.log")
+    instance = open_instance(home)
+    try:
+        wait_for(lambda: proxy.refused >= 2 or not daemon.alive(), timeout=90, what="a tick to try S3")
+        assert daemon.alive(), daemon.output()[-3000:]
+        time.sleep(2)
+        proxy.reconnect()
+        started = time.monotonic()
+        try:
+            wait_for(
+                lambda: len(r := rows(postgres_url)) == 20 and all(state in TERMINAL for _, state, _, _ in r),
+                timeout=240,
+                interval=2,
+                what="every email to reach a final state",
+            )
+        except AssertionError as exc:
+            states = Counter(state for _, state, _, _ in rows(postgres_url))
+            statuses = Counter(r.status.value for r in instance.get_runs())
+            raise AssertionError(f"{exc}: rows {dict(states)}, runs {dict(statuses)}\n{daemon.output()[-4000:]}")
+        runs = wait_for(lambda: finished_runs(instance), timeout=60, what="every run to finish")
+        elapsed = time.monotonic() - started
+    finally:
+        daemon.stop()
+        proxy.close()
+
+    # One run per email, every run a success.
+    assert len(runs) == 20, Counter(r.tags.get("inbox-pipeline/email-id") for r in runs)
+    assert len({r.tags["inbox-pipeline/email-id"] for r in runs}) == 20
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.run_id, r.status) for r in runs]
+    # The sensor's failed ticks while S3 was away are on record.
+    from dagster._core.scheduler.instigation import TickStatus
+
+    (sensor_state,) = [s for s in instance.all_instigator_state() if s.instigator_name == "inbox_sensor"]
+    failed_ticks = instance.get_ticks(
+        sensor_state.instigator_origin_id, sensor_state.selector_id, statuses=[TickStatus.FAILURE]
+    )
+    assert failed_ticks, "no failed inbox_sensor tick while S3 was unreachable"
+
+    # Exactly the right emails at the SMTP server, each once.
+    parsed = smtp_sink.parsed()
+    sent = Counter((tuple(m["to"]), " ".join(str(p["Subject"]).split())) for m, p in zip(smtp_sink.messages, parsed))
+    assert all(n == 1 for n in sent.values()), [k for k, n in sent.items() if n > 1]
+    per_recipient = Counter(rcpt for (to, _subject) in sent for rcpt in to)
+    assert per_recipient == {
+        "alice_k@kindle.example": 7,
+        "bob_k@kindle.example": 7,
+        "erin_k@kindle.example": 2,
+        "alice@example.org": 1,  # the confirmation, link first
+        "erin@example.org": 1,  # quota reached, told once
+    }
+    assert smtp_sink.attempts == 18 + 2
+    for message, p in zip(smtp_sink.messages, parsed):
+        if message["to"][0].endswith("@kindle.example"):
+            (epub,) = [a for a in p.iter_attachments() if a.get_content_type() == "application/epub+zip"]
+            assert re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,45}\.epub", epub.get_filename())
+            assert p["From"] == SENDER and p.get_body(("plain",)).get_content().strip()
+    confirm = next(p for m, p in zip(smtp_sink.messages, parsed) if m["to"] == ["alice@example.org"])
+    body = confirm.get_body(("plain",)).get_content()
+    assert body.index(mails.CONFIRM_LINK.format(n=1)) < body.index("Original message")
+
+    # The right state and reason on every row.
+    final = rows(postgres_url)
+    assert Counter(state for _, state, _, _ in final) == {
+        "delivered": 16,
+        "duplicate": 1,
+        "unroutable": 1,
+        "confirmation_forwarded": 1,
+        "over_quota": 1,
+    }
+    reasons = {state: reason for _, state, reason, _ in final if state != "delivered"}
+    assert "same Message-ID" in reasons["duplicate"] and "bob@example.org" in reasons["duplicate"]
+    assert "stranger-abcdefgh@in.example" in reasons["unroutable"]
+    assert "alice@example.org" in reasons["confirmation_forwarded"]
+    assert "quota" in reasons["over_quota"]
+    assert all(r.startswith("sent to Kindle ") for _, s, r, _ in final if s == "delivered")
+    deliveries = ledger(postgres_url)
+    assert len(deliveries) == 16 and {d.status for d in deliveries} == {"sent"}
+    # The two 451s fell on Kindle deliveries (retried, the ledger counts the attempts) or on
+    # the confirmation forward (retried by its op): 20 attempts at the server, 18 messages kept.
+    assert 16 <= sum(d.attempts for d in deliveries) <= 18
+    print(f"20 emails processed in {elapsed:.0f} s after S3 came back")
+
+
+TERMINATE = """
+mutation($runId: String!) {
+  terminateRun(runId: $runId, terminatePolicy: MARK_AS_CANCELED_IMMEDIATELY) {
+    __typename
+    ... on TerminateRunFailure { message }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_a_run_killed_during_delivery_and_reexecuted_from_the_api_does_not_send_twice(
+    tmp_path, monkeypatch, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, stalling_smtp
+) -> None:
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster_graphql.client.query import LAUNCH_PIPELINE_REEXECUTION_MUTATION
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
+    env = pipeline_env(
+        tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=moto_server, smtp_url=stalling_smtp.url
+    )
+    env["INBOX_PIPELINE_EPUBCHECK"] = "false"
+    for key, value in env.items():  # the API below loads the code location with the same settings
+        monkeypatch.setenv(key, value)
+    alice = seed(postgres_url, [{"email": "alice@example.org", "kindle": "alice_k@kindle.example"}])[
+        "alice@example.org"
+    ]
+    stalling_smtp.stall.set()  # the relay takes the message and does not answer...
+    boto3.client("s3", endpoint_url=moto_server).put_object(
+        Bucket=s3_bucket, Key="incoming/one", Body=mails.newsletter(1, alice)
+    )
+    daemon = Daemon(env, tmp_path / "daemon.log")
+    instance = open_instance(home)
+    try:
+        wait_for(lambda: stalling_smtp.arrived.is_set() or not daemon.alive(), timeout=150, what="DATA at the relay")
+        assert daemon.alive(), daemon.output()[-3000:]
+        (run,) = instance.get_runs()
+        workers = wait_for(lambda: run_worker_pids(instance, run.run_id), timeout=10, what="the run worker")
+        for pid in workers:  # ... and the run worker dies in the middle of delivery
+            os.kill(pid, signal.SIGKILL)
+        stalling_smtp.release.set()  # the relay had it: it delivers it
+
+        # The code server sees its worker vanish and marks the run failed; if it has not yet, the
+        # operator terminates it in the UI (the same GraphQL call).
+        try:
+            wait_for(lambda: instance.get_run_by_id(run.run_id).is_finished, timeout=20, what="the run to fail")
+        except AssertionError:
+            pass
+        with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")])) as ws:
+            if not instance.get_run_by_id(run.run_id).is_finished:
+                result = execute_dagster_graphql(ws.create_request_context(), TERMINATE, {"runId": run.run_id})
+                assert result.data["terminateRun"]["__typename"] == "TerminateRunSuccess", result.data
+            # Re-execute from failure, as the UI's button does.
+            result = execute_dagster_graphql(
+                ws.create_request_context(),
+                LAUNCH_PIPELINE_REEXECUTION_MUTATION,
+                {"reexecutionParams": {"parentRunId": run.run_id, "strategy": "FROM_FAILURE"}},
+            )
+            launched = result.data["launchPipelineReexecution"]
+            assert launched["__typename"] == "LaunchRunSuccess", launched
+            child_id = launched["run"]["runId"]
+        child = wait_for(
+            lambda: (r := instance.get_run_by_id(child_id)) and r.is_finished and r, timeout=120, what="the re-execution"
+        )
+    finally:
+        daemon.stop()
+
+    assert len(stalling_smtp.messages) == 1  # sent once, never twice
+    assert child.status == dg.DagsterRunStatus.FAILURE  # it refuses to send again and says why
+    steps = {
+        e.step_key: e.dagster_event.event_type_value
+        for e in instance.all_logs(child_id)
+        if e.is_dagster_event and e.step_key and e.dagster_event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE")
+    }
+    assert steps == {"deliver_to_kindle": "STEP_FAILURE"}  # only the unfinished step ran again
+    (delivery,) = ledger(postgres_url)
+    assert delivery.status == "claimed" and delivery.attempts == 1
+    ((_, state, reason, _),) = rows(postgres_url)
+    assert state == "failed"
+    assert f"delivery #{delivery.id}" in reason and "not sent again" in reason

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Run inbox-pipeline locally: SQLite, local folders, a demo user, sample
+# newsletters in the inbox, and the Dagster UI on http://localhost:3000.
+#
+#   scripts/dev.sh               set up, then `dagster dev -p 3000`
+#   scripts/dev.sh --setup-only  set up and stop (what the test drives)
+#   PORT=3100 scripts/dev.sh     another port
+#
+# State lives in $INBOX_PIPELINE_DATA_DIR (default ./.inbox_pipeline) and
+# $DAGSTER_HOME (default ./.dagster_home); delete both to start over.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+
+export INBOX_PIPELINE_DATA_DIR="$(realpath -m "${INBOX_PIPELINE_DATA_DIR:-.inbox_pipeline}")"
+export DAGSTER_HOME="$(realpath -m "${DAGSTER_HOME:-.dagster_home}")"
+# A person is watching: look at the inbox every few seconds, retry quickly.
+export INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS="${INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS:-5}"
+export INBOX_PIPELINE_RETRY_DELAY_SECONDS="${INBOX_PIPELINE_RETRY_DELAY_SECONDS:-10}"
+mkdir -p "$INBOX_PIPELINE_DATA_DIR" "$DAGSTER_HOME"
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || cp deploy/local/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+
+# Migrate the database, create the demo user, drop the samples (first time only).
+.venv/bin/python -m inbox_pipeline.demo
+
+echo "inbox:  ${INBOX_PIPELINE_INBOX:-$INBOX_PIPELINE_DATA_DIR/inbox}   (drop .eml files here)"
+echo "outbox: $INBOX_PIPELINE_DATA_DIR/outbox   (the EPUB emails appear here)"
+if [ "${1:-}" = "--setup-only" ]; then
+  exit 0
+fi
+# No arguments: `dagster dev` takes the code location from pyproject.toml.
+exec .venv/bin/dagster dev -h "${HOST:-127.0.0.1}" -p "${PORT:-3000}"
