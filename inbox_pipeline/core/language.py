@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 DEFAULT = "en"
 
@@ -51,6 +52,7 @@ _SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("th", re.compile(r"[\u0e00-\u0e7f]")),
     ("hi", re.compile(r"[\u0900-\u097f]")),
 )
+_ANY_SCRIPT = re.compile("[" + "".join(pattern.pattern[1:-1] for _, pattern in _SCRIPTS) + "]")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _TAG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
 _SAMPLE = 8000  # characters: plenty for a vote, keeps long emails fast
@@ -79,17 +81,21 @@ def guess_language(text: str, declared: str | None = None) -> str:
     """
     declared_tag = normalise_tag(declared)
     sample = text[:_SAMPLE]
-    letters = len(_LETTER.findall(sample)) or 1
-    for lang, pattern in _SCRIPTS:
-        if len(pattern.findall(sample)) > letters * 0.3:
-            if lang == "zh" and _SCRIPTS[0][1].search(sample):
-                return "ja"
-            return declared_tag if declared_tag and declared_tag.split("-")[0] == lang else lang
+    # Counting letters and script characters is the costly part: done only when some
+    # character of a listed script is there at all (never for ASCII or Latin-only text).
+    if not sample.isascii() and _ANY_SCRIPT.search(sample):
+        letters = len(_LETTER.findall(sample)) or 1
+        for lang, pattern in _SCRIPTS:
+            if len(pattern.findall(sample)) > letters * 0.3:
+                if lang == "zh" and _SCRIPTS[0][1].search(sample):
+                    return "ja"
+                return declared_tag if declared_tag and declared_tag.split("-")[0] == lang else lang
     counts = dict.fromkeys(_STOPWORDS, 0)
     tokens = _TOKEN.findall(sample.lower())
-    for token in tokens:
-        for lang in _LANGS_OF.get(token, ()):
-            counts[lang] += 1
+    frequencies = Counter(tokens)
+    for token in frequencies.keys() & _LANGS_OF.keys():
+        for lang in _LANGS_OF[token]:
+            counts[lang] += frequencies[token]
     ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)
     (best, top), (_, second) = ranked[0], ranked[1]
     confident = top >= 5 and top >= second * 1.3 and top >= len(tokens) * 0.05

@@ -119,6 +119,28 @@ def test_view_online_and_footer_are_removed_in_five_languages(top, footer, langu
     assert article.removed >= 2
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Enjoying reading this newsletter? Tell a colleague about the ferry.",
+        "Enjoyed today's issue? Hit reply and tell us.",
+        "You're currently on the free plan of Harbour Notes.",
+        "You are reading the paid edition, thanks to readers like you.",
+        "What do you think about this edition? Vote below.",
+        "We use your email address only for sending Harbour Notes.",
+    ],
+)
+def test_reader_prompts_and_plan_notices_are_removed_but_prose_with_the_same_words_stays(prompt):
+    prose = (
+        "<p>Passengers said they were enjoying this new quiet crossing, and the free plan to extend "
+        "the service to the islands was approved by the council on Monday evening.</p>"
+    )
+    article = clean_html(email_page(f"{ARTICLE}{prose}<p style='font-size:12px'>{prompt}</p>"))
+    assert normalise(prompt) not in text(article)
+    assert normalise("the free plan to extend the service to the islands was approved") in text(article)
+    assert normalise("The river ferry has run every half hour since 1921") in text(article)
+
+
 def test_an_article_that_talks_about_unsubscribing_keeps_its_text():
     paragraph = (
         "Regulators want every app to make it as easy to unsubscribe as it was to sign up. "

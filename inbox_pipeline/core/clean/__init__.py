@@ -10,7 +10,7 @@ import re
 
 from ..language import guess_language
 from .article import CleanedArticle
-from .dom import Element, collapse, parse, text_of
+from .dom import Element, ascii_lower, collapse, parse, text_of
 from .engine import Cleaner
 from .phrases import FORWARDED_MARKER
 from .hidden import stylesheet_hidden_classes
@@ -48,7 +48,7 @@ def clean_html(
     hidden_classes = stylesheet_hidden_classes(css) if css else frozenset()
     html_title = collapse(root.findtext(".//title") or "")
     declared = root.get("lang") or root.get("xml:lang") or _header(headers, "content-language")
-    rules = detect_platform(headers, Markup(root=root, source=html.lower()))
+    rules = detect_platform(headers, Markup(root=root, source=ascii_lower(html)))
 
     body = root.find("body")
     if body is None:
@@ -106,5 +106,7 @@ def _title(subject: str | None, html_title: str, body: Element | None) -> str | 
 
 def _count_words(text: str) -> int:
     """Words for reading time; CJK characters count one word each."""
+    if text.isascii() or _CJK.search(text) is None:
+        return len(_WORD.findall(text))
     cjk = len(_CJK.findall(text))
     return len(_WORD.findall(_CJK.sub(" ", text))) + cjk

@@ -14,12 +14,11 @@ Steps, each one pass over the tree:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-
+from functools import lru_cache
 
 from . import phrases
-from .dom import BLOCK_TAGS, Element, classes, collapse, drop_tag, drop_tree, letters, prune, text_of
-from .hidden import is_icon, is_tracker_image, sets_font_size, style_hides, zero_font
+from .dom import BLOCK_TAGS, Element, class_tokens, classes, collapse, drop_tag, drop_tree, letters, text_of
+from .hidden import image_size, is_icon, is_tracker_image, sets_font_size, style_hides, zero_font
 from .platforms.base import PlatformRules
 
 # Never content; removed with everything inside.
@@ -29,33 +28,38 @@ KILL_TAGS = frozenset(
     "optgroup map area param dialog".split()
 )
 
+# The href patterns run on the lower-cased href: IGNORECASE would defeat the regex engine's
+# first-character scan and cost several times more on long tracking URLs.
 _SHARE_HREF = re.compile(
     r"twitter\.com/(?:intent|share)|x\.com/intent|facebook\.com/(?:sharer|share\.php|dialog/share)|"
-    r"linkedin\.com/(?:shareArticle|sharing|cws/share)|reddit\.com/submit|pinterest\.com/pin/create|"
+    r"linkedin\.com/(?:sharearticle|sharing|cws/share)|reddit\.com/submit|pinterest\.com/pin/create|"
     r"api\.whatsapp\.com/send|wa\.me/\?|t\.me/share|telegram\.me/share|news\.ycombinator\.com/submitlink|"
     r"xing\.com/(?:spi/)?share|bsky\.app/intent|threads\.net/intent|^mailto:\?",
-    re.IGNORECASE,
 )
 _APP_HREF = re.compile(
     r"apps\.apple\.com|itunes\.apple\.com|play\.google\.com/store|app\.adjust\.com|\.app\.link/|"
     r"onelink\.me|smart\.link|/app-link/|action=open-app|open_in_app|app-store|get-app",
-    re.IGNORECASE,
 )
 _UNSUB_HREF = re.compile(
     r"unsub|opt-?out|/preferences|/manage(?:-|_)?(?:subscription|preferences|profile)|list-manage\.com/(?:profile|unsubscribe)|"
     r"disable_email|abmelden|abbestell|desabonn|désabonn|desinscri|/profile\?|email[-_]?settings|\*\|unsub\|\*|\*\|update_profile\|\*|"
     r"forward-to-friend|/forward\?|/refer(?:ral)?(?:[/?]|$)|\*\|forward\|\*|\*\|archive\|\*|vcard|\.vcf(?:$|\?)",
-    re.IGNORECASE,
 )
 _SOCIAL_HOST = re.compile(
     r"^(?:https?://)?(?:www\.|m\.|[a-z]{2}-[a-z]{2}\.)?(?:facebook\.com|fb\.com|twitter\.com|x\.com|instagram\.com|"
     r"linkedin\.com/(?:company|in|school)|youtube\.com|youtu\.be|tiktok\.com|pinterest\.[a-z.]+|threads\.net|"
     r"t\.me|xing\.com|mastodon\.social|bsky\.app|flipboard\.com|whatsapp\.com|discord\.gg|discord\.com/invite)",
-    re.IGNORECASE,
 )
 _HREF_PREFIX = 250
 _LINK_ONLY_SIGNALS = frozenset({"view_online", "app"})
-_TWEET = re.compile(r"(?:twitter|x)\.com/[^/]+/status/", re.IGNORECASE)
+_TWEET = re.compile(r"(?:twitter|x)\.com/[^/]+/status/")
+# Share intents and app links are dropped alike: one test for both. Only whether these match
+# matters, so their alternatives are spelled out into plain strings found with ``in`` where
+# they allow (phrases.Finder): a long tracking URL is then no regex scan per alternative.
+_SHARE_OR_APP_HREF = phrases.Finder(_SHARE_HREF.pattern + "|" + _APP_HREF.pattern)
+_UNSUB_HREF_ANY = phrases.Finder(_UNSUB_HREF.pattern)
+_TWEET_ANY = phrases.Finder(_TWEET.pattern)
+_SMALL_STYLE = re.compile(r"(?:^|;)(?:width|height):(\d+)px")
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+(?=[^\s])")
 
 
@@ -74,27 +78,76 @@ def _small_icon(img: Element) -> bool:
         if value.isdigit() and int(value) <= 64:
             return True
     style = (img.get("style") or "").replace(" ", "").lower()
-    m = re.search(r"(?:^|;)(?:width|height):(\d+)px", style)
+    m = _SMALL_STYLE.search(style)
     return bool(m and int(m.group(1)) <= 64)
 
 
-@dataclass
+_STEP1_TAGS = KILL_TAGS | {"img", "form"}
+_COLLAPSED = " \t\r\n\f\xa0\u2028\u2029\u3000"  # what dom.collapse turns into one space
+_DROP, _BIG_HIDDEN = 1, 2
+
+
+def _after_subtree(el: Element, root: Element) -> Element | None:
+    """The node that follows ``el``'s subtree in document order (None: the end of ``root``)."""
+    node: Element | None = el
+    while node is not None and node is not root:
+        following = node.getnext()
+        if following is not None:
+            return following
+        node = node.getparent()
+    return None
+
+
+def _no_capitals(pattern: re.Pattern[str]) -> bool:
+    """True for an IGNORECASE pattern written in lower case (escapes such as \\S aside)."""
+    return bool(pattern.flags & re.IGNORECASE) and not re.search(r"[A-Z]", re.sub(r"\\.", "", pattern.pattern))
+
+
+@lru_cache(maxsize=64)
+def _lowercase_text_twin(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """A pattern that finds whether ``pattern`` matches lower-cased text, fast.
+
+    Platform patterns are written in lower case and compiled with IGNORECASE, which makes the
+    regex engine test every alternative at every position; on lower-cased input the same
+    alternatives merged into a trie (phrases.any_of) do without it. A pattern with capital
+    letters is kept as it is.
+    """
+    if not _no_capitals(pattern):
+        return pattern
+    return phrases.any_of(pattern.pattern, pattern.flags & ~re.IGNORECASE)
+
+
+@lru_cache(maxsize=64)
+def _lowercase_href_twin(pattern: re.Pattern[str]) -> "re.Pattern[str] | phrases.Finder":
+    """The same for lower-cased hrefs, with phrases.Finder (URLs have no words to skip by)."""
+    if not _no_capitals(pattern):
+        return pattern
+    return phrases.Finder(pattern.pattern)
+
+
 class _Unit:
     """A text block: a block element's own text, without nested blocks."""
 
-    el: Element
-    parent: "_Unit | None"
-    parts: list[str] = field(default_factory=list)
-    nodes: list[tuple[Element, str]] = field(default_factory=list)  # its own text slots
-    button_chars: int = 0  # letters inside links that are buttons (share, subscribe, ...)
-    clutter_link: bool = False  # holds an unsubscribe/preferences/view-online link
-    protected: bool = False  # inside an element the platform marks as the article
-    text: str = ""
-    size: int = 0  # letters and digits
-    drop: bool = False
-    strong: bool = False
-    kept_size: int = 0  # letters kept under this block, itself included
-    dropped_strong: int = 0
+    __slots__ = (
+        "el", "parent", "parts", "nodes", "button_chars", "clutter_link", "protected",
+        "text", "lower", "size", "drop", "strong", "kept_size", "dropped_strong",
+    )
+
+    def __init__(self, el: Element, parent: "_Unit | None", protected: bool):
+        self.el = el
+        self.parent = parent
+        self.parts: list[str] = []
+        self.nodes: list[tuple[Element, str]] = []  # its own text slots
+        self.button_chars = 0  # letters inside links that are buttons (share, subscribe, ...)
+        self.clutter_link = False  # holds an unsubscribe/preferences/view-online link
+        self.protected = protected  # inside an element the platform marks as the article
+        self.text = ""
+        self.lower = ""
+        self.size = 0  # letters and digits
+        self.drop = False
+        self.strong = False
+        self.kept_size = 0  # letters kept under this block, itself included
+        self.dropped_strong = 0
 
 
 class Cleaner:
@@ -108,46 +161,102 @@ class Cleaner:
         self.touched: set[Element] = set()  # blocks that lost a clutter link
         self.link_texts: dict[Element, str] = {}
         self._full_text: str | None = None
+        self._scans: dict[str, list[str]] = {}  # lower-cased text -> its signal categories
+        self._drop_href = _lowercase_href_twin(rules.drop_href) if rules.drop_href is not None else None
+        self._drop_text = _lowercase_text_twin(rules.drop_text) if rules.drop_text is not None else None
+
+    def _scan(self, lower: str) -> list[str]:
+        """phrases.scan, once per distinct text in this run."""
+        found = self._scans.get(lower)
+        if found is None:
+            found = self._scans[lower] = phrases.scan(lower)
+        return found
 
     # --- step 1 -------------------------------------------------------------------
 
     def drop_invisible(self) -> None:
+        body = self.body
         rules = self.rules
         drop_classes = rules.drop_classes
         drop_ids = rules.drop_ids
         hidden_classes = self.hidden_classes
-        big_hidden: list[Element] = []
-
-        def drop(el: Element) -> bool:
+        special = _STEP1_TAGS
+        # Templates repeat the same few class and style strings on hundreds of elements:
+        # each distinct string is judged once.
+        class_verdicts: dict[str, tuple[bool, bool]] = {}  # class -> (platform clutter, hidden)
+        style_verdicts: dict[str, tuple[bool, bool]] = {}  # style -> (hides, zero font size)
+        # Verdicts first, in document order over the untouched tree, then the removals. Every
+        # verdict depends on the element and its own subtree only, so a removal elsewhere never
+        # changes one; the subtree of an element that goes is skipped, as a top-down walk would.
+        marked: list[tuple[Element, int]] = []
+        icons: list[Element] = []  # replaced once every verdict is in
+        resume_at: Element | None = None  # the first element after a subtree marked for removal
+        for el in body.iterdescendants():
+            if resume_at is not None:
+                if el is not resume_at:
+                    continue
+                resume_at = None
             tag = el.tag
-            if tag in KILL_TAGS:
-                return True
-            if tag == "img":
-                if is_tracker_image(el):
-                    return True
-                if is_icon(el):
-                    _replace_with_alt(el)  # emoji and icons: their alt text reads better
-                    return False
-                return False
-            if tag == "form":
-                el.tag = "div"  # some senders wrap everything in a form: keep the text
-            tokens = classes(el)
-            if tokens and (drop_classes.intersection(tokens)):
-                return True
-            if drop_ids and (el.get("id") or "").lower() in drop_ids:
-                return True
-            hidden = el.get("hidden") is not None or bool(tokens and hidden_classes.intersection(tokens))
-            style = el.get("style")
-            if not hidden and style:
-                hidden = style_hides(style) or (zero_font(style) and not sets_font_size(el))
-            if hidden:
-                if letters(text_of(el)) > 600:
-                    big_hidden.append(el)  # decided below: a duplicate, or the only copy?
-                    return False
-                return True
-            return False
-
-        self.removed += prune(self.body, drop)
+            if tag.__class__ is not str:
+                continue
+            decision = 0
+            if tag in special:
+                if tag in KILL_TAGS:
+                    decision = _DROP
+                elif tag == "img":
+                    size = image_size(el)
+                    if is_tracker_image(el, size):
+                        decision = _DROP
+                    elif is_icon(el, size):
+                        icons.append(el)
+                else:
+                    el.tag = "div"  # a form: some senders wrap everything in one, keep the text
+            if not decision and tag != "img":
+                # Class (platform clutter, hidden preheader), platform id, hidden, inline style.
+                hidden = False
+                value = el.get("class")
+                if value is not None:
+                    found = class_verdicts.get(value)
+                    if found is None:
+                        tokens = class_tokens(value)
+                        found = class_verdicts[value] = (
+                            bool(tokens) and not drop_classes.isdisjoint(tokens),
+                            bool(tokens) and not hidden_classes.isdisjoint(tokens),
+                        )
+                    if found[0]:
+                        decision = _DROP
+                    hidden = found[1]
+                if not decision and drop_ids and (el.get("id") or "").lower() in drop_ids:
+                    decision = _DROP
+                if not decision:
+                    if not hidden and el.get("hidden") is not None:
+                        hidden = True
+                    if not hidden:
+                        style = el.get("style")
+                        if style:
+                            found = style_verdicts.get(style)
+                            if found is None:
+                                found = style_verdicts[style] = (style_hides(style), zero_font(style))
+                            hidden = found[0] or (found[1] and not sets_font_size(el))
+                    if hidden:
+                        # A large hidden block is decided below: a duplicate, or the only copy?
+                        decision = _BIG_HIDDEN if letters(text_of(el)) > 600 else _DROP
+            if decision == _DROP:
+                marked.append((el, _DROP))
+                resume_at = _after_subtree(el, body)
+                if resume_at is None:
+                    break  # the rest of the document is inside it
+            elif decision == _BIG_HIDDEN:
+                marked.append((el, _BIG_HIDDEN))
+        for el in icons:
+            _replace_with_alt(el)  # emoji and icons: their alt text reads better
+        big_hidden: list[Element] = []
+        for el, decision in marked:
+            if decision == _DROP:
+                drop_tree(el)
+                self.removed += 1
+            else:
+                big_hidden.append(el)
         for el in big_hidden:
             if el.getparent() is not None and self._shown_elsewhere(el):
                 drop_tree(el)
@@ -205,16 +314,17 @@ class Cleaner:
 
     def drop_button_links(self) -> None:
         """Remove share intents, app badges and social icons; mark other button links."""
-        drop_href = self.rules.drop_href
+        drop_href = self._drop_href
         doomed = []
         icon_rows: dict[Element, int] = {}
+        link_texts = self.link_texts
         for a in self.body.iter("a"):
             # Tracking URLs carry kilobytes of opaque token; what tells a share or app link
             # (host, path, the first query keys) sits at the start.
-            href = (a.get("href") or "").strip()[:_HREF_PREFIX]
+            href = (a.get("href") or "").strip()[:_HREF_PREFIX].lower()
             text = collapse(text_of(a))
-            self.link_texts[a] = text
-            if _TWEET.search(href):
+            link_texts[a] = text
+            if _TWEET_ANY.search(href):
                 continue
             if not text:
                 imgs = [img for img in a.iter("img")]
@@ -228,15 +338,15 @@ class Cleaner:
                     if block is not None:
                         icon_rows[block] = icon_rows.get(block, 0) + 1
             if text and len(text) <= 60 and (
-                phrases.VIEW_BUTTON.match(text) or phrases.signals(text, address=False) & _LINK_ONLY_SIGNALS
+                phrases.VIEW_BUTTON.match(text)
+                or not _LINK_ONLY_SIGNALS.isdisjoint(self._scan(text.lower()))
             ):
                 doomed.append((a, text))
                 continue
             if (
-                _SHARE_HREF.search(href)
-                or _APP_HREF.search(href)
+                _SHARE_OR_APP_HREF.search(href)
                 or (drop_href is not None and drop_href.search(href))
-                or (_SOCIAL_HOST.search(href) and (not text or phrases.is_button(text)))
+                or (_SOCIAL_HOST.match(href) and (not text or phrases.is_button(text)))
             ):
                 doomed.append((a, text))
         for block, count in icon_rows.items():
@@ -247,7 +357,7 @@ class Cleaner:
         for a, text in doomed:
             if a.getparent() is None:
                 continue
-            if letters(text) > 12 and not phrases.is_button(text) and not phrases.has_strong(text):
+            if letters(text) > 12 and not phrases.is_button(text) and not self._has_strong(text):
                 drop_tag(a)  # real words behind an app/share URL (a title): keep them, unlinked
                 continue
             block = a.getparent()
@@ -258,92 +368,135 @@ class Cleaner:
             drop_tree(a)
             self.removed += 1
 
+    def _has_strong(self, text: str) -> bool:
+        return not phrases.STRONG.isdisjoint(self._scan(text.lower()))
+
     # --- step 3 -------------------------------------------------------------------
 
     def score_blocks(self) -> None:
         units = self._units()
         total = sum(u.size for u in units) or 1
         seen = 0
-        drop_text = self.rules.drop_text
+        drop_text = self._drop_text
+        touched = self.touched
+        STRONG = phrases.STRONG
         for u in units:
             position = seen / total
             seen += u.size
-            if u.size == 0:
+            size = u.size
+            if size == 0:
                 continue
             text = u.text
-            if drop_text is not None and u.size <= 400 and drop_text.search(text):
+            lower = u.lower
+            if drop_text is not None and size <= 400 and drop_text.search(lower):
                 u.drop = u.strong = True
                 continue
-            if u.size <= 40 and u.el in self.touched:
+            if size <= 40 and u.el in touched:
                 u.drop = u.strong = True
                 continue
-            if u.button_chars and u.button_chars >= u.size * 0.7 and u.size <= 120:
+            if u.button_chars and u.button_chars >= size * 0.7 and size <= 120:
                 u.drop = u.strong = True
                 continue
-            if u.size <= 60 and (
+            if size <= 60 and (
                 (phrases.is_button(text) and (u.button_chars or u.clutter_link)) or phrases.LABEL.match(text)
             ):
                 u.drop = u.strong = True
                 continue
-            if u.size > 220 and seen / total < 0.5 and not u.clutter_link:
+            if size > 220 and seen / total < 0.5 and not u.clutter_link:
                 continue  # long prose ending in the first half: article text, not furniture
-            found = phrases.signals(text, address=u.size <= 600)
-            if not found:
-                continue
-            strong = found & phrases.STRONG
-            weak = found - phrases.STRONG
-            if strong:
-                if u.size <= 220:
+            scanned = self._scan(lower)
+            strong_count = sum(1 for name in scanned if name in STRONG)
+            weak = {name for name in scanned if name not in STRONG}
+            if strong_count:
+                # The address test is the costly one: it runs only where it can change the outcome.
+                if size <= 220:
                     u.drop = True
-                elif u.size <= 700 and (u.clutter_link or weak or phrases.count_strong(text) >= 2):
+                elif size <= 700 and (
+                    u.clutter_link or weak or strong_count >= 2 or (size <= 600 and phrases.has_address(text))
+                ):
                     u.drop = True
-                elif not u.protected and phrases.count_strong(text) * 250 >= u.size:
+                elif not u.protected and strong_count * 250 >= size:
                     u.drop = True  # a long footer paragraph, dense with boilerplate
                 elif not u.protected:
-                    self._drop_lines(u, seen - u.size, total)
+                    self._drop_lines(u, seen - size, total)
                 u.strong = u.drop
             elif not u.protected:
-                if u.size <= 250 and (position >= 0.5 or len(weak) >= 2 or u.clutter_link):
+                if not weak and size <= 250 and position < 0.5 and not u.clutter_link:
+                    continue  # an address alone could not drop it
+                if size <= 600 and phrases.has_address(text):
+                    weak.add("address")
+                if not weak:
+                    continue
+                if size <= 250 and (position >= 0.5 or len(weak) >= 2 or u.clutter_link):
                     u.drop = True
-                elif u.size <= 600 and len(weak) >= 2 and position >= 0.6:
+                elif size <= 600 and len(weak) >= 2 and position >= 0.6:
                     u.drop = True
-                elif u.size > 250:
-                    self._drop_lines(u, seen - u.size, total)
+                elif size > 250:
+                    self._drop_lines(u, seen - size, total)
         self._collapse_containers(units)
 
     def _units(self) -> list[_Unit]:
         body = self.body
         keep = self.rules.keep_classes
         unit_of: dict[Element, _Unit] = {}
-        units: list[_Unit] = []
-        for el in body.iter():
-            if not isinstance(el.tag, str):
+        block_tags = BLOCK_TAGS
+        mark_link = self._mark_link
+        blank = _COLLAPSED
+        root_unit = _Unit(body, None, bool(keep and not keep.isdisjoint(classes(body))))
+        units = [root_unit]
+        unit_of[body] = root_unit
+        # Layout tables fill the tree with whitespace-only text. Such a piece is kept as one
+        # space (collapse() turns any whitespace run into one) and is no text slot of its own:
+        # _drop_lines skips slots without letters anyway.
+        text = body.text
+        if text:
+            if text.strip(blank):
+                root_unit.parts.append(text)
+                root_unit.nodes.append((body, "text"))
+            else:
+                root_unit.parts.append(" ")
+        for el in body.iterdescendants():
+            tag = el.tag
+            if tag.__class__ is not str:
                 continue
-            parent = el.getparent()
-            parent_unit = unit_of.get(parent) if el is not body else None
-            if el is body or el.tag in BLOCK_TAGS:
-                unit = _Unit(el, parent_unit)
-                unit.protected = parent_unit.protected if parent_unit else False
-                if keep and not unit.protected and keep.intersection(classes(el)):
-                    unit.protected = True
+            parent_unit = unit_of[el.getparent()]
+            if tag in block_tags:
+                protected = parent_unit.protected
+                if keep and not protected and not keep.isdisjoint(classes(el)):
+                    protected = True
+                unit = _Unit(el, parent_unit, protected)
                 units.append(unit)
             else:
                 unit = parent_unit
             unit_of[el] = unit
-            if el.tag == "br":
+            if tag == "br":
                 unit.parts.append(" ")
-            if el.text:
-                unit.parts.append(el.text)
-                unit.nodes.append((el, "text"))
-            if el.tail and parent_unit is not None:
-                parent_unit.parts.append(el.tail)
-                parent_unit.nodes.append((el, "tail"))
-            if el.tag == "a":
-                self._mark_link(el, unit)
+            text = el.text
+            if text:
+                if text.strip(blank):
+                    unit.parts.append(text)
+                    unit.nodes.append((el, "text"))
+                else:
+                    unit.parts.append(" ")
+            text = el.tail
+            if text:
+                if text.strip(blank):
+                    parent_unit.parts.append(text)
+                    parent_unit.nodes.append((el, "tail"))
+                else:
+                    parent_unit.parts.append(" ")
+            if tag == "a":
+                mark_link(el, unit)
+        debris = phrases.MSO_DEBRIS
         for u in units:
-            u.text = collapse("".join(u.parts))
-            u.text = phrases.MSO_DEBRIS.sub(" ", u.text) if "]" in u.text or ">" in u.text else u.text
-            u.size = letters(u.text)
+            if not u.nodes:
+                continue  # only whitespace: no text, size 0
+            text = collapse("".join(u.parts))
+            if "]" in text or ">" in text:
+                text = debris.sub(" ", text)
+            u.text = text
+            u.size = letters(text)
+            u.lower = text.lower()
         return units
 
     def _mark_link(self, a: Element, unit: _Unit) -> None:
@@ -352,11 +505,11 @@ class Cleaner:
             text = collapse(text_of(a))
         if not text:
             return
-        href = (a.get("href") or "")[:_HREF_PREFIX]
+        href = (a.get("href") or "")[:_HREF_PREFIX].lower()
         short = len(text) <= 80
         if short and phrases.is_button(text):
             unit.button_chars += letters(text)
-        if _UNSUB_HREF.search(href) or (short and phrases.has_strong(text)):
+        if _UNSUB_HREF_ANY.search(href) or (short and self._has_strong(text)):
             unit.clutter_link = True
             if short:
                 unit.button_chars += letters(text)
@@ -368,6 +521,7 @@ class Cleaner:
         into one block; sentences are the units of prose.
         """
         offset = start
+        STRONG = phrases.STRONG
         for node, attr in unit.nodes:
             value = getattr(node, attr)
             if not value:
@@ -380,8 +534,10 @@ class Cleaner:
             sentences = _SENTENCE.split(value)
             kept = []
             for sentence in sentences:
-                found = phrases.signals(sentence, address=late)
-                if found & phrases.STRONG or (late and found and letters(sentence) <= 250):
+                found = self._scan(sentence.lower())
+                if not STRONG.isdisjoint(found):
+                    continue
+                if late and letters(sentence) <= 250 and (found or phrases.has_address(sentence)):
                     continue
                 kept.append(sentence)
             if len(kept) < len(sentences):

@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 
 from .dom import Element
+from .phrases import Finder
 
 
 _HIDING = re.compile(
     r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden|opacity\s*:\s*0(?:\.0+)?\s*(?:!important)?\s*(?:;|$)"
     r"|max-height\s*:\s*0(?:px|em|%)?\s*(?:!important)?\s*(?:;|$)|mso-hide\s*:\s*all)",
-    re.IGNORECASE,
-)
+)  # these three run on the lower-cased style: IGNORECASE costs several times more
 _ZERO_FONT = re.compile(r"(?:^|;)\s*font-size\s*:\s*[01](?:px|pt)?\s*(?:!important)?\s*(?:;|$)", re.I)
-_ZERO_BOX = re.compile(r"(?:^|;)\s*(?:height|width)\s*:\s*0(?:px)?\s*(?:!important)?\s*(?:;|$)", re.I)
-_OVERFLOW_HIDDEN = re.compile(r"overflow\s*:\s*hidden", re.I)
+_ZERO_BOX = re.compile(r"(?:^|;)\s*(?:height|width)\s*:\s*0(?:px)?\s*(?:!important)?\s*(?:;|$)")
+_OVERFLOW_HIDDEN = re.compile(r"overflow\s*:\s*hidden")
 _SIZE = re.compile(r"(?:^|;)\s*(width|height)\s*:\s*(\d+(?:\.\d+)?)\s*px", re.I)
 
 # Open-tracking beacons and ad impressions: hosts and paths used by the common senders.
@@ -28,7 +28,7 @@ TRACKER_SRC = re.compile(
       | /email/open | mailtrack | open\.convertkit | convertkit-mail\d*\.com/o/ | hubspotemail\.net/e\d*/o | /hs/o/
       | sailthru\.com/trk | /emimp/ | /eo\?| /ea\? | /mo\? | (?:^|//)t\.[^/]+/o/
     )""",
-    re.IGNORECASE | re.VERBOSE,
+    re.VERBOSE,  # matched against the lower-cased src: IGNORECASE defeats the regex engine's prefix scan
 )
 
 
@@ -37,9 +37,9 @@ def style_hides(style: str) -> bool:
     lower = style.lower()
     if not ("none" in lower or "hidden" in lower or "opacity" in lower or "max-height" in lower or "mso-hide" in lower):
         return False  # the common case, decided without a regex
-    if _HIDING.search(style):
+    if _HIDING.search(lower):
         return True
-    if _ZERO_BOX.search(style) and _OVERFLOW_HIDDEN.search(style):
+    if _ZERO_BOX.search(lower) and _OVERFLOW_HIDDEN.search(lower):
         return True
     return False
 
@@ -61,36 +61,55 @@ def sets_font_size(el: Element) -> bool:
     return False
 
 
+_NUMBER_PX = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:px)?\s*$")
+
+
 def _dimension(el: Element, name: str) -> float | None:
     value = el.get(name)
     if value:
-        m = re.match(r"\s*(\d+(?:\.\d+)?)\s*(?:px)?\s*$", value)
+        m = _NUMBER_PX.match(value)
         if m:
             return float(m.group(1))
-    for key, number in _SIZE.findall(el.get("style") or ""):
-        if key.lower() == name:
-            return float(number)
+    style = el.get("style")
+    if style:
+        for key, number in _SIZE.findall(style):
+            if key.lower() == name:
+                return float(number)
     return None
 
 
-def is_tracker_image(img: Element) -> bool:
+def image_size(img: Element) -> tuple[float | None, float | None]:
+    """The width and height an image declares (attribute, else inline style), in pixels."""
+    return _dimension(img, "width"), _dimension(img, "height")
+
+
+# Whether TRACKER_SRC matches, mostly with plain substring tests (see phrases.Finder).
+_TRACKER_SRC_ANY = Finder(re.sub(r"\s+", "", TRACKER_SRC.pattern))
+
+
+def is_tracker_image(img: Element, size: tuple[float | None, float | None] | None = None) -> bool:
     """Tracking pixels, spacers and ad beacons; real pictures are kept."""
     src = (img.get("src") or "").strip()
     if not src:
         return True
-    width, height = _dimension(img, "width"), _dimension(img, "height")
+    width, height = size or image_size(img)
     if (width is not None and width <= 3) or (height is not None and height <= 3):
         return True
-    return bool(TRACKER_SRC.search(src))
+    return _TRACKER_SRC_ANY.search(src.lower())
 
 
-_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+# A rule can only start right after a brace (or at the start): anchoring there keeps a
+# failed match from rescanning a long brace-free run from every one of its characters.
+_RULE = re.compile(r"(?:^|(?<=[{}]))([^{}]+)\{([^{}]*)\}")
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_BRACE = re.compile(r"[{}]")
 _CLASS_SELECTOR = re.compile(r"^\s*(?:[a-z0-9]+)?\.([\w-]+)\s*$", re.IGNORECASE)
 
 
 def stylesheet_hidden_classes(css: str) -> frozenset[str]:
     """Classes a stylesheet hides for every client (rules inside @media are ignored)."""
-    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    if "/*" in css:
+        css = _CSS_COMMENT.sub("", css)
     top = _strip_at_blocks(css)
     hidden: set[str] = set()
     for selectors, body in _RULE.findall(top):
@@ -118,20 +137,20 @@ def _strip_at_blocks(css: str) -> str:
         if brace < 0 or (0 <= semi < brace):
             i = (semi + 1) if semi >= 0 else n
             continue
-        depth, j = 0, brace
-        while j < n:
-            if css[j] == "{":
+        depth, j = 0, n
+        for m in _BRACE.finditer(css, brace):
+            if m.group() == "{":
                 depth += 1
-            elif css[j] == "}":
+            else:
                 depth -= 1
                 if depth == 0:
+                    j = m.start()
                     break
-            j += 1
         i = j + 1
     return "".join(out)
 
 
-def is_icon(img: Element) -> bool:
+def is_icon(img: Element, size: tuple[float | None, float | None] | None = None) -> bool:
     """Tiny images (emoji, bullets, badges) that mean nothing on an e-reader page."""
-    width, height = _dimension(img, "width"), _dimension(img, "height")
+    width, height = size or image_size(img)
     return width is not None and height is not None and width <= 24 and height <= 24

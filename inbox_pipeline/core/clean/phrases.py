@@ -107,7 +107,7 @@ RECEIVING = _alt(
     r"\bthanks for subscribing to\b",
     r"\bour mailing address is\b",
     r"\bsubscribed to the google groups\b",
-    r"\buses? your e-?mail(?: address)? (?:only )?(?:to|for)\b|\bnever (?:share|sell|rent) your (?:e-?mail|data|information|address)",
+    r"\b(?:uses?|using|process(?:es)?) your e-?mail(?: address)? (?:only )?(?:to|for)\b|\bnever (?:share|sell|rent) your (?:e-?mail|data|information|address)",
     # de
     r"\b(?:du )?(?:erhältst|bekommst|erhalten sie|erhalten) diese(?:n)? (?:e-?mail|newsletter|nachricht)",
     r"\bdiese (?:e-?mail|nachricht) wurde (?:an|automatisch|durch|von|über)\b",
@@ -159,15 +159,17 @@ UPSELL = _alt(
     r"\b(?:become|becoming) a (?:paid |paying |premium )?(?:subscriber|member|supporter)\b",
     r"\bupgrade (?:to|your) (?:a )?(?:paid|premium|pro|full)\b|\b(?:get|for|enjoy) (?:full|unlimited|premium) access\b",
     r"\bclaim (?:a|your) .{0,40}(?:free trial|discount|offer|gift)|\bstart (?:your )?free trial\b",
-    r"\byou(?:'re|’re| are) (?:getting|reading|on) the free (?:version|plan|edition|tier)\b",
-    r"\blike (?:getting|reading|receiving) this (?:newsletter|e-?mail)\b|\benjoy(?:ing)? this newsletter\?",
+    r"\byou(?:'re|’re| are) (?:currently )?(?:getting|reading|receiving|on) (?:the|a) (?:free|paid|premium) (?:version|plan|edition|tier)\b",
+    r"\b(?:like|love|enjoy|enjoying) (?:getting|reading|receiving) this (?:newsletter|e-?mail|issue|edition)\b",
+    r"\b(?:enjoy|enjoying|enjoyed|like|liked) (?:this|today's|today’s) (?:newsletter|e-?mail|issue|edition|post)\?",
     r"\bgive a gift subscription\b|\bpledge your support\b|\bsupport (?:this|our) newsletter\b",
     r"\b\d+ (?:monat|monate|wochen|tage) (?:gratis|kostenlos)|\bgratis (?:lesen|testen)\b|\bjetzt (?:abonnieren|abonnent werden)\b",
     r"\bessai gratuit\b|\bprueba gratuita\b|\bprova gratuita\b",
 )
 
 FEEDBACK = _alt(
-    r"\bwhat did you think of (?:this|today's|today’s|the) (?:post|issue|e-?mail|newsletter|edition)",
+    r"\bwhat did you think of the (?:post|issue|e-?mail|newsletter|edition)",
+    r"\bwhat (?:did|do) you think (?:of|about) (?:this|today's|today’s) (?:post|issue|e-?mail|newsletter|edition|episode)",
     r"\bhow (?:did you like|would you rate) (?:this|today's|today’s)\b|\brate (?:this|today's) (?:issue|newsletter|edition|e-?mail)\b",
     r"\bwie hat (?:dir|ihnen) (?:dieser|der|diese|unser) (?:newsletter|ausgabe)",
     r"\bqu'avez-vous pensé\b|\bqué te (?:ha )?pareci|\bcosa ne pensi di questa\b",
@@ -199,7 +201,9 @@ ADDRESS = _alt(
     r"(?-i:\b(?:" + _STATES + r"),? \d{5}(?:-\d{4})?\b)",
     r"(?-i:, [A-Z][a-z]+(?: [A-Z][a-z]+)? \d{5}(?:-\d{4})?\b)",  # "Illinois 60680", "York 10003"
     r"\b(?:p\.? ?o\.? box|postfach|boîte postale|apartado de correos|casella postale) \d+",
-    r"(?-i:\b[\w-]*(?:straße|strasse|Straße|Strasse|str\.|Str\.)\s*,?\s*\d+)",
+    # "Hauptstraße 5", "Bahnhofstr. 12": a word boundary always precedes a run of word
+    # characters, so the street-name prefix needs no matching of its own.
+    r"(?-i:(?:straße|strasse|Straße|Strasse|str\.|Str\.)\s*,?\s*\d+)",
     r"(?-i:\b[A-ZÄÖÜ][a-zäöüß-]+(?:weg|platz|allee|ring|gasse|damm|ufer|chaussee) \d+)",
     r"(?-i:(?:^|[^\w.,])(?:[A-Z]{1,2}-)?\d{5},? [A-ZÄÖÜÉ][\w-]+)",  # postcode + town (de, fr, es, it)
     r"(?-i:\b(?:Rue|Avenue|Boulevard|Chemin|Allée|Impasse|Calle|C/|Avda\.?|Avenida|Paseo|Plaza|Camino|Via|Viale|Piazza|Corso|Piazzale|Circonvallazione) [\w'’. -]{2,40}?\d)",
@@ -234,17 +238,6 @@ def _split_top(pattern: str) -> list[str]:
     return out
 
 
-def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    """Compile with the word boundary factored out: ``\\b(?:a|b)`` scans far faster than ``\\ba|\\bb``."""
-    parts: list[str] = []
-    for part in _split_top(pattern[3:-1] if pattern.startswith("(?:") and pattern.endswith(")") else pattern):
-        parts.extend(_split_top(part[3:-1]) if part.startswith("(?:") and part.endswith(")") else [part])
-    bounded = [p[2:] for p in parts if p.startswith(r"\b")]
-    other = [p for p in parts if not p.startswith(r"\b")]
-    alternatives = ([r"\b(?:" + "|".join(bounded) + ")"] if bounded else []) + other
-    return re.compile("|".join(alternatives), flags | re.UNICODE)
-
-
 _CATEGORIES = {
     "view_online": VIEW_ONLINE,
     "unsubscribe": UNSUBSCRIBE,
@@ -257,30 +250,214 @@ _CATEGORIES = {
 }
 
 
+def _group_closes_at_end(pattern: str) -> bool:
+    """True when ``pattern`` is one ``(?:...)`` group as a whole."""
+    if not pattern.startswith("(?:"):
+        return False
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i == len(pattern) - 1
+        i += 1
+    return False
+
+
 def _alternatives(pattern: str) -> list[str]:
+    """The top-level alternatives of a pattern, one level of ``(?:...)`` unwrapped."""
     parts: list[str] = []
-    for part in _split_top(pattern[3:-1] if pattern.startswith("(?:") and pattern.endswith(")") else pattern):
-        parts.extend(_split_top(part[3:-1]) if part.startswith("(?:") and part.endswith(")") else [part])
+    for part in _split_top(pattern[3:-1] if _group_closes_at_end(pattern) else pattern):
+        parts.extend(_split_top(part[3:-1]) if _group_closes_at_end(part) else [part])
     return parts
 
 
-def _combined() -> re.Pattern[str]:
-    """All categories in one pattern, one named group each: one scan instead of eight."""
-    bounded, other = [], []
-    for name, pattern in _CATEGORIES.items():
-        parts = _alternatives(pattern)
-        b = [p[2:] for p in parts if p.startswith(r"\b")]
-        o = [p for p in parts if not p.startswith(r"\b")]
-        if b:
-            bounded.append(f"(?P<{name}>" + "|".join(b) + ")")
-        if o:
-            other.append(f"(?P<{name}__>" + "|".join(o) + ")")
-    return re.compile(r"\b(?:" + "|".join(bounded) + ")" + "".join("|" + o for o in other), re.UNICODE)
+def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """Compile with the word boundary factored out: ``\\b(?:a|b)`` scans far faster than ``\\ba|\\bb``."""
+    parts = _alternatives(pattern)
+    bounded = [p[2:] for p in parts if p.startswith(r"\b")]
+    other = [p for p in parts if not p.startswith(r"\b")]
+    alternatives = ([r"\b(?:" + "|".join(bounded) + ")"] if bounded else []) + other
+    return re.compile("|".join(alternatives), flags | re.UNICODE)
+
+
+# --- one fast scan for every category ---------------------------------------------------
+#
+# Python's regex engine tries each alternative in turn at every word start, so ~200 phrase
+# alternatives cost ~200 tests a word. The scan pattern below matches at exactly the same
+# positions as the union of the categories, but with the alternatives merged into a trie on
+# their literal prefixes ("unsubscrib", "view ", ...): a word start that begins no phrase is
+# rejected after a test or two. Which category matched is then settled at that one position.
+
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 '’,:;/-_=&@%~!<>\"éèêàâäöüßçíóúñìòùî")
+_QUANTIFIERS = frozenset("?*+{")
+
+
+def _literal_prefix(pattern: str) -> tuple[str, str]:
+    """(literal, rest): the plain characters every match of ``pattern`` starts with."""
+    literal: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern) and pattern[i + 1] in ".()-/&|?*+[]{}":
+            char, width = pattern[i + 1], 2
+        elif c in _PLAIN:
+            char, width = c, 1
+        else:
+            break
+        if i + width < len(pattern) and pattern[i + width] in _QUANTIFIERS:
+            break  # "e-?mail": the "e" is required, the "-" is not; stop before it
+        literal.append(char)
+        i += width
+    return "".join(literal), pattern[i:]
+
+
+def _expand_group(pattern: str, limit: int = 64) -> list[str]:
+    """``(?:a|b)rest`` -> ``[arest, brest]``; ``(?:a)?rest`` -> ``[arest, rest]``, recursively.
+
+    The expansion matches at the same positions as the pattern, and its pieces start with
+    plain letters the trie can share. Stops at ``limit`` pieces.
+    """
+    if not pattern.startswith("(?:"):
+        return [pattern]
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                break
+        i += 1
+    inner, rest = pattern[3:i], pattern[i + 1 :]
+    optional = rest[:1] == "?"
+    if optional:
+        rest = rest[2:] if rest[1:2] == "?" else rest[1:]  # "?" or the lazy "??"
+    if rest[:1] in _QUANTIFIERS or inner.startswith("?"):
+        return [pattern]  # a repeated group, or a lookaround: kept whole
+    pieces = [alternative + rest for alternative in _split_top(inner)] + ([rest] if optional else [])
+    expanded: list[str] = []
+    for piece in pieces:
+        expanded.extend(_expand_group(piece, limit))
+        if len(expanded) > limit:
+            return [pattern]
+    return expanded
+
+
+def _trie_pattern(alternatives: list[str]) -> str:
+    """One pattern matching what any of ``alternatives`` matches, factored on literal prefixes."""
+    trie: dict = {}
+    for alternative in alternatives:
+        literal, rest = _literal_prefix(alternative)
+        node = trie
+        for char in literal:
+            node = node.setdefault(char, {})
+        node.setdefault("", []).append(rest)
+
+    def emit(node: dict) -> str:
+        parts = []
+        for char, child in sorted((k, v) for k, v in node.items() if k):
+            prefix = re.escape(char)
+            while len(child) == 1 and "" not in child:  # a chain of single letters
+                ((char, child),) = child.items()
+                prefix += re.escape(char)
+            parts.append(prefix + emit(child))
+        parts += [f"(?:{rest})" if rest else "" for rest in node.get("", [])]
+        return parts[0] if len(parts) == 1 and not parts[0] else "(?:" + "|".join(parts) + ")"
+
+    return emit(trie)
+
+
+def any_of(pattern: str, flags: int = 0, *, whole: bool = False) -> re.Pattern[str]:
+    """A pattern that tells *whether* ``pattern`` matches (not where nor which alternative).
+
+    Its top-level alternatives are merged into a trie on their literal prefixes, which the
+    regex engine rejects in a test or two where it would otherwise try every alternative at
+    every position. With ``whole`` the match must span the whole text (``fullmatch`` use).
+    """
+    expanded = [alt for part in _alternatives(pattern) for alt in _expand_group(part)]
+    trie = _trie_pattern(expanded)
+    return re.compile(f"^(?:{trie})$" if whole else trie, flags | re.UNICODE)
+
+
+def _spell_out(pattern: str, limit: int = 64) -> list[tuple[bool, str]]:
+    """``pattern`` as (is_literal, text) pieces: plain strings where its groups allow, else regex."""
+    literal, rest = _literal_prefix(pattern)
+    if not rest:
+        return [(True, literal)]
+    if rest.startswith("(?:"):
+        pieces = _expand_group(rest, limit)
+        if pieces != [rest]:
+            out: list[tuple[bool, str]] = []
+            for piece in pieces:
+                for is_literal, text in _spell_out(piece, limit):
+                    out.append((True, literal + text) if is_literal else (False, re.escape(literal) + text))
+                if len(out) > limit:
+                    return [(False, pattern)]
+            return out
+    return [(False, pattern)]
+
+
+class Finder:
+    """Whether any of a pattern's alternatives occurs in a text; for URLs and other text
+    without word boundaries to skip by.
+
+    Alternatives that spell out to plain strings are found with ``in`` (a fast substring
+    search in C); the others with one trie pattern (see any_of).
+    """
+
+    __slots__ = ("literals", "pattern")
+
+    def __init__(self, pattern: str):
+        literals: list[str] = []
+        others: list[str] = []
+        for part in _alternatives(pattern):
+            for is_literal, text in _spell_out(part):
+                (literals if is_literal else others).append(text)
+        self.literals = tuple(dict.fromkeys(literals))
+        self.pattern = re.compile(_trie_pattern(others), re.UNICODE) if others else None
+
+    def search(self, text: str) -> bool:
+        for literal in self.literals:
+            if literal in text:
+                return True
+        return self.pattern is not None and self.pattern.search(text) is not None
+
+
+def _scan_pattern() -> re.Pattern[str]:
+    bounded: list[str] = []
+    other: list[str] = []
+    for pattern in _CATEGORIES.values():
+        for part in _alternatives(pattern):
+            if part.startswith(r"\b"):
+                bounded.extend(_expand_group(part[2:]))
+            else:
+                other.append(part)
+    return re.compile(r"\b" + _trie_pattern(bounded) + "".join("|" + o for o in other), re.UNICODE)
 
 
 # Matched against lower-cased text (no IGNORECASE: it is several times slower).
 SIGNALS: dict[str, re.Pattern[str]] = {name: _compile(pattern) for name, pattern in _CATEGORIES.items()}
-_ALL = _combined()
+_SIGNAL_ORDER = tuple(SIGNALS.items())
+_SCAN = _scan_pattern()
 # Matched against the original text: capitals tell a place name from prose.
 ADDRESS_PATTERNS = tuple(re.compile(p, _I) for p in _split_top(ADDRESS[3:-1]))
 
@@ -315,6 +492,8 @@ _BUTTON_WORDS = _alt(
     r"add to (?:address book|contacts)|zu kontakten hinzufügen",
 )
 BUTTON = re.compile(r"^(?:" + _BUTTON_WORDS + r")$", _I)
+# The same test on lower-cased text, without IGNORECASE and with the alternatives in a trie.
+_BUTTON_LOWER = any_of(_BUTTON_WORDS, whole=True)
 
 # A share/follow label standing alone ("Share on", "Partager sur", "Folgen Sie uns").
 LABEL = re.compile(
@@ -346,31 +525,78 @@ MSO_DEBRIS = re.compile(r"<?!?\[(?:end)?if[^\]]*\]\s*-*>?|<!\[endif\]|\[endif\]-
 _DIGIT = re.compile(r"\d")
 
 
-def _scan(lower: str) -> list[str]:
-    return [m.lastgroup.removesuffix("__") for m in _ALL.finditer(lower)]
+def scan(lower: str) -> list[str]:
+    """The signal category of each boilerplate phrase in lower-cased ``lower``, in order.
+
+    The same as ``finditer`` over all categories joined in order: at the first position where
+    any phrase matches, the first category that matches there wins and the scan goes on
+    after its match.
+    """
+    found: list[str] = []
+    search = _SCAN.search
+    position = 0
+    while (m := search(lower, position)) is not None:
+        start = m.start()
+        position = start + 1
+        for name, pattern in _SIGNAL_ORDER:
+            hit = pattern.match(lower, start)
+            if hit is not None:
+                found.append(name)
+                position = max(hit.end(), position)
+                break
+    return found
+
+
+_FIVE_DIGITS = re.compile(r"\d{5}")
+# (pattern, needs five digits in a row, runs on lower-cased text): a text without five digits
+# skips the patterns that need them; the one case-insensitive pattern runs without IGNORECASE
+# on the lower-cased text, which is several times faster.
+_ADDRESS_CHECKS = tuple(
+    (pattern, r"\d{5}" in pattern.pattern, False) if pattern.pattern.startswith("(?-i:")
+    else (re.compile(pattern.pattern, re.UNICODE), r"\d{5}" in pattern.pattern, True)
+    for pattern in ADDRESS_PATTERNS
+)
+
+
+def has_address(text: str) -> bool:
+    """True when ``text`` (original case) holds a postal address."""
+    if _DIGIT.search(text) is None:
+        return False
+    five_digits = _FIVE_DIGITS.search(text) is not None
+    lower = None
+    for pattern, needs_five_digits, on_lower in _ADDRESS_CHECKS:
+        if needs_five_digits and not five_digits:
+            continue
+        if on_lower:
+            lower = text.lower() if lower is None else lower
+            if pattern.search(lower):
+                return True
+        elif pattern.search(text):
+            return True
+    return False
 
 
 def signals(text: str, *, address: bool = True) -> set[str]:
     """The names of the boilerplate signals present in ``text``."""
-    found = set(_scan(text.lower()))
-    if address and _DIGIT.search(text) and any(pattern.search(text) for pattern in ADDRESS_PATTERNS):
+    found = set(scan(text.lower()))
+    if address and has_address(text):
         found.add("address")
     return found
 
 
 def has_strong(text: str) -> bool:
     """True when ``text`` holds a strong signal (unsubscribe, view online, ...)."""
-    return any(name in STRONG for name in _scan(text.lower()))
+    return any(name in STRONG for name in scan(text.lower()))
 
 
 def count_strong(text: str) -> int:
-    return sum(1 for name in _scan(text.lower()) if name in STRONG)
+    return sum(1 for name in scan(text.lower()) if name in STRONG)
 
 
 def is_button(text: str) -> bool:
     """True when the whole short text is a call to action or a social/footer link."""
     text = text.strip(" \t\n\r\xa0|·•-–—:»«›‹→←>!?.")
-    return len(text) <= 60 and bool(BUTTON.match(text))
+    return len(text) <= 60 and _BUTTON_LOWER.match(text.lower()) is not None
 
 
 # Alt text of social icons ("Facebook", "Folge uns auf Instagram", "twitter icon").

@@ -67,23 +67,28 @@ def is_data_table(table: Element) -> bool:
 
 def linearise_tables(root: Element) -> int:
     """Unwrap every layout table under ``root``; return how many data tables were kept."""
-    data = {table for table in root.iter("table") if is_data_table(table)}
-    # One walk, top-down; each element knows whether its nearest table is a layout table.
-    stack: list[tuple[Element, bool]] = [(child, False) for child in root if isinstance(child.tag, str)]
-    while stack:
-        el, in_layout = stack.pop()
-        tag = el.tag
-        if tag == "table":
-            in_layout = el not in data
-            if in_layout:
-                el.tag = "div"
-        elif in_layout:
-            if tag in _LAYOUT_PARTS:
-                el.tag = "div"
-                el.attrib.pop("colspan", None)
-                el.attrib.pop("rowspan", None)
-            elif tag in ("colgroup", "col"):
-                drop_tree(el)
-                continue
-        stack.extend((child, in_layout) for child in el if isinstance(child.tag, str))
+    tables = list(root.iter("table"))
+    if not tables:
+        return 0
+    data = {table for table in tables if is_data_table(table)}
+    if len(data) == len(tables):
+        return len(data)
+    # A table part belongs to its nearest table; it is unwrapped when that table is a layout
+    # table. Nearest tables are looked up on the untouched tree, then everything is renamed.
+    parts = [
+        (el, next(el.iterancestors("table"), None))
+        for el in root.iter(*_LAYOUT_PARTS, "colgroup", "col")
+    ]
+    for el, table in parts:
+        if table is None or table in data:
+            continue
+        if el.tag in _LAYOUT_PARTS:
+            el.tag = "div"
+            el.attrib.pop("colspan", None)
+            el.attrib.pop("rowspan", None)
+        else:
+            drop_tree(el)  # colgroup, col
+    for table in tables:
+        if table not in data:
+            table.tag = "div"
     return len(data)

@@ -30,11 +30,17 @@ _ID = re.compile(r"^[A-Za-z_][\w.-]{0,80}$")
 _SAFE_URL = ":/?#[]@!$&'()*+,;=%~-._"
 _LINK_SCHEMES = ("http://", "https://", "mailto:", "tel:")
 _WS = re.compile(r"[ \t\r\n\f]+")
+_WS_CHARS = " \t\r\n\f"
 
 
 def serialise(body: Element) -> str:
     """Make ``body`` plain XHTML in place and return its content as an XML fragment."""
     anchors = _anchor_targets(body)
+    _unwrap_unknown(body)
+    # What is left of layout tables is mostly divs that wrap one block each. Unwrapping the
+    # ones that qualify already (no id, no text) spares the passes below most of the tree;
+    # the last pass would unwrap them all the same, and the rest then.
+    _unwrap_wrapper_divs(body)
     _whitelist(body, anchors)
     _fix_content_models(body)
     _tidy_text(body)
@@ -59,56 +65,76 @@ def _anchor_targets(body: Element) -> set[str]:
     return targets
 
 
-def _whitelist(body: Element, anchors: set[str]) -> None:
-    seen_ids: set[str] = set()
-    for el in list(body.iterdescendants()):
-        tag = el.tag
-        if not isinstance(tag, str):
-            drop_tree(el)
-            continue
-        tag = RENAME.get(tag, tag)
-        if tag not in ALLOWED:
-            drop_tag(el)  # unknown or presentational wrapper: keep its content
-            continue
-        el.tag = tag
-        if not el.attrib:
-            if tag == "img":
+def _unwrap_unknown(body: Element) -> None:
+    """Unwrap unknown and presentational wrappers (span, font, o:p ...), in one call in C."""
+    present = {el.tag for el in body.iterdescendants()}
+    unwrap = [tag for tag in present if isinstance(tag, str) and RENAME.get(tag, tag) not in ALLOWED]
+    if unwrap:
+        etree.strip_tags(body, *unwrap)
+    if any(not isinstance(tag, str) for tag in present):
+        for el in list(body.iterdescendants()):
+            if not isinstance(el.tag, str):
                 drop_tree(el)
-            continue
-        attrs = {k: xml_safe(v) for k, v in el.attrib.items()}
-        el.attrib.clear()
-        target = attrs.get("id") or (attrs.get("name") if tag == "a" else None)
+
+
+def _whitelist(body: Element, anchors: set[str]) -> None:
+    """Rename to XHTML tags and keep only the attributes XHTML readers use."""
+    seen_ids: set[str] = set()
+    for el in body.iterdescendants():
+        tag = el.tag
+        renamed = RENAME.get(tag)
+        if renamed is not None:
+            el.tag = tag = renamed
+        attrib = el.attrib
+        if not attrib:
+            continue  # an <img> without attributes has no src: dropped below
+        get = attrib.get
+        ident = get("id")
+        target = (xml_safe(ident) if ident else "") or (xml_safe(get("name") or "") if tag == "a" else None)
+        direction = get("dir")
+        direction = xml_safe(direction).lower() if direction else ""
+        if tag == "a":
+            kept = (get("href"), get("title"))
+        elif tag == "img":
+            kept = (get("src"), get("alt"), get("width"), get("height"))
+        elif tag == "td" or tag == "th":
+            kept = (get("colspan"), get("rowspan"))
+        elif tag == "ol":
+            kept = (get("start"),)
+        else:
+            kept = ()
+        attrib.clear()
         if target and target in anchors and _ID.match(target) and target not in seen_ids:
             seen_ids.add(target)
-            el.set("id", target)
-        if attrs.get("dir", "").lower() in ("ltr", "rtl"):
-            el.set("dir", attrs["dir"].lower())
+            attrib["id"] = target
+        if direction in ("ltr", "rtl"):
+            attrib["dir"] = direction
         if tag == "a":
-            href = _clean_href(attrs.get("href", ""), anchors)
+            href, title = (xml_safe(value) if value else "" for value in kept)
+            href = _clean_href(href, anchors)
             if href:
-                el.set("href", href)
-            if attrs.get("title"):
-                el.set("title", collapse(attrs["title"]))
+                attrib["href"] = href
+            if title:
+                attrib["title"] = collapse(title)
         elif tag == "img":
-            src = (attrs.get("src") or "").strip()
-            if not src:
-                drop_tree(el)
-                continue
-            el.set("src", src)
-            el.set("alt", collapse(attrs.get("alt") or ""))
-            for name in ("width", "height"):
-                value = (attrs.get(name) or "").strip().removesuffix("px")
-                if _NUMBER.match(value):
-                    el.set(name, value)
-        elif tag in ("td", "th"):
-            for name in ("colspan", "rowspan"):
-                value = (attrs.get(name) or "").strip()
-                if _NUMBER.match(value) and value != "1":
-                    el.set(name, value)
-        elif tag == "ol":
-            start = (attrs.get("start") or "").strip()
-            if _NUMBER.match(start):
-                el.set("start", start)
+            src, alt, width, height = (xml_safe(value) if value else "" for value in kept)
+            src = src.strip()
+            if src:
+                attrib["src"] = src
+                attrib["alt"] = collapse(alt)
+                for name, value in (("width", width), ("height", height)):
+                    value = value.strip().removesuffix("px")
+                    if _NUMBER.match(value):
+                        attrib[name] = value
+        elif kept:  # td, th, ol
+            names = ("start",) if tag == "ol" else ("colspan", "rowspan")
+            for name, value in zip(names, kept):
+                value = xml_safe(value).strip() if value else ""
+                if _NUMBER.match(value) and (name == "start" or value != "1"):
+                    attrib[name] = value
+    for img in list(body.iter("img")):
+        if "src" not in img.attrib:
+            drop_tree(img)
 
 
 def _clean_href(href: str, anchors: set[str]) -> str | None:
@@ -156,13 +182,12 @@ def _fix_content_models(body: Element) -> None:
         elif tag in ("table", "thead", "tbody", "tfoot", "tr"):
             if el.text and el.text.strip():
                 el.text = None
-            for child in list(el):
-                if child.tag == "br":
-                    drop_tree(child)
+            for child in el.findall("br"):
+                drop_tree(child)
 
 
 def _has_block(el: Element) -> bool:
-    return any(child.tag in BLOCKS for child in el.iterdescendants())
+    return next(el.iterdescendants(*BLOCKS), None) is not None
 
 
 def _only_items(lst: Element) -> None:
@@ -186,19 +211,47 @@ def _only_items(lst: Element) -> None:
                 child.text = (child.text or "") + tail
 
 
+def _needs_collapse(text: str) -> bool:
+    """False when _WS would change nothing (single spaces only): five searches in C, no regex."""
+    return "  " in text or "\n" in text or "\t" in text or "\r" in text or "\f" in text
+
+
 def _tidy_text(body: Element) -> None:
     """Collapse whitespace outside <pre>; runs of <br> shrink to two."""
     in_pre = {el for pre in body.iter("pre") for el in pre.iter()}
+    ws = _WS.sub
     for el in body.iter():
         text, tail = el.text, el.tail
+        # Text is written back only when it changed: each write re-encodes it into the tree.
+        # Whitespace-only text (layout tables are full of it) becomes one space without a regex.
         if text:
-            if "]" in text or ">" in text:  # conditional-comment debris ("[endif]-->")
-                text = MSO_DEBRIS.sub(" ", text)
-            el.text = text if el in in_pre else _WS.sub(" ", text)
+            if not in_pre or el not in in_pre:
+                if not text.strip(_WS_CHARS):
+                    new = " "
+                else:
+                    new = MSO_DEBRIS.sub(" ", text) if "]" in text or ">" in text else text
+                    if _needs_collapse(new):
+                        new = ws(" ", new)
+            elif "]" in text or ">" in text:  # conditional-comment debris ("[endif]-->")
+                new = MSO_DEBRIS.sub(" ", text)
+            else:
+                new = text
+            if new != text:
+                el.text = new
         if tail:
-            if "]" in tail or ">" in tail:
-                tail = MSO_DEBRIS.sub(" ", tail)
-            el.tail = _WS.sub(" ", tail) if (el not in in_pre or el.tag == "pre") else tail
+            if not in_pre or el not in in_pre or el.tag == "pre":
+                if not tail.strip(_WS_CHARS):
+                    new = " "
+                else:
+                    new = MSO_DEBRIS.sub(" ", tail) if "]" in tail or ">" in tail else tail
+                    if _needs_collapse(new):
+                        new = ws(" ", new)
+            elif "]" in tail or ">" in tail:
+                new = MSO_DEBRIS.sub(" ", tail)
+            else:
+                new = tail
+            if new != tail:
+                el.tail = new
     for br in list(body.iter("br")):
         prev = br.getprevious()
         if prev is not None and prev.tag == "br" and not (prev.tail or "").strip():
@@ -207,14 +260,31 @@ def _tidy_text(body: Element) -> None:
                 drop_tree(br)
 
 
-def _flatten_divs(body: Element) -> None:
-    """Unwrap divs that only wrap one other block: what is left of layout tables."""
+_WRAPPED = frozenset(("div", "p", "table", "ul", "ol", "blockquote", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "pre"))
+_UNWRAP = "inbox-pipeline-unwrap"  # a marker tag, stripped in one call
+
+
+def _unwrap_wrapper_divs(body: Element) -> None:
+    """Unwrap divs that only wrap one other block (no id, no text of their own)."""
+    # Innermost first, as unwrapping one at a time would: unwrapping a div whose only child
+    # is one block changes neither its parent's child count nor its parent's text, so each
+    # div is decided on the untouched tree, looking through inner divs already chosen.
+    chosen: list[Element] = []
     for el in reversed(list(body.iter("div"))):
         if el is body or el.get("id") or (el.text or "").strip() or len(el) != 1:
             continue
-        child = el[0]
-        if child.tag in ("div", "p", "table", "ul", "ol", "blockquote", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "pre") and not (child.tail or "").strip():
-            drop_tag(el)
+        child = el[0]  # if itself chosen, what it wraps is a block with a blank tail too
+        if child.tag in _WRAPPED and not (child.tail or "").strip():
+            chosen.append(el)
+    if chosen:
+        for el in chosen:
+            el.tag = _UNWRAP
+        etree.strip_tags(body, _UNWRAP)
+
+
+def _flatten_divs(body: Element) -> None:
+    """Unwrap divs that only wrap one other block: what is left of layout tables."""
+    _unwrap_wrapper_divs(body)
     # Top-level wrappers around the whole article.
     while len(body) == 1 and body[0].tag == "div" and not (body.text or "").strip() and not (body[0].tail or "").strip() and not body[0].get("id"):
         drop_tag(body[0])
@@ -235,14 +305,17 @@ def _drop_empty(body: Element) -> None:
         elif br.getnext() is None and not (br.tail or "").strip():
             drop_tree(br)
     for el in reversed(list(body.iterdescendants())):
-        if el.tag in _KEEP_EMPTY or el.getparent() is None or el.get("id"):
+        if len(el):
             continue
-        if len(el) or ((el.text or "").strip() and not _DOTS.match(el.text)):
+        text = el.text
+        if (text and text.strip() and not _DOTS.match(text)) or el.tag in _KEEP_EMPTY or el.get("id"):
             continue
-        drop_tree(el)
+        if el.getparent() is not None:
+            drop_tree(el)
     # Fragment links whose target was removed as clutter lose their href.
-    ids = {el.get("id") for el in body.iter() if el.get("id")}
-    for a in body.iter("a"):
-        href = a.get("href") or ""
-        if href.startswith("#") and href[1:] not in ids:
-            del a.attrib["href"]
+    fragments = [a for a in body.iter("a") if (a.get("href") or "").startswith("#")]
+    if fragments:
+        ids = {el.get("id") for el in body.iter() if el.get("id")}
+        for a in fragments:
+            if a.get("href")[1:] not in ids:
+                del a.attrib["href"]

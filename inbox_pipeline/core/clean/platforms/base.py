@@ -17,7 +17,7 @@ class Markup:
     """The parsed email as platform detectors see it: the tree and the lower-cased source."""
 
     root: Element
-    source: str  # the HTML, lower-cased, for cheap signature checks
+    source: str  # the HTML with ASCII letters lower-cased (signatures are ASCII), for cheap checks
 
 
 @dataclass(frozen=True)

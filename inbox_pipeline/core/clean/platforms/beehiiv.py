@@ -16,4 +16,5 @@ def detect(headers: Headers, markup: Markup) -> bool:
     if any_header_contains(headers, ("beehiiv",), "list-id", "list-unsubscribe", "feedback-id", "x-mailer",
                            "x-clean-sender", "from", "x-beehiiv-type"):
         return True
-    return "beehiiv.com" in markup.source or "beehiiv.net" in markup.source
+    source = markup.source
+    return "beehiiv" in source and ("beehiiv.com" in source or "beehiiv.net" in source)

@@ -16,4 +16,5 @@ def detect(headers: Headers, markup: Markup) -> bool:
     if any_header_contains(headers, ("buttondown",), "list-id", "list-unsubscribe", "x-mailer", "x-clean-sender",
                            "from", "return-path"):
         return True
-    return "buttondown.email" in markup.source or "buttondown.com" in markup.source
+    source = markup.source
+    return "buttondown" in source and ("buttondown.email" in source or "buttondown.com" in source)

@@ -21,4 +21,6 @@ def detect(headers: Headers, markup: Markup) -> bool:
     if any_header_contains(headers, ("ghost",), "x-mailer", "x-mailgun-tag", "x-clean-sender"):
         return True
     source = markup.source
-    return 'class="kg-' in source or "gh-powered" in source or "ghost.org" in source or ".ghost.io" in source
+    return 'class="kg-' in source or "gh-powered" in source or (
+        "ghost" in source and ("ghost.org" in source or ".ghost.io" in source)
+    )

@@ -21,4 +21,6 @@ def detect(headers: Headers, markup: Markup) -> bool:
                            "list-unsubscribe", "return-path", "x-hs-cid", "x-report-abuse-to"):
         return True
     source = markup.source
-    return "hs_cos_wrapper" in source or "hubspotlinks" in source or "hubspotemail.net" in source or 'class="hse-' in source
+    return "hs_cos_wrapper" in source or 'class="hse-' in source or (
+        "hubspot" in source and ("hubspotlinks" in source or "hubspotemail.net" in source)
+    )

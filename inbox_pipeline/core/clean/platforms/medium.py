@@ -16,4 +16,6 @@ def detect(headers: Headers, markup: Markup) -> bool:
                            "list-unsubscribe"):
         return True
     source = markup.source
-    return "miro.medium.com" in source or "cdn-images-1.medium.com" in source or "medium.com/me/" in source
+    return "medium.com" in source and (
+        "miro.medium.com" in source or "cdn-images-1.medium.com" in source or "medium.com/me/" in source
+    )

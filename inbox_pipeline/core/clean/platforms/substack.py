@@ -33,4 +33,7 @@ def detect(headers: Headers, markup: Markup) -> bool:
                            "x-mailgun-tag", "x-clean-sender", "from"):
         return True
     source = markup.source
-    return "substackcdn.com" in source or "substack.com/redirect" in source or source.count("substack.com") >= 5
+    # Each test scans the whole source: the common word first, the variants only when it is there.
+    return "substack" in source and (
+        "substackcdn.com" in source or "substack.com/redirect" in source or source.count("substack.com") >= 5
+    )
