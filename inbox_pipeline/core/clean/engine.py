@@ -14,6 +14,7 @@ Steps, each one pass over the tree:
 from __future__ import annotations
 
 import re
+from lxml import etree
 from functools import lru_cache
 
 from . import phrases
@@ -455,11 +456,19 @@ class Cleaner:
                 root_unit.nodes.append((body, "text"))
             else:
                 root_unit.parts.append(" ")
-        for el in body.iterdescendants():
+        # start/end events: an element's tail belongs after the text of its children.
+        for event, el in etree.iterwalk(body, events=("start", "end")):
+            if el is body:
+                continue
             tag = el.tag
             if tag.__class__ is not str:
+                if event == "end":  # comments and PIs: only their tail is text
+                    self._add_tail(el, unit_of[el.getparent()], blank)
                 continue
             parent_unit = unit_of[el.getparent()]
+            if event == "end":
+                self._add_tail(el, parent_unit, blank)
+                continue
             if tag in block_tags:
                 protected = parent_unit.protected
                 if keep and not protected and not keep.isdisjoint(classes(el)):
@@ -478,13 +487,6 @@ class Cleaner:
                     unit.nodes.append((el, "text"))
                 else:
                     unit.parts.append(" ")
-            text = el.tail
-            if text:
-                if text.strip(blank):
-                    parent_unit.parts.append(text)
-                    parent_unit.nodes.append((el, "tail"))
-                else:
-                    parent_unit.parts.append(" ")
             if tag == "a":
                 mark_link(el, unit)
         debris = phrases.MSO_DEBRIS
@@ -498,6 +500,16 @@ class Cleaner:
             u.size = letters(text)
             u.lower = text.lower()
         return units
+
+    @staticmethod
+    def _add_tail(el: Element, parent_unit: _Unit, blank: str) -> None:
+        text = el.tail
+        if text:
+            if text.strip(blank):
+                parent_unit.parts.append(text)
+                parent_unit.nodes.append((el, "tail"))
+            else:
+                parent_unit.parts.append(" ")
 
     def _mark_link(self, a: Element, unit: _Unit) -> None:
         text = self.link_texts.get(a)
