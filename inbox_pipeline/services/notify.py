@@ -1,19 +1,45 @@
-"""Messages to a user's own email address, each told once.
+"""Messages to a user's own email address, each told once per cause.
 
 The notification row is the claim (``notify_once``: unique per user, kind and
 key), written before sending, like the delivery ledger: ``pending`` while
-sending, ``sent`` after, ``failed`` (and claimable again) when the mailer
-said "try later". A run killed while sending leaves it ``pending`` and it is
-not sent again: at most once.
+sending, ``sent`` after, ``failed`` when the mailer refused. A "try later"
+failure is marked claimable again (``RETRY_MARK``) and re-sent by the next
+attempt or by ``resend_failed_notifications`` (the notification retry
+sensor): never lost. A run killed while sending leaves it ``pending`` and it
+is not sent again: at most once, like a Kindle delivery.
+
+The causes and their keys (one notice per key):
+
+- ``no_kindle``: per missing-device episode (``no_kindle_episode``): a new
+  episode starts when a device is added or something reaches a Kindle.
+- ``quota_reached``: per quota month, ``"2026-03"`` (the user's own month).
+- ``confirmation_forwarded``: per confirmation email, ``"inbound-<id>"``; the
+  forward itself is the notice.
+- ``delivery_failed``: per delivery item once Dagster gave up retrying,
+  ``"newsletter-<id>"``, ``"digest-<id>"`` or ``"inbound-<id>"`` (see
+  ``delivery_failed_key``).
+- ``kindle_rejected``: per rejected delivery, ``"delivery-<id>"``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from inbox_pipeline.services.context import Pipeline, utcnow
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
 RETRY_MARK = "transient: "  # reason prefix of a failure that may be claimed again
+RESEND_WITHIN = timedelta(days=3)  # older "try later" notices are no longer worth sending
+
+NO_KINDLE = "no_kindle"
+QUOTA_REACHED = "quota_reached"
+CONFIRMATION_FORWARDED = "confirmation_forwarded"
+DELIVERY_FAILED = "delivery_failed"
+KINDLE_REJECTED = "kindle_rejected"
 
 
 @dataclass(frozen=True)
@@ -24,17 +50,77 @@ class Notice:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Resent:
+    """What ``resend_failed_notifications`` did."""
+
+    sent: list[int]  # notification ids that went out now
+    failed: list[tuple[int, str]]  # (id, why): still failing; transient ones are tried again later
+    unconfirmed: int  # pending notices older than the lease: may have gone out, not sent again
+
+
+# --- keys ----------------------------------------------------------------------------
+
+
+def no_kindle_episode(session: "Session", user_id: int) -> str:
+    """The user's current missing-device episode.
+
+    It changes when a Kindle address is added (the newest device id) and when
+    something reached a Kindle (the newest sent device delivery), so a user who
+    had a Kindle, was served, and lost it is told again; two newsletters in
+    the same episode are one notice.
+    """
+    from sqlalchemy import func, select
+
+    from inbox_pipeline.db.models import Delivery, DeliveryStatus, KindleDevice
+
+    device = session.scalar(select(func.max(KindleDevice.id)).where(KindleDevice.user_id == user_id))
+    served = session.scalar(
+        select(func.max(Delivery.id)).where(
+            Delivery.user_id == user_id,
+            Delivery.device_id.is_not(None),
+            Delivery.status == DeliveryStatus.SENT.value,
+        )
+    )
+    return f"episode-d{device or 0}-s{served or 0}"
+
+
+def delivery_failed_key(
+    *, newsletter_id: int | None = None, digest_id: int | None = None, email_id: int | None = None
+) -> str:
+    """One ``delivery_failed`` notice per item: the newsletter, else the digest, else the inbound email."""
+    if newsletter_id is not None:
+        return f"newsletter-{newsletter_id}"
+    if digest_id is not None:
+        return f"digest-{digest_id}"
+    if email_id is not None:
+        return f"inbound-{email_id}"
+    raise ValueError("delivery_failed_key needs a newsletter, digest or email id")
+
+
+def _scoped_key(session: "Session", kind: str, user_id: int, dedup_key: str) -> str:
+    """``no_kindle`` keys are scoped to the episode: callers say "once" and mean "once per episode"."""
+    if kind != NO_KINDLE:
+        return dedup_key
+    episode = no_kindle_episode(session, user_id)
+    return episode if dedup_key in ("", "once") else f"{episode}:{dedup_key}"
+
+
+# --- claim and send ---------------------------------------------------------------------
+
+
 def claim_notification(
     pipeline: Pipeline, *, user_id: int, kind: str, dedup_key: str, subject: str, body: str
 ) -> tuple[int | None, str, str]:
     """(notification id to send, or None; the user's email; why not) in one committed transaction."""
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
     from inbox_pipeline.db.models import Notification, NotificationStatus, User
     from inbox_pipeline.db.notifications import notify_once
 
     with pipeline.sessions.begin() as session:
         to = session.scalar(select(User.email).where(User.id == user_id)) or ""
+        dedup_key = _scoped_key(session, kind, user_id, dedup_key)
         row = notify_once(session, user_id=user_id, kind=kind, dedup_key=dedup_key, subject=subject, body=body)
         if row is not None:
             return row.id, to, ""
@@ -46,16 +132,30 @@ def claim_notification(
         assert existing is not None
         if existing.status == NotificationStatus.SENT.value:
             return None, to, "already_sent"
-        if existing.status == NotificationStatus.FAILED.value and (existing.reason or "").startswith(RETRY_MARK):
-            taken = session.execute(
-                update(Notification)
-                .where(Notification.id == existing.id, Notification.status == NotificationStatus.FAILED.value)
-                .values(status=NotificationStatus.PENDING.value, reason=None)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if taken == 1:
-                return existing.id, to, ""
+        if _take_again(session, existing):
+            return existing.id, to, ""
         return None, to, "in_flight" if existing.status == NotificationStatus.PENDING.value else "failed"
+
+
+def _take_again(session: "Session", row) -> bool:
+    """Claim a notice whose last attempt said "try later" (one winner among concurrent callers)."""
+    from sqlalchemy import update
+
+    from inbox_pipeline.db.models import Notification, NotificationStatus
+
+    if row.status != NotificationStatus.FAILED.value or not (row.reason or "").startswith(RETRY_MARK):
+        return False
+    taken = session.execute(
+        update(Notification)
+        .where(
+            Notification.id == row.id,
+            Notification.status == NotificationStatus.FAILED.value,
+            Notification.reason == row.reason,
+        )
+        .values(status=NotificationStatus.PENDING.value, reason=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return taken == 1
 
 
 def send_claimed(pipeline: Pipeline, notification_id: int, message) -> str:
@@ -71,7 +171,7 @@ def send_claimed(pipeline: Pipeline, notification_id: int, message) -> str:
     except TransientMailError as exc:
         reason = f"may have been sent: {exc}" if exc.maybe_sent else f"{RETRY_MARK}{exc}"
         with pipeline.sessions.begin() as session:
-            mark_notification_failed(session, notification_id, reason=reason)
+            mark_notification_failed(session, notification_id, reason=reason[:2000])
         raise
     except Exception as exc:
         with pipeline.sessions.begin() as session:
@@ -92,8 +192,9 @@ def notify_user(
     body: str,
     raise_transient: bool = True,
 ) -> Notice:
-    """Tell the user once. A "try later" from the mailer is raised (the op retries and the notice is
-    claimed again) unless ``raise_transient`` is False; other mail errors are recorded and reported."""
+    """Tell the user once per (kind, key). A "try later" from the mailer is raised (the op retries and the
+    notice is claimed again) unless ``raise_transient`` is False; either way it stays claimable and the
+    notification retry sensor sends it later. Other mail errors are recorded and reported."""
     from inbox_pipeline.seams.mailer import TransientMailError, build_notification_email
 
     notification_id, to, why = claim_notification(
@@ -111,3 +212,194 @@ def notify_user(
     except Exception as exc:  # noqa: BLE001 - recorded on the notification row
         return Notice("failed", notification_id, to, str(exc))
     return Notice("sent", notification_id, to)
+
+
+# --- the causes ---------------------------------------------------------------------------
+
+
+def notify_delivery_failed(
+    pipeline: Pipeline,
+    *,
+    user_id: int,
+    title: str,
+    reason: str,
+    newsletter_id: int | None = None,
+    digest_id: int | None = None,
+    email_id: int | None = None,
+) -> Notice:
+    """Tell the user an item could not be delivered (after Dagster's retries); once per item."""
+    return notify_user(
+        pipeline,
+        user_id=user_id,
+        kind=DELIVERY_FAILED,
+        dedup_key=delivery_failed_key(newsletter_id=newsletter_id, digest_id=digest_id, email_id=email_id),
+        subject=f"Could not deliver: {title}",
+        body=(
+            f"\u201c{title}\u201d could not be sent to your Kindle.\n\nWhy: {reason}\n\n"
+            "It is kept; nothing else needs doing on your side unless the reason says so."
+        ),
+        raise_transient=False,  # already failing: the notice is recorded and re-sent later
+    )
+
+
+def notify_no_kindle(pipeline: Pipeline, *, user_id: int, title: str | None = None) -> Notice:
+    """Tell the user to add a Kindle address; once per missing-device episode."""
+    what = f"\u201c{title}\u201d arrived" if title else "Newsletters are arriving"
+    return notify_user(
+        pipeline,
+        user_id=user_id,
+        kind=NO_KINDLE,
+        dedup_key="once",
+        subject="Add your Kindle address to get your newsletters",
+        body=(
+            f"{what} for you, but there is no Send-to-Kindle address on your account, so your newsletters "
+            "are kept until you add one. This is the only reminder until then."
+        ),
+    )
+
+
+def notify_quota_reached(pipeline: Pipeline, *, user_id: int, period: str, reason: str) -> Notice:
+    """Tell the user the month's quota is used up; once per quota month (``period``, "YYYY-MM")."""
+    return notify_user(
+        pipeline,
+        user_id=user_id,
+        kind=QUOTA_REACHED,
+        dedup_key=period,
+        subject="Your monthly newsletter quota is used up",
+        body=(
+            f"Newsletters that arrive for the rest of {period} are kept but not sent to your Kindle "
+            f"({reason}). Upgrade your plan, or wait for next month."
+        ),
+    )
+
+
+# --- later attempts -------------------------------------------------------------------------
+
+
+def resend_failed_notifications(pipeline: Pipeline, *, limit: int = 50, within: timedelta = RESEND_WITHIN) -> Resent:
+    """Send again the notices whose last attempt got "try later" (created within ``within``).
+
+    Each is claimed first (the same conditional update as ``claim_notification``), so two
+    callers never send one twice. The message is rebuilt from the row's subject and body.
+    """
+    from sqlalchemy import func, select
+
+    from inbox_pipeline.db.ledger import LEASE
+    from inbox_pipeline.db.models import Notification, NotificationStatus, User
+    from inbox_pipeline.seams.mailer import build_notification_email
+
+    now = utcnow()
+    with pipeline.sessions() as session:
+        candidates = session.execute(
+            select(Notification.id, Notification.reason)
+            .where(
+                Notification.status == NotificationStatus.FAILED.value,
+                Notification.reason.like(RETRY_MARK + "%"),
+                Notification.created_at >= now - within,
+            )
+            .order_by(Notification.id)
+            .limit(limit)
+        ).all()
+        unconfirmed = session.scalar(
+            select(func.count()).where(
+                Notification.status == NotificationStatus.PENDING.value, Notification.created_at < now - LEASE
+            )
+        )
+    sent: list[int] = []
+    failed: list[tuple[int, str]] = []
+    for notification_id, _ in candidates:
+        with pipeline.sessions.begin() as session:
+            row = session.get(Notification, notification_id, populate_existing=True)
+            if row is None or not _take_again(session, row):
+                continue  # someone else took it
+            to = session.scalar(select(User.email).where(User.id == row.user_id)) or ""
+            message = build_notification_email(
+                sender=pipeline.options.sender, to=to, subject=row.subject, body_text=row.body
+            )
+        try:
+            send_claimed(pipeline, notification_id, message)
+        except Exception as exc:  # noqa: BLE001 - recorded on the row by send_claimed
+            failed.append((notification_id, str(exc)))
+        else:
+            sent.append(notification_id)
+    return Resent(sent, failed, int(unconfirmed or 0))
+
+
+# --- Amazon's rejection notices ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rejection:
+    delivery_id: int
+    user_id: int | None
+    title: str
+    notice: Notice | None  # None: no user to tell
+
+
+def _reference_candidates(references) -> list[str]:
+    """Message-IDs as the ledger stores them: SMTP's without brackets, SES's bare MessageId (the local part)."""
+    found: list[str] = []
+    for ref in references:
+        for token in str(ref or "").replace(",", " ").split():
+            value = token.strip().strip("<>").strip()
+            for candidate in (value, value.split("@", 1)[0]):
+                if candidate and candidate not in found:
+                    found.append(candidate)
+    return found
+
+
+def tell_kindle_rejection(
+    pipeline: Pipeline, *, references, reason: str, title: str | None = None
+) -> Rejection | None:
+    """Amazon said a document could not be delivered: match it to its delivery, record it, tell the user once.
+
+    ``references`` are the notice's In-Reply-To/References/quoted Message-IDs; when none matches, a
+    delivered newsletter with exactly ``title`` as its subject (the newest) is taken. None: no match.
+    """
+    from sqlalchemy import select
+
+    from inbox_pipeline.db.ledger import record_rejection
+    from inbox_pipeline.db.models import Delivery, DeliveryStatus, Digest, Newsletter
+
+    with pipeline.sessions.begin() as session:
+        candidates = _reference_candidates(references)
+        delivery = None
+        if candidates:
+            delivery = session.scalar(
+                select(Delivery).where(Delivery.provider_message_id.in_(candidates)).order_by(Delivery.id.desc())
+            )
+        if delivery is None and title:
+            delivery = session.scalar(
+                select(Delivery)
+                .join(Newsletter, Newsletter.id == Delivery.item_id)
+                .where(Delivery.item_kind == "newsletter", Newsletter.subject == title.strip())
+                .where(Delivery.provider_message_id.is_not(None))
+                .order_by(Delivery.id.desc())
+            )
+        if delivery is None:
+            return None
+        if delivery.status == DeliveryStatus.SENT.value:
+            record_rejection(session, delivery.provider_message_id, reason=f"rejected by Amazon: {reason}"[:2000])
+        if delivery.item_kind == "newsletter":
+            item_title = session.scalar(select(Newsletter.subject).where(Newsletter.id == delivery.item_id)) or ""
+        else:
+            period = session.scalar(select(Digest.period_key).where(Digest.id == delivery.item_id)) or ""
+            item_title = f"your digest ({period})"
+        delivery_id, user_id = delivery.id, delivery.user_id
+    item_title = item_title or title or "a document"
+    if user_id is None:
+        return Rejection(delivery_id, None, item_title, None)
+    notice = notify_user(
+        pipeline,
+        user_id=user_id,
+        kind=KINDLE_REJECTED,
+        dedup_key=f"delivery-{delivery_id}",
+        subject=f"Your Kindle did not accept: {item_title}",
+        body=(
+            f"Amazon could not deliver \u201c{item_title}\u201d to your Kindle.\n\nAmazon said: {reason}\n\n"
+            "Check that the sender address is on your Approved Personal Document E-mail List; if it is, "
+            "this document could not be converted by Amazon and is kept here."
+        ),
+        raise_transient=False,
+    )
+    return Rejection(delivery_id, user_id, item_title, notice)

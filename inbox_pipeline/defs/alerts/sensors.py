@@ -1,0 +1,228 @@
+"""The run-failure sensor and the notification retry sensor.
+
+A failed run is told once Dagster has given up on it: ``will_be_retried``
+follows the run-retry daemon's own rule (``dagster/will_retry``, set by
+Dagster when the failure is stored, recomputed the daemon's way when missing),
+so a run that is still going to be retried is skipped and its retry is judged
+when it fails in turn.
+
+The operator alert is claimed on the run itself (tag ``inbox-pipeline/operator-alert``:
+``pending`` -> ``sent`` | ``logged`` (no operator address) | ``retry`` (the mailer
+said try later) | ``failed``), so each failed run alerts once, and the alert can
+be found from the run in the UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID
+from inbox_pipeline.defs.resources import PipelineResource
+
+RUN_FAILURE_SENSOR = "email_run_failure_sensor"
+NOTIFICATION_RETRY_SENSOR = "notification_retry_sensor"
+TAG_EMAIL_IDS = "inbox-pipeline/email-ids"  # a batch run's inbound email ids, comma-separated
+TAG_OPERATOR_ALERT = "inbox-pipeline/operator-alert"
+TAG_OPERATOR_ALERT_DETAIL = "inbox-pipeline/operator-alert-detail"
+WILL_RETRY_TAG = "dagster/will_retry"
+_TOLD = ("pending", "sent", "logged", "failed")  # operator-alert states that are not sent again
+
+
+def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """True when Dagster's run-retry daemon will re-execute this failed run.
+
+    Run retries come from dagster.yaml ``run_retries`` (``max_retries``, ``retry_on_asset_or_op_failure``)
+    or the run's ``dagster/max_retries`` / ``dagster/retry_on_asset_or_op_failure`` tags. Dagster
+    records its decision as ``dagster/will_retry`` when it stores the failure; ``should_retry``
+    reads that tag (and computes and stores it when missing), exactly as the daemon does.
+    """
+    if not instance.run_retries_enabled or run.status != dg.DagsterRunStatus.FAILURE:
+        return False  # no daemon retries anything
+    from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
+
+    return bool(should_retry(run, instance))
+
+
+def email_ids_of(run: dg.DagsterRun) -> list[int]:
+    """The inbound emails a run worked on: its email-id tag(s), the per-email run config
+    (``parse_email.config.inbound_email_id``) and a batch run's config (``<op>.config.emails[].id``)."""
+    ids: list[int] = []
+
+    def add(value) -> None:
+        text = str(value).strip()
+        if text.isdigit() and int(text) not in ids:
+            ids.append(int(text))
+
+    add(run.tags.get(TAG_EMAIL_ID, ""))
+    for value in run.tags.get(TAG_EMAIL_IDS, "").split(","):
+        add(value)
+    for op_config in ((run.run_config or {}).get("ops") or {}).values():
+        config = (op_config or {}).get("config") or {} if isinstance(op_config, dict) else {}
+        if "inbound_email_id" in config:
+            add(config["inbound_email_id"])
+        for email in config.get("emails") or []:
+            if isinstance(email, dict):
+                add(email.get("id", ""))
+    return ids
+
+
+def failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:
+    """What a person should read about why a run failed: the failed steps' errors, else the run's."""
+    steps: list[str] = []
+    run_message = ""
+    for entry in instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type == dg.DagsterEventType.RUN_FAILURE:
+            run_message = event.message or entry.user_message or ""
+            continue
+        data = event.step_failure_data
+        text = ""
+        if data is not None and data.user_failure_data is not None and data.user_failure_data.description:
+            text = data.user_failure_data.description
+        elif data is not None and data.error is not None:
+            error = data.error
+            while error.cause is not None:  # Dagster wraps the op's own exception: report that one
+                error = error.cause
+            text = error.message.strip()
+        line = f"{event.step_key}: {' '.join(text.split()) or 'failed'}"
+        if line not in steps:
+            steps.append(line)
+    if steps:
+        return "; ".join(steps[-3:])[:1500]
+    return " ".join(run_message.split())[:1500] or "the run failed"
+
+
+def tell_failed_run(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline, log, *, operator: str | None
+) -> tuple[list, str]:
+    """Record the run's emails as failed, tell their users once, alert the operator once.
+
+    Returns (the emails, the operator alert's state).
+    """
+    from inbox_pipeline.services.alerts import operator_alert, record_failed_run
+
+    reason = failure_reason(instance, run.run_id)
+    emails = record_failed_run(pipeline, email_ids_of(run), f"run {run.run_id} failed: {reason}")
+    for e in emails:
+        recorded = "recorded now" if e.marked else "already recorded"
+        log.info(f"email #{e.email_id} {e.state} ({recorded}); user notice: {e.told}")
+    subject, body = operator_alert(job_name=run.job_name, run_id=run.run_id, reason=reason, emails=emails)
+    return emails, _alert_operator(instance, run, pipeline, log, operator, subject, body)
+
+
+def _alert_operator(instance, run, pipeline, log, operator: str | None, subject: str, body: str) -> str:
+    from inbox_pipeline.seams.mailer import TransientMailError
+    from inbox_pipeline.services.alerts import OPERATOR_EMAIL_VARIABLE, send_operator_alert
+
+    current = (instance.get_run_by_id(run.run_id) or run).tags.get(TAG_OPERATOR_ALERT)
+    if current in _TOLD:
+        return current
+    if not operator:
+        log.error(f"{subject} (no {OPERATOR_EMAIL_VARIABLE}: alert recorded on the run only)\n{body}")
+        _mark(
+            instance, run, "logged", f"no {OPERATOR_EMAIL_VARIABLE} set",
+            f"no {OPERATOR_EMAIL_VARIABLE} set: the operator alert is recorded here only.\n{body}",
+        )
+        return "logged"
+    _mark(instance, run, "pending", f"sending to {operator}")
+    try:
+        send_operator_alert(pipeline, operator, subject, body)
+    except TransientMailError as exc:
+        state = "failed" if exc.maybe_sent else "retry"  # maybe sent: never twice
+        log.warning(f"operator alert to {operator}: {exc} ({state})")
+        _mark(instance, run, state, str(exc), f"operator alert to {operator} not sent yet: {exc}")
+        return state
+    except Exception as exc:  # noqa: BLE001 - recorded on the run; the log keeps the alert
+        log.error(f"operator alert to {operator} refused: {exc}\n{body}")
+        _mark(instance, run, "failed", str(exc), f"operator alert to {operator} refused: {exc}")
+        return "failed"
+    _mark(instance, run, "sent", f"sent to {operator}", f"operator alerted at {operator}")
+    return "sent"
+
+
+def _mark(instance, run, state: str, detail: str, event: str | None = None) -> None:
+    detail = " ".join(detail.split())[:200]
+    instance.add_run_tags(run.run_id, {TAG_OPERATOR_ALERT: state, TAG_OPERATOR_ALERT_DETAIL: detail})
+    if event:
+        instance.report_engine_event(f"inbox-pipeline: {event}", dagster_run=run)
+
+
+def build_run_failure_sensor(
+    jobs: Sequence[dg.JobDefinition], *, operator_email: str | None = None
+) -> dg.SensorDefinition:
+    """The run-failure sensor for ``jobs`` (the per-email job, a batch job, the digest job).
+
+    ``operator_email`` defaults to ``INBOX_PIPELINE_OPERATOR_EMAIL`` read when a failure is handled.
+    """
+    names = ", ".join(j.name for j in jobs)
+
+    @dg.run_failure_sensor(
+        name=RUN_FAILURE_SENSOR,
+        monitored_jobs=list(jobs),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"When a run of {names} fails and Dagster will not retry it (run retries from dagster.yaml, "
+            "the run's dagster/will_retry tag): marks its emails failed with the run's error if its ops "
+            "could not (a crashed worker), tells each user once that the newsletter was not delivered "
+            "(delivery_failed; not when it may have reached the Kindle) and alerts the operator once "
+            "(INBOX_PIPELINE_OPERATOR_EMAIL; without it the alert is logged and recorded on the run). "
+            "Runs still to be retried are skipped until their last retry fails."
+        ),
+    )
+    def email_run_failure_sensor(context: dg.RunFailureSensorContext, pipeline: PipelineResource):
+        from inbox_pipeline.services.alerts import operator_email as from_env
+
+        run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
+        if will_be_retried(context.instance, run):
+            return dg.SkipReason(f"run {run.run_id} failed and Dagster will retry it: told when its last retry fails")
+        emails, alert = tell_failed_run(
+            context.instance, run, pipeline.pipeline(), context.log, operator=operator_email or from_env()
+        )
+        context.log.info(f"run {run.run_id}: {len(emails)} email(s) told, operator alert {alert}")
+        return None
+
+    return email_run_failure_sensor
+
+
+def build_notification_retry_sensor(
+    *, interval_seconds: int = 300, operator_email: str | None = None
+) -> dg.SensorDefinition:
+    """A sensor that sends again the user notices and operator alerts whose last send said "try later"."""
+
+    @dg.sensor(
+        name=NOTIFICATION_RETRY_SENSOR,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Every few minutes, sends again the notifications to users (no Kindle, quota reached, "
+            "confirmation, delivery failed) and the operator alerts of failed runs whose last attempt got "
+            "\"try later\" from the mail server, each claimed first so none goes out twice. Notices that may "
+            "already have gone out are never resent; they are counted here. Launches no runs."
+        ),
+    )
+    def notification_retry_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
+        from inbox_pipeline.services.alerts import operator_email as from_env
+        from inbox_pipeline.services.notify import resend_failed_notifications
+
+        p = pipeline.pipeline()
+        resent = resend_failed_notifications(p)
+        for notification_id, why in resent.failed:
+            context.log.warning(f"notification #{notification_id} still not sent: {why}")
+        alerts = []
+        for run in context.instance.get_runs(filters=dg.RunsFilter(tags={TAG_OPERATOR_ALERT: "retry"}), limit=20):
+            _, state = tell_failed_run(context.instance, run, p, context.log, operator=operator_email or from_env())
+            alerts.append(state)
+        summary = (
+            f"notifications: {len(resent.sent)} sent again, {len(resent.failed)} still failing, "
+            f"{resent.unconfirmed} unconfirmed (not resent); operator alerts: {alerts.count('sent')} sent again, "
+            f"{len(alerts) - alerts.count('sent')} still waiting"
+        )
+        if resent.sent or resent.failed or alerts:
+            context.log.info(summary)
+        return dg.SkipReason(summary)
+
+    return notification_retry_sensor

@@ -1,0 +1,135 @@
+"""A failed run, told: its emails recorded as failed, their users told once, the operator alerted.
+
+Called by the run-failure sensor once Dagster has given up on a run (no retry
+will follow). Plain functions over the ``Pipeline``; the Dagster side (is the
+run still going to be retried, claiming the operator alert on the run's tags)
+lives in ``inbox_pipeline.defs.alerts``.
+
+The operator address is ``INBOX_PIPELINE_OPERATOR_EMAIL``; without it alerts
+are only recorded (on the run) and logged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from inbox_pipeline.services.context import Pipeline
+
+OPERATOR_EMAIL_VARIABLE = "INBOX_PIPELINE_OPERATOR_EMAIL"
+MAY_HAVE_ARRIVED = "may have been sent"  # the ledger's words for a send that may have gone out
+
+
+def operator_email(environ: Mapping[str, str] | None = None) -> str | None:
+    """The operator's address for alerts, or None (alerts are then recorded and logged only)."""
+    env = os.environ if environ is None else environ
+    value = (env.get(OPERATOR_EMAIL_VARIABLE) or "").strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class FailedEmail:
+    """One email of a failed run, after ``record_failed_run``."""
+
+    email_id: int
+    state: str
+    reason: str
+    subject: str
+    user_email: str | None
+    marked: bool  # this call recorded the failure (the run's ops could not)
+    told: str  # the user notice: "sent", "already_sent", "failed", "in_flight", or why none
+
+
+def record_failed_run(pipeline: Pipeline, email_ids: Iterable[int], reason: str) -> list[FailedEmail]:
+    """Mark each unfinished email failed with ``reason`` and tell its user once that it was not delivered.
+
+    An email that is finished (delivered, held for the digest, kept for a missing Kindle, stopped
+    on purpose) keeps its state and nobody is told. A user is not told of a failure when the
+    delivery may have reached the Kindle (the ledger could not confirm it): the operator decides.
+    """
+    from inbox_pipeline.services.process import record_run_failure
+
+    results = []
+    for email_id in email_ids:
+        marked = record_run_failure(pipeline, email_id, reason)
+        results.append(_tell_user(pipeline, email_id, marked))
+    return results
+
+
+def _tell_user(pipeline: Pipeline, email_id: int, marked: bool) -> FailedEmail:
+    from sqlalchemy import select
+
+    from inbox_pipeline.db.intake import get_inbound
+    from inbox_pipeline.db.models import InboundState, Newsletter, User
+    from inbox_pipeline.services.notify import notify_delivery_failed
+
+    with pipeline.sessions() as session:
+        inbound = get_inbound(session, email_id)
+        state, reason = inbound.state, inbound.reason or ""
+        newsletter = session.scalar(select(Newsletter).where(Newsletter.inbound_email_id == email_id))
+        user_id = newsletter.user_id if newsletter is not None else inbound.user_id
+        user_email = session.scalar(select(User.email).where(User.id == user_id)) if user_id else None
+        newsletter_id = newsletter.id if newsletter is not None else None
+        title = (newsletter.subject if newsletter is not None else inbound.subject) or "(no subject)"
+        unconfirmed = newsletter_id is not None and _may_have_arrived(session, newsletter_id)
+
+    def result(told: str) -> FailedEmail:
+        return FailedEmail(email_id, state, reason, title, user_email, marked, told)
+
+    if state != InboundState.FAILED.value:
+        return result(f"not told: the email is {state}")
+    if not user_id:
+        return result("not told: no user (the email was not routed)")
+    if unconfirmed:
+        return result("not told: the delivery may have reached the Kindle")
+    notice = notify_delivery_failed(
+        pipeline, user_id=user_id, title=title, reason=reason, newsletter_id=newsletter_id, email_id=email_id
+    )
+    return result(notice.status)
+
+
+def _may_have_arrived(session, newsletter_id: int) -> bool:
+    from sqlalchemy import select
+
+    from inbox_pipeline.db.models import Delivery, DeliveryStatus
+
+    rows = session.execute(
+        select(Delivery.status, Delivery.reason).where(
+            Delivery.item_kind == "newsletter", Delivery.item_id == newsletter_id
+        )
+    ).all()
+    return any(
+        status == DeliveryStatus.CLAIMED.value or (reason or "").startswith(MAY_HAVE_ARRIVED)
+        for status, reason in rows
+    )
+
+
+def operator_alert(*, job_name: str, run_id: str, reason: str, emails: list[FailedEmail]) -> tuple[str, str]:
+    """(subject, body) of the operator's alert for one failed run."""
+    subject = f"[inbox-pipeline] {job_name} run {run_id[:8]} failed"
+    lines = [
+        f"The Dagster run {run_id} of {job_name} failed and will not be retried.",
+        "",
+        f"Why: {reason}",
+    ]
+    if emails:
+        lines += ["", f"Emails in this run ({len(emails)}):"]
+        for e in emails:
+            who = e.user_email or "no user"
+            lines.append(f"- #{e.email_id} \u201c{e.subject}\u201d for {who}: {e.state}; user notice: {e.told}")
+            if e.reason:
+                lines.append(f"  reason: {e.reason}")
+    lines += ["", "Open the run in the Dagster UI to re-execute it from the failure once the cause is fixed."]
+    return subject, "\n".join(lines)
+
+
+def send_operator_alert(pipeline: Pipeline, to: str, subject: str, body: str) -> str:
+    """Send one alert to the operator through the configured mailer; returns the provider's id.
+
+    Raises the mailer's ``TransientMailError`` (try later) or another error (do not retry).
+    """
+    from inbox_pipeline.seams.mailer import build_notification_email
+
+    message = build_notification_email(sender=pipeline.options.sender, to=to, subject=subject, body_text=body)
+    return pipeline.mailer.send(message).provider_message_id
