@@ -192,3 +192,15 @@ def java_available() -> bool:
     if shutil.which("java") is None:
         unavailable("no Java runtime for EPUBCheck")
     return True
+
+
+# --- tables a test wants shown in the output --------------------------------
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 - pytest's hook signature
+    """Print what tests recorded with ``record_property("report", text)``, also under xdist."""
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for name, value in getattr(report, "user_properties", ()):
+            if name == "report" and report.when == "call":
+                terminalreporter.write_sep("-", report.nodeid.split("::")[-1])
+                terminalreporter.write_line(str(value))

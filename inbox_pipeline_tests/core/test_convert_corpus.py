@@ -67,7 +67,7 @@ def test_every_corpus_email_converts(corpus_dir: Path, converted: dict[str, Conv
 
 
 def test_every_corpus_epub_passes_epubcheck(
-    java_available: bool, converted: dict[str, Conversion], tmp_path: Path
+    java_available: bool, converted: dict[str, Conversion], tmp_path: Path, record_property
 ) -> None:
     from inbox_pipeline.core.epubcheck import run_epubcheck_many
 
@@ -82,12 +82,14 @@ def test_every_corpus_epub_passes_epubcheck(
         for path, report in reports.items()
         if report.errors or report.fatals
     }
-    print(f"\nEPUBCheck: {len(reports) - len(failures)} of {len(reports)} EPUBs with zero errors and zero fatals")
+    record_property(
+        "report", f"EPUBCheck: {len(reports) - len(failures)} of {len(reports)} EPUBs with zero errors and zero fatals"
+    )
     assert len(reports) == len(paths)
     assert not failures, failures
 
 
-def test_keep_and_drop_phrases(corpus_dir: Path, converted: dict[str, Conversion]) -> None:
+def test_keep_and_drop_phrases(corpus_dir: Path, converted: dict[str, Conversion], record_property) -> None:
     per_platform: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # keep ok, keep n, drop ok, drop n
     misses: list[str] = []
     for label in read_labels(corpus_dir):
@@ -116,7 +118,7 @@ def test_keep_and_drop_phrases(corpus_dir: Path, converted: dict[str, Conversion
         lines.append(f"{platform:<16}{f'{k_ok}/{k_n}':>12}{f'{d_ok}/{d_n}':>12}")
     lines.append(f"{'ALL':<16}{f'{keep_ok}/{keep_n}':>12}{f'{drop_ok}/{drop_n}':>12}")
     lines.append(f"keep {keep_ok / keep_n:.1%} (target {KEEP_TARGET:.0%}), drop {drop_ok / drop_n:.1%} (target {DROP_TARGET:.0%})")
-    print("\n".join(lines + misses))
+    record_property("report", "\n".join(lines + misses))
     assert keep_ok / keep_n >= KEEP_TARGET
     assert drop_ok / drop_n >= DROP_TARGET
 
