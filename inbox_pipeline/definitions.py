@@ -11,10 +11,11 @@ import dagster as dg
 from inbox_pipeline.config import Settings, load_dotenv_once
 from inbox_pipeline.defs.digests import build_digest_definitions
 from inbox_pipeline.defs.email.assets import ASSET_SPECS, epub_kindle_ready
-from inbox_pipeline.defs.email.job import build_process_email_job
+from inbox_pipeline.defs.email.job import build_process_email_job, build_process_inbox_batch_job
+from inbox_pipeline.defs.alerts import build_notification_retry_sensor, build_run_failure_sensor
+from inbox_pipeline.defs.digests.jobs import build_digest_job
 from inbox_pipeline.defs.intake.sensors import (
     build_inbox_sensor,
-    build_run_failure_sensor,
     relaunch_after_seconds,
     sensor_interval_seconds,
 )
@@ -27,18 +28,24 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         load_dotenv_once()
         settings = Settings.from_env()
     process_email = build_process_email_job(settings.retry_delay_seconds)
+    process_batch = build_process_inbox_batch_job(settings.retry_delay_seconds)
     per_email = dg.Definitions(
         assets=ASSET_SPECS,
         asset_checks=[epub_kindle_ready],
-        jobs=[process_email],
+        jobs=[process_email, process_batch],
         sensors=[
             build_inbox_sensor(
                 process_email,
                 interval_seconds=sensor_interval_seconds(settings),
                 max_emails_per_tick=settings.max_emails_per_tick,
                 relaunch_after_seconds=relaunch_after_seconds(settings),
+                batch_job=process_batch,
             ),
-            build_run_failure_sensor(process_email),
+            # the digest job is defined (with its schedule) in defs/digests; watched here by name
+            build_run_failure_sensor(
+                [process_email, process_batch, build_digest_job(settings.retry_delay_seconds)]
+            ),
+            build_notification_retry_sensor(),
         ],
         resources=build_resources(settings),
     )

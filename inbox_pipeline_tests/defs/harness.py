@@ -25,6 +25,25 @@ def process_email_job() -> dg.JobDefinition:
     return build_definitions().get_job_def("process_email")
 
 
+def inbox_batch_job() -> dg.JobDefinition:
+    """The batch job as the code location builds it (for ``dg.reconstructable``)."""
+    from inbox_pipeline.definitions import build_definitions
+
+    return build_definitions().resolve_job_def("process_inbox_batch")
+
+
+def requested_emails(request: dg.RunRequest) -> list[int]:
+    """The inbound email ids a run request names (one for process_email, several for a batch)."""
+    ops = request.run_config["ops"]
+    if request.job_name == "process_inbox_batch":
+        return [e["id"] for e in ops["inbox_batch"]["config"]["emails"]]
+    return [ops["parse_email"]["config"]["inbound_email_id"]]
+
+
+def job_for(job_name: str | None):
+    return dg.reconstructable(inbox_batch_job if job_name == "process_inbox_batch" else process_email_job)
+
+
 def current_definitions() -> dg.Definitions:
     from inbox_pipeline.definitions import build_definitions
 
@@ -36,6 +55,7 @@ class Deployment:
     instance: dg.DagsterInstance
     data_dir: Path
     results: list[dg.ExecuteJobResult] = field(default_factory=list)
+    requested: list[dg.RunRequest] = field(default_factory=list)  # every request run, in order
 
     @property
     def settings(self):
@@ -56,9 +76,10 @@ class Deployment:
             return sensor(ctx)
 
     def run(self, request: dg.RunRequest, **kwargs) -> dg.ExecuteJobResult:
+        self.requested.append(request)
         tags = {**(request.tags or {}), "dagster/run_key": request.run_key or ""}
         with dg.execute_job(
-            dg.reconstructable(process_email_job),
+            job_for(request.job_name),
             instance=self.instance,
             run_config=request.run_config,
             tags=tags,
@@ -69,12 +90,13 @@ class Deployment:
             return result
 
     def reexecute(self, parent_run_id: str, *, from_failure: bool = True, step_selection=None) -> dg.ExecuteJobResult:
+        job = job_for(self.instance.get_run_by_id(parent_run_id).job_name)
         if from_failure:
             options = dg.ReexecutionOptions.from_failure(parent_run_id, self.instance)
         else:
             options = dg.ReexecutionOptions(parent_run_id=parent_run_id, step_selection=step_selection)
         with dg.execute_job(
-            dg.reconstructable(process_email_job),
+            job,
             instance=self.instance,
             reexecution_options=options,
             raise_on_error=False,

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.defs.harness import add_reader, deployment
+from inbox_pipeline_tests.defs.harness import add_reader, deployment, requested_emails
 from inbox_pipeline_tests.e2e.proxy import TcpProxy
 
 
@@ -27,13 +27,18 @@ def test_a_tick_takes_at_most_the_cap_and_the_rest_wait_for_the_next(monkeypatch
         sizes, keys, ids = [], [], []
         for _ in range(4):
             requests = requests_of(dep.tick())
-            sizes.append(len(requests))
+            sizes.append(sum(len(requested_emails(r)) for r in requests))
             keys += [r.run_key for r in requests]
-            # Each request names its email in config and tags, for the run and the UI.
-            ids += [r.run_config["ops"]["parse_email"]["config"]["inbound_email_id"] for r in requests]
-            assert all(r.tags["inbox-pipeline/email-id"] for r in requests)
+            # Each request names its emails in config and tags, for the run and the UI: a lone
+            # email gets a per-email run, two taken together one batch run.
+            ids += [i for r in requests for i in requested_emails(r)]
+            for r in requests:
+                if r.job_name == "process_inbox_batch":
+                    assert r.tags["inbox-pipeline/email-count"] == str(len(requested_emails(r)))
+                else:
+                    assert r.tags["inbox-pipeline/email-id"]
         assert sizes == [2, 2, 1, 0]
-        assert len(set(keys)) == 5 and sorted(ids) == sorted(r[0] for r in dep.rows())
+        assert len(set(keys)) == 3 and sorted(ids) == sorted(r[0] for r in dep.rows())
         assert sorted(r[1] for r in dep.rows()) == ["received"] * 5
         skipped = dep.tick()
         assert isinstance(skipped, dg.SensorResult) and "no new email" in (skipped.skip_reason.skip_message or "")
@@ -105,7 +110,8 @@ def test_s3_unreachable_during_a_tick_loses_nothing(monkeypatch, tmp_path, s3_vi
         assert dep.rows() == []
         proxy.reconnect()
         runs = dep.drain()
-        assert len(runs) == 6 and all(r.success for r in runs)
+        assert all(r.success for r in runs)
+        assert sorted(i for r in dep.requested for i in requested_emails(r)) == sorted(r[0] for r in dep.rows())
         assert sorted(r[1] for r in dep.rows()) == ["delivered"] * 6
         assert len(smtp_sink.messages) == 6
         subjects = sorted(" ".join(str(m["Subject"]).split()) for m in smtp_sink.parsed())
@@ -128,7 +134,7 @@ def test_tick_cost_does_not_grow_with_the_emails_already_processed(monkeypatch, 
         # Many emails arrive in the same second, all are taken.
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda n: inbox.put(f"burst-{n:03d}", mails.newsletter(n, address)), range(80)))
-        assert len(requests_of(dep.tick())) == 80
+        assert sum(len(requested_emails(r)) for r in requests_of(dep.tick())) == 80
         later = one_tick_bytes("later")
         assert later <= first * 1.3 + 2000, (first, later)
         s3 = boto3.client("s3")

@@ -43,7 +43,11 @@ def epubcheck_env(java_available: bool) -> dict[str, str]:
 def test_newsletters_unknown_duplicate_confirmation_quota_no_kindle_digest(
     monkeypatch, tmp_path, database_url, smtp_sink, epubcheck_env
 ) -> None:
-    with deployment(monkeypatch, tmp_path, DATABASE_URL=database_url, MAILER=smtp_sink.url, **epubcheck_env) as dep:
+    # One run per email (INBOX_PIPELINE_BATCH_SIZE=1): each run is found by its email's tags below.
+    # The same mail in batch runs: inbox_pipeline_tests/defs/test_batch.py.
+    with deployment(
+        monkeypatch, tmp_path, DATABASE_URL=database_url, MAILER=smtp_sink.url, BATCH_SIZE="1", **epubcheck_env
+    ) as dep:
         alice = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
         bob = add_reader(dep, "bob@example.org", kindle="bob_k@kindle.example", plan="tiny", monthly_limit=1)
         carol = add_reader(dep, "carol@example.org")

@@ -1,4 +1,12 @@
-"""The ops of the per-email job: each calls one pipeline step and reports what it did.
+"""The ops of both email jobs: each calls pipeline steps and reports what it did.
+
+``process_email`` has one op per stage (parse_email .. deliver_to_kindle);
+``process_inbox_batch`` maps two ops over its emails (prepare_email: parse ..
+blocking check; deliver_email) built from the same stage functions (``_parse``
+.. ``_deliver``). In a batch run, run tags stay the batch's (its emails' ids
+and count) and routine log lines are left out: each is an event-log write, and
+the email's materializations (Message-ID, subject, sender, user, outcome) and
+database row say the same.
 
 Ops hold no business logic: they call ``inbox_pipeline.services``, turn its
 errors into Dagster's (permanent -> ``dg.Failure(allow_retries=False)``,
@@ -6,6 +14,8 @@ anything else -> retried by the op's RetryPolicy) and log materializations,
 the EPUB check and run tags so the UI can find every email.
 """
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +42,63 @@ class EmailConfig(dg.Config):
 
     inbound_email_id: int
     storage_key: str = ""
+
+
+class BatchEmail(dg.Config):
+    id: int
+    key: str = ""  # the inbox archive key, for the UI
+
+
+class BatchConfig(dg.Config):
+    """The registered inbound emails one batch run processes (set by the inbox sensor)."""
+
+    emails: list[BatchEmail]
+
+
+def mapping_key(email_id: int) -> str:
+    """The email's mapping key in a batch run: its steps are ``email.<op>[e<id>]``."""
+    return f"e{email_id}"
+
+
+def tag_run(context: dg.OpExecutionContext, tags: dict[str, str]) -> None:
+    """Run tags describe the one email of a per-email run; a batch run's emails are told apart by
+    their step keys and materializations instead (one run's tags cannot hold 100 Message-IDs)."""
+    if context.get_mapping_key() is None:
+        context.instance.add_run_tags(context.run_id, tags)
+
+
+_pipelines: "OrderedDict[tuple, Any]" = OrderedDict()
+_pipelines_lock = threading.Lock()
+
+
+def pipeline_of(resource: PipelineResource):
+    """The resource's ``Pipeline``, one per process and configuration.
+
+    Its seams hold boto3 clients, and making one costs about 0.3 s of CPU (botocore
+    loads its endpoint rules): one per op made a batch of 500 emails spend minutes on it.
+    The key includes boto3's endpoint variables, which choose the server too.
+    """
+    import os
+
+    fresh = resource.pipeline()
+    key = (
+        fresh.database_url,
+        fresh.inbox_uri,
+        fresh.storage_uri,
+        fresh.mailer_uri,
+        fresh.options,
+        os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get("AWS_MAX_ATTEMPTS"),
+    )
+    with _pipelines_lock:
+        cached = _pipelines.get(key)
+        if cached is None:
+            cached = _pipelines[key] = fresh
+            while len(_pipelines) > 8:
+                _pipelines.popitem(last=False)
+        else:
+            _pipelines.move_to_end(key)
+        return cached
 
 
 def network_retry(delay_seconds: float) -> dg.RetryPolicy:
@@ -64,6 +131,13 @@ def step(context: dg.OpExecutionContext, give_up: Callable[[str], None]) -> Iter
         raise
 
 
+def _note(context: dg.OpExecutionContext, message: str, *, routine: bool) -> None:
+    """Log ``message``, except a routine one in a batch run: every log line is an event-log write,
+    and the email's materializations and row already say it."""
+    if not (routine and context.get_mapping_key() is not None):
+        context.log.info(message)
+
+
 def _tag(value: str, limit: int = 200) -> str:
     return " ".join((value or "").split())[:limit]
 
@@ -78,19 +152,16 @@ def _fail(p, email_id: int, newsletter_id: int | None = None) -> Callable[[str],
     return lambda reason: fail_email(p, email_id, reason, newsletter_id=newsletter_id)
 
 
-@dg.op(
-    description="Read the raw email from the inbox archive, parse it (MIME or inbound-parse JSON) and classify it; "
-    "tags the run with its Message-ID, subject and sender.",
-    out=dg.Out(description="What parsing found (ids, headers, kind); the email itself stays in the archive."),
-)
-def parse_email(context: dg.OpExecutionContext, config: EmailConfig, pipeline: PipelineResource):
+# --- what each step does and reports (shared by the fine ops and the batch's coarse ones) ---
+
+
+def _parse(context: dg.OpExecutionContext, p, email_id: int):
     from inbox_pipeline.services.process import parse_inbound
 
-    p = pipeline.pipeline()
-    with step(context, _fail(p, config.inbound_email_id)):
-        parsed = parse_inbound(p, config.inbound_email_id)
-    context.instance.add_run_tags(
-        context.run_id,
+    with step(context, _fail(p, email_id)):
+        parsed = parse_inbound(p, email_id)
+    tag_run(
+        context,
         {
             TAG_MESSAGE_ID: _tag(parsed.message_id, 500),
             TAG_SUBJECT: _tag(parsed.subject),
@@ -104,7 +175,7 @@ def parse_email(context: dg.OpExecutionContext, config: EmailConfig, pipeline: P
             metadata={
                 **_email_metadata(parsed.subject, parsed.sender, parsed.email_id),
                 "message_id": parsed.message_id,
-                "recipients": ", ".join(parsed.recipients),
+                "recipients": ", ".join(parsed.recipients)[:1000],
                 "kind": f"{parsed.kind}: {parsed.kind_reason}",
                 "bytes": parsed.size,
                 "storage_key": parsed.storage_key,
@@ -114,67 +185,43 @@ def parse_email(context: dg.OpExecutionContext, config: EmailConfig, pipeline: P
     return parsed
 
 
-@dg.op(
-    description="Route to the user by the recipient address: unknown address, duplicate (same Message-ID or "
-    "content), quarantined (SES verdicts) stop here with their reason; confirmations go to the user's own "
-    "email; newsletters go on.",
-    out={
-        "newsletter": dg.Out(is_required=False, description="Routed as a newsletter for the user's Kindle."),
-        "forward": dg.Out(is_required=False, description="A confirmation or notice for the user's own email."),
-    },
-)
-def route_email(context: dg.OpExecutionContext, parsed, pipeline: PipelineResource):
+def _route(context: dg.OpExecutionContext, p, parsed):
     from inbox_pipeline.services.route import route_parsed
 
-    p = pipeline.pipeline()
     with step(context, _fail(p, parsed.email_id)):
         routed = route_parsed(p, parsed)
     tags = {TAG_OUTCOME: routed.state}
     if routed.user_email:
         tags[TAG_USER] = routed.user_email
-    context.instance.add_run_tags(context.run_id, tags)
-    context.log.info(f"{routed.state}: {routed.reason}")
-    if routed.path == "newsletter":
-        yield dg.Output(routed, "newsletter", metadata={"state": routed.state, "reason": routed.reason})
-    elif routed.path == "forward":
-        yield dg.Output(routed, "forward", metadata={"state": routed.state, "reason": routed.reason})
+    tag_run(context, tags)
+    _note(context, f"{routed.state}: {routed.reason}", routine=routed.state == "routed")
+    return routed
 
 
-@dg.op(
-    description="Forward a subscription confirmation (or other notice) to the user's own email with the "
-    "confirm link first; never to the Kindle. Sent once (the notification row is claimed first).",
-    pool="mailer",
-)
-def forward_confirmation(context: dg.OpExecutionContext, parsed, routed, pipeline: PipelineResource):
+def _forward(context: dg.OpExecutionContext, p, parsed, routed):
     from inbox_pipeline.services.route import forward_to_user
 
-    p = pipeline.pipeline()
     with step(context, _fail(p, parsed.email_id)):
         outcome = forward_to_user(p, parsed, routed)
-    context.instance.add_run_tags(context.run_id, {TAG_OUTCOME: "confirmation_forwarded"})
+    tag_run(context, {TAG_OUTCOME: "confirmation_forwarded"})
     context.log.info(outcome.reason)
     return outcome
 
 
-@dg.op(
-    description="Record the newsletter row (user, sender, subject, Message-ID, raw HTML) and take one unit of the "
-    "month's quota; over quota it is kept, not delivered, and the user told once.",
-    out=dg.Out(is_required=False, description="The newsletter, when it is to be converted and delivered."),
-)
-def record_newsletter(context: dg.OpExecutionContext, parsed, routed, pipeline: PipelineResource):
+def _record(context: dg.OpExecutionContext, p, parsed, routed):
+    """The newsletter to convert, or None (over quota: kept and reported)."""
     from inbox_pipeline.services.route import record_newsletter as record
 
-    p = pipeline.pipeline()
     with step(context, _fail(p, parsed.email_id)):
         ref, reason = record(p, parsed, routed)
     metadata = {**_email_metadata(parsed.subject, parsed.sender, parsed.email_id), "user": routed.user_email or ""}
     if ref is None:
-        context.instance.add_run_tags(context.run_id, {TAG_OUTCOME: "over_quota"})
+        tag_run(context, {TAG_OUTCOME: "over_quota"})
         context.log.info(reason)
         context.log_event(
             dg.AssetMaterialization(NEWSLETTER, description=reason, metadata={**metadata, "status": "over_quota"})
         )
-        return
+        return None
     context.log_event(
         dg.AssetMaterialization(
             NEWSLETTER,
@@ -182,17 +229,12 @@ def record_newsletter(context: dg.OpExecutionContext, parsed, routed, pipeline: 
             metadata={**metadata, "newsletter_id": ref.newsletter_id, "status": "recorded"},
         )
     )
-    yield dg.Output(ref)
+    return ref
 
 
-@dg.op(
-    description="Strip email clutter (tracking pixels, view-in-browser, share and subscribe blocks, footers, "
-    "layout tables) with the platform's rules; keep the article.",
-)
-def clean_html(context: dg.OpExecutionContext, newsletter, pipeline: PipelineResource):
+def _clean(context: dg.OpExecutionContext, p, newsletter):
     from inbox_pipeline.services.process import clean_newsletter
 
-    p = pipeline.pipeline()
     with step(context, _fail(p, newsletter.email_id, newsletter.newsletter_id)):
         cleaned = clean_newsletter(p, newsletter)
     context.log_event(
@@ -211,37 +253,30 @@ def clean_html(context: dg.OpExecutionContext, newsletter, pipeline: PipelineRes
     return cleaned
 
 
-@dg.op(
-    description="Embed cid: images, download remote ones (bounded, SSRF-safe, cached), convert and downscale "
-    "for e-ink; a failed image drops that image only.",
-)
-def embed_images(context: dg.OpExecutionContext, cleaned, pipeline: PipelineResource):
+def _embed(context: dg.OpExecutionContext, p, cleaned):
     from inbox_pipeline.services.process import embed_images as embed
 
-    p = pipeline.pipeline()
     ref = cleaned.newsletter
     with step(context, _fail(p, ref.email_id, ref.newsletter_id)):
         images = embed(p, cleaned)
-    for reason in images.reasons[:10]:
-        context.log.info(f"image dropped: {reason}")
+    if images.reasons:  # one line, not one event per image: each event is a database write
+        shown = "; ".join(images.reasons[:5])
+        more = f" (+{len(images.reasons) - 5} more)" if len(images.reasons) > 5 else ""
+        context.log.info(f"{images.dropped} image(s) dropped: {shown}{more}")
     return images
 
 
-@dg.op(description="Build the EPUB 3 (nav, NCX, cover, e-ink CSS, stable identifier from the Message-ID).")
-def build_epub(context: dg.OpExecutionContext, images, pipeline: PipelineResource):
+def _build(context: dg.OpExecutionContext, p, images):
     from inbox_pipeline.services.process import build_newsletter_epub
 
-    p = pipeline.pipeline()
     ref = images.cleaned.newsletter
     with step(context, _fail(p, ref.email_id, ref.newsletter_id)):
         return build_newsletter_epub(p, images)
 
 
-@dg.op(description="Keep the EPUB in storage and record its size, words, images and reading time.")
-def store_epub(context: dg.OpExecutionContext, built, pipeline: PipelineResource):
+def _store(context: dg.OpExecutionContext, p, built):
     from inbox_pipeline.services.process import store_newsletter_epub
 
-    p = pipeline.pipeline()
     ref = built.images.cleaned.newsletter
     with step(context, _fail(p, ref.email_id, ref.newsletter_id)):
         epub = store_newsletter_epub(p, built)
@@ -264,16 +299,11 @@ def store_epub(context: dg.OpExecutionContext, built, pipeline: PipelineResource
     return epub
 
 
-@dg.op(
-    description="Blocking asset check on the EPUB: the Kindle preflight, and EPUBCheck when enabled. "
-    "An EPUB that fails is recorded as failed and never delivered.",
-    out=dg.Out(is_required=False, description="The EPUB, only when it passed."),
-)
-def check_epub(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
+def _check(p, epub) -> tuple[dg.AssetCheckEvaluation, bool]:
     from inbox_pipeline.services.process import validate_epub
 
-    outcome = validate_epub(pipeline.pipeline(), epub)
-    yield dg.AssetCheckEvaluation(
+    outcome = validate_epub(p, epub)
+    evaluation = dg.AssetCheckEvaluation(
         asset_key=EPUB,
         check_name=EPUB_CHECK_NAME,
         passed=outcome.passed,
@@ -287,20 +317,12 @@ def check_epub(context: dg.OpExecutionContext, epub, pipeline: PipelineResource)
             "problems": len(outcome.problems),
         },
     )
-    if outcome.passed:
-        yield dg.Output(epub)
+    return evaluation, outcome.passed
 
 
-@dg.op(
-    description="Send the EPUB to the user's Kindle from the one sender address, exactly once through the delivery "
-    "ledger; too large: a download link to the user's own email; digest users: held; no Kindle: kept, user told.",
-    pool="mailer",
-)
-def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
+def _deliver(context: dg.OpExecutionContext, p, epub):
     from inbox_pipeline.services.deliver import DeliveryUnconfirmed, deliver_epub, give_up
     from inbox_pipeline.services.process import fail_email
-
-    p = pipeline.pipeline()
 
     def record_failure(reason: str) -> None:
         give_up(p, epub, reason)
@@ -311,8 +333,8 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
         except DeliveryUnconfirmed as exc:  # it may have arrived: record it, do not tell the user it failed
             fail_email(p, epub.email_id, str(exc), newsletter_id=epub.newsletter_id)
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    context.instance.add_run_tags(context.run_id, {TAG_OUTCOME: outcome.status})
-    context.log.info(outcome.reason)
+    tag_run(context, {TAG_OUTCOME: outcome.status})
+    _note(context, outcome.reason, routine=outcome.status in ("sent", "link_sent"))  # + the materialization
     if outcome.status not in ("sent", "link_sent"):
         return outcome  # held for the digest, kept for lack of a Kindle, or sent by an earlier run
     context.log_event(
@@ -332,3 +354,155 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
         )
     )
     return outcome
+
+
+# --- the per-email job's ops: one step per stage ------------------------------------------
+
+
+@dg.op(
+    description="Read the raw email from the inbox archive, parse it (MIME or inbound-parse JSON) and classify it; "
+    "tags the run with its Message-ID, subject and sender.",
+    out=dg.Out(description="What parsing found (ids, headers, kind); the email itself stays in the archive."),
+)
+def parse_email(context: dg.OpExecutionContext, config: EmailConfig, pipeline: PipelineResource):
+    return _parse(context, pipeline_of(pipeline), config.inbound_email_id)
+
+
+@dg.op(
+    description="Route to the user by the recipient address: unknown address, duplicate (same Message-ID or "
+    "content), quarantined (SES verdicts) stop here with their reason; confirmations go to the user's own "
+    "email; newsletters go on.",
+    out={
+        "newsletter": dg.Out(is_required=False, description="Routed as a newsletter for the user's Kindle."),
+        "forward": dg.Out(is_required=False, description="A confirmation or notice for the user's own email."),
+    },
+)
+def route_email(context: dg.OpExecutionContext, parsed, pipeline: PipelineResource):
+    routed = _route(context, pipeline_of(pipeline), parsed)
+    if routed.path == "newsletter":
+        yield dg.Output(routed, "newsletter", metadata={"state": routed.state, "reason": routed.reason})
+    elif routed.path == "forward":
+        yield dg.Output(routed, "forward", metadata={"state": routed.state, "reason": routed.reason})
+
+
+@dg.op(
+    description="Forward a subscription confirmation (or other notice) to the user's own email with the "
+    "confirm link first; never to the Kindle. Sent once (the notification row is claimed first).",
+    pool="mailer",
+)
+def forward_confirmation(context: dg.OpExecutionContext, parsed, routed, pipeline: PipelineResource):
+    return _forward(context, pipeline_of(pipeline), parsed, routed)
+
+
+@dg.op(
+    description="Record the newsletter row (user, sender, subject, Message-ID, raw HTML) and take one unit of the "
+    "month's quota; over quota it is kept, not delivered, and the user told once.",
+    out=dg.Out(is_required=False, description="The newsletter, when it is to be converted and delivered."),
+)
+def record_newsletter(context: dg.OpExecutionContext, parsed, routed, pipeline: PipelineResource):
+    ref = _record(context, pipeline_of(pipeline), parsed, routed)
+    if ref is not None:
+        yield dg.Output(ref)
+
+
+@dg.op(
+    description="Strip email clutter (tracking pixels, view-in-browser, share and subscribe blocks, footers, "
+    "layout tables) with the platform's rules; keep the article.",
+)
+def clean_html(context: dg.OpExecutionContext, newsletter, pipeline: PipelineResource):
+    return _clean(context, pipeline_of(pipeline), newsletter)
+
+
+@dg.op(
+    description="Embed cid: images, download remote ones (bounded, SSRF-safe, cached), convert and downscale "
+    "for e-ink; a failed image drops that image only.",
+)
+def embed_images(context: dg.OpExecutionContext, cleaned, pipeline: PipelineResource):
+    return _embed(context, pipeline_of(pipeline), cleaned)
+
+
+@dg.op(description="Build the EPUB 3 (nav, NCX, cover, e-ink CSS, stable identifier from the Message-ID).")
+def build_epub(context: dg.OpExecutionContext, images, pipeline: PipelineResource):
+    return _build(context, pipeline_of(pipeline), images)
+
+
+@dg.op(description="Keep the EPUB in storage and record its size, words, images and reading time.")
+def store_epub(context: dg.OpExecutionContext, built, pipeline: PipelineResource):
+    return _store(context, pipeline_of(pipeline), built)
+
+
+@dg.op(
+    description="Blocking asset check on the EPUB: the Kindle preflight, and EPUBCheck when enabled. "
+    "An EPUB that fails is recorded as failed and never delivered.",
+    out=dg.Out(is_required=False, description="The EPUB, only when it passed."),
+)
+def check_epub(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
+    evaluation, passed = _check(pipeline_of(pipeline), epub)
+    yield evaluation
+    if passed:
+        yield dg.Output(epub)
+
+
+@dg.op(
+    description="Send the EPUB to the user's Kindle from the one sender address, exactly once through the delivery "
+    "ledger; too large: a download link to the user's own email; digest users: held; no Kindle: kept, user told.",
+    pool="mailer",
+)
+def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
+    return _deliver(context, pipeline_of(pipeline), epub)
+
+
+# --- the batch job's ops: two steps per email ---------------------------------------------
+# A Dagster step costs about ten event-log writes (start, input, output, success, ...), each a
+# new PostgreSQL connection from the run worker: in a burst that, not the conversion, limits
+# throughput. So a batch gives each email two steps, prepare (parse .. blocking check) and
+# deliver (network). Every stage's service call is idempotent (decisions are stored and found
+# again), so a retried prepare step redoes its stages quickly and decides nothing twice.
+
+
+@dg.op(
+    description="List the batch's emails (from the run config): one mapped output per email, so each goes "
+    "through its own steps.",
+    out=dg.DynamicOut(int, description="An inbound email id; the mapping key is e<id>."),
+)
+def inbox_batch(context: dg.OpExecutionContext, config: BatchConfig):
+    for email in config.emails:
+        yield dg.DynamicOutput(email.id, mapping_key=mapping_key(email.id))
+
+
+@dg.op(
+    description="One email of a batch, up to its EPUB: parse and classify, route (unknown address, duplicate, "
+    "quarantined, confirmation -> forwarded to the user's own email, over quota), record the newsletter, clean "
+    "the HTML, embed images, build and store the EPUB and check it (blocking: an EPUB that fails is recorded as "
+    "failed and not delivered). Reports the inbox_email, newsletter, cleaned_html and epub materializations.",
+    out=dg.Out(is_required=False, description="The EPUB, when there is one to deliver and it passed the check."),
+)
+def prepare_email(context: dg.OpExecutionContext, email_id: int, pipeline: PipelineResource):
+    p = pipeline_of(pipeline)
+    parsed = _parse(context, p, email_id)
+    routed = _route(context, p, parsed)
+    if routed.path == "forward":
+        _forward(context, p, parsed, routed)
+        return
+    if routed.path != "newsletter":
+        return
+    newsletter = _record(context, p, parsed, routed)
+    if newsletter is None:
+        return
+    epub = _store(context, p, _build(context, p, _embed(context, p, _clean(context, p, newsletter))))
+    evaluation, passed = _check(p, epub)
+    yield evaluation
+    if passed:
+        yield dg.Output(epub)
+
+
+@dg.op(
+    description="One EPUB of a batch to the user's Kindle, exactly once through the delivery ledger (as "
+    "deliver_to_kindle). No op pool: a batch sends one message at a time and batch runs carry the "
+    "inbox-pipeline/sends=mail tag, which the instance limits to 4 runs at once. The outcome is in the "
+    "kindle_delivery materialization and the email's row; no output (nothing downstream).",
+    out={},
+)
+def deliver_email(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
+    _deliver(context, pipeline_of(pipeline), epub)
+

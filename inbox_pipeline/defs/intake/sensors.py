@@ -1,17 +1,39 @@
-"""The inbox sensor (new emails -> runs) and the run-failure sensor (a crashed run -> a recorded failure)."""
+"""The inbox sensor (new emails -> runs) and the run-failure sensor (a crashed run -> a recorded failure).
+
+Run sizing (README "Throughput"): a tick that takes one email launches the
+per-email job (lowest latency; the run is tagged with the email's Message-ID,
+user and subject). A tick that takes several launches ``process_inbox_batch``
+runs of at most ``INBOX_PIPELINE_BATCH_SIZE`` emails each (default 100), split
+evenly (and in two from 20 emails on) so that several runs share the cores; each email keeps its own steps and
+retries inside the run. ``INBOX_PIPELINE_BATCH_SIZE=1`` means one run per email
+always.
+"""
+
+import hashlib
+import math
 
 import dagster as dg
 
-from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_INBOX_KEY
+from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_INBOX_KEY, pipeline_of
 from inbox_pipeline.defs.resources import PipelineResource
 
 INBOX_SENSOR = "inbox_sensor"
-RUN_FAILURE_SENSOR = "email_run_failure_sensor"
+DEFAULT_BATCH_SIZE = 100
+# A burst of at least this many emails is split into at least two runs, so both cores of a
+# small machine work on it (a run executes its steps one at a time).
+SPLIT_FROM = 20
+# Batch runs: the emails' id range ("12..61") and how many; each email's own
+# materializations (Message-ID, subject, sender, id) link to the run.
+TAG_EMAILS = "inbox-pipeline/emails"
+TAG_EMAIL_COUNT = "inbox-pipeline/email-count"
 
 
 def run_request_for(registered) -> dg.RunRequest:
+    from inbox_pipeline.defs.email.job import JOB_NAME
+
     return dg.RunRequest(
         run_key=registered.run_key,
+        job_name=JOB_NAME,
         run_config={
             "ops": {
                 "parse_email": {
@@ -23,22 +45,89 @@ def run_request_for(registered) -> dg.RunRequest:
     )
 
 
+def batch_run_request_for(batch: list) -> dg.RunRequest:
+    """One run for several registered emails; its run key is stable for the same registrations."""
+    from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, batch_run_config
+
+    batch = sorted(batch, key=lambda r: r.email_id)
+    digest = hashlib.sha256("\n".join(sorted(r.run_key for r in batch)).encode()).hexdigest()[:20]
+    first, last = batch[0].email_id, batch[-1].email_id
+    return dg.RunRequest(
+        run_key=f"batch:{first}-{last}:{len(batch)}:{digest}",
+        job_name=BATCH_JOB_NAME,
+        run_config=batch_run_config([(r.email_id, r.storage_key) for r in batch]),
+        tags={TAG_EMAILS: f"{first}..{last}", TAG_EMAIL_COUNT: str(len(batch))},
+    )
+
+
+def run_requests_for(registered: list, batch_size: int) -> list[dg.RunRequest]:
+    """One email: a per-email run. Several: ceil(n / batch_size) batch runs of even size (two from
+    SPLIT_FROM emails on)."""
+    if not registered:
+        return []
+    if batch_size <= 1 or len(registered) == 1:
+        return [run_request_for(r) for r in registered]
+    ordered = sorted(registered, key=lambda r: r.email_id)
+    runs = max(math.ceil(len(ordered) / batch_size), 2 if len(ordered) >= SPLIT_FROM else 1)
+    size = math.ceil(len(ordered) / runs)
+    chunks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+    return [batch_run_request_for(c) if len(c) > 1 else run_request_for(c[0]) for c in chunks]
+
+
+def _already_in_a_run(instance: dg.DagsterInstance, stale: list) -> set[int]:
+    """Emails of ``stale`` that a batch run created since the oldest of them already covers.
+
+    Per-email requests are de-duplicated by their run key; a batch's composition cannot be
+    rebuilt from the database, so its emails are looked up in the runs' config (queued runs
+    wait here, sometimes longer than the relaunch delay, during a burst).
+    """
+    from datetime import timedelta
+
+    from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, email_ids_of_run
+
+    oldest = min(r.registered_at for r in stale if r.registered_at is not None) if stale else None
+    filters = dg.RunsFilter(
+        job_name=BATCH_JOB_NAME,
+        created_after=(oldest - timedelta(minutes=5)) if oldest is not None else None,
+    )
+    covered: set[int] = set()
+    for run in instance.get_runs(filters=filters):
+        covered.update(email_ids_of_run(run))
+    return covered
+
+
 def build_inbox_sensor(
     job: dg.JobDefinition,
     *,
     interval_seconds: int = 30,
     max_emails_per_tick: int = 200,
     relaunch_after_seconds: float = 120,
+    batch_job: dg.JobDefinition | None = None,
+    batch_size: int | None = None,
 ) -> dg.SensorDefinition:
+    """The inbox sensor for ``job`` (process_email) and ``batch_job`` (process_inbox_batch; built from
+    the environment's retry delay when not given). ``batch_size`` defaults to INBOX_PIPELINE_BATCH_SIZE."""
+    if batch_size is None:
+        batch_size = inbox_batch_size(None)
+    if batch_job is None:
+        from inbox_pipeline.defs.email.job import build_process_inbox_batch_job
+
+        batch_job = build_process_inbox_batch_job(_setting(None, "retry_delay_seconds", "60"))
+    mode = (
+        "one run per email"
+        if batch_size <= 1
+        else f"one run for a lone email, batch runs of at most {batch_size} emails for several"
+    )
+
     @dg.sensor(
         name=INBOX_SENSOR,
-        job=job,
+        jobs=[job, batch_job],
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Watches the inbox (S3 prefix or folder). Each tick takes up to "
             f"{max_emails_per_tick} pending emails, registers each once in the database, moves it to the archive "
-            "and launches one run per email (run key = the registration, so a restart never runs one twice). "
+            f"and launches runs: {mode} (run key = the registrations, so a restart never runs one twice). "
             "Its cost follows the new emails only; the rest wait for the next tick. Registered emails whose run "
             f"never started after {relaunch_after_seconds:g} s are requested again."
         ),
@@ -48,47 +137,29 @@ def build_inbox_sensor(
 
         from inbox_pipeline.services.intake import take_new_emails, unlaunched
 
-        p = pipeline.pipeline()
+        p = pipeline_of(pipeline)
         tick = take_new_emails(p, limit=max_emails_per_tick)  # a listing error fails the tick: nothing is lost
-        requests = [run_request_for(r) for r in tick.registered]
+        requests = run_requests_for(tick.registered, batch_size)
         if tick.error:
             context.log.error(f"intake stopped after {len(tick.registered)} email(s); the rest wait: {tick.error}")
         taken = {r.email_id for r in tick.registered}
         stale = unlaunched(p, older_than=timedelta(seconds=relaunch_after_seconds), limit=max_emails_per_tick)
         recovered = [r for r in stale if r.email_id not in taken]
-        requests += [run_request_for(r) for r in recovered]
+        if recovered and batch_size > 1:
+            covered = _already_in_a_run(context.instance, recovered)
+            recovered = [r for r in recovered if r.email_id not in covered]
+        requests += run_requests_for(recovered, batch_size)
         if recovered:
             context.log.info(f"requesting {len(recovered)} registered email(s) again (Dagster skips known run keys)")
         if not requests:
             return dg.SensorResult(skip_reason=f"no new email in {p.inbox.uri}")
         context.log.info(
-            f"{len(tick.registered)} new email(s) of {tick.listed} listed, {len(recovered)} re-requested"
+            f"{len(tick.registered)} new email(s) of {tick.listed} listed, {len(recovered)} re-requested, "
+            f"{len(requests)} run(s)"
         )
         return dg.SensorResult(run_requests=requests)
 
     return inbox_sensor
-
-
-def build_run_failure_sensor(job: dg.JobDefinition) -> dg.SensorDefinition:
-    @dg.run_failure_sensor(
-        name=RUN_FAILURE_SENSOR,
-        monitored_jobs=[job],
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
-            "When a per-email run fails in a way its ops could not record (the worker crashed or was "
-            "terminated), marks the email failed with the run's error, so no email waits in a half state."
-        ),
-    )
-    def email_run_failure_sensor(context: dg.RunFailureSensorContext, pipeline: PipelineResource) -> None:
-        from inbox_pipeline.services.process import record_run_failure
-
-        email_id = context.dagster_run.tags.get(TAG_EMAIL_ID)
-        if not email_id:
-            return
-        message = context.failure_event.message or "the run failed"
-        record_run_failure(pipeline.pipeline(), int(email_id), f"run {context.dagster_run.run_id} failed: {message}")
-
-    return email_run_failure_sensor
 
 
 def _setting(settings, name: str, default: str, environ=None) -> float:
@@ -111,3 +182,8 @@ def relaunch_after_seconds(settings, environ=None) -> float:
     """A registered email with no run after this long is requested again:
     INBOX_PIPELINE_RELAUNCH_AFTER_SECONDS, default 120."""
     return max(0.0, _setting(settings, "relaunch_after_seconds", "120", environ))
+
+
+def inbox_batch_size(settings, environ=None) -> int:
+    """Most emails in one batch run: INBOX_PIPELINE_BATCH_SIZE, default 100; 1 = one run per email."""
+    return max(1, int(_setting(settings, "batch_size", str(DEFAULT_BATCH_SIZE), environ)))

@@ -1,0 +1,95 @@
+"""Run sizing with the real daemon: a burst in batch runs, a broken email failing alone, a quiet email alone."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+import boto3
+import dagster as dg
+import pytest
+
+from inbox_pipeline_tests.defs import mails
+from inbox_pipeline_tests.e2e.conftest import Daemon, wait_for, write_instance
+from inbox_pipeline_tests.e2e.test_daemon import TERMINAL, finished_runs, open_instance, pipeline_env, rows, seed
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+BROKEN = b'{"From": "a@b.example", "Subject": "cut off'  # an inbound-parse webhook body cut short
+
+
+def test_a_burst_goes_through_batch_runs_a_broken_email_fails_alone_and_a_quiet_one_runs_alone(
+    tmp_path, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink
+) -> None:
+    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
+    env = pipeline_env(
+        tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=moto_server, smtp_url=smtp_sink.url
+    )
+    env["INBOX_PIPELINE_EPUBCHECK"] = "false"
+    env["INBOX_PIPELINE_BATCH_SIZE"] = "10"
+    addresses = seed(
+        postgres_url,
+        [
+            {"email": "alice@example.org", "kindle": "alice_k@kindle.example"},
+            {"email": "bob@example.org", "kindle": "bob_k@kindle.example"},
+        ],
+    )
+    alice, bob = addresses["alice@example.org"], addresses["bob@example.org"]
+    s3 = boto3.client("s3", endpoint_url=moto_server)
+    burst = [mails.newsletter(n, alice) for n in range(1, 13)] + [mails.newsletter(n, bob) for n in range(21, 33)]
+    burst.insert(7, BROKEN)
+    for data in burst:  # all waiting before the daemon's first tick: one tick takes them all
+        s3.put_object(Bucket=s3_bucket, Key=f"incoming/{uuid.uuid4().hex}", Body=data)
+
+    daemon = Daemon(env, tmp_path / "daemon.log")
+    instance = open_instance(home)
+    try:
+        try:
+            wait_for(
+                lambda: len(r := rows(postgres_url)) == 25 and all(state in TERMINAL for _, state, _, _ in r),
+                timeout=180,
+                interval=1,
+                what="every email of the burst to reach a final state",
+            )
+            runs = wait_for(lambda: finished_runs(instance), timeout=60, what="the batch runs to finish")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {Counter(s for _, s, _, _ in rows(postgres_url))}\n{daemon.output()[-4000:]}")
+        time.sleep(3)  # room for any run-failure handling to act on the failed batch
+        burst_rows = rows(postgres_url)
+
+        # A quiet inbox: one email, its own per-email run.
+        s3.put_object(Bucket=s3_bucket, Key=f"incoming/{uuid.uuid4().hex}", Body=mails.newsletter(41, bob))
+        wait_for(lambda: len(smtp_sink.messages) == 25, timeout=90, what="the quiet email at the SMTP server")
+        quiet = wait_for(
+            lambda: [r for r in instance.get_runs() if r.job_name == "process_email" and r.is_finished],
+            timeout=30,
+            what="the quiet email's run",
+        )
+    finally:
+        daemon.stop()
+
+    from inbox_pipeline.defs.email.job import email_ids_of_run
+
+    # 25 emails, at most 10 a run: three batch runs, every email in exactly one.
+    assert sorted(r.job_name for r in runs) == ["process_inbox_batch"] * 3
+    in_runs = Counter(i for r in runs for i in email_ids_of_run(r))
+    assert sorted(in_runs) == [i for i, _, _, _ in burst_rows] and set(in_runs.values()) == {1}
+    (broken_id,) = [i for i, state, _, _ in burst_rows if state == "failed"]
+    # The broken email's run ends failed, the other two succeed; every other email was delivered once.
+    statuses = {r.status for r in runs if broken_id in email_ids_of_run(r)}
+    assert statuses == {dg.DagsterRunStatus.FAILURE}
+    assert [r.status for r in runs if broken_id not in email_ids_of_run(r)] == [dg.DagsterRunStatus.SUCCESS] * 2
+    states = Counter(state for _, state, _, _ in burst_rows)
+    assert states == {"delivered": 24, "failed": 1}, states
+    assert "not a readable email" in next(reason for i, _, reason, _ in burst_rows if i == broken_id)
+    sent = Counter((tuple(m["to"]), " ".join(str(p["Subject"]).split())) for m, p in zip(smtp_sink.messages, smtp_sink.parsed()))
+    assert set(sent.values()) == {1} and len(sent) == 25
+    assert sum(n for (to, _), n in sent.items() if to == ("alice_k@kindle.example",)) == 12
+    assert sum(n for (to, _), n in sent.items() if to == ("bob_k@kindle.example",)) == 13  # 12 + the quiet one
+
+    # The quiet email: a per-email run, found by its Message-ID tag.
+    (run,) = quiet
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.tags["inbox-pipeline/message-id"] == mails.message_id(41)
+    assert Counter(state for _, state, _, _ in rows(postgres_url)) == {"delivered": 25, "failed": 1}
