@@ -449,13 +449,8 @@ class Cleaner:
         # Layout tables fill the tree with whitespace-only text. Such a piece is kept as one
         # space (collapse() turns any whitespace run into one) and is no text slot of its own:
         # _drop_lines skips slots without letters anyway.
-        text = body.text
-        if text:
-            if text.strip(blank):
-                root_unit.parts.append(text)
-                root_unit.nodes.append((body, "text"))
-            else:
-                root_unit.parts.append(" ")
+        add = self._add_piece
+        add(body, "text", body.text, root_unit, blank)
         # start/end events: an element's tail belongs after the text of its children.
         for event, el in etree.iterwalk(body, events=("start", "end")):
             if el is body:
@@ -463,11 +458,11 @@ class Cleaner:
             tag = el.tag
             if tag.__class__ is not str:
                 if event == "end":  # comments and PIs: only their tail is text
-                    self._add_tail(el, unit_of[el.getparent()], blank)
+                    add(el, "tail", el.tail, unit_of[el.getparent()], blank)
                 continue
             parent_unit = unit_of[el.getparent()]
             if event == "end":
-                self._add_tail(el, parent_unit, blank)
+                add(el, "tail", el.tail, parent_unit, blank)
                 continue
             if tag in block_tags:
                 protected = parent_unit.protected
@@ -480,13 +475,7 @@ class Cleaner:
             unit_of[el] = unit
             if tag == "br":
                 unit.parts.append(" ")
-            text = el.text
-            if text:
-                if text.strip(blank):
-                    unit.parts.append(text)
-                    unit.nodes.append((el, "text"))
-                else:
-                    unit.parts.append(" ")
+            add(el, "text", el.text, unit, blank)
             if tag == "a":
                 mark_link(el, unit)
         debris = phrases.MSO_DEBRIS
@@ -502,14 +491,14 @@ class Cleaner:
         return units
 
     @staticmethod
-    def _add_tail(el: Element, parent_unit: _Unit, blank: str) -> None:
-        text = el.tail
+    def _add_piece(el: Element, attr: str, text: str | None, unit: _Unit, blank: str) -> None:
+        """Add an element's text or tail to a unit; whitespace-only pieces count as one space."""
         if text:
             if text.strip(blank):
-                parent_unit.parts.append(text)
-                parent_unit.nodes.append((el, "tail"))
+                unit.parts.append(text)
+                unit.nodes.append((el, attr))
             else:
-                parent_unit.parts.append(" ")
+                unit.parts.append(" ")
 
     def _mark_link(self, a: Element, unit: _Unit) -> None:
         text = self.link_texts.get(a)
