@@ -235,7 +235,8 @@ class SmtpMailer(Mailer):
         return f"SMTP server {self.host}:{self.port}"
 
     def _connect(self) -> smtplib.SMTP:
-        context = ssl.create_default_context()
+        # Only for TLS: building a default context loads the system CAs (~25 ms of CPU per send).
+        context = ssl.create_default_context() if (self.implicit_tls or self.starttls) else None
         if self.implicit_tls:
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
         else:
