@@ -250,10 +250,10 @@ _CATEGORIES = {
 }
 
 
-def _group_closes_at_end(pattern: str) -> bool:
-    """True when ``pattern`` is one ``(?:...)`` group as a whole."""
+def _leading_group_end(pattern: str) -> int:
+    """Index of the ``)`` closing the ``(?:`` group ``pattern`` starts with; -1 when there is none."""
     if not pattern.startswith("(?:"):
-        return False
+        return -1
     depth, i, in_class = 0, 0, False
     while i < len(pattern):
         c = pattern[i]
@@ -269,9 +269,14 @@ def _group_closes_at_end(pattern: str) -> bool:
         elif c == ")":
             depth -= 1
             if depth == 0:
-                return i == len(pattern) - 1
+                return i
         i += 1
-    return False
+    return -1
+
+
+def _group_closes_at_end(pattern: str) -> bool:
+    """True when ``pattern`` is one ``(?:...)`` group as a whole."""
+    return _leading_group_end(pattern) == len(pattern) - 1
 
 
 def _alternatives(pattern: str) -> list[str]:
@@ -328,25 +333,9 @@ def _expand_group(pattern: str, limit: int = 64) -> list[str]:
     The expansion matches at the same positions as the pattern, and its pieces start with
     plain letters the trie can share. Stops at ``limit`` pieces.
     """
-    if not pattern.startswith("(?:"):
+    i = _leading_group_end(pattern)
+    if i < 0:
         return [pattern]
-    depth, i, in_class = 0, 0, False
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                break
-        i += 1
     inner, rest = pattern[3:i], pattern[i + 1 :]
     optional = rest[:1] == "?"
     if optional:
