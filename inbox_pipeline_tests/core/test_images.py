@@ -8,7 +8,6 @@ on loopback or a private network must still be refused. Private addresses
 from __future__ import annotations
 
 import base64
-import datetime
 import io
 import ipaddress
 import ssl
@@ -40,6 +39,7 @@ from inbox_pipeline.core.images import (
 )
 from inbox_pipeline.core.message import InlinePart
 from inbox_pipeline_tests.conftest import unavailable
+from inbox_pipeline_tests.helpers import self_signed_certificate
 
 # --- images made here -----------------------------------------------------------
 
@@ -456,41 +456,8 @@ def test_private_and_local_addresses_are_refused_before_connecting(server: Image
     assert all("refused to fetch" in r for r in result.reasons)
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for localhost and 127.0.0.1, with its key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 def test_https_by_host_name_is_pinned_to_the_checked_address_and_verified(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert, key)
     with ImageServer("127.0.0.1", tls=server_tls) as tls_server:

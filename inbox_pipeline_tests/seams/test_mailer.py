@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import http.server
-import ipaddress
 import json
 import re
 import socket
@@ -36,6 +35,7 @@ from inbox_pipeline.seams import (
     safe_file_name,
 )
 from inbox_pipeline_tests.conftest import free_port
+from inbox_pipeline_tests.helpers import self_signed_certificate
 
 SENDER = "Kindle Delivery <kindle@send.example.com>"
 KINDLE = "reader_42@kindle.com"
@@ -117,33 +117,7 @@ def smtp_server() -> Iterator:
 @pytest.fixture
 def tls_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, trusted by the client through SSL_CERT_FILE."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    cert_file, key_file = self_signed_certificate(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
     return cert_file, key_file
 
