@@ -102,22 +102,16 @@ def digest_period(timezone_name: str, mode: str, hour: int, weekday: int | None,
     return DuePeriod(key, start, due)
 
 
-def due_digests(session: Session, now_utc: datetime) -> list[DueDigest]:
-    """Users whose digest for the current local period is due and not created yet."""
-    if now_utc.tzinfo is None:
-        raise ValueError("now_utc must be timezone-aware")
-    users = session.execute(
+def _digest_users(session: Session):
+    return session.execute(
         select(User.id, User.timezone, User.delivery_mode, User.delivery_hour, User.delivery_weekday).where(
             User.delivery_mode.in_([DeliveryMode.DAILY.value, DeliveryMode.WEEKLY.value])
         )
     ).all()
-    candidates: list[DueDigest] = []
-    for user_id, tz_name, mode, hour, weekday in users:
-        period = digest_period(tz_name, mode, hour, weekday, now_utc)
-        if now_utc >= period.due_at_utc:
-            candidates.append(DueDigest(user_id, period.period_key, period.period_start_utc, period.due_at_utc, tz_name))
-    if not candidates:
-        return []
+
+
+def _without_digest(session: Session, candidates: list[DueDigest]) -> list[DueDigest]:
+    """The candidates whose (user, period) has no digest row yet."""
     done: set[tuple[int, str]] = set()
     for chunk_start in range(0, len(candidates), 500):
         chunk = candidates[chunk_start : chunk_start + 500]
@@ -130,6 +124,52 @@ def due_digests(session: Session, now_utc: datetime) -> list[DueDigest]:
             )
         )
     return [c for c in candidates if (c.user_id, c.period_key) not in done]
+
+
+def due_digests(session: Session, now_utc: datetime) -> list[DueDigest]:
+    """Users whose digest for the current local period is due and not created yet."""
+    if now_utc.tzinfo is None:
+        raise ValueError("now_utc must be timezone-aware")
+    candidates: list[DueDigest] = []
+    for user_id, tz_name, mode, hour, weekday in _digest_users(session):
+        period = digest_period(tz_name, mode, hour, weekday, now_utc)
+        if now_utc >= period.due_at_utc:
+            candidates.append(DueDigest(user_id, period.period_key, period.period_start_utc, period.due_at_utc, tz_name))
+    return _without_digest(session, candidates) if candidates else []
+
+
+def missed_previous_periods(session: Session, now_utc: datetime) -> list[DueDigest]:
+    """Previous periods with no digest row whose newsletters would otherwise wait a whole period.
+
+    Only while the current period is not due yet (when it is, its digest takes
+    everything held), and only when newsletters received before the previous
+    due time are still held: a user who just chose digests gets no back-dated one.
+    """
+    from sqlalchemy import exists
+
+    candidates: list[DueDigest] = []
+    for user_id, tz_name, mode, hour, weekday in _digest_users(session):
+        current = digest_period(tz_name, mode, hour, weekday, now_utc)
+        if now_utc >= current.due_at_utc:
+            continue
+        previous = digest_period(tz_name, mode, hour, weekday, current.period_start_utc - timedelta(seconds=1))
+        if previous.due_at_utc <= now_utc:
+            candidates.append(
+                DueDigest(user_id, previous.period_key, previous.period_start_utc, previous.due_at_utc, tz_name)
+            )
+    held = Newsletter.status == NewsletterStatus.HELD_FOR_DIGEST.value
+    not_in_digest = Newsletter.id.not_in(select(DigestMember.newsletter_id))
+    return [
+        c
+        for c in _without_digest(session, candidates)
+        if session.scalar(
+            select(
+                exists().where(
+                    Newsletter.user_id == c.user_id, held, Newsletter.received_at <= c.due_at_utc, not_in_digest
+                )
+            )
+        )
+    ]
 
 
 def create_digest(

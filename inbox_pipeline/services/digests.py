@@ -106,70 +106,12 @@ class DueWork:
 
 def due_work(pipeline: Pipeline, now: datetime) -> DueWork:
     """Periods due at ``now`` (the current one, or a previous one a missed tick skipped) and unfinished digests."""
-    from inbox_pipeline.db.digests import due_digests
+    from inbox_pipeline.db.digests import due_digests, missed_previous_periods
 
     _check_aware(now)
     with pipeline.sessions() as session:
         due = missed_previous_periods(session, now) + due_digests(session, now)
     return DueWork(tuple(due), tuple(_unfinished_ids(pipeline)))
-
-
-def missed_previous_periods(session: "Session", now: datetime) -> list["DueDigest"]:
-    """Previous periods with no digest row whose newsletters would otherwise wait a whole period.
-
-    Only while the current period is not due yet (when it is, its digest takes
-    everything held), and only when newsletters received before the previous
-    due time are still held: a user who just chose digests gets no back-dated one.
-    """
-    from sqlalchemy import exists, select, tuple_
-
-    from inbox_pipeline.db.digests import DueDigest, digest_period
-    from inbox_pipeline.db.models import DeliveryMode, Digest, DigestMember, Newsletter, NewsletterStatus, User
-
-    users = session.execute(
-        select(User.id, User.timezone, User.delivery_mode, User.delivery_hour, User.delivery_weekday).where(
-            User.delivery_mode.in_([DeliveryMode.DAILY.value, DeliveryMode.WEEKLY.value])
-        )
-    ).all()
-    candidates: list[DueDigest] = []
-    for user_id, tz_name, mode, hour, weekday in users:
-        current = digest_period(tz_name, mode, hour, weekday, now)
-        if now >= current.due_at_utc:
-            continue
-        previous = digest_period(tz_name, mode, hour, weekday, current.period_start_utc - timedelta(seconds=1))
-        if previous.due_at_utc <= now:
-            candidates.append(
-                DueDigest(user_id, previous.period_key, previous.period_start_utc, previous.due_at_utc, tz_name)
-            )
-    missed: list[DueDigest] = []
-    for start in range(0, len(candidates), 500):
-        chunk = candidates[start : start + 500]
-        done = set(
-            session.execute(
-                select(Digest.user_id, Digest.period_key).where(
-                    tuple_(Digest.user_id, Digest.period_key).in_([(c.user_id, c.period_key) for c in chunk])
-                )
-            ).all()
-        )
-        for c in chunk:
-            if (c.user_id, c.period_key) in done:
-                continue
-            waiting = session.scalar(
-                select(
-                    exists().where(
-                        Newsletter.user_id == c.user_id,
-                        Newsletter.status == NewsletterStatus.HELD_FOR_DIGEST.value,
-                        Newsletter.received_at <= c.due_at_utc,
-                        Newsletter.id.not_in(select(DigestMember.newsletter_id)),
-                    )
-                )
-            )
-            if waiting:
-                missed.append(c)
-    return missed
-
-
-# --- the hourly job ------------------------------------------------------------------
 
 
 def compile_and_deliver_due(pipeline: Pipeline, now: datetime | None = None) -> DigestRun:
