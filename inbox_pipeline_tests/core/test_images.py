@@ -107,17 +107,21 @@ class ImageServer:
                     server.host_headers.append(self.headers.get("Host"))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                route = server.routes.get(self.path, Route(b"no such image", "text/plain", 404))
                 try:
-                    self._answer(server.routes.get(self.path, Route(b"no such image", "text/plain", 404)))
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up, as it should
+                    if route.delay:
+                        time.sleep(route.delay)
                 finally:
+                    # Counted while the request waits, not while the answer is written: the
+                    # client may read a whole answer and ask again before this thread returns.
                     with server._lock:
                         server.in_flight -= 1
+                try:
+                    self._answer(route)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
 
             def _answer(self, route: Route) -> None:
-                if route.delay:
-                    time.sleep(route.delay)
                 self.send_response(route.status)
                 self.send_header("Content-Type", route.content_type)
                 if route.send_length:
