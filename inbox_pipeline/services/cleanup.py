@@ -52,7 +52,6 @@ DIGEST_ROW_MIN_DAYS = 15
 
 FINISHED_STATES = ("delivered", "unroutable", "duplicate", "quarantined", "confirmation_forwarded", "over_quota")
 FAILED_STATES = ("failed",)
-WORK_FILES = ("article.xhtml", "body.xhtml", "images.zip", "book.epub")  # see services.process.work_key
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,7 @@ def _clean_inbound(pipeline: Pipeline, report: CleanupReport, states: tuple[str,
                 pipeline.inbox.delete_archived(storage_key)
                 report.raw_objects += 1
                 if newsletter_id is not None:
-                    from inbox_pipeline.services.process import work_key
+                    from inbox_pipeline.services.process import WORK_FILES, work_key
 
                     keys = ([epub_key] if epub_key else []) + [work_key(newsletter_id, n) for n in WORK_FILES]
                     for key in keys:

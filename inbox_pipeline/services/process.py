@@ -2,8 +2,15 @@
 
 Large artefacts never travel between steps as values: the raw email stays in
 the inbox archive, intermediate XHTML and images go to a per-newsletter work
-area in storage (``work/newsletter-<id>/``), the EPUB to ``epubs/``. Steps
-pass small summaries (ids, keys, counts) that Dagster can show and persist.
+area (``work/newsletter-<id>/``), the EPUB to ``epubs/`` in storage. Steps pass
+small summaries (ids, keys, counts) that Dagster can show and persist.
+
+The work area is durable by default (in storage: each stage can be its own
+step, and a step re-executed in a new process finds what the one before it
+left). A step that runs several stages itself (a batch run's
+``prepare_email``) passes ``WorkArea.in_memory()``: a retry redoes all of its
+stages, so nothing in between needs to outlive the step, and clean .. check
+then make one storage call (the EPUB's put) instead of fifteen.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from inbox_pipeline.services.context import PermanentStepError, Pipeline
 if TYPE_CHECKING:
     from inbox_pipeline.core.images import EpubImage
     from inbox_pipeline.core.message import ParsedEmail
+    from inbox_pipeline.seams import Storage
 
 WORDS_PER_MINUTE = 230
 
@@ -111,6 +119,56 @@ class CheckOutcome:
 
 def work_key(newsletter_id: int, name: str) -> str:
     return f"work/newsletter-{newsletter_id}/{name}"
+
+
+WORK_FILES = ("article.xhtml", "body.xhtml", "images.zip", "book.epub")  # what the stages leave in the work area
+
+
+class WorkArea:
+    """Where one newsletter's intermediate artefacts wait between stages (see the module docstring)."""
+
+    def __init__(self, storage: "Storage | None") -> None:
+        self._storage = storage
+        self._memory: dict[str, bytes] = {}
+
+    @classmethod
+    def durable(cls, pipeline: Pipeline) -> "WorkArea":
+        return cls(pipeline.storage)
+
+    @classmethod
+    def in_memory(cls) -> "WorkArea":
+        return cls(None)
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        if self._storage is None:
+            self._memory[key] = data
+        else:
+            self._storage.put(key, data, content_type)
+
+    def get(self, key: str) -> bytes:
+        if self._storage is not None:
+            return self._storage.get(key)
+        try:
+            return self._memory[key]
+        except KeyError:
+            from inbox_pipeline.seams import ObjectNotFound
+
+            raise ObjectNotFound(f"no {key} in this step's work area") from None
+
+    def exists(self, key: str) -> bool:
+        return key in self._memory if self._storage is None else self._storage.exists(key)
+
+    def delete(self, key: str) -> None:
+        if self._storage is None:
+            self._memory.pop(key, None)
+        else:
+            self._storage.delete(key)
+
+    def hold(self, key: str, data: bytes) -> None:
+        """Keep a copy of what was just stored under ``key`` for the stages after it in this step
+        (in memory only: a durable work area reads it from storage)."""
+        if self._storage is None:
+            self._memory[key] = data
 
 
 # --- the raw email, parsed once per process ------------------------------------
@@ -212,7 +270,7 @@ def parse_inbound(pipeline: Pipeline, email_id: int) -> ParsedSummary:
     )
 
 
-def clean_newsletter(pipeline: Pipeline, ref: NewsletterRef) -> CleanedSummary:
+def clean_newsletter(pipeline: Pipeline, ref: NewsletterRef, work: WorkArea | None = None) -> CleanedSummary:
     from inbox_pipeline.core.clean import clean_html
     from inbox_pipeline.core.convert import email_title
     from inbox_pipeline.db.newsletters import get_newsletter
@@ -222,7 +280,7 @@ def clean_newsletter(pipeline: Pipeline, ref: NewsletterRef) -> CleanedSummary:
         email.html or "", headers=email.headers, subject=email.subject, sender=email.sender.email or None
     )
     key = work_key(ref.newsletter_id, "article.xhtml")
-    pipeline.storage.put(key, article.html.encode("utf-8"), "application/xhtml+xml")
+    (work or WorkArea.durable(pipeline)).put(key, article.html.encode("utf-8"), "application/xhtml+xml")
     with pipeline.sessions.begin() as session:
         row = get_newsletter(session, ref.newsletter_id)
         row.platform, row.language, row.words = article.platform, article.language, article.words
@@ -238,13 +296,14 @@ def clean_newsletter(pipeline: Pipeline, ref: NewsletterRef) -> CleanedSummary:
     )
 
 
-def embed_images(pipeline: Pipeline, cleaned: CleanedSummary) -> ImagesSummary:
+def embed_images(pipeline: Pipeline, cleaned: CleanedSummary, work: WorkArea | None = None) -> ImagesSummary:
     from inbox_pipeline.core.convert import ConvertOptions, resolve_policy
     from inbox_pipeline.core.images import process_images
 
     nid = cleaned.newsletter.newsletter_id
+    work = work or WorkArea.durable(pipeline)
     email = load_email(pipeline, cleaned.newsletter.storage_key)
-    html = pipeline.storage.get(cleaned.key).decode("utf-8")
+    html = work.get(cleaned.key).decode("utf-8")
     policy = resolve_policy(ConvertOptions(fetch_images=pipeline.options.fetch_images))
     if pipeline.options.image_cache_dir is not None and policy.cache_dir is None:
         from dataclasses import replace
@@ -253,8 +312,8 @@ def embed_images(pipeline: Pipeline, cleaned: CleanedSummary) -> ImagesSummary:
     result = process_images(html, email.inline_parts, policy)
     body_key = work_key(nid, "body.xhtml")
     images_key = work_key(nid, "images.zip")
-    pipeline.storage.put(body_key, result.html.encode("utf-8"), "application/xhtml+xml")
-    pipeline.storage.put(images_key, pack_images(result.images), "application/zip")
+    work.put(body_key, result.html.encode("utf-8"), "application/xhtml+xml")
+    work.put(images_key, pack_images(result.images), "application/zip")
     return ImagesSummary(
         cleaned=cleaned,
         body_key=body_key,
@@ -285,7 +344,7 @@ def unpack_images(data: bytes) -> "list[EpubImage]":
         return [EpubImage(m["file_name"], m["media_type"], zf.read(m["member"])) for m in manifest]
 
 
-def build_newsletter_epub(pipeline: Pipeline, images: ImagesSummary) -> BuiltEpub:
+def build_newsletter_epub(pipeline: Pipeline, images: ImagesSummary, work: WorkArea | None = None) -> BuiltEpub:
     """Build the EPUB into the work area."""
     from datetime import datetime, timezone
 
@@ -294,9 +353,10 @@ def build_newsletter_epub(pipeline: Pipeline, images: ImagesSummary) -> BuiltEpu
 
     cleaned = images.cleaned
     ref = cleaned.newsletter
+    work = work or WorkArea.durable(pipeline)
     email = load_email(pipeline, ref.storage_key)
-    body = pipeline.storage.get(images.body_key).decode("utf-8")
-    pictures = unpack_images(pipeline.storage.get(images.images_key))
+    body = work.get(images.body_key).decode("utf-8")
+    pictures = unpack_images(work.get(images.images_key))
     sender = email.sender.name or email.sender.email or None
     chapter = Chapter(
         title=cleaned.title,
@@ -316,12 +376,12 @@ def build_newsletter_epub(pipeline: Pipeline, images: ImagesSummary) -> BuiltEpu
     )
     epub = build_epub(book)
     key = work_key(ref.newsletter_id, "book.epub")
-    pipeline.storage.put(key, epub, "application/epub+zip")
+    work.put(key, epub, "application/epub+zip")
     return BuiltEpub(images, key, safe_file_name(book.title, email.date), len(epub))
 
 
-def store_newsletter_epub(pipeline: Pipeline, built: BuiltEpub) -> EpubSummary:
-    """Move the EPUB to its lasting key and record size, words, images and reading time."""
+def store_newsletter_epub(pipeline: Pipeline, built: BuiltEpub, work: WorkArea | None = None) -> EpubSummary:
+    """Move the EPUB to its lasting key, record size, words, images and reading time, empty the work area."""
     from inbox_pipeline.db.models import DeliveryMode, NewsletterStatus, User
     from inbox_pipeline.db.newsletters import get_newsletter, set_newsletter_epub
 
@@ -329,12 +389,14 @@ def store_newsletter_epub(pipeline: Pipeline, built: BuiltEpub) -> EpubSummary:
     cleaned = images.cleaned
     ref = cleaned.newsletter
     storage = pipeline.storage
+    work = work or WorkArea.durable(pipeline)
     key = f"epubs/{ref.user_id}/{ref.newsletter_id}/{built.file_name}"
-    if storage.exists(built.work_key):
-        data = storage.get(built.work_key)
+    if work.exists(built.work_key):
+        data = work.get(built.work_key)
         storage.put(key, data, "application/epub+zip")
     else:  # a re-executed step: stored before, the work area already tidied
         data = storage.get(key)
+
     minutes = max(1, math.ceil(cleaned.words / WORDS_PER_MINUTE))
     with pipeline.sessions.begin() as session:
         user = session.get(User, ref.user_id)
@@ -356,8 +418,9 @@ def store_newsletter_epub(pipeline: Pipeline, built: BuiltEpub) -> EpubSummary:
                 reading_minutes=minutes,
                 status=NewsletterStatus.HELD_FOR_DIGEST if held else NewsletterStatus.READY,
             )
-    for name in ("article.xhtml", "body.xhtml", "images.zip", "book.epub"):
-        storage.delete(work_key(ref.newsletter_id, name))
+    for name in WORK_FILES:
+        work.delete(work_key(ref.newsletter_id, name))
+    work.hold(key, data)  # for the check that follows
     return EpubSummary(
         newsletter_id=ref.newsletter_id,
         email_id=ref.email_id,
@@ -375,9 +438,11 @@ def store_newsletter_epub(pipeline: Pipeline, built: BuiltEpub) -> EpubSummary:
     )
 
 
-def validate_epub(pipeline: Pipeline, epub: EpubSummary) -> CheckOutcome:
-    """The Kindle preflight always, EPUBCheck too when enabled; a failure is recorded on the email."""
-    data = pipeline.storage.get(epub.key)
+def validate_epub(pipeline: Pipeline, epub: EpubSummary, work: WorkArea | None = None) -> CheckOutcome:
+    """The Kindle preflight always, EPUBCheck too when enabled; a failure is recorded on the email.
+
+    Checks the stored EPUB (an in-memory work area holds the copy its step just stored)."""
+    data = (work or WorkArea.durable(pipeline)).get(epub.key)
     outcome = check_epub_bytes(data, epubcheck=pipeline.options.epubcheck)
     if not outcome.passed:
         reason = "the EPUB failed validation: " + "; ".join(outcome.problems[:5])

@@ -38,6 +38,10 @@ def test_a_burst_runs_in_batches_each_email_once_and_a_broken_one_fails_alone(
         assert ids == sorted(r[0] for r in dep.rows()) and len(ids) == 8
         assert [r.tags["inbox-pipeline/email-count"] for r in requests] == ["4", "4"]
         assert len({r.run_key for r in requests}) == 2
+        root = dep.pipeline().storage.path
+        blocker = root / "work"  # a file where the durable work area's folder would go
+        root.mkdir(parents=True, exist_ok=True)
+        blocker.write_bytes(b"")
         runs = [dep.run(r) for r in requests]
         assert requests_of(dep.tick()) == []
 
@@ -81,6 +85,11 @@ def test_a_burst_runs_in_batches_each_email_once_and_a_broken_one_fails_alone(
         assert {f"email.prepare_email[e{email_12}]", f"email.deliver_email[e{email_12}]"} <= steps
         deliveries = dep.instance.fetch_materializations(dg.AssetKey("kindle_delivery"), limit=50).records
         assert len(deliveries) == 5
+        # A batch's stages hand over in memory: the per-email job's work area (work/newsletter-<id>/)
+        # could not be written (a file stands in its way) and storage holds the five EPUBs only.
+        stored = [f.relative_to(root).parts for f in root.rglob("*") if f.is_file() and f != blocker]
+        assert len(stored) == 5 and all(parts[0] == "epubs" and parts[-1].endswith(".epub") for parts in stored)
+        blocker.unlink()
 
         # A quiet inbox: one email, one per-email run, tagged with its Message-ID.
         inbox.put("quiet.eml", mails.newsletter(21, alice))

@@ -232,11 +232,11 @@ def _record(context: dg.OpExecutionContext, p, parsed, routed):
     return ref
 
 
-def _clean(context: dg.OpExecutionContext, p, newsletter):
+def _clean(context: dg.OpExecutionContext, p, newsletter, work=None):
     from inbox_pipeline.services.process import clean_newsletter
 
     with step(context, _fail(p, newsletter.email_id, newsletter.newsletter_id)):
-        cleaned = clean_newsletter(p, newsletter)
+        cleaned = clean_newsletter(p, newsletter, work)
     context.log_event(
         dg.AssetMaterialization(
             CLEANED_HTML,
@@ -253,12 +253,12 @@ def _clean(context: dg.OpExecutionContext, p, newsletter):
     return cleaned
 
 
-def _embed(context: dg.OpExecutionContext, p, cleaned):
+def _embed(context: dg.OpExecutionContext, p, cleaned, work=None):
     from inbox_pipeline.services.process import embed_images as embed
 
     ref = cleaned.newsletter
     with step(context, _fail(p, ref.email_id, ref.newsletter_id)):
-        images = embed(p, cleaned)
+        images = embed(p, cleaned, work)
     if images.reasons:  # one line, not one event per image: each event is a database write
         shown = "; ".join(images.reasons[:5])
         more = f" (+{len(images.reasons) - 5} more)" if len(images.reasons) > 5 else ""
@@ -266,20 +266,20 @@ def _embed(context: dg.OpExecutionContext, p, cleaned):
     return images
 
 
-def _build(context: dg.OpExecutionContext, p, images):
+def _build(context: dg.OpExecutionContext, p, images, work=None):
     from inbox_pipeline.services.process import build_newsletter_epub
 
     ref = images.cleaned.newsletter
     with step(context, _fail(p, ref.email_id, ref.newsletter_id)):
-        return build_newsletter_epub(p, images)
+        return build_newsletter_epub(p, images, work)
 
 
-def _store(context: dg.OpExecutionContext, p, built):
+def _store(context: dg.OpExecutionContext, p, built, work=None):
     from inbox_pipeline.services.process import store_newsletter_epub
 
     ref = built.images.cleaned.newsletter
     with step(context, _fail(p, ref.email_id, ref.newsletter_id)):
-        epub = store_newsletter_epub(p, built)
+        epub = store_newsletter_epub(p, built, work)
     context.log_event(
         dg.AssetMaterialization(
             EPUB,
@@ -299,10 +299,10 @@ def _store(context: dg.OpExecutionContext, p, built):
     return epub
 
 
-def _check(p, epub) -> tuple[dg.AssetCheckEvaluation, bool]:
+def _check(p, epub, work=None) -> tuple[dg.AssetCheckEvaluation, bool]:
     from inbox_pipeline.services.process import validate_epub
 
-    outcome = validate_epub(p, epub)
+    outcome = validate_epub(p, epub, work)
     evaluation = dg.AssetCheckEvaluation(
         asset_key=EPUB,
         check_name=EPUB_CHECK_NAME,
@@ -489,8 +489,12 @@ def prepare_email(context: dg.OpExecutionContext, email_id: int, pipeline: Pipel
     newsletter = _record(context, p, parsed, routed)
     if newsletter is None:
         return
-    epub = _store(context, p, _build(context, p, _embed(context, p, _clean(context, p, newsletter))))
-    evaluation, passed = _check(p, epub)
+    from inbox_pipeline.services.process import WorkArea
+
+    work = WorkArea.in_memory()  # the stages hand over in memory: a retry of this step redoes them all
+    cleaned = _clean(context, p, newsletter, work)
+    epub = _store(context, p, _build(context, p, _embed(context, p, cleaned, work), work), work)
+    evaluation, passed = _check(p, epub, work)
     yield evaluation
     if passed:
         yield dg.Output(epub)
