@@ -16,6 +16,8 @@ from inbox_pipeline.defs.alerts import build_notification_retry_sensor, build_ru
 from inbox_pipeline.defs.digests.jobs import build_digest_job
 from inbox_pipeline.defs.intake.sensors import (
     build_inbox_sensor,
+    inbox_announces,
+    reconcile_interval_seconds,
     relaunch_after_seconds,
     sensor_interval_seconds,
 )
@@ -40,6 +42,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 max_emails_per_tick=settings.max_emails_per_tick,
                 relaunch_after_seconds=relaunch_after_seconds(settings),
                 batch_job=process_batch,
+                reconcile_seconds=reconcile_interval_seconds(settings),
+                announced=inbox_announces(settings),
             ),
             # the digest job is defined (with its schedule) in defs/digests; watched here by name
             build_run_failure_sensor(

@@ -1,7 +1,8 @@
 """Shared test fixtures: real servers on this machine.
 
 - ``postgres_url``: a fresh PostgreSQL database (127.0.0.1:5432, trust auth) per test.
-- ``moto_server``: a ThreadedMotoServer (S3 + SES API) reached through ``endpoint_url``.
+- ``moto_server``: a ThreadedMotoServer (S3 + SES + SQS API) reached through ``endpoint_url``.
+- ``event_queue``: an SQS queue there, to which a bucket's event notifications can be sent.
 - ``smtp_sink``: an aiosmtpd server that keeps every message it accepts.
 - ``corpus_dir``: ``../shared/corpus``.
 
@@ -129,6 +130,55 @@ def s3_bucket(aws_env: str) -> str:
     name = f"bucket-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=aws_env).create_bucket(Bucket=name)
     return name
+
+
+class EventQueue:
+    """An SQS queue on the moto server receiving a bucket's S3 event notifications (sent by the server)."""
+
+    VISIBILITY_TIMEOUT = 1  # seconds: a received, undeleted message comes back this soon
+
+    def __init__(self, endpoint: str) -> None:
+        import boto3
+
+        self.sqs = boto3.client("sqs", endpoint_url=endpoint)
+        self.s3 = boto3.client("s3", endpoint_url=endpoint)
+        self.name = f"inbox-events-{uuid.uuid4().hex[:10]}"
+        self.url = self.sqs.create_queue(
+            QueueName=self.name, Attributes={"VisibilityTimeout": str(self.VISIBILITY_TIMEOUT)}
+        )["QueueUrl"]
+        self.arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+
+    def notify(self, bucket: str, prefix: str | None = "incoming/") -> None:
+        """Send the bucket's ObjectCreated events (under ``prefix``; None: all keys) here. S3 sends
+        an ``s3:TestEvent`` message first, as AWS does."""
+        config: dict = {"QueueArn": self.arn, "Events": ["s3:ObjectCreated:*"]}
+        if prefix is not None:
+            config["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}
+        self.s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [config]}
+        )
+
+    def stop_notifying(self, bucket: str) -> None:
+        """No notifications: objects put now are never announced (a lost notification)."""
+        self.s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+
+    def messages(self) -> int:
+        """Messages still in the queue, waiting or received and not deleted."""
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def send(self, body: str) -> None:
+        self.sqs.send_message(QueueUrl=self.url, MessageBody=body)
+
+
+@pytest.fixture
+def event_queue(aws_env: str) -> EventQueue:
+    """A new SQS queue on the moto server (visibility timeout 1 s)."""
+    return EventQueue(aws_env)
 
 
 # --- SMTP -------------------------------------------------------------------

@@ -35,6 +35,27 @@ Layout
   volume) cannot rename into a sibling folder. Hidden names (``.*``), ``*.tmp``,
   ``*.part``, ``*.partial``, ``*~`` and sub-folders are ignored: writers must write
   under such a name and rename into place (as ``put`` and Maildir delivery do).
+
+Announcements: S3 event notifications through SQS
+--------------------------------------------------
+Listing the prefix costs O(pending) on real S3, whose listing reads the key index,
+but some S3-compatible servers scan every key of the bucket for any prefix (moto
+does): there a tick would slow down with the archive beside the inbox. With
+``s3://bucket/incoming/?queue=<SQS queue URL or name>`` the bucket's event
+notifications (``s3:ObjectCreated:*``, prefix filter ``incoming/``) announce each new
+object on that queue, and ``take_announced`` reads the queue instead of the bucket:
+a tick's cost no longer depends on the bucket at all. A bare queue name is resolved
+with GetQueueUrl on first use, so defining the inbox needs no AWS.
+
+A message is deleted from the queue only once every object it announces has been
+archived or found no longer pending (``forget``); a message announcing nothing of
+ours (``s3:TestEvent``, another prefix such as the archive, another bucket, a body
+that is not an S3 event) is logged and deleted so it never blocks. If the process
+dies first, SQS delivers the message again after the queue's visibility timeout,
+and registering and archiving are idempotent. Notifications can still be lost (the
+queue created after mail arrived, messages expired), so the caller also lists the
+prefix now and then (``list_pending``) to reconcile. Without ``?queue=`` (and for a
+folder) ``take_announced`` returns None: the caller lists every time.
 """
 
 from __future__ import annotations
@@ -42,7 +63,10 @@ from __future__ import annotations
 import errno
 import filecmp
 import heapq
+import json
+import logging
 import os
+import re
 import shutil
 import threading
 from abc import ABC, abstractmethod
@@ -50,9 +74,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
-from inbox_pipeline.seams._aws import aws_client, is_not_found
+from inbox_pipeline.seams._aws import aws_client, error_code, is_not_found
 from inbox_pipeline.seams._common import ObjectNotFound, check_key, looks_like_uri, write_atomically
 
 __all__ = [
@@ -70,6 +94,15 @@ _PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
 _SES_SETUP_OBJECT = "AMAZON_SES_SETUP_NOTIFICATION"
 # Metadata on an archived S3 object: the ETag of the inbox object it was moved from.
 _SOURCE_ETAG_META = "inbox-source-etag"
+# SQS hands out at most this many messages per ReceiveMessage call.
+_SQS_MAX_MESSAGES = 10
+# Messages announcing nothing new (dropped) or an object already taken, read per call at most.
+_MAX_FOREIGN_MESSAGES = 1000
+# SQS queue names: letters, digits, "-" and "_", at most 80 characters (FIFO: ".fifo" included).
+_SQS_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo")
+_SQS_MISSING_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -124,6 +157,24 @@ class Inbox(ABC):
     @abstractmethod
     def archived_uri(self, archived_key: str) -> str:
         """The full location of an archived object, for records and the UI."""
+
+    # Announcements (see the module docstring). An inbox without a source of them only lists.
+
+    @property
+    def announces(self) -> bool:
+        """Whether new objects are announced (``take_announced``), so a tick need not list."""
+        return False
+
+    def take_announced(self, limit: int) -> list[InboxObject] | None:
+        """Up to ``limit`` pending objects announced since they were last taken, in key order.
+
+        None means this inbox has no announcement source: call ``list_pending`` instead.
+        An announcement is settled when its object is archived or ``forget`` is called.
+        """
+        return None
+
+    def forget(self, key: str) -> None:
+        """``key`` is no longer pending (archived meanwhile): drop its announcement."""
 
 
 def _ignored_name(name: str) -> bool:
@@ -279,13 +330,25 @@ def default_archive_prefix(prefix: str) -> str:
     return prefix[:-1] + "-archive/" if prefix else "archive/"
 
 
+@dataclass
+class _Announcement:
+    """One SQS message: its receipt handle and the keys it announces that are not settled yet."""
+
+    receipt_handle: str
+    keys: set[str]
+
+
 class S3Inbox(Inbox):
     """Pending emails are the objects directly under ``s3://bucket/prefix``.
 
-    The client comes from boto3's environment (``AWS_ENDPOINT_URL`` etc.).
+    With ``queue`` (an SQS queue URL or name) new objects are also announced by the
+    bucket's event notifications (see the module docstring). The clients come from
+    boto3's environment (``AWS_ENDPOINT_URL`` etc.).
     """
 
-    def __init__(self, bucket: str, prefix: str = "", *, archive_prefix: str | None = None):
+    def __init__(
+        self, bucket: str, prefix: str = "", *, archive_prefix: str | None = None, queue: str | None = None
+    ):
         if not bucket:
             raise ValueError("S3 inbox needs a bucket name")
         self.bucket = bucket
@@ -295,11 +358,19 @@ class S3Inbox(Inbox):
         )
         if not self.archive_prefix or self.archive_prefix == self.prefix:
             raise ValueError(f"the archive prefix must differ from the inbox prefix {self.prefix!r}")
+        self.queue = check_queue(queue) if queue is not None else None
         self._client: Any = None
+        self._sqs: Any = None
+        self._queue_url: str | None = None
         self._client_lock = threading.Lock()
+        # Announcements taken and not settled yet: message id -> message, key -> message ids.
+        self._messages: dict[str, _Announcement] = {}
+        self._messages_of: dict[str, set[str]] = {}
+        self._announce_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"S3Inbox({self.uri!r}, archive={self.archive_prefix!r})"
+        queue = f", queue={self.queue!r}" if self.queue else ""
+        return f"S3Inbox({self.uri!r}, archive={self.archive_prefix!r}{queue})"
 
     @property
     def client(self) -> Any:
@@ -308,6 +379,40 @@ class S3Inbox(Inbox):
             if self._client is None:
                 self._client = aws_client("s3")
             return self._client
+
+    @property
+    def sqs(self) -> Any:
+        """The boto3 SQS client, created on first use."""
+        with self._client_lock:
+            if self._sqs is None:
+                self._sqs = aws_client("sqs")
+            return self._sqs
+
+    @property
+    def queue_url(self) -> str:
+        """The queue's URL; a bare name is resolved with GetQueueUrl on first use."""
+        if self.queue is None:
+            raise ValueError(f"inbox {self.uri} has no queue (add ?queue=<SQS queue URL or name>)")
+        if self._queue_url is None:
+            self._queue_url = self.queue if _is_url(self.queue) else self._resolve_queue_name(self.queue)
+        return self._queue_url
+
+    def _resolve_queue_name(self, name: str) -> str:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except ClientError as exc:
+            if error_code(exc) in _SQS_MISSING_QUEUE:
+                raise ValueError(self._missing_queue_message()) from None
+            raise
+
+    def _missing_queue_message(self) -> str:
+        region = self.sqs.meta.region_name
+        return (
+            f"inbox {self.uri}: there is no SQS queue {self.queue!r} in region {region} "
+            "(?queue= names the queue that receives the bucket's event notifications)"
+        )
 
     @property
     def uri(self) -> str:
@@ -379,6 +484,11 @@ class S3Inbox(Inbox):
         self.client.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key, flat=True), Body=data)
 
     def archive(self, key: str) -> str:
+        archived = self._archive(key)
+        self.forget(key)  # moved out of the inbox: its announcement is settled
+        return archived
+
+    def _archive(self, key: str) -> str:
         src = self.prefix + check_key(key, flat=True)
         head = self._head(src)
         if head is None:
@@ -417,12 +527,178 @@ class S3Inbox(Inbox):
     def delete_archived(self, archived_key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.archive_prefix + check_key(archived_key, flat=True))
 
+    # --- announcements: S3 event notifications on an SQS queue ---------------------
+
+    @property
+    def announces(self) -> bool:
+        return self.queue is not None
+
+    def take_announced(self, limit: int) -> list[InboxObject] | None:
+        if self.queue is None:
+            return None
+        _check_limit(limit)
+        # Anything not settled since the last call comes back from SQS after its visibility timeout.
+        with self._announce_lock:
+            self._messages.clear()
+            self._messages_of.clear()
+        found: dict[str, InboxObject] = {}
+        seen = 0  # bounded, so that a flood of foreign or repeated messages cannot stall a tick
+        while len(found) < limit and seen < limit + _MAX_FOREIGN_MESSAGES:
+            messages = self._receive(min(_SQS_MAX_MESSAGES, limit - len(found)))
+            if not messages:
+                break
+            seen += len(messages)
+            for message in messages:
+                for obj in self._hold(message):
+                    found.setdefault(obj.key, obj)
+        return sorted(found.values(), key=lambda o: o.key)[:limit]
+
+    def forget(self, key: str) -> None:
+        settled: list[str] = []
+        with self._announce_lock:
+            for message_id in self._messages_of.pop(key, ()):
+                message = self._messages.get(message_id)
+                if message is None:
+                    continue
+                message.keys.discard(key)
+                if not message.keys:
+                    settled.append(self._messages.pop(message_id).receipt_handle)
+        for receipt_handle in settled:
+            self._delete_message(receipt_handle)
+
+    def _receive(self, count: int) -> list[dict[str, Any]]:
+        from botocore.exceptions import ClientError
+
+        try:
+            reply = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=count, WaitTimeSeconds=0)
+        except ClientError as exc:
+            if error_code(exc) in _SQS_MISSING_QUEUE:
+                raise ValueError(self._missing_queue_message()) from None
+            raise
+        return list(reply.get("Messages") or ())
+
+    def _hold(self, message: dict[str, Any]) -> list[InboxObject]:
+        """The objects ``message`` announces, its handle kept until they are settled; a message
+        announcing none of ours is deleted at once."""
+        body = str(message.get("Body", ""))
+        objects, why = _announced_objects(body, self.bucket, self.prefix)
+        if not objects:
+            logger.warning("inbox %s: dropping an SQS message that announces no new email here (%s): %.300s",
+                           self.uri, why, body)
+            self._delete_message(message["ReceiptHandle"])
+            return []
+        message_id = str(message.get("MessageId") or message["ReceiptHandle"])
+        with self._announce_lock:
+            self._messages[message_id] = _Announcement(message["ReceiptHandle"], {o.key for o in objects})
+            for obj in objects:
+                self._messages_of.setdefault(obj.key, set()).add(message_id)
+        return objects
+
+    def _delete_message(self, receipt_handle: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
+        except (BotoCoreError, ClientError) as exc:  # SQS delivers it again; taking it twice is harmless
+            logger.warning("inbox %s: could not delete an SQS message (it will come back): %s", self.uri, exc)
+
+
+def _announced_objects(body: str, bucket: str, prefix: str) -> tuple[list[InboxObject], str]:
+    """The new pending objects an S3 event notification announces, or none and why."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return [], "not JSON"
+    if isinstance(event, dict) and event.get("Type") == "Notification" and isinstance(event.get("Message"), str):
+        return _announced_objects(event["Message"], bucket, prefix)  # S3 -> SNS -> SQS, raw delivery off
+    if not isinstance(event, dict):
+        return [], "not an S3 event notification"
+    if event.get("Event") == "s3:TestEvent":
+        return [], "s3:TestEvent, sent when the notification was configured"
+    records = event.get("Records")
+    if not isinstance(records, list):
+        return [], "not an S3 event notification"
+    objects = [obj for obj in (_announced_object(r, bucket, prefix) for r in records) if obj is not None]
+    seen = ", ".join(_describe(r) for r in records[:5]) or "no records"
+    return objects, f"no ObjectCreated event for an object directly under s3://{bucket}/{prefix}; got {seen}"
+
+
+def _describe(record: Any) -> str:
+    """``ObjectCreated:Copy s3://bucket/key`` for a log line."""
+    if not isinstance(record, dict):
+        return "a malformed record"
+    s3 = _field(record, "s3")
+    key = unquote_plus(str(_field(s3, "object").get("key", "")))
+    return f"{record.get('eventName', '?')} s3://{_field(s3, 'bucket').get('name', '?')}/{key}"
+
+
+def _field(value: dict[str, Any], name: str) -> dict[str, Any]:
+    """``value[name]`` when it is a JSON object, else an empty one (events come from outside)."""
+    inner = value.get(name)
+    return inner if isinstance(inner, dict) else {}
+
+
+def _announced_object(record: Any, bucket: str, prefix: str) -> InboxObject | None:
+    """The pending object one event record announces: created, in this bucket, directly under the prefix."""
+    if not isinstance(record, dict) or not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+        return None
+    s3 = _field(record, "s3")
+    obj = _field(s3, "object")
+    if _field(s3, "bucket").get("name") != bucket or not isinstance(obj.get("key"), str):
+        return None
+    full_key = unquote_plus(obj["key"])  # event keys are URL-encoded, spaces as "+"
+    name = full_key[len(prefix) :]
+    if not full_key.startswith(prefix) or not name or "/" in name or _ignored_name(name):
+        return None
+    try:
+        size = int(obj.get("size") or 0)
+    except (TypeError, ValueError):
+        size = 0
+    return InboxObject(
+        key=name, size=size, last_modified=_event_time(record.get("eventTime")), version=str(obj.get("eTag", ""))
+    )
+
+
+def _event_time(text: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(timezone.utc)
+    except ValueError:
+        return datetime.now(timezone.utc)
+
+
+def _is_url(queue: str) -> bool:
+    return queue.startswith(("https://", "http://"))
+
+
+def check_queue(queue: str) -> str:
+    """An SQS queue URL (``https://sqs.<region>.amazonaws.com/<account>/<name>``) or a queue name."""
+    queue = queue.strip()
+    if not queue:
+        raise ValueError("the SQS queue is empty: give its URL or its name")
+    if _is_url(queue):
+        parts = urlsplit(queue)
+        segments = [s for s in parts.path.split("/") if s]
+        if not parts.netloc or len(segments) != 2 or not _SQS_QUEUE_NAME.fullmatch(segments[-1]):
+            raise ValueError(
+                f"{queue!r} is not an SQS queue URL: expected https://sqs.<region>.amazonaws.com/<account>/<name>"
+            )
+        return queue
+    if queue.startswith("arn:"):
+        raise ValueError(f"{queue!r} is an ARN: give the SQS queue's URL or its name")
+    if not _SQS_QUEUE_NAME.fullmatch(queue):
+        raise ValueError(
+            f"{queue!r} is neither an SQS queue URL nor a queue name "
+            "(letters, digits, '-' and '_', at most 80 characters)"
+        )
+    return queue
+
 
 # --- configuration --------------------------------------------------------------
 
 
 def inbox_from_uri(uri: str) -> Inbox:
-    """``s3://bucket/prefix/[?archive=other/]``, ``file:///path`` or a folder path."""
+    """``s3://bucket/prefix/[?archive=other/][&queue=<SQS queue URL or name>]``, ``file:///path``
+    or a folder path."""
     text = (uri or "").strip()
     if not text:
         raise ValueError("INBOX_PIPELINE_INBOX is empty: give s3://bucket/prefix/ or a folder path")
@@ -438,8 +714,15 @@ def inbox_from_uri(uri: str) -> Inbox:
     if not parts.netloc:
         raise ValueError(f"inbox {uri!r}: no bucket name; use s3://bucket/prefix/")
     query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = set(query) - {"archive"}
+    unknown = set(query) - {"archive", "queue"}
     if unknown:
-        raise ValueError(f"inbox {uri!r}: unknown option(s) {sorted(unknown)}; only ?archive=prefix/ is known")
+        raise ValueError(
+            f"inbox {uri!r}: unknown option(s) {sorted(unknown)}; known are ?archive=prefix/ and "
+            "?queue=<SQS queue URL or name>"
+        )
     archive = query.get("archive", [""])[-1] or None
-    return S3Inbox(parts.netloc, parts.path, archive_prefix=archive)
+    queue = query["queue"][-1] if "queue" in query else None
+    try:
+        return S3Inbox(parts.netloc, parts.path, archive_prefix=archive, queue=queue)
+    except ValueError as exc:
+        raise ValueError(f"inbox {uri!r}: {exc}") from None

@@ -12,6 +12,15 @@ Crash safety, step by step (the sensor may be killed between any two):
    key, which Dagster de-duplicates, so a row never gets two runs.
 4. The sensor yields the run requests.
 
+Where the objects come from: an inbox with an announcement source (S3 event
+notifications through SQS, ``?queue=``) hands over the objects announced since
+the last tick, so a tick's cost does not depend on the bucket; a reconciling
+tick also lists the inbox prefix, for objects whose notification was lost
+(the queue created after they arrived, messages expired). An inbox without
+announcements is listed on every tick. An announcement whose object is no
+longer pending (taken by a reconciling tick before its message arrived) is
+dropped (``forget``).
+
 A pending name that was used before by a *different* email (same name, other
 bytes: a person dropping ``issue.eml`` twice) is archived first, because the
 archive picks its ``-dupN`` name, and registered under that name after: the
@@ -24,8 +33,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from inbox_pipeline.services.context import Pipeline, utcnow
+
+if TYPE_CHECKING:
+    from inbox_pipeline.seams.inbox import Inbox, InboxObject
 
 # A registered email whose run has not started after this long is requested again.
 UNLAUNCHED_AFTER = timedelta(minutes=2)
@@ -53,7 +66,10 @@ class IntakeTick:
     registered: list[Registered] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already registered, not pending anymore
     error: str | None = None  # the first error: the rest of the batch waits for the next tick
-    listed: int = 0
+    listed: int = 0  # objects the listing returned (0 when the prefix was not listed)
+    announced: int | None = None  # objects announced; None: the inbox has no announcement source
+    reconciled: bool = False  # the prefix was listed (always, without an announcement source)
+    unannounced: int = 0  # listed objects that were not announced (a lost or late notification)
 
 
 # Objects are taken in parallel: each is a few S3 and database round trips, so a burst of
@@ -61,19 +77,23 @@ class IntakeTick:
 INTAKE_THREADS = 8
 
 
-def take_new_emails(pipeline: Pipeline, *, limit: int, now: datetime | None = None) -> IntakeTick:
+def take_new_emails(
+    pipeline: Pipeline, *, limit: int, now: datetime | None = None, reconcile: bool = True
+) -> IntakeTick:
     """Register and archive up to ``limit`` pending emails.
 
-    Listing errors propagate (the tick fails and the next one starts over); an
-    error on one object is reported and the objects after it (in key order) wait
-    for the next tick; every object taken before it, and any finished meanwhile
-    by another thread, is kept (each is complete on its own, see above).
+    With an announcing inbox the announced objects are taken, and with
+    ``reconcile`` the prefix is listed too; without announcements it is always
+    listed. Listing and queue errors propagate (the tick fails and the next one
+    starts over); an error on one object is reported and the objects after it
+    (in key order) wait for the next tick; every object taken before it, and any
+    finished meanwhile by another thread, is kept (each is complete on its own,
+    see above).
     """
     from concurrent.futures import ThreadPoolExecutor
 
     tick = IntakeTick()
-    pending = pipeline.inbox.list_pending(limit)
-    tick.listed = len(pending)
+    pending = _pending(pipeline.inbox, limit, reconcile, tick)
     _ = (pipeline.inbox, pipeline.sessions)  # create the shared client and engine before the threads do
     stop = False
 
@@ -99,6 +119,22 @@ def take_new_emails(pipeline: Pipeline, *, limit: int, now: datetime | None = No
     return tick
 
 
+def _pending(inbox: "Inbox", limit: int, reconcile: bool, tick: IntakeTick) -> "list[InboxObject]":
+    """Announced objects, plus (reconciling, or with no announcements) the listed ones, in key order."""
+    announced = inbox.take_announced(limit)
+    tick.announced = None if announced is None else len(announced)
+    if announced is not None and not reconcile:
+        return announced
+    listed = inbox.list_pending(limit)
+    tick.listed, tick.reconciled = len(listed), True
+    if announced is None:
+        return listed
+    taken = {obj.key for obj in announced}
+    missed = [obj for obj in listed if obj.key not in taken]  # their notification was lost or is late
+    tick.unannounced = len(missed)
+    return sorted(announced + missed[: max(0, limit - len(announced))], key=lambda obj: obj.key)
+
+
 def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | str | None":
     """Register and archive one pending object: its registration, its archived key when it was
     registered and finished before (skipped), or None when another tick archived it meanwhile."""
@@ -110,7 +146,8 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | st
     try:
         data = inbox.read(obj.key)
     except ObjectNotFound:
-        return None  # archived meanwhile by another tick
+        inbox.forget(obj.key)  # archived meanwhile (by another tick, or announced after a listing took it)
+        return None
     sha = hashlib.sha256(data).hexdigest()
     received_at = obj.last_modified or now or utcnow()
     with sessions.begin() as session:

@@ -56,6 +56,7 @@ class Deployment:
     data_dir: Path
     results: list[dg.ExecuteJobResult] = field(default_factory=list)
     requested: list[dg.RunRequest] = field(default_factory=list)  # every request run, in order
+    cursors: dict[str, str | None] = field(default_factory=dict)  # each sensor's cursor, kept as the daemon does
 
     @property
     def settings(self):
@@ -69,11 +70,17 @@ class Deployment:
         return Pipeline.from_settings(self.settings)
 
     def tick(self, sensor_name: str = "inbox_sensor") -> dg.SensorResult | dg.SkipReason:
+        """One evaluation of the real sensor, with the cursor the last one left (as the daemon keeps it)."""
         defs = current_definitions()
         repo = defs.get_repository_def()
         sensor = repo.get_sensor_def(sensor_name)
-        with dg.build_sensor_context(instance=self.instance, resources=defs.resources, repository_def=repo) as ctx:
-            return sensor(ctx)
+        with dg.build_sensor_context(
+            instance=self.instance, resources=defs.resources, repository_def=repo, cursor=self.cursors.get(sensor_name)
+        ) as ctx:
+            result = sensor(ctx)
+        if isinstance(result, dg.SensorResult) and result.cursor is not None:
+            self.cursors[sensor_name] = result.cursor
+        return result
 
     def run(self, request: dg.RunRequest, **kwargs) -> dg.ExecuteJobResult:
         self.requested.append(request)

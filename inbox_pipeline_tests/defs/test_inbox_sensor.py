@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.defs.harness import add_reader, deployment, requested_emails
+from inbox_pipeline_tests.defs.harness import add_reader, configure, deployment, requested_emails
 from inbox_pipeline_tests.e2e.proxy import TcpProxy
 
 
@@ -141,3 +141,62 @@ def test_tick_cost_does_not_grow_with_the_emails_already_processed(monkeypatch, 
         archived = s3.list_objects_v2(Bucket=bucket, Prefix="incoming-archive/")["KeyCount"]
         assert archived == 82
         assert len(dep.rows()) == 82 and len({r[0] for r in dep.rows()}) == 82
+
+
+def test_an_announced_inbox_reconciles_on_the_first_tick_then_only_after_the_interval(
+    monkeypatch, tmp_path, s3_bucket, event_queue
+) -> None:
+    """With ?queue=, ticks read the queue; the prefix is listed on the first tick and then every
+    INBOX_PIPELINE_RECONCILE_SECONDS, the time of the last reconcile kept in the sensor's cursor."""
+    import json
+
+    inbox_uri = f"s3://{s3_bucket}/incoming/?queue={event_queue.url}"
+    with deployment(monkeypatch, tmp_path, INBOX=inbox_uri, RECONCILE_SECONDS="2") as dep:
+        address = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
+        inbox = dep.pipeline().inbox
+        inbox.put("before-the-queue", mails.newsletter(1, address))  # never announced
+        event_queue.notify(s3_bucket)
+
+        first = time.time()
+        (run,) = requests_of(dep.tick())  # no cursor yet: reconcile
+        assert run.tags["inbox-pipeline/inbox-key"] == "before-the-queue"
+        reconciled_at = json.loads(dep.cursors["inbox_sensor"])["reconciled_at"]
+        assert first <= reconciled_at <= time.time()
+
+        event_queue.stop_notifying(s3_bucket)
+        inbox.put("lost", mails.newsletter(2, address))  # its notification is lost
+        event_queue.notify(s3_bucket)
+        inbox.put("announced", mails.newsletter(3, address))
+        (run,) = requests_of(dep.tick())  # within the interval: the queue only
+        assert run.tags["inbox-pipeline/inbox-key"] == "announced"
+        assert json.loads(dep.cursors["inbox_sensor"])["reconciled_at"] == reconciled_at
+        assert requests_of(dep.tick()) == []
+
+        time.sleep(2.1)
+        (run,) = requests_of(dep.tick())  # the interval has passed: the listing finds it
+        assert run.tags["inbox-pipeline/inbox-key"] == "lost"
+        assert json.loads(dep.cursors["inbox_sensor"])["reconciled_at"] > reconciled_at
+
+        event_queue.stop_notifying(s3_bucket)
+        inbox.put("lost-again", mails.newsletter(4, address))
+        dep.cursors["inbox_sensor"] = "garbled"  # an unreadable cursor means: reconcile now
+        (run,) = requests_of(dep.tick())
+        assert run.tags["inbox-pipeline/inbox-key"] == "lost-again"
+        json.loads(dep.cursors["inbox_sensor"])
+
+        assert sorted(r[1] for r in dep.rows()) == ["received"] * 4
+        assert event_queue.messages() == 0
+        assert inbox.list_pending(10) == []
+
+
+def test_the_sensor_description_says_where_new_emails_come_from(monkeypatch, tmp_path) -> None:
+    from inbox_pipeline.definitions import build_definitions
+
+    def description(**values: str) -> str:
+        configure(monkeypatch, tmp_path, **values)
+        return build_definitions().get_repository_def().get_sensor_def("inbox_sensor").description
+
+    assert "lists the inbox" in description()
+    announced = description(INBOX="s3://bucket/incoming/?queue=inbox-events", RECONCILE_SECONDS="900")
+    assert "S3 event notifications on an SQS queue" in announced and "every 900 s" in announced
+    assert "every 600 s" in description(INBOX="s3://bucket/incoming/?queue=inbox-events")

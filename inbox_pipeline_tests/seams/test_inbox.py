@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import threading
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from inbox_pipeline.seams import FolderInbox, Inbox, ObjectNotFound, S3Inbox, inbox_from_uri
+from inbox_pipeline_tests.conftest import EventQueue
 
 
 def ses_like_key() -> str:
@@ -227,6 +230,158 @@ def test_s3_custom_archive_prefix(s3_bucket: str) -> None:
     assert body == mime(1)
 
 
+# --- S3 announcements: event notifications on an SQS queue ----------------------------
+
+
+@pytest.fixture
+def announced(s3_bucket: str, event_queue: EventQueue) -> S3Inbox:
+    """An inbox whose bucket announces new objects under incoming/ on the queue (by its URL)."""
+    event_queue.notify(s3_bucket)
+    inbox = inbox_from_uri(f"s3://{s3_bucket}/incoming/?queue={event_queue.url}")
+    assert isinstance(inbox, S3Inbox) and inbox.announces
+    return inbox
+
+
+def test_s3_announced_objects_are_taken_and_their_messages_deleted_once_archived(
+    announced: S3Inbox, event_queue: EventQueue
+) -> None:
+    keys = ["b-second", "a first+plus.eml"]  # event keys are URL-encoded: "+" for a space
+    for key in keys:
+        announced.put(key, mime(key))
+    meter = ListingMeter(announced.client)
+
+    taken = announced.take_announced(10)
+
+    assert [o.key for o in taken] == sorted(keys)
+    assert taken[0].size == len(mime(keys[1])) and taken[0].last_modified.tzinfo is not None
+    assert taken[0].version == announced.client.head_object(
+        Bucket=announced.bucket, Key="incoming/a first+plus.eml"
+    )["ETag"].strip('"')
+    assert meter.calls == 0, "announced objects need no listing"
+    assert announced.read(taken[0].key) == mime(keys[1])
+    assert event_queue.messages() == 2  # the s3:TestEvent is gone; both announcements wait for their archive
+
+    for obj in taken:
+        announced.archive(obj.key)
+
+    assert event_queue.messages() == 0
+    time.sleep(EventQueue.VISIBILITY_TIMEOUT + 0.2)
+    assert announced.take_announced(10) == []
+
+
+def test_s3_an_announcement_stays_queued_until_its_object_is_archived(
+    announced: S3Inbox, event_queue: EventQueue
+) -> None:
+    announced.put("kept", mime(1))
+    announced.put("done", mime(2))
+    assert [o.key for o in announced.take_announced(10)] == ["done", "kept"]
+    announced.archive("done")  # the tick died before archiving "kept"
+
+    assert announced.take_announced(10) == []  # still in flight
+    time.sleep(EventQueue.VISIBILITY_TIMEOUT + 0.2)
+
+    assert [o.key for o in announced.take_announced(10)] == ["kept"]  # SQS delivered it again
+    announced.archive("kept")
+    assert event_queue.messages() == 0
+
+
+def test_s3_test_event_and_archive_events_are_dropped(
+    s3_bucket: str, event_queue: EventQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    import boto3
+
+    event_queue.notify(s3_bucket, prefix=None)  # the whole bucket: the archive's copies are announced too
+    inbox = inbox_from_uri(f"s3://{s3_bucket}/incoming/?queue={event_queue.name}")  # a bare name
+    inbox.put("m1", mime(1))
+    client = boto3.client("s3")
+    client.put_object(Bucket=s3_bucket, Key="incoming/sub/deep", Body=b"x")
+    client.put_object(Bucket=s3_bucket, Key="incoming/AMAZON_SES_SETUP_NOTIFICATION", Body=b"setup")
+    client.put_object(Bucket=s3_bucket, Key="elsewhere/x", Body=b"x")
+
+    with caplog.at_level(logging.WARNING, logger="inbox_pipeline.seams.inbox"):
+        assert [o.key for o in inbox.take_announced(10)] == ["m1"]
+        inbox.archive("m1")  # S3 announces the copy into incoming-archive/
+        assert inbox.take_announced(10) == []
+
+    assert event_queue.messages() == 0
+    dropped = [r.getMessage() for r in caplog.records if "dropping an SQS message" in r.getMessage()]
+    assert len(dropped) == 5  # the test event, sub/deep, the SES setup object, elsewhere/x, the archive copy
+    assert any("s3:TestEvent" in m for m in dropped)
+    assert any(f"ObjectCreated:Copy s3://{s3_bucket}/incoming-archive/m1" in m for m in dropped)
+
+
+def test_s3_a_garbage_message_is_dropped_and_does_not_block_a_real_one(
+    announced: S3Inbox, event_queue: EventQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert announced.take_announced(10) == []  # consumes the s3:TestEvent
+    event_queue.send("this is not an S3 event")
+    event_queue.send(json.dumps({"Records": "not a list"}))
+    announced.put("real", mime(1))
+
+    with caplog.at_level(logging.WARNING, logger="inbox_pipeline.seams.inbox"):
+        taken = announced.take_announced(1)
+
+    assert [o.key for o in taken] == ["real"]
+    assert any("not JSON" in r.getMessage() for r in caplog.records)
+    announced.archive("real")
+    assert event_queue.messages() == 0
+
+
+def test_s3_announcements_through_sns_and_repeated_ones_are_taken_once(
+    announced: S3Inbox, event_queue: EventQueue
+) -> None:
+    announced.put("twice", mime(1))
+    announced.put("twice", mime(1))  # the same name written again: two events, one object
+    record = {
+        "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-03-02T08:00:00.000Z",
+        "s3": {"bucket": {"name": announced.bucket}, "object": {"key": "incoming/via-sns", "size": 3, "eTag": "e"}},
+    }
+    announced.put("via-sns", b"abc")  # announced directly too
+    event_queue.send(json.dumps({"Type": "Notification", "Message": json.dumps({"Records": [record]})}))
+
+    taken = announced.take_announced(10)
+
+    assert [o.key for o in taken] == ["twice", "via-sns"]
+    for obj in taken:
+        announced.archive(obj.key)
+    assert event_queue.messages() == 0, "every message naming an archived object is deleted"
+
+
+def test_s3_an_announcement_for_an_object_no_longer_pending_is_forgotten(
+    announced: S3Inbox, event_queue: EventQueue
+) -> None:
+    announced.put("gone", mime(1))
+    S3Inbox(announced.bucket, "incoming").archive("gone")  # a listing tick took it before its message came
+
+    (obj,) = announced.take_announced(10)  # the announcement still arrives
+    with pytest.raises(ObjectNotFound):
+        announced.read(obj.key)
+    announced.forget(obj.key)
+
+    assert event_queue.messages() == 0
+
+
+def test_inboxes_without_a_queue_have_no_announcements(tmp_path: Path, s3_bucket: str) -> None:
+    for inbox in [FolderInbox(tmp_path), inbox_from_uri(f"s3://{s3_bucket}/incoming/")]:
+        assert not inbox.announces
+        assert inbox.take_announced(10) is None
+        inbox.forget("anything")  # nothing to settle
+
+
+def test_a_queue_name_is_resolved_on_first_use_and_a_missing_one_says_so(
+    monkeypatch: pytest.MonkeyPatch, event_queue: EventQueue
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: defining needs no AWS
+    inbox = inbox_from_uri("s3://bucket/incoming/?queue=no-such-queue")
+    assert isinstance(inbox, S3Inbox) and inbox.queue == "no-such-queue"
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", event_queue.sqs.meta.endpoint_url)
+    with pytest.raises(ValueError, match="no SQS queue 'no-such-queue' in region us-east-1"):
+        inbox_from_uri("s3://bucket/incoming/?queue=no-such-queue").take_announced(10)
+    assert inbox_from_uri(f"s3://bucket/incoming/?queue={event_queue.name}").queue_url == event_queue.url
+
+
 # --- folder specifics ----------------------------------------------------------------
 
 
@@ -319,6 +474,11 @@ def test_folder_same_second_mtimes_do_not_matter(tmp_path: Path) -> None:
         ("s3://b/in/?archiv=x/", "unknown option"),
         ("s3://b/in/?archive=in/", "must differ"),
         ("file://otherhost/x", "local path"),
+        ("s3://b/in/?queue=", "queue is empty"),
+        ("s3://b/in/?queue=arn:aws:sqs:eu-west-1:123456789012:events", "is an ARN"),
+        ("s3://b/in/?queue=inbox events!", "neither an SQS queue URL nor a queue name"),
+        ("s3://b/in/?queue=" + "q" * 81, "neither an SQS queue URL nor a queue name"),
+        ("s3://b/in/?queue=https://sqs.eu-west-1.amazonaws.com/events", "not an SQS queue URL"),
     ],
 )
 def test_bad_inbox_uris_say_what_is_wrong(uri: str, message: str) -> None:
@@ -333,3 +493,14 @@ def test_inbox_uri_forms(tmp_path: Path) -> None:
     assert isinstance(root, S3Inbox) and root.prefix == "" and root.archive_prefix == "archive/"
     nested = inbox_from_uri("s3://bucket/mail/in/")
     assert nested.archive_uri == "s3://bucket/mail/in-archive/"
+
+
+def test_inbox_uri_with_a_queue() -> None:
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/inbox-events"
+    by_url = inbox_from_uri(f"s3://bucket/incoming/?archive=done/&queue={url}")
+    assert isinstance(by_url, S3Inbox)
+    assert (by_url.queue, by_url.archive_prefix, by_url.announces) == (url, "done/", True)
+    assert by_url.queue_url == url  # a URL needs no lookup
+    by_name = inbox_from_uri("s3://bucket/incoming/?queue=inbox-events")
+    assert isinstance(by_name, S3Inbox) and by_name.queue == "inbox-events" and by_name.uri == "s3://bucket/incoming/"
+    assert not inbox_from_uri("s3://bucket/incoming/").announces

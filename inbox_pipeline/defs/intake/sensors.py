@@ -7,10 +7,20 @@ runs of at most ``INBOX_PIPELINE_BATCH_SIZE`` emails each (default 100), split
 evenly (and in two from 20 emails on) so that several runs share the cores; each email keeps its own steps and
 retries inside the run. ``INBOX_PIPELINE_BATCH_SIZE=1`` means one run per email
 always.
+
+Announced inbox (``INBOX_PIPELINE_INBOX=s3://...?queue=...``): a tick takes the
+objects the bucket's event notifications announced on the SQS queue and lists the
+prefix only to reconcile (lost notifications), at most every
+``INBOX_PIPELINE_RECONCILE_SECONDS`` (default 600). The time of the last complete
+reconcile is the sensor's cursor (JSON); an absent or unreadable cursor means
+"reconcile now", and a reconcile that failed or hit the tick's cap is done again
+on the next tick.
 """
 
 import hashlib
+import json
 import math
+import time
 
 import dagster as dg
 
@@ -19,6 +29,7 @@ from inbox_pipeline.defs.resources import PipelineResource
 
 INBOX_SENSOR = "inbox_sensor"
 DEFAULT_BATCH_SIZE = 100
+DEFAULT_RECONCILE_SECONDS = 600
 # A burst of at least this many emails is split into at least two runs, so both cores of a
 # small machine work on it (a run executes its steps one at a time).
 SPLIT_FROM = 20
@@ -104,11 +115,18 @@ def build_inbox_sensor(
     relaunch_after_seconds: float = 120,
     batch_job: dg.JobDefinition | None = None,
     batch_size: int | None = None,
+    reconcile_seconds: float | None = None,
+    announced: bool | None = None,
 ) -> dg.SensorDefinition:
     """The inbox sensor for ``job`` (process_email) and ``batch_job`` (process_inbox_batch; built from
-    the environment's retry delay when not given). ``batch_size`` defaults to INBOX_PIPELINE_BATCH_SIZE."""
+    the environment's retry delay when not given). ``batch_size``, ``reconcile_seconds`` and
+    ``announced`` (the inbox has a queue: only for the description) default to the environment's."""
     if batch_size is None:
         batch_size = inbox_batch_size(None)
+    if reconcile_seconds is None:
+        reconcile_seconds = reconcile_interval_seconds(None)
+    if announced is None:
+        announced = inbox_announces(None)
     if batch_job is None:
         from inbox_pipeline.defs.email.job import build_process_inbox_batch_job
 
@@ -118,6 +136,13 @@ def build_inbox_sensor(
         if batch_size <= 1
         else f"one run for a lone email, batch runs of at most {batch_size} emails for several"
     )
+    source = (
+        "New emails are announced by the bucket's S3 event notifications on an SQS queue: a tick reads the "
+        "queue, not the bucket, and lists the inbox prefix only to catch lost notifications, at most every "
+        f"{reconcile_seconds:g} s."
+        if announced
+        else "Each tick lists the inbox for pending emails."
+    )
 
     @dg.sensor(
         name=INBOX_SENSOR,
@@ -125,7 +150,7 @@ def build_inbox_sensor(
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Watches the inbox (S3 prefix or folder). Each tick takes up to "
+            f"Watches the inbox (S3 prefix or folder). {source} Each tick takes up to "
             f"{max_emails_per_tick} pending emails, registers each once in the database, moves it to the archive "
             f"and launches runs: {mode} (run key = the registrations, so a restart never runs one twice). "
             "Its cost follows the new emails only; the rest wait for the next tick. Registered emails whose run "
@@ -138,10 +163,19 @@ def build_inbox_sensor(
         from inbox_pipeline.services.intake import take_new_emails, unlaunched
 
         p = pipeline_of(pipeline)
-        tick = take_new_emails(p, limit=max_emails_per_tick)  # a listing error fails the tick: nothing is lost
+        started = time.time()
+        reconcile = reconcile_due(context.cursor, started, reconcile_seconds)
+        # A listing or queue error fails the tick: nothing is lost, the cursor stays.
+        tick = take_new_emails(p, limit=max_emails_per_tick, reconcile=reconcile)
+        cursor = _cursor_after(tick, started, max_emails_per_tick)
         requests = run_requests_for(tick.registered, batch_size)
         if tick.error:
             context.log.error(f"intake stopped after {len(tick.registered)} email(s); the rest wait: {tick.error}")
+        if tick.unannounced:
+            context.log.info(
+                f"reconcile: {tick.unannounced} pending email(s) had not been announced on the queue "
+                "(lost or late S3 event notifications)"
+            )
         taken = {r.email_id for r in tick.registered}
         stale = unlaunched(p, older_than=timedelta(seconds=relaunch_after_seconds), limit=max_emails_per_tick)
         recovered = [r for r in stale if r.email_id not in taken]
@@ -152,14 +186,43 @@ def build_inbox_sensor(
         if recovered:
             context.log.info(f"requesting {len(recovered)} registered email(s) again (Dagster skips known run keys)")
         if not requests:
-            return dg.SensorResult(skip_reason=f"no new email in {p.inbox.uri}")
+            return dg.SensorResult(skip_reason=f"no new email in {p.inbox.uri}", cursor=cursor)
         context.log.info(
-            f"{len(tick.registered)} new email(s) of {tick.listed} listed, {len(recovered)} re-requested, "
+            f"{len(tick.registered)} new email(s) of {_found(tick)}, {len(recovered)} re-requested, "
             f"{len(requests)} run(s)"
         )
-        return dg.SensorResult(run_requests=requests)
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return inbox_sensor
+
+
+def _found(tick) -> str:
+    if tick.announced is None:
+        return f"{tick.listed} listed"
+    return f"{tick.announced} announced" + (f" and {tick.listed} listed" if tick.reconciled else "")
+
+
+def reconcile_due(cursor: str | None, now: float, every_seconds: float) -> bool:
+    """Whether this tick lists the prefix of an announced inbox: no readable reconcile time in the
+    cursor, or ``every_seconds`` since it (or a time in the future: the clock moved back)."""
+    last = _reconciled_at(cursor)
+    return last is None or not 0 <= now - last < every_seconds
+
+
+def _reconciled_at(cursor: str | None) -> float | None:
+    try:
+        value = float(json.loads(cursor or "")["reconciled_at"])
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _cursor_after(tick, started: float, limit: int) -> str | None:
+    """The new cursor when this tick completed a reconcile of an announced inbox, else None (unchanged)."""
+    complete = tick.reconciled and not tick.error and tick.listed < limit  # else: again next tick
+    if tick.announced is None or not complete:
+        return None
+    return json.dumps({"reconciled_at": started})
 
 
 def _setting(settings, name: str, default: str, environ=None) -> float:
@@ -182,6 +245,24 @@ def relaunch_after_seconds(settings, environ=None) -> float:
     """A registered email with no run after this long is requested again:
     INBOX_PIPELINE_RELAUNCH_AFTER_SECONDS, default 120."""
     return max(0.0, _setting(settings, "relaunch_after_seconds", "120", environ))
+
+
+def reconcile_interval_seconds(settings, environ=None) -> float:
+    """An announced inbox's prefix is listed (for lost notifications) at most this often:
+    INBOX_PIPELINE_RECONCILE_SECONDS, default 600."""
+    return max(0.0, _setting(settings, "reconcile_seconds", str(DEFAULT_RECONCILE_SECONDS), environ))
+
+
+def inbox_announces(settings, environ=None) -> bool:
+    """Whether INBOX_PIPELINE_INBOX names an SQS queue of S3 event notifications (``?queue=``)."""
+    from inbox_pipeline.seams.inbox import inbox_from_uri
+
+    uri = getattr(settings, "inbox", None)
+    if uri is None:
+        from inbox_pipeline.config import Settings
+
+        uri = Settings.from_env(environ).inbox
+    return inbox_from_uri(uri).announces
 
 
 def inbox_batch_size(settings, environ=None) -> int:

@@ -1,0 +1,136 @@
+"""Intake: where a tick's objects come from (announced on an SQS queue, or listed) and each taken once.
+
+A real S3 API and SQS queue (moto server): the bucket's event notifications are
+sent by the server, as S3 sends them to SQS; the app database is SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from inbox_pipeline.db.models import InboundEmail
+from inbox_pipeline.services.context import Pipeline, dispose_engines
+from inbox_pipeline.services.intake import take_new_emails
+from inbox_pipeline_tests.conftest import EventQueue
+
+
+def mime(n: int | str) -> bytes:
+    return f"From: a@example.com\r\nTo: b@in.example.com\r\nSubject: issue {n}\r\n\r\nbody {n}\r\n".encode()
+
+
+def pipeline_for(database_url: str, inbox_uri: str, tmp_path: Path) -> Pipeline:
+    from inbox_pipeline.db.engine import upgrade
+
+    upgrade(database_url)
+    return Pipeline(
+        database_url=database_url,
+        inbox_uri=inbox_uri,
+        storage_uri=str(tmp_path / "storage"),
+        mailer_uri=f"outbox:{tmp_path / 'outbox'}",
+    )
+
+
+@pytest.fixture
+def announced(sqlite_url: str, s3_bucket: str, event_queue: EventQueue, tmp_path: Path) -> Iterator[Pipeline]:
+    """A pipeline whose S3 inbox is announced on the queue."""
+    event_queue.notify(s3_bucket)
+    yield pipeline_for(sqlite_url, f"s3://{s3_bucket}/incoming/?queue={event_queue.url}", tmp_path)
+    dispose_engines()
+
+
+def registered_keys(pipeline: Pipeline) -> list[str]:
+    with pipeline.sessions() as session:
+        return sorted(session.scalars(select(InboundEmail.storage_key)))
+
+
+class Listings:
+    """Counts ListObjectsV2 calls at the inbox's S3 client."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.calls = 0
+        pipeline.inbox.client.meta.events.register("after-call.s3.ListObjectsV2", self._count)
+
+    def _count(self, **_: object) -> None:
+        self.calls += 1
+
+
+def test_announced_emails_are_taken_without_listing_and_their_messages_deleted(
+    announced: Pipeline, event_queue: EventQueue
+) -> None:
+    for key in ["m2", "m1"]:
+        announced.inbox.put(key, mime(key))
+    listings = Listings(announced)
+
+    tick = take_new_emails(announced, limit=10, reconcile=False)
+
+    assert sorted(r.storage_key for r in tick.registered) == ["m1", "m2"]
+    assert (tick.announced, tick.reconciled, tick.listed, tick.error) == (2, False, 0, None)
+    assert listings.calls == 0
+    assert registered_keys(announced) == ["m1", "m2"]
+    assert announced.inbox.list_pending(10) == []  # archived
+    assert event_queue.messages() == 0  # every announcement settled (the s3:TestEvent dropped)
+
+
+def test_an_email_without_a_notification_is_found_only_by_a_reconciling_tick(
+    sqlite_url: str, s3_bucket: str, event_queue: EventQueue, tmp_path: Path
+) -> None:
+    pipeline = pipeline_for(sqlite_url, f"s3://{s3_bucket}/incoming/?queue={event_queue.name}", tmp_path)
+    pipeline.inbox.put("before-the-queue", mime(1))  # arrived before the notification was configured
+    event_queue.notify(s3_bucket)
+    pipeline.inbox.put("announced", mime(2))
+
+    normal = take_new_emails(pipeline, limit=10, reconcile=False)
+
+    assert [r.storage_key for r in normal.registered] == ["announced"]
+    assert registered_keys(pipeline) == ["announced"]
+
+    reconciling = take_new_emails(pipeline, limit=10, reconcile=True)
+
+    assert [r.storage_key for r in reconciling.registered] == ["before-the-queue"]
+    assert (reconciling.reconciled, reconciling.listed, reconciling.unannounced) == (True, 1, 1)
+    assert registered_keys(pipeline) == ["announced", "before-the-queue"]
+    assert event_queue.messages() == 0
+    dispose_engines()
+
+
+def test_a_reconciling_tick_takes_each_email_once_whether_announced_or_listed(
+    announced: Pipeline, event_queue: EventQueue
+) -> None:
+    announced.inbox.put("both", mime(1))
+    announced.inbox.put("both", mime(1))  # written twice: two announcements, one object
+
+    tick = take_new_emails(announced, limit=10, reconcile=True)
+
+    assert [r.storage_key for r in tick.registered] == ["both"]
+    assert (tick.announced, tick.listed, tick.unannounced) == (1, 1, 0)
+    assert event_queue.messages() == 0
+
+
+def test_an_announcement_for_an_email_already_archived_is_dropped(
+    announced: Pipeline, event_queue: EventQueue, s3_bucket: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    announced.inbox.put("early", mime(1))
+    # A listing tick (no queue) takes it before its announcement is read.
+    listing = pipeline_for(sqlite_url, f"s3://{s3_bucket}/incoming/", tmp_path)
+    assert [r.storage_key for r in take_new_emails(listing, limit=10).registered] == ["early"]
+
+    tick = take_new_emails(announced, limit=10, reconcile=False)
+
+    assert (tick.announced, tick.registered, tick.skipped, tick.error) == (1, [], [], None)
+    assert registered_keys(announced) == ["early"]
+    assert event_queue.messages() == 0, "the stale announcement is deleted, it does not come back"
+
+
+def test_without_an_announcement_source_every_tick_lists(sqlite_url: str, tmp_path: Path) -> None:
+    pipeline = pipeline_for(sqlite_url, str(tmp_path / "inbox"), tmp_path)
+    pipeline.inbox.put("m1", mime(1))
+
+    tick = take_new_emails(pipeline, limit=10, reconcile=False)
+
+    assert [r.storage_key for r in tick.registered] == ["m1"]
+    assert (tick.announced, tick.reconciled, tick.listed) == (None, True, 1)
+    dispose_engines()
