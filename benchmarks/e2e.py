@@ -4,7 +4,9 @@ Every figure comes from real processes on this machine: ``dagster-daemon run``
 (inbox sensor every second, queued run coordinator with the production
 concurrency limits, the default run launcher: one process per run) with its
 instance in PostgreSQL, the app database in PostgreSQL, moto's S3 server
-(``ThreadedMotoServer``) as the inbox and EPUB storage, and an aiosmtpd server
+(``ThreadedMotoServer``) as the inbox and EPUB storage, with the bucket's S3
+event notifications on an SQS queue of the same server announcing new emails
+(``?queue=``, as docs/DEPLOY.md sets it up), and an aiosmtpd server
 as the Kindle relay, recording when it accepted each message. Newsletters are
 generated here (30-80 KB of HTML each, several users, instant delivery).
 
@@ -210,6 +212,7 @@ class Stack:
         self.bucket = f"bench-{uuid.uuid4().hex[:10]}"
         self.s3 = boto3.client("s3", endpoint_url=self.moto, region_name="us-east-1")
         self.s3.create_bucket(Bucket=self.bucket)
+        self.queue_url = announce_new_objects(self.moto, self.bucket, "incoming/")  # as docs/DEPLOY.md sets it up
         self.sink = SmtpSink()
         self.sink.controller.start()
         self.stack.callback(self.sink.controller.stop)
@@ -232,7 +235,7 @@ class Stack:
             DAGSTER_HOME=str(self.home),
             INBOX_PIPELINE_DATA_DIR=str(self.workdir / "data"),
             INBOX_PIPELINE_DATABASE_URL=self.app_db,
-            INBOX_PIPELINE_INBOX=f"s3://{self.bucket}/incoming/",
+            INBOX_PIPELINE_INBOX=f"s3://{self.bucket}/incoming/?queue={self.queue_url}",
             INBOX_PIPELINE_STORAGE=f"s3://{self.bucket}/books/",
             INBOX_PIPELINE_MAILER=self.sink.url,
             INBOX_PIPELINE_SENDER=SENDER,
