@@ -14,15 +14,10 @@ from inbox_pipeline.defs.email.assets import ASSET_SPECS, epub_kindle_ready
 from inbox_pipeline.defs.email.job import build_process_email_job, build_process_inbox_batch_job
 from inbox_pipeline.defs.alerts import build_notification_retry_sensor, build_run_failure_sensor
 from inbox_pipeline.defs.digests.jobs import build_digest_job
-from inbox_pipeline.defs.intake.sensors import (
-    build_inbox_sensor,
-    inbox_announces,
-    reconcile_interval_seconds,
-    relaunch_after_seconds,
-    sensor_interval_seconds,
-)
+from inbox_pipeline.defs.intake.sensors import build_inbox_sensor
 from inbox_pipeline.defs.maintenance import build_maintenance_definitions
 from inbox_pipeline.defs.resources import build_resources
+from inbox_pipeline.seams.inbox import inbox_from_uri
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -38,12 +33,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         sensors=[
             build_inbox_sensor(
                 process_email,
-                interval_seconds=sensor_interval_seconds(settings),
+                process_batch,
+                interval_seconds=settings.sensor_interval_seconds,
                 max_emails_per_tick=settings.max_emails_per_tick,
-                relaunch_after_seconds=relaunch_after_seconds(settings),
-                batch_job=process_batch,
-                reconcile_seconds=reconcile_interval_seconds(settings),
-                announced=inbox_announces(settings),
+                relaunch_after_seconds=settings.relaunch_after_seconds,
+                batch_size=settings.batch_size,
+                reconcile_seconds=settings.reconcile_seconds,
+                announced=inbox_from_uri(settings.inbox).announces,  # parses the URI only: no AWS
             ),
             # the digest job is defined (with its schedule) in defs/digests; watched here by name
             build_run_failure_sensor(

@@ -78,3 +78,21 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert_path, key_path
+
+
+def mime(n: int | str) -> bytes:
+    """A minimal raw email, different for each ``n``."""
+    return f"From: a@example.com\r\nTo: b@in.example.com\r\nSubject: issue {n}\r\n\r\nbody {n}\r\n".encode()
+
+
+class ListingMeter:
+    """Counts ListObjectsV2 calls and the keys they returned, at a boto3 S3 client."""
+
+    def __init__(self, client) -> None:
+        self.calls = 0
+        self.keys = 0
+        client.meta.events.register("after-call.s3.ListObjectsV2", self._count)
+
+    def _count(self, parsed, **_: object) -> None:
+        self.calls += 1
+        self.keys += len(parsed.get("Contents", [])) + len(parsed.get("CommonPrefixes", []))

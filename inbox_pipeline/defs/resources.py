@@ -83,11 +83,12 @@ class PipelineResource(dg.ConfigurableResource):
     processing: ProcessingResource
 
     def pipeline(self) -> "Pipeline":
+        """The process's ``Pipeline`` for this configuration (made once: its seams hold clients)."""
         from pathlib import Path
 
-        from inbox_pipeline.services.context import Pipeline, PipelineOptions
+        from inbox_pipeline.services.context import PipelineOptions, pipeline_for
 
-        return Pipeline(
+        return pipeline_for(
             database_url=self.database.url,
             inbox_uri=self.inbox.uri,
             storage_uri=self.storage.uri,

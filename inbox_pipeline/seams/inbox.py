@@ -619,8 +619,10 @@ def _announced_objects(body: str, bucket: str, prefix: str) -> tuple[list[InboxO
     if not isinstance(records, list):
         return [], "not an S3 event notification"
     objects = [obj for obj in (_announced_object(r, bucket, prefix) for r in records) if obj is not None]
+    if objects:
+        return objects, ""
     seen = ", ".join(_describe(r) for r in records[:5]) or "no records"
-    return objects, f"no ObjectCreated event for an object directly under s3://{bucket}/{prefix}; got {seen}"
+    return [], f"no ObjectCreated event for an object directly under s3://{bucket}/{prefix}; got {seen}"
 
 
 def _describe(record: Any) -> str:

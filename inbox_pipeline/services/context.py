@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -115,6 +116,43 @@ class Pipeline:
 
             self._mailer = mailer_from_uri(self.mailer_uri, self.options.sender)
         return self._mailer
+
+
+_pipelines: "OrderedDict[tuple, Pipeline]" = OrderedDict()
+_pipelines_lock = threading.Lock()
+_MAX_PIPELINES = 8
+
+
+def pipeline_for(
+    database_url: str, inbox_uri: str, storage_uri: str, mailer_uri: str, options: PipelineOptions
+) -> Pipeline:
+    """One ``Pipeline`` per configuration and process (as ``sessions_for`` keeps one engine per URL).
+
+    Its seams hold boto3 clients, and making one costs about 0.3 s of CPU (botocore loads its
+    endpoint rules): one per op made a batch of 500 emails spend minutes on it. The S3 inbox also
+    keeps the SQS announcements a sensor tick took until their objects are archived. The key
+    includes boto3's endpoint variables, which choose the server the clients talk to.
+    """
+    import os
+
+    key = (
+        database_url,
+        inbox_uri,
+        storage_uri,
+        mailer_uri,
+        options,
+        os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get("AWS_MAX_ATTEMPTS"),
+    )
+    with _pipelines_lock:
+        pipeline = _pipelines.get(key)
+        if pipeline is None:
+            pipeline = _pipelines[key] = Pipeline(database_url, inbox_uri, storage_uri, mailer_uri, options)
+            while len(_pipelines) > _MAX_PIPELINES:
+                _pipelines.popitem(last=False)
+        else:
+            _pipelines.move_to_end(key)
+        return pipeline
 
 
 def utcnow() -> datetime:

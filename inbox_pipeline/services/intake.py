@@ -94,7 +94,6 @@ def take_new_emails(
 
     tick = IntakeTick()
     pending = _pending(pipeline.inbox, limit, reconcile, tick)
-    _ = (pipeline.inbox, pipeline.sessions)  # create the shared client and engine before the threads do
     stop = False
 
     def take(obj):

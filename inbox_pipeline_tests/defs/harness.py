@@ -34,10 +34,9 @@ def inbox_batch_job() -> dg.JobDefinition:
 
 def requested_emails(request: dg.RunRequest) -> list[int]:
     """The inbound email ids a run request names (one for process_email, several for a batch)."""
-    ops = request.run_config["ops"]
-    if request.job_name == "process_inbox_batch":
-        return [e["id"] for e in ops["inbox_batch"]["config"]["emails"]]
-    return [ops["parse_email"]["config"]["inbound_email_id"]]
+    from inbox_pipeline.defs.email.job import email_ids_of_run
+
+    return email_ids_of_run(request)
 
 
 def job_for(job_name: str | None):

@@ -15,15 +15,12 @@ import pytest
 
 from inbox_pipeline.seams import FolderInbox, Inbox, ObjectNotFound, S3Inbox, inbox_from_uri
 from inbox_pipeline_tests.conftest import EventQueue
+from inbox_pipeline_tests.helpers import ListingMeter, mime
 
 
 def ses_like_key() -> str:
     """SES names objects after random-looking message ids: not in arrival order."""
     return uuid.uuid4().hex + uuid.uuid4().hex[:8]
-
-
-def mime(n: int | str) -> bytes:
-    return f"From: a@example.com\r\nTo: b@in.example.com\r\nSubject: issue {n}\r\n\r\nbody {n}\r\n".encode()
 
 
 @pytest.fixture(params=["folder", "s3"])
@@ -157,19 +154,6 @@ def test_keys_that_could_escape_are_refused(inbox: Inbox) -> None:
 
 
 # --- S3 specifics -----------------------------------------------------------------
-
-
-class ListingMeter:
-    """Counts ListObjectsV2 calls and the keys they returned, at the HTTP client."""
-
-    def __init__(self, client) -> None:
-        self.calls = 0
-        self.keys = 0
-        client.meta.events.register("after-call.s3.ListObjectsV2", self._count)
-
-    def _count(self, parsed, **_: object) -> None:
-        self.calls += 1
-        self.keys += len(parsed.get("Contents", [])) + len(parsed.get("CommonPrefixes", []))
 
 
 def test_s3_listing_cost_does_not_grow_with_processed_emails(s3_bucket: str) -> None:

@@ -16,10 +16,7 @@ from inbox_pipeline.db.models import InboundEmail
 from inbox_pipeline.services.context import Pipeline, dispose_engines
 from inbox_pipeline.services.intake import take_new_emails
 from inbox_pipeline_tests.conftest import EventQueue
-
-
-def mime(n: int | str) -> bytes:
-    return f"From: a@example.com\r\nTo: b@in.example.com\r\nSubject: issue {n}\r\n\r\nbody {n}\r\n".encode()
+from inbox_pipeline_tests.helpers import ListingMeter, mime
 
 
 def pipeline_for(database_url: str, inbox_uri: str, tmp_path: Path) -> Pipeline:
@@ -47,23 +44,12 @@ def registered_keys(pipeline: Pipeline) -> list[str]:
         return sorted(session.scalars(select(InboundEmail.storage_key)))
 
 
-class Listings:
-    """Counts ListObjectsV2 calls at the inbox's S3 client."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.calls = 0
-        pipeline.inbox.client.meta.events.register("after-call.s3.ListObjectsV2", self._count)
-
-    def _count(self, **_: object) -> None:
-        self.calls += 1
-
-
 def test_announced_emails_are_taken_without_listing_and_their_messages_deleted(
     announced: Pipeline, event_queue: EventQueue
 ) -> None:
     for key in ["m2", "m1"]:
         announced.inbox.put(key, mime(key))
-    listings = Listings(announced)
+    listings = ListingMeter(announced.inbox.client)
 
     tick = take_new_emails(announced, limit=10, reconcile=False)
 

@@ -129,8 +129,9 @@ def batch_run_config(emails: list[tuple[int, str]]) -> dict:
     return {"ops": {BATCH_OP: {"config": {"emails": [{"id": i, "key": k} for i, k in emails]}}}}
 
 
-def email_ids_of_run(run: dg.DagsterRun) -> list[int]:
-    """The inbound email ids a run of either job works on (for failure handling and the UI)."""
+def email_ids_of_run(run: dg.DagsterRun | dg.RunRequest) -> list[int]:
+    """The inbound email ids a run (or the sensor's request for one) of either job works on (for
+    failure handling and the UI)."""
     from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID
 
     ops = (run.run_config or {}).get("ops", {})

@@ -14,8 +14,6 @@ anything else -> retried by the op's RetryPolicy) and log materializations,
 the EPUB check and run tags so the UI can find every email.
 """
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,40 +63,6 @@ def tag_run(context: dg.OpExecutionContext, tags: dict[str, str]) -> None:
     their step keys and materializations instead (one run's tags cannot hold 100 Message-IDs)."""
     if context.get_mapping_key() is None:
         context.instance.add_run_tags(context.run_id, tags)
-
-
-_pipelines: "OrderedDict[tuple, Any]" = OrderedDict()
-_pipelines_lock = threading.Lock()
-
-
-def pipeline_of(resource: PipelineResource):
-    """The resource's ``Pipeline``, one per process and configuration.
-
-    Its seams hold boto3 clients, and making one costs about 0.3 s of CPU (botocore
-    loads its endpoint rules): one per op made a batch of 500 emails spend minutes on it.
-    The key includes boto3's endpoint variables, which choose the server too.
-    """
-    import os
-
-    fresh = resource.pipeline()
-    key = (
-        fresh.database_url,
-        fresh.inbox_uri,
-        fresh.storage_uri,
-        fresh.mailer_uri,
-        fresh.options,
-        os.environ.get("AWS_ENDPOINT_URL"),
-        os.environ.get("AWS_MAX_ATTEMPTS"),
-    )
-    with _pipelines_lock:
-        cached = _pipelines.get(key)
-        if cached is None:
-            cached = _pipelines[key] = fresh
-            while len(_pipelines) > 8:
-                _pipelines.popitem(last=False)
-        else:
-            _pipelines.move_to_end(key)
-        return cached
 
 
 def network_retry(delay_seconds: float) -> dg.RetryPolicy:
@@ -365,7 +329,7 @@ def _deliver(context: dg.OpExecutionContext, p, epub):
     out=dg.Out(description="What parsing found (ids, headers, kind); the email itself stays in the archive."),
 )
 def parse_email(context: dg.OpExecutionContext, config: EmailConfig, pipeline: PipelineResource):
-    return _parse(context, pipeline_of(pipeline), config.inbound_email_id)
+    return _parse(context, pipeline.pipeline(), config.inbound_email_id)
 
 
 @dg.op(
@@ -378,7 +342,7 @@ def parse_email(context: dg.OpExecutionContext, config: EmailConfig, pipeline: P
     },
 )
 def route_email(context: dg.OpExecutionContext, parsed, pipeline: PipelineResource):
-    routed = _route(context, pipeline_of(pipeline), parsed)
+    routed = _route(context, pipeline.pipeline(), parsed)
     if routed.path == "newsletter":
         yield dg.Output(routed, "newsletter", metadata={"state": routed.state, "reason": routed.reason})
     elif routed.path == "forward":
@@ -391,7 +355,7 @@ def route_email(context: dg.OpExecutionContext, parsed, pipeline: PipelineResour
     pool="mailer",
 )
 def forward_confirmation(context: dg.OpExecutionContext, parsed, routed, pipeline: PipelineResource):
-    return _forward(context, pipeline_of(pipeline), parsed, routed)
+    return _forward(context, pipeline.pipeline(), parsed, routed)
 
 
 @dg.op(
@@ -400,7 +364,7 @@ def forward_confirmation(context: dg.OpExecutionContext, parsed, routed, pipelin
     out=dg.Out(is_required=False, description="The newsletter, when it is to be converted and delivered."),
 )
 def record_newsletter(context: dg.OpExecutionContext, parsed, routed, pipeline: PipelineResource):
-    ref = _record(context, pipeline_of(pipeline), parsed, routed)
+    ref = _record(context, pipeline.pipeline(), parsed, routed)
     if ref is not None:
         yield dg.Output(ref)
 
@@ -410,7 +374,7 @@ def record_newsletter(context: dg.OpExecutionContext, parsed, routed, pipeline: 
     "layout tables) with the platform's rules; keep the article.",
 )
 def clean_html(context: dg.OpExecutionContext, newsletter, pipeline: PipelineResource):
-    return _clean(context, pipeline_of(pipeline), newsletter)
+    return _clean(context, pipeline.pipeline(), newsletter)
 
 
 @dg.op(
@@ -418,17 +382,17 @@ def clean_html(context: dg.OpExecutionContext, newsletter, pipeline: PipelineRes
     "for e-ink; a failed image drops that image only.",
 )
 def embed_images(context: dg.OpExecutionContext, cleaned, pipeline: PipelineResource):
-    return _embed(context, pipeline_of(pipeline), cleaned)
+    return _embed(context, pipeline.pipeline(), cleaned)
 
 
 @dg.op(description="Build the EPUB 3 (nav, NCX, cover, e-ink CSS, stable identifier from the Message-ID).")
 def build_epub(context: dg.OpExecutionContext, images, pipeline: PipelineResource):
-    return _build(context, pipeline_of(pipeline), images)
+    return _build(context, pipeline.pipeline(), images)
 
 
 @dg.op(description="Keep the EPUB in storage and record its size, words, images and reading time.")
 def store_epub(context: dg.OpExecutionContext, built, pipeline: PipelineResource):
-    return _store(context, pipeline_of(pipeline), built)
+    return _store(context, pipeline.pipeline(), built)
 
 
 @dg.op(
@@ -437,7 +401,7 @@ def store_epub(context: dg.OpExecutionContext, built, pipeline: PipelineResource
     out=dg.Out(is_required=False, description="The EPUB, only when it passed."),
 )
 def check_epub(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
-    evaluation, passed = _check(pipeline_of(pipeline), epub)
+    evaluation, passed = _check(pipeline.pipeline(), epub)
     yield evaluation
     if passed:
         yield dg.Output(epub)
@@ -449,7 +413,7 @@ def check_epub(context: dg.OpExecutionContext, epub, pipeline: PipelineResource)
     pool="mailer",
 )
 def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
-    return _deliver(context, pipeline_of(pipeline), epub)
+    return _deliver(context, pipeline.pipeline(), epub)
 
 
 # --- the batch job's ops: two steps per email ---------------------------------------------
@@ -478,7 +442,7 @@ def inbox_batch(context: dg.OpExecutionContext, config: BatchConfig):
     out=dg.Out(is_required=False, description="The EPUB, when there is one to deliver and it passed the check."),
 )
 def prepare_email(context: dg.OpExecutionContext, email_id: int, pipeline: PipelineResource):
-    p = pipeline_of(pipeline)
+    p = pipeline.pipeline()
     parsed = _parse(context, p, email_id)
     routed = _route(context, p, parsed)
     if routed.path == "forward":
@@ -508,5 +472,5 @@ def prepare_email(context: dg.OpExecutionContext, email_id: int, pipeline: Pipel
     out={},
 )
 def deliver_email(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
-    _deliver(context, pipeline_of(pipeline), epub)
+    _deliver(context, pipeline.pipeline(), epub)
 

@@ -1,4 +1,4 @@
-"""The inbox sensor (new emails -> runs) and the run-failure sensor (a crashed run -> a recorded failure).
+"""The inbox sensor: new emails -> registered rows -> runs.
 
 Run sizing (README "Throughput"): a tick that takes one email launches the
 per-email job (lowest latency; the run is tagged with the email's Message-ID,
@@ -24,12 +24,10 @@ import time
 
 import dagster as dg
 
-from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_INBOX_KEY, pipeline_of
+from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_INBOX_KEY
 from inbox_pipeline.defs.resources import PipelineResource
 
 INBOX_SENSOR = "inbox_sensor"
-DEFAULT_BATCH_SIZE = 100
-DEFAULT_RECONCILE_SECONDS = 600
 # A burst of at least this many emails is split into at least two runs, so both cores of a
 # small machine work on it (a run executes its steps one at a time).
 SPLIT_FROM = 20
@@ -109,28 +107,17 @@ def _already_in_a_run(instance: dg.DagsterInstance, stale: list) -> set[int]:
 
 def build_inbox_sensor(
     job: dg.JobDefinition,
+    batch_job: dg.JobDefinition,
     *,
     interval_seconds: int = 30,
     max_emails_per_tick: int = 200,
     relaunch_after_seconds: float = 120,
-    batch_job: dg.JobDefinition | None = None,
-    batch_size: int | None = None,
-    reconcile_seconds: float | None = None,
-    announced: bool | None = None,
+    batch_size: int = 100,
+    reconcile_seconds: float = 600,
+    announced: bool = False,
 ) -> dg.SensorDefinition:
-    """The inbox sensor for ``job`` (process_email) and ``batch_job`` (process_inbox_batch; built from
-    the environment's retry delay when not given). ``batch_size``, ``reconcile_seconds`` and
-    ``announced`` (the inbox has a queue: only for the description) default to the environment's."""
-    if batch_size is None:
-        batch_size = inbox_batch_size(None)
-    if reconcile_seconds is None:
-        reconcile_seconds = reconcile_interval_seconds(None)
-    if announced is None:
-        announced = inbox_announces(None)
-    if batch_job is None:
-        from inbox_pipeline.defs.email.job import build_process_inbox_batch_job
-
-        batch_job = build_process_inbox_batch_job(_setting(None, "retry_delay_seconds", "60"))
+    """The inbox sensor for ``job`` (process_email) and ``batch_job`` (process_inbox_batch);
+    ``announced``: the inbox has a queue (for the description)."""
     mode = (
         "one run per email"
         if batch_size <= 1
@@ -162,7 +149,7 @@ def build_inbox_sensor(
 
         from inbox_pipeline.services.intake import take_new_emails, unlaunched
 
-        p = pipeline_of(pipeline)
+        p = pipeline.pipeline()
         started = time.time()
         reconcile = reconcile_due(context.cursor, started, reconcile_seconds)
         # A listing or queue error fails the tick: nothing is lost, the cursor stays.
@@ -223,48 +210,3 @@ def _cursor_after(tick, started: float, limit: int) -> str | None:
     if tick.announced is None or not complete:
         return None
     return json.dumps({"reconciled_at": started})
-
-
-def _setting(settings, name: str, default: str, environ=None) -> float:
-    """``Settings.<name>`` when it exists, else ``INBOX_PIPELINE_<NAME>`` from the environment."""
-    import os
-
-    value = getattr(settings, name, None)
-    if value is None:
-        env = os.environ if environ is None else environ
-        value = (env.get("INBOX_PIPELINE_" + name.upper()) or default).strip()
-    return float(value)
-
-
-def sensor_interval_seconds(settings, environ=None) -> int:
-    """How often the inbox is looked at: INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS, default 30."""
-    return max(1, int(_setting(settings, "sensor_interval_seconds", "30", environ)))
-
-
-def relaunch_after_seconds(settings, environ=None) -> float:
-    """A registered email with no run after this long is requested again:
-    INBOX_PIPELINE_RELAUNCH_AFTER_SECONDS, default 120."""
-    return max(0.0, _setting(settings, "relaunch_after_seconds", "120", environ))
-
-
-def reconcile_interval_seconds(settings, environ=None) -> float:
-    """An announced inbox's prefix is listed (for lost notifications) at most this often:
-    INBOX_PIPELINE_RECONCILE_SECONDS, default 600."""
-    return max(0.0, _setting(settings, "reconcile_seconds", str(DEFAULT_RECONCILE_SECONDS), environ))
-
-
-def inbox_announces(settings, environ=None) -> bool:
-    """Whether INBOX_PIPELINE_INBOX names an SQS queue of S3 event notifications (``?queue=``)."""
-    from inbox_pipeline.seams.inbox import inbox_from_uri
-
-    uri = getattr(settings, "inbox", None)
-    if uri is None:
-        from inbox_pipeline.config import Settings
-
-        uri = Settings.from_env(environ).inbox
-    return inbox_from_uri(uri).announces
-
-
-def inbox_batch_size(settings, environ=None) -> int:
-    """Most emails in one batch run: INBOX_PIPELINE_BATCH_SIZE, default 100; 1 = one run per email."""
-    return max(1, int(_setting(settings, "batch_size", str(DEFAULT_BATCH_SIZE), environ)))
