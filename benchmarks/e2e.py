@@ -63,7 +63,6 @@ TARGET_IDLE_MEDIAN_S = 20.0
 TARGET_TICK_RATIO = 1.5
 PG_ADMIN_URL = os.environ.get("INBOX_PIPELINE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 USERS = 8
-SENDER = "kindle@bench.example"
 
 INSTANCE_YAML = """
 storage:
@@ -230,29 +229,20 @@ class Stack:
         self.stack.close()
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("INBOX_PIPELINE_", "AWS_", "DAGSTER_"))}
-        env.update(
-            DAGSTER_HOME=str(self.home),
-            INBOX_PIPELINE_DATA_DIR=str(self.workdir / "data"),
-            INBOX_PIPELINE_DATABASE_URL=self.app_db,
-            INBOX_PIPELINE_INBOX=f"s3://{self.bucket}/incoming/?queue={self.queue_url}",
-            INBOX_PIPELINE_STORAGE=f"s3://{self.bucket}/books/",
-            INBOX_PIPELINE_MAILER=self.sink.url,
-            INBOX_PIPELINE_SENDER=SENDER,
-            INBOX_PIPELINE_INBOUND_DOMAIN="in.bench.example",
-            INBOX_PIPELINE_FETCH_IMAGES="false",
-            INBOX_PIPELINE_EPUBCHECK="false",
-            INBOX_PIPELINE_RETRY_DELAY_SECONDS="1",
-            INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS="1",
-            AWS_ENDPOINT_URL=self.moto,
-            AWS_ACCESS_KEY_ID="testing",
-            AWS_SECRET_ACCESS_KEY="testing",
-            AWS_REGION="us-east-1",
-            AWS_DEFAULT_REGION="us-east-1",
+        from inbox_pipeline_tests.e2e.conftest import pipeline_env
+
+        settings = {"BATCH_SIZE": str(self.batch_size)} if self.batch_size is not None else {}
+        return pipeline_env(
+            self.workdir,
+            home=self.home,
+            app_db=self.app_db,
+            bucket=self.bucket,
+            s3_endpoint=self.moto,
+            smtp_url=self.sink.url,
+            INBOX=f"s3://{self.bucket}/incoming/?queue={self.queue_url}",
+            EPUBCHECK="false",
+            **settings,
         )
-        if self.batch_size is not None:
-            env["INBOX_PIPELINE_BATCH_SIZE"] = str(self.batch_size)
-        return env
 
     def put(self, data: bytes) -> float:
         self.s3.put_object(Bucket=self.bucket, Key=f"incoming/{uuid.uuid4().hex}", Body=data)
@@ -308,18 +298,10 @@ class Stack:
 
 
 def seed_users(app_db: str) -> list[str]:
-    from inbox_pipeline.db.engine import make_engine, session_factory, upgrade
-    from inbox_pipeline.db.users import add_user, issue_address
+    from inbox_pipeline_tests.e2e.conftest import seed
 
-    upgrade(app_db)
-    engine = make_engine(app_db)
-    addresses = []
-    with session_factory(engine).begin() as session:
-        for u in range(USERS):
-            user = add_user(session, email=f"reader{u}@bench.example", plan="unlimited", kindle=f"reader{u}@kindle.example")
-            addresses.append(issue_address(session, user.id, "news", domain="in.bench.example").address)
-    engine.dispose()
-    return addresses
+    readers = [{"email": f"reader{u}@bench.example", "kindle": f"reader{u}@kindle.example"} for u in range(USERS)]
+    return list(seed(app_db, readers).values())
 
 
 # --- scenarios --------------------------------------------------------------------
@@ -385,24 +367,23 @@ def tick_cost(moto: str, workdir: Path, rng: random.Random, archived: int) -> di
         home.mkdir(parents=True)
         (home / "dagster.yaml").write_text(INSTANCE_YAML.format(url=dagster_db))
         sink = SmtpSink()  # not used: the tick only launches runs
-        env = {
-            "DAGSTER_HOME": str(home),
-            "INBOX_PIPELINE_DATA_DIR": str(workdir / "tick" / "data"),
-            "INBOX_PIPELINE_DATABASE_URL": app_db,
-            "INBOX_PIPELINE_INBOX": f"s3://{bucket}/incoming/?queue={queue_url}",
-            "INBOX_PIPELINE_STORAGE": f"s3://{bucket}/books/",
-            "INBOX_PIPELINE_MAILER": sink.url,
-            "INBOX_PIPELINE_INBOUND_DOMAIN": "in.bench.example",
-            "INBOX_PIPELINE_FETCH_IMAGES": "false",
-            "INBOX_PIPELINE_RECONCILE_SECONDS": "600",  # the default, stated: no timed tick comes near it
-            "AWS_ENDPOINT_URL": moto,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-        saved = {k: os.environ.get(k) for k in env}
+        from inbox_pipeline_tests.e2e.conftest import pipeline_env
+
+        env = pipeline_env(
+            workdir / "tick",
+            home=home,
+            app_db=app_db,
+            bucket=bucket,
+            s3_endpoint=moto,
+            smtp_url=sink.url,
+            INBOX=f"s3://{bucket}/incoming/?queue={queue_url}",
+            EPUBCHECK="false",
+            RECONCILE_SECONDS="600",  # the default, stated: no timed tick comes near it
+        )
+        saved = dict(os.environ)  # the sensor is evaluated in this process, configured by its environment
+        os.environ.clear()
         os.environ.update(env)
-        stack_.callback(lambda: [os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v) for k, v in saved.items()])
+        stack_.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
         addresses = seed_users(app_db)
 
         from inbox_pipeline.definitions import build_definitions

@@ -22,6 +22,7 @@ import pytest
 from inbox_pipeline_tests.conftest import PG_ADMIN_URL, _pg_admin_engine, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+SENDER = "kindle-delivery@pipeline.example"
 
 
 @pytest.fixture
@@ -70,6 +71,60 @@ def write_instance(home: Path, pg_url: str, *, max_runs: int = 3) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(INSTANCE_YAML.format(url=pg_url, max_runs=max_runs))
     return home
+
+
+def pipeline_env(
+    tmp_path: Path, *, home: Path, app_db: str, bucket: str, s3_endpoint: str, smtp_url: str, **settings: str
+) -> dict[str, str]:
+    """The environment of a daemon (and its runs) on this machine's servers: the app database, the
+    bucket's ``incoming/`` inbox and ``books/`` storage on the S3 server, the SMTP server; every
+    other INBOX_PIPELINE_/AWS_/DAGSTER_ variable left out. ``settings`` override, by name without
+    the prefix (``BATCH_SIZE="10"``)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("INBOX_PIPELINE_", "AWS_", "DAGSTER_")) or k == "INBOX_PIPELINE_TEST_PG"
+    }
+    env.update(
+        DAGSTER_HOME=str(home),
+        INBOX_PIPELINE_DATA_DIR=str(tmp_path / "data"),
+        INBOX_PIPELINE_DATABASE_URL=app_db,
+        INBOX_PIPELINE_INBOX=f"s3://{bucket}/incoming/",
+        INBOX_PIPELINE_STORAGE=f"s3://{bucket}/books/",
+        INBOX_PIPELINE_MAILER=smtp_url,
+        INBOX_PIPELINE_SENDER=SENDER,
+        INBOX_PIPELINE_INBOUND_DOMAIN="in.example",
+        INBOX_PIPELINE_FETCH_IMAGES="false",
+        INBOX_PIPELINE_EPUBCHECK="true",
+        INBOX_PIPELINE_RETRY_DELAY_SECONDS="1",
+        INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS="1",
+        AWS_ENDPOINT_URL=s3_endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_MAX_ATTEMPTS="2",
+    )
+    env.update({f"INBOX_PIPELINE_{name}": value for name, value in settings.items()})
+    return env
+
+
+def seed(app_db: str, readers: list[dict]) -> dict[str, str]:
+    """Users with one inbound address each; returns email -> address."""
+    from inbox_pipeline.db.engine import make_engine, session_factory, upgrade
+    from inbox_pipeline.db.users import add_user, issue_address, set_plan
+
+    upgrade(app_db)
+    engine = make_engine(app_db)
+    out = {}
+    with session_factory(engine).begin() as session:
+        for r in readers:
+            if r.get("limit") is not None:
+                set_plan(session, r["plan"], monthly_limit=r["limit"])
+            user = add_user(session, email=r["email"], plan=r.get("plan", "unlimited"), kindle=r.get("kindle"))
+            out[r["email"]] = issue_address(session, user.id, "news", domain="in.example").address
+    engine.dispose()
+    return out
 
 
 class Daemon:

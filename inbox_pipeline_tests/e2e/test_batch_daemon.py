@@ -11,8 +11,8 @@ import dagster as dg
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.e2e.conftest import Daemon, wait_for, write_instance
-from inbox_pipeline_tests.e2e.test_daemon import TERMINAL, finished_runs, open_instance, pipeline_env, rows, seed
+from inbox_pipeline_tests.e2e.conftest import Daemon, pipeline_env, seed, wait_for, write_instance
+from inbox_pipeline_tests.e2e.test_daemon import TERMINAL, finished_runs, open_instance, rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -24,10 +24,15 @@ def test_a_burst_goes_through_batch_runs_a_broken_email_fails_alone_and_a_quiet_
 ) -> None:
     home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
     env = pipeline_env(
-        tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=moto_server, smtp_url=smtp_sink.url
+        tmp_path,
+        home=home,
+        app_db=postgres_url,
+        bucket=s3_bucket,
+        s3_endpoint=moto_server,
+        smtp_url=smtp_sink.url,
+        EPUBCHECK="false",
+        BATCH_SIZE="10",
     )
-    env["INBOX_PIPELINE_EPUBCHECK"] = "false"
-    env["INBOX_PIPELINE_BATCH_SIZE"] = "10"
     addresses = seed(
         postgres_url,
         [

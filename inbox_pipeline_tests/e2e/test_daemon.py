@@ -17,60 +17,12 @@ import dagster as dg
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.e2e.conftest import ROOT, Daemon, run_worker_pids, wait_for, write_instance
+from inbox_pipeline_tests.e2e.conftest import ROOT, SENDER, Daemon, pipeline_env, run_worker_pids, seed, wait_for, write_instance
 from inbox_pipeline_tests.e2e.proxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-SENDER = "kindle-delivery@pipeline.example"
 TERMINAL = {"delivered", "unroutable", "duplicate", "quarantined", "confirmation_forwarded", "over_quota", "failed"}
-
-
-def pipeline_env(tmp_path: Path, *, home: Path, app_db: str, bucket: str, s3_endpoint: str, smtp_url: str) -> dict:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("INBOX_PIPELINE_", "AWS_", "DAGSTER_")) or k == "INBOX_PIPELINE_TEST_PG"
-    }
-    env.update(
-        DAGSTER_HOME=str(home),
-        INBOX_PIPELINE_DATA_DIR=str(tmp_path / "data"),
-        INBOX_PIPELINE_DATABASE_URL=app_db,
-        INBOX_PIPELINE_INBOX=f"s3://{bucket}/incoming/",
-        INBOX_PIPELINE_STORAGE=f"s3://{bucket}/books/",
-        INBOX_PIPELINE_MAILER=smtp_url,
-        INBOX_PIPELINE_SENDER=SENDER,
-        INBOX_PIPELINE_INBOUND_DOMAIN="in.example",
-        INBOX_PIPELINE_FETCH_IMAGES="false",
-        INBOX_PIPELINE_EPUBCHECK="true",
-        INBOX_PIPELINE_RETRY_DELAY_SECONDS="1",
-        INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS="1",
-        AWS_ENDPOINT_URL=s3_endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION="us-east-1",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_MAX_ATTEMPTS="2",
-    )
-    return env
-
-
-def seed(app_db: str, readers: list[dict]) -> dict[str, str]:
-    """Users with one inbound address each; returns email -> address."""
-    from inbox_pipeline.db.engine import make_engine, session_factory, upgrade
-    from inbox_pipeline.db.users import add_user, issue_address, set_plan
-
-    upgrade(app_db)
-    engine = make_engine(app_db)
-    out = {}
-    with session_factory(engine).begin() as session:
-        for r in readers:
-            if r.get("limit") is not None:
-                set_plan(session, r["plan"], monthly_limit=r["limit"])
-            user = add_user(session, email=r["email"], plan=r.get("plan", "unlimited"), kindle=r.get("kindle"))
-            out[r["email"]] = issue_address(session, user.id, "news", domain="in.example").address
-    engine.dispose()
-    return out
 
 
 def rows(app_db: str) -> list[tuple[int, str, str, str | None]]:
