@@ -12,7 +12,7 @@ import pytest
 
 from inbox_pipeline_tests.defs import mails
 from inbox_pipeline_tests.e2e.conftest import Daemon, pipeline_env, seed, wait_for, write_instance
-from inbox_pipeline_tests.e2e.test_daemon import TERMINAL, finished_runs, open_instance, rows
+from inbox_pipeline_tests.e2e.test_daemon import finished_runs, open_instance, rows, wait_all_final
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -50,16 +50,8 @@ def test_a_burst_goes_through_batch_runs_a_broken_email_fails_alone_and_a_quiet_
     daemon = Daemon(env, tmp_path / "daemon.log")
     instance = open_instance(home)
     try:
-        try:
-            wait_for(
-                lambda: len(r := rows(postgres_url)) == 25 and all(state in TERMINAL for _, state, _, _ in r),
-                timeout=180,
-                interval=1,
-                what="every email of the burst to reach a final state",
-            )
-            runs = wait_for(lambda: finished_runs(instance), timeout=60, what="the batch runs to finish")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}: {Counter(s for _, s, _, _ in rows(postgres_url))}\n{daemon.output()[-4000:]}")
+        wait_all_final(postgres_url, 25, daemon, instance, timeout=180)
+        runs = wait_for(lambda: finished_runs(instance), timeout=60, what="the batch runs to finish")
         time.sleep(3)  # room for any run-failure handling to act on the failed batch
         burst_rows = rows(postgres_url)
 

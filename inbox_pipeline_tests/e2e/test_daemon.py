@@ -67,6 +67,22 @@ def finished_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun] | None:
     return runs if runs and all(r.is_finished for r in runs) else None
 
 
+def wait_all_final(app_db: str, count: int, daemon: Daemon, instance: dg.DagsterInstance, *, timeout: float) -> None:
+    """Until ``count`` emails are registered and each is in a final state; else fail with the rows'
+    states, the runs' statuses and the end of the daemon's log."""
+    try:
+        wait_for(
+            lambda: len(r := rows(app_db)) == count and all(state in TERMINAL for _, state, _, _ in r),
+            timeout=timeout,
+            interval=1,
+            what=f"all {count} emails to reach a final state",
+        )
+    except AssertionError as exc:
+        states = Counter(state for _, state, _, _ in rows(app_db))
+        statuses = Counter(r.status.value for r in instance.get_runs())
+        raise AssertionError(f"{exc}: rows {dict(states)}, runs {dict(statuses)}\n{daemon.output()[-4000:]}") from None
+
+
 def test_twenty_emails_through_the_daemon_with_s3_and_smtp_faults(
     tmp_path, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink, java_available
 ) -> None:
@@ -107,17 +123,7 @@ def test_twenty_emails_through_the_daemon_with_s3_and_smtp_faults(
         time.sleep(2)
         proxy.reconnect()
         started = time.monotonic()
-        try:
-            wait_for(
-                lambda: len(r := rows(postgres_url)) == 20 and all(state in TERMINAL for _, state, _, _ in r),
-                timeout=240,
-                interval=2,
-                what="every email to reach a final state",
-            )
-        except AssertionError as exc:
-            states = Counter(state for _, state, _, _ in rows(postgres_url))
-            statuses = Counter(r.status.value for r in instance.get_runs())
-            raise AssertionError(f"{exc}: rows {dict(states)}, runs {dict(statuses)}\n{daemon.output()[-4000:]}")
+        wait_all_final(postgres_url, 20, daemon, instance, timeout=240)
         runs = wait_for(lambda: finished_runs(instance), timeout=60, what="every run to finish")
         elapsed = time.monotonic() - started
     finally:
