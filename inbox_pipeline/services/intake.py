@@ -94,6 +94,8 @@ def take_new_emails(
 
     tick = IntakeTick()
     pending = _pending(pipeline.inbox, limit, reconcile, tick)
+    if not pending:
+        return tick  # the common tick: no threads to start
     stop = False
 
     def take(obj):
@@ -104,8 +106,7 @@ def take_new_emails(
         except Exception as exc:  # noqa: BLE001 - reported by the sensor; the next tick retries
             return exc
 
-    workers = max(1, min(INTAKE_THREADS, len(pending)))
-    with ThreadPoolExecutor(workers, thread_name_prefix="intake") as pool:
+    with ThreadPoolExecutor(min(INTAKE_THREADS, len(pending)), thread_name_prefix="intake") as pool:
         for obj, result in zip(pending, pool.map(take, pending)):
             if isinstance(result, Exception):
                 if tick.error is None:
