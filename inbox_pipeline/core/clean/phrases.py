@@ -1,4 +1,4 @@
-"""Boilerplate phrases of email newsletters, in English, German, French, Spanish and Italian.
+"""Boilerplate phrases of email newsletters (lexicon.toml: EN, DE, FR, ES, IT, NL, PT).
 
 Two kinds of pattern:
 
@@ -13,6 +13,8 @@ Patterns are matched on text that was lower-cased and had its whitespace collaps
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
 
 _I = re.IGNORECASE | re.UNICODE
 
@@ -22,176 +24,19 @@ def _alt(*parts: str) -> str:
 
 
 # --- signals: found anywhere in a block ------------------------------------------------
+#
+# The phrases are data: lexicon.toml beside this module, one table per kind of furniture and
+# one list per language. Adding a language or a phrase needs no code.
 
-VIEW_ONLINE = _alt(
-    # en
-    r"\bview (?:this |the )?(?:e-?mail |newsletter |message |post |issue |it |as a )?(?:in|on|as) (?:a |your |the )?(?:web ?)?(?:browser|web ?page|online|web)\b",
-    r"\b(?:view|read|open|see) (?:it |this |this e-?mail |this post |email )?(?:online|in (?:your |a |the )?browser|on the web)\b",
-    r"\bopen it in the browser\b",
-    r"\b(?:having |any )?trouble (?:viewing|reading) (?:this|the) (?:e-?mail|message)",
-    r"\b(?:e-?mail|message|this) (?:is ?n[o']t|not) display(?:ing|ed)? (?:correctly|properly)",
-    r"\bcan'?t see (?:this|the) (?:e-?mail|images)",
-    r"\bweb ?version\b",
-    # de
-    r"\bim (?:web-?)?browser (?:an(?:sehen|zeigen|schauen)|öffnen|lesen|aufrufen|betrachten)",
-    r"\b(?:online|web)-?version\b",
-    r"\bnicht (?:richtig|korrekt|optimal|einwandfrei|vollständig) (?:dargestellt|angezeigt)",
-    r"\bnewsletter im browser\b",
-    r"\b(?:e-?mail|nachricht) nicht lesen können\b",
-    # fr
-    r"\b(?:voir|lire|afficher|consulter|ouvrir) (?:la version |cet? (?:e-?mail|message|newsletter) )?(?:en ligne|dans (?:le|votre) navigateur|sur le web)",
-    r"\bversion (?:en ligne|web|navigateur)\b",
-    r"\bne s'affiche pas correctement\b",
-    # es
-    r"\bver (?:en|el|la versión (?:en|web)) ?(?:el )?(?:navegador|línea|web|online)",
-    r"\bver (?:este (?:correo|email|mensaje) )?(?:online|en línea|en el navegador)",
-    r"\bversión (?:web|online|en línea)\b",
-    r"\bno se (?:ve|visualiza|muestra) (?:correctamente|bien)",
-    # it
-    r"\bvisualizza(?:lo|la)? (?:nel (?:tuo )?browser|online|la versione web)",
-    r"\bversione (?:web|online)\b",
-    r"\bnon (?:si )?visualizz\w* correttamente",
-    r"\bleggi online\b",
-)
+LEXICON_PATH = Path(__file__).with_name("lexicon.toml")
 
-UNSUBSCRIBE = _alt(
-    # en
-    r"\bunsubscrib",
-    r"\bopt[- ]?out\b",
-    r"\b(?:manage|update|change|edit|adjust|set) (?:your |my |email |e-mail |subscription )*(?:preferences|subscriptions?|settings|profile)\b",
-    r"\b(?:e-?mail|subscription|communication|newsletter|mailing) (?:preferences|settings)\b",
-    r"\bmanage preferences\b",
-    r"\bstop receiving\b",
-    r"\btoo many e-?mails\b|\bzu viele (?:\w+ )?e-?mails\b|\btrop d'e-?mails\b|\bdemasiados correos\b|\btroppe e-?mail\b",
-    r"\bno longer (?:wish|want|interested|like) (?:to receive|in receiving)?",
-    r"\b(?:don't|do not) want (?:to receive |to get )?(?:these|this|our|any more|emails)",
-    r"\bcancel (?:your |my )?subscription\b",
-    r"\bremove (?:me|yourself) from (?:this|the|our|all)",
-    r"\bdisable email\b",
-    # de
-    r"\babmelde?n?\b|\babmeldung\b|\bab(?:zu)?melden\b",
-    r"\babbestell",
-    r"\baustragen\b",
-    r"\bnicht mehr (?:erhalten|empfangen|bekommen|zugeschickt)",
-    r"\b(?:einstellungen|profil|kontaktdaten|abonnement|daten) (?:ändern|verwalten|bearbeiten|aktualisieren|anpassen)",
-    r"\bnewsletter-?(?:profil|einstellungen)",
-    r"\bnewsletter pausieren\b",
-    # fr
-    r"\bd[ée]sabonn|\bd[ée]sinscri|\bdésinscription\b",
-    r"\bne (?:plus|souhaitez plus|voulez plus) recevoir",
-    r"\bgérer (?:vos|mes|les) (?:préférences|abonnements)",
-    # es
-    r"\bdar(?:se|te|me)? de baja\b|\bdarme de baja\b|\bdarse de baja\b",
-    r"\b(?:cancelar|anular) (?:la |tu |su )?suscripción",
-    r"\bno (?:desea|deseas|quiere|quieres) (?:seguir )?recibi",
-    r"\b(?:gestionar|actualizar|cambiar) (?:tus|sus) preferencias",
-    # it
-    r"\b(?:annulla|cancella)(?:re)? (?:l'|la )?(?:iscrizione|sottoscrizione)",
-    r"\bdisiscri",
-    r"\bnon (?:desideri|vuoi|desidera) più ricevere",
-    r"\bgestisci (?:le )?(?:tue )?preferenze",
-)
 
-RECEIVING = _alt(
-    # en
-    r"\byou(?:'re| are| were|’re)? (?:currently )?receiving (?:this|these|our)",
-    r"\byou (?:have )?received this (?:e-?mail|message|newsletter)",
-    r"\byou receive this (?:e-?mail|message|newsletter)",
-    r"\bthis (?:e-?mail|message|newsletter) (?:was|is|has been) sent (?:to|by)\b",
-    r"\b(?:e-?mail|message) was sent to\b",
-    r"\bsent to \S+@\S+",
-    r"\byou(?:'re|’re| are) (?:currently )?(?:a )?(?:free |paid |paying )?subscriber",
-    r"\byou(?:'re|’re| are) (?:currently )?subscribed to\b",
-    r"\bbecause you (?:signed up|subscribed|opted in|are subscribed|registered|joined)",
-    r"\byou signed up (?:for|to)\b",
-    r"\bthanks for subscribing to\b",
-    r"\bour mailing address is\b",
-    r"\bsubscribed to the google groups\b",
-    r"\b(?:uses?|using|process(?:es)?) your e-?mail(?: address)? (?:only )?(?:to|for)\b|\bnever (?:share|sell|rent) your (?:e-?mail|data|information|address)",
-    # de
-    r"\b(?:du )?(?:erhältst|bekommst|erhalten sie|erhalten) diese(?:n)? (?:e-?mail|newsletter|nachricht)",
-    r"\bdiese (?:e-?mail|nachricht) wurde (?:an|automatisch|durch|von|über)\b",
-    r"\bwarum (?:bekommst|erhältst) du\b",
-    r"\bweil (?:du|sie) (?:dich|sich) .{0,60}(?:angemeldet|registriert|eingetragen)",
-    r"\bsie sind (?:für|mit) .{0,40}(?:angemeldet|eingetragen)",
-    # fr
-    r"\bvous recevez (?:cet?|ce) (?:e-?mail|message|newsletter|courriel)",
-    r"\b(?:cet? )?(?:e-?mail|message|courriel) (?:vous )?a été envoyé",
-    r"\bvous êtes inscrit",
-    r"\bvous ne souhaitez plus\b",
-    # es
-    r"\b(?:recibes|recibe|has recibido|ha recibido|recibió) este (?:correo|mensaje|e-?mail|boletín)",
-    r"\beste (?:correo|mensaje|e-?mail) (?:fue|ha sido) enviado",
-    r"\bestás suscrito\b",
-    # it
-    r"\b(?:ricevi|hai ricevuto|riceve|ha ricevuto) (?:questa|questo) (?:e-?mail|messaggio|newsletter|comunicazione)",
-    r"\bsei iscritto\b",
-)
+def load_lexicon(path: Path = LEXICON_PATH) -> dict[str, str]:
+    """Each kind of the lexicon as one alternation of all its languages' patterns, in file order."""
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    return {kind: _alt(*(p for patterns in languages.values() for p in patterns)) for kind, languages in data.items()}
 
-FORWARDED = _alt(
-    r"\bforwarded this (?:e-?mail|newsletter|message)",
-    r"\b(?:was|is) this (?:e-?mail |newsletter |message )?forwarded\b|\b(?:this was|someone) forwarded\b",
-    r"\bforward (?:this )?(?:e-?mail |newsletter )?to a friend\b",
-    r"\b(?:invite|refer) (?:a |your )?friends?\b",
-    r"\bshare [\w'’ .-]{0,40}?with (?:a friend|your friends|friends|others|your network|colleagues)",
-    r"\bshare this (?:e-?mail|newsletter|issue)\b",
-    r"\b(?:you (?:currently )?have )?\d+ referrals?\b|\breferral (?:link|program|code|rewards?)\b",
-    r"\bfind us (?:on|at)\b|\bfindest uns\b|\bfinden sie uns\b|\bretrouvez-nous\b|\bencuéntranos\b",
-    r"\bfollow us (?:on|for|at)\b|\bconnect with us\b|\bstay connected\b|\bfolg(?:en sie|t)? uns (?:auf|bei)\b|\bsuivez-nous\b|\bsíguenos\b|\bseguici\b",
-    r"\bweitergeleitet bekommen\b",
-    r"\b(?:an (?:einen |eine )?freund(?:in|e)?|weiter)(?:empfehlen| weiterleiten)\b",
-    r"\bon vous a transféré\b|\bvous a été transféré|\btransférer à un ami\b",
-    r"\b(?:te|le) (?:han|ha) reenviado\b|\breenviar a un amigo\b",
-    r"\bti è stat[ao] inoltrat|\binoltra a un amico\b",
-)
-
-APP = _alt(
-    r"\b(?:open|read|continue|listen|watch)(?: [\w'’. -]{1,60}?)? in (?:the |our )?(?:\w+ )?app\b",
-    r"\b(?:get|download|install) (?:the|our) (?:\w+ )?app\b",
-    r"\bapp store\b|\bgoogle play\b|\bplay store\b",
-    r"\b(?:die |unsere )?app (?:herunterladen|laden|installieren)\b",
-    r"\btélécharge[rz]? l'app",
-    r"\bdescarga (?:la|nuestra) app\b",
-    r"\bscarica l'app\b",
-)
-
-UPSELL = _alt(
-    r"\b(?:become|becoming) a (?:paid |paying |premium )?(?:subscriber|member|supporter)\b",
-    r"\bupgrade (?:to|your) (?:a )?(?:paid|premium|pro|full)\b|\b(?:get|for|enjoy) (?:full|unlimited|premium) access\b",
-    r"\bclaim (?:a|your) .{0,40}(?:free trial|discount|offer|gift)|\bstart (?:your )?free trial\b",
-    r"\byou(?:'re|’re| are) (?:currently )?(?:getting|reading|receiving|on) (?:the|a) (?:free|paid|premium) (?:version|plan|edition|tier)\b",
-    r"\b(?:like|love|enjoy|enjoying) (?:getting|reading|receiving) this (?:newsletter|e-?mail|issue|edition)\b",
-    r"\b(?:enjoy|enjoying|enjoyed|like|liked) (?:this|today's|today’s) (?:newsletter|e-?mail|issue|edition|post)\?",
-    r"\bgive a gift subscription\b|\bpledge your support\b|\bsupport (?:this|our) newsletter\b",
-    r"\b\d+ (?:monat|monate|wochen|tage) (?:gratis|kostenlos)|\bgratis (?:lesen|testen)\b|\bjetzt (?:abonnieren|abonnent werden)\b",
-    r"\bessai gratuit\b|\bprueba gratuita\b|\bprova gratuita\b",
-)
-
-FEEDBACK = _alt(
-    r"\bwhat did you think of the (?:post|issue|e-?mail|newsletter|edition)",
-    r"\bwhat (?:did|do) you think (?:of|about) (?:this|today's|today’s) (?:post|issue|e-?mail|newsletter|edition|episode)",
-    r"\bhow (?:did you like|would you rate) (?:this|today's|today’s)\b|\brate (?:this|today's) (?:issue|newsletter|edition|e-?mail)\b",
-    r"\bwie hat (?:dir|ihnen) (?:dieser|der|diese|unser) (?:newsletter|ausgabe)",
-    r"\bqu'avez-vous pensé\b|\bqué te (?:ha )?pareci|\bcosa ne pensi di questa\b",
-)
-
-LEGAL = _alt(
-    r"\ball rights reserved\b",
-    r"©|\(c\) ?(?:19|20)\d\d|\bcopyright\b",
-    r"\balle rechte vorbehalten\b|\btous droits réservés\b|\btodos los derechos reservados\b|\btutti i diritti riservati\b",
-    r"\bimpressum\b|\bdatenschutz(?:erklärung|hinweise?|bestimmungen)?\b",
-    r"\bprivacy (?:policy|notice|statement)\b|\bterms (?:of (?:service|use)|and conditions|& conditions)\b",
-    r"\bmentions légales\b|\bpolitique de confidentialité\b",
-    r"\baviso legal\b|\bpolítica de privacidad\b",
-    r"\binformativa (?:sulla )?privacy\b",
-    r"\bhandelsregister\b|\bregistergericht\b|\bamtsgericht\b|\bgeschäftsführ(?:er|ung|erin)\b|\bust-?id|\bsteuernummer\b",
-    r"\baufsichtsrat\b|\baufsichtsbehörde\b|\bvorstand:|\bsitz der gesellschaft\b|\bhrb \d",
-    r"\bsede legale\b|\bp\.? ?iva\b|\bpartita iva\b|\bregistro (?:delle )?imprese\b|\bcapitale sociale\b|\bdirezione e coordinamento\b",
-    r"\bunless stated otherwise\b|\bregistered (?:in|office)\b|\bcompany (?:number|registration)\b",
-    r"\bpowered by\b|\bsent (?:with|via|using) \w+",
-    r"\badd us to your (?:address book|contacts|safe sender)|\bzu (?:den |deinen |ihren )?kontakten hinzufügen\b|\bwhitelist\b",
-    r"\bthis (?:e-?mail|message) (?:and any attachments )?(?:is|may be) confidential\b",
-)
 
 # A postal address: a street with a number, or a postcode beside a place name. Case matters
 # here ("(?-i:...)"), so these run on the original text: capitals tell places from prose.
@@ -238,16 +83,7 @@ def _split_top(pattern: str) -> list[str]:
     return out
 
 
-_CATEGORIES = {
-    "view_online": VIEW_ONLINE,
-    "unsubscribe": UNSUBSCRIBE,
-    "receiving": RECEIVING,
-    "forwarded": FORWARDED,
-    "app": APP,
-    "upsell": UPSELL,
-    "feedback": FEEDBACK,
-    "legal": LEGAL,
-}
+_CATEGORIES = load_lexicon()
 
 
 def _leading_group_end(pattern: str) -> int:
@@ -451,7 +287,7 @@ _SCAN = _scan_pattern()
 ADDRESS_PATTERNS = tuple(re.compile(p, _I) for p in _split_top(ADDRESS[3:-1]))
 
 # Signals strong enough to drop a short block on their own.
-STRONG = frozenset({"view_online", "unsubscribe", "receiving", "forwarded", "app", "upsell", "feedback"})
+STRONG = frozenset({"view_online", "unsubscribe", "receiving", "forwarded", "app", "upsell", "feedback", "sponsor"})
 
 
 # --- buttons: the whole text of a short link or block ------------------------------------

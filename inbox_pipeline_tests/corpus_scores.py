@@ -1,0 +1,158 @@
+"""Keep/drop scores of the shared corpus, split into the part the rules were written on and
+the part held out from them.
+
+The split is fixed by a hash of the file name, so nobody chooses which emails land where:
+an email is *held out* when ``sha256(name) % 5 < 2`` (29 of the 75 emails). Rules are written
+by reading the misses of the written-on part only; the held-out part is scored, never read.
+A `keep` phrase counts when it is in the book's text, a `drop` phrase when it is not (both
+lower-cased, letters and digits only).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inbox_pipeline_tests.helpers import normalise
+
+HELD_OUT_MODULUS = 5
+HELD_OUT_BELOW = 2
+_LANGUAGE = re.compile(r"^([A-Z][a-z]+)")
+
+
+def is_held_out(file_name: str) -> bool:
+    """True for the emails no rule may be written on (about 40% of the corpus)."""
+    digest = int(hashlib.sha256(file_name.encode("utf-8")).hexdigest(), 16)
+    return digest % HELD_OUT_MODULUS < HELD_OUT_BELOW
+
+
+@dataclass
+class Labelled:
+    file: str
+    kind: str
+    platform: str
+    language: str  # the labeller's note ("English", "German", ...), "?" when it names none
+    keep: list[str]
+    drop: list[str]
+
+    @property
+    def held_out(self) -> bool:
+        return is_held_out(self.file)
+
+
+def _phrases(cell: str | None) -> list[str]:
+    return [p.strip() for p in (cell or "").split("||") if p.strip()]
+
+
+def read_labels(corpus: Path) -> list[Labelled]:
+    platforms = {}
+    with open(corpus / "MANIFEST.tsv", encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            platforms[row["file"]] = row["platform"]
+    labels = []
+    with open(corpus / "LABELS.tsv", encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            language = _LANGUAGE.match(row["notes"] or "")
+            labels.append(
+                Labelled(
+                    row["file"],
+                    row["kind"],
+                    platforms.get(row["file"], "?"),
+                    language.group(1) if language else "?",
+                    _phrases(row["keep"]),
+                    _phrases(row["drop"]),
+                )
+            )
+    return labels
+
+
+@dataclass
+class Score:
+    files: int = 0
+    keep_ok: int = 0
+    keep_n: int = 0
+    drop_ok: int = 0
+    drop_n: int = 0
+
+    def add(self, other: "Score") -> None:
+        self.files += other.files
+        self.keep_ok += other.keep_ok
+        self.keep_n += other.keep_n
+        self.drop_ok += other.drop_ok
+        self.drop_n += other.drop_n
+
+    @property
+    def keep(self) -> float:
+        return self.keep_ok / self.keep_n if self.keep_n else 1.0
+
+    @property
+    def drop(self) -> float:
+        return self.drop_ok / self.drop_n if self.drop_n else 1.0
+
+
+@dataclass
+class CorpusScores:
+    per_file: dict[str, Score] = field(default_factory=dict)
+    misses: list[tuple[Labelled, str]] = field(default_factory=list)  # (label, "keep missing: ...")
+    labels: list[Labelled] = field(default_factory=list)
+
+    def total(self, held_out: bool | None = None) -> Score:
+        total = Score()
+        for label in self.labels:
+            if held_out is None or label.held_out == held_out:
+                total.add(self.per_file[label.file])
+        return total
+
+    def grouped(self, key: str) -> dict[str, Score]:
+        groups: dict[str, Score] = defaultdict(Score)
+        for label in self.labels:
+            groups[getattr(label, key)].add(self.per_file[label.file])
+        return dict(groups)
+
+    def table(self) -> str:
+        """Per platform, per language and per part of the split, as printed by the test and the script."""
+        lines: list[str] = []
+        for key, title in (("platform", "platform"), ("language", "language")):
+            lines.append(f"\n{title:<16}{'files':>6}{'keep':>12}{'drop':>12}")
+            for name, score in sorted(self.grouped(key).items()):
+                lines.append(_row(name, score))
+        lines.append(f"\n{'part':<16}{'files':>6}{'keep':>12}{'drop':>12}")
+        lines.append(_row("written-on", self.total(held_out=False)))
+        lines.append(_row("held-out", self.total(held_out=True)))
+        lines.append(_row("ALL", self.total()))
+        return "\n".join(lines)
+
+    def written_on_misses(self) -> list[str]:
+        """The misses the rules may be written on (the held-out ones are counted, not shown)."""
+        return [f"{text}  {label.file}" for label, text in self.misses if not label.held_out]
+
+
+def _row(name: str, score: Score) -> str:
+    keep = f"{score.keep_ok}/{score.keep_n}"
+    drop = f"{score.drop_ok}/{score.drop_n}"
+    return f"{name:<16}{score.files:>6}{keep:>12}{drop:>12}   keep {score.keep:6.1%}  drop {score.drop:6.1%}"
+
+
+def score(labels: list[Labelled], texts: dict[str, str]) -> CorpusScores:
+    """Score each labelled file's book text (``texts``: file name -> the text a reader sees)."""
+    result = CorpusScores(labels=labels)
+    for label in labels:
+        text = normalise(texts[label.file])
+        row = result.per_file[label.file] = Score(files=1)
+        for phrase in label.keep:
+            row.keep_n += 1
+            if normalise(phrase) in text:
+                row.keep_ok += 1
+            else:
+                result.misses.append((label, f"keep missing: {phrase}"))
+        for phrase in label.drop:
+            row.drop_n += 1
+            if normalise(phrase) not in text:
+                row.drop_ok += 1
+            else:
+                result.misses.append((label, f"drop present: {phrase}"))
+    return result
