@@ -315,6 +315,7 @@ _BUTTON_WORDS = _alt(
     r"advertise(?: with us)?|sponsor us|work with us|careers|jobs|submit a (?:tip|story|link)|send us a tip|give feedback",
     r"read (?:it |this |more )?(?:on|at) [\w.\-]{1,20}(?: [\w.\-]{1,20})?",
     r"add to (?:address book|contacts)|zu kontakten hinzufügen",
+    r"(?:back|return) to (?:the )?top|nach oben|zurück nach oben|retour en haut|volver arriba|torna su|terug naar boven|voltar ao topo",
 )
 BUTTON = re.compile(r"^(?:" + _BUTTON_WORDS + r")$", _I)
 # The same test on lower-cased text, without IGNORECASE and with the alternatives in a trie.
