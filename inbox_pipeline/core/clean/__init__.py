@@ -11,7 +11,7 @@ import re
 from ..language import guess_language
 from .article import CleanedArticle
 from .dom import Element, ascii_lower, collapse, parse, text_of
-from .engine import Cleaner
+from .engine import Cleaner, link_target
 from .phrases import FORWARDED_MARKER
 from .hidden import stylesheet_hidden_classes
 from .platforms import Markup, detect_platform
@@ -53,11 +53,14 @@ def clean_html(
     body = root.find("body")
     if body is None:
         body = root
-    cleaner = Cleaner(body, rules, hidden_classes)
+    cleaner = Cleaner(body, rules, hidden_classes, _list_targets(headers))
     cleaner.drop_invisible()
     if "-----" in html and FORWARDED_MARKER.search(html):
         cleaner.drop_forwarded_header()
+    if "-----BEGIN PGP" in html or "--<br" in html:
+        cleaner.drop_signatures()
     cleaner.drop_button_links()
+    cleaner.drop_sponsor_sections()
     cleaner.score_blocks()
     linearise_tables(body)
     title = _title(subject, html_title, body)
@@ -82,6 +85,25 @@ def _empty(subject: str | None, headers: tuple[tuple[str, str], ...]) -> Cleaned
         words=0,
         language=guess_language("", _header(headers, "content-language")),
         removed=0,
+    )
+
+
+# List-Archive is left out: the archive is where the articles live, and links to it are content.
+_LIST_HEADERS = ("list-unsubscribe", "list-subscribe", "list-post", "list-help", "list-owner")
+_ANGLED = re.compile(r"<([^<>\s]+)>")
+
+
+def _list_targets(headers: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    """The link targets the List-* headers name: links to them in the body are list furniture.
+
+    A bare host is no target: the sender's home page is linked from articles too.
+    """
+    return frozenset(
+        target
+        for key, value in headers
+        if key in _LIST_HEADERS
+        for url in _ANGLED.findall(value)
+        if ("/" in (target := link_target(url)) or "@" in target)
     )
 
 

@@ -62,6 +62,26 @@ _UNSUB_HREF_ANY = phrases.Finder(_UNSUB_HREF.pattern)
 _TWEET_ANY = phrases.Finder(_TWEET.pattern)
 _SMALL_STYLE = re.compile(r"(?:^|;)(?:width|height):(\d+)px")
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+(?=[^\s])")
+SPONSOR_SECTION_MAX = 1500  # letters: a sponsor's blurb, never a whole issue
+_SCHEME = re.compile(r"^(?:https?://|mailto:)(?:www\.)?")
+
+
+def link_target(url: str) -> str:
+    """A URL compared as a link target: no scheme, www., fragment or trailing slash.
+
+    The query stays: many senders route every link, content and unsubscribe alike, through
+    one tracking script, and only the query tells them apart.
+    """
+    url = _SCHEME.sub("", url.strip().lower())
+    return url.split("#", 1)[0].rstrip("/")
+
+
+def _dropped(el: Element, root: Element) -> bool:
+    """True when ``el`` is no longer under ``root`` (an ancestor was removed)."""
+    node = el
+    while node is not None and node is not root:
+        node = node.getparent()
+    return node is None
 
 
 def _replace_with_alt(img: Element) -> None:
@@ -131,7 +151,7 @@ class _Unit:
 
     __slots__ = (
         "el", "parent", "parts", "nodes", "button_chars", "clutter_link", "protected",
-        "text", "lower", "size", "drop", "strong", "kept_size", "dropped_strong",
+        "text", "lower", "size", "drop", "strong", "kept_size", "dropped_strong", "list_link",
     )
 
     def __init__(self, el: Element, parent: "_Unit | None", protected: bool):
@@ -141,6 +161,7 @@ class _Unit:
         self.nodes: list[tuple[Element, str]] = []  # its own text slots
         self.button_chars = 0  # letters inside links that are buttons (share, subscribe, ...)
         self.clutter_link = False  # holds an unsubscribe/preferences/view-online link
+        self.list_link = False  # holds a link the List-* headers name (unsubscribe, archive, post)
         self.protected = protected  # inside an element the platform marks as the article
         self.text = ""
         self.lower = ""
@@ -154,8 +175,15 @@ class _Unit:
 class Cleaner:
     """One cleaning run over a parsed document body."""
 
-    def __init__(self, body: Element, rules: PlatformRules, hidden_classes: frozenset[str]):
+    def __init__(
+        self,
+        body: Element,
+        rules: PlatformRules,
+        hidden_classes: frozenset[str],
+        list_targets: frozenset[str] = frozenset(),
+    ):
         self.body = body
+        self.list_targets = list_targets  # link_target() of each List-* header URL
         self.rules = rules
         self.hidden_classes = hidden_classes | frozenset({"preheader", "preview-text", "preheader-text"})
         self.removed = 0
@@ -369,6 +397,79 @@ class Cleaner:
             drop_tree(a)
             self.removed += 1
 
+    def drop_sponsor_sections(self) -> None:
+        """A block that only says whose ad follows ("Sponsored by X", "Anzeige", "Together with
+        X") goes with the section it heads, or with the block right after it."""
+        total = letters(text_of(self.body)) or 1
+        judged: dict[Element, bool] = {}
+        labels: list[tuple[Element, str]] = []
+        for el in self.body.iter():
+            if el.tag.__class__ is not str:
+                continue
+            for piece in (el.text, el.tail):
+                if not piece or len(piece) > 80 or not piece.strip():
+                    continue
+                block = el if piece is el.text else el.getparent()
+                while block is not None and block.tag not in BLOCK_TAGS:
+                    block = block.getparent()
+                if block is None or block is self.body or block in judged:
+                    continue
+                text = collapse(text_of(block))
+                judged[block] = phrases.label_kind(text) == "sponsor"
+                if judged[block]:
+                    labels.append((block, text))
+        for label, text in labels:
+            top = label
+            while (parent := top.getparent()) is not None and parent is not self.body and (
+                collapse(text_of(parent)) == text
+            ):
+                top = parent
+            parent = top.getparent()
+            if parent is None or _dropped(top, self.body):
+                continue
+            if parent is not self.body:
+                section = collapse(text_of(parent))
+                if section.startswith(text) and self._section_size_ok(section, total):
+                    drop_tree(parent)
+                    self.removed += 1
+                    continue
+            following = top.getnext()
+            while following is not None and following.tag.__class__ is not str:
+                following = following.getnext()
+            drop_tree(top)
+            self.removed += 1
+            if following is not None and self._section_size_ok(collapse(text_of(following)), total):
+                drop_tree(following)
+                self.removed += 1
+
+    @staticmethod
+    def _section_size_ok(text: str, total: int) -> bool:
+        """A sponsor's section is short beside the issue; a larger one is the issue itself."""
+        size = letters(text)
+        return size <= SPONSOR_SECTION_MAX and size <= total * 0.4
+
+    def drop_signatures(self) -> None:
+        """Plain-text conventions: PGP signature armour, the "-- " signature at the foot."""
+        total = letters(text_of(self.body)) or 1
+        seen = 0
+        armoured = False
+        for el in list(self.body.iter("p", "pre")):
+            if _dropped(el, self.body):
+                continue
+            text = text_of(el)
+            size = letters(text)
+            seen += size
+            if armoured or "-----BEGIN PGP SIGNATURE-----" in text:
+                armoured = "-----END PGP SIGNATURE-----" not in text
+            elif not (
+                ("-----BEGIN PGP SIGNED MESSAGE-----" in text and size <= 60)
+                or ((el.text or "").strip() == "--" and len(el) and el[0].tag == "br" and size <= 300
+                    and seen / total >= 0.8)
+            ):
+                continue
+            drop_tree(el)
+            self.removed += 1
+
     def _has_strong(self, text: str) -> bool:
         return not phrases.STRONG.isdisjoint(self._scan(text.lower()))
 
@@ -393,6 +494,9 @@ class Cleaner:
                 u.drop = u.strong = True
                 continue
             if size <= 40 and u.el in touched:
+                u.drop = u.strong = True
+                continue
+            if u.list_link and size <= 250:
                 u.drop = u.strong = True
                 continue
             if u.button_chars and u.button_chars >= size * 0.7 and size <= 120:
@@ -510,6 +614,8 @@ class Cleaner:
         short = len(text) <= 80
         if short and phrases.is_button(text):
             unit.button_chars += letters(text)
+        if self.list_targets and link_target(href) in self.list_targets:
+            unit.list_link = True
         if _UNSUB_HREF_ANY.search(href) or (short and self._has_strong(text)):
             unit.clutter_link = True
             if short:

@@ -32,10 +32,39 @@ LEXICON_PATH = Path(__file__).with_name("lexicon.toml")
 
 
 def load_lexicon(path: Path = LEXICON_PATH) -> dict[str, str]:
-    """Each kind of the lexicon as one alternation of all its languages' patterns, in file order."""
+    """Each kind of signal as one alternation of all its languages' patterns, in file order."""
     with open(path, "rb") as fh:
         data = tomllib.load(fh)
-    return {kind: _alt(*(p for patterns in languages.values() for p in patterns)) for kind, languages in data.items()}
+    return {
+        kind: _alt(*(p for patterns in languages.values() for p in patterns))
+        for kind, languages in data.items()
+        if kind != "labels"
+    }
+
+
+def load_labels(path: Path = LEXICON_PATH) -> dict[str, re.Pattern[str]]:
+    """Each kind of block label as a pattern matching a whole lower-cased text."""
+    with open(path, "rb") as fh:
+        labels = tomllib.load(fh).get("labels", {})
+    return {
+        kind: re.compile(r"^" + _alt(*(p for patterns in languages.values() for p in patterns)) + r"$", re.UNICODE)
+        for kind, languages in labels.items()
+    }
+
+
+LABELS = load_labels()
+_LABEL_TRIM = " \t\n\r\xa0|·•-–—:»«›‹→←>!?.*#_"
+
+
+def label_kind(text: str) -> str | None:
+    """The kind of label ``text`` is as a whole ("sponsor"), or None; emoji and punctuation aside."""
+    trimmed = "".join(c for c in text if c.isalnum() or c in " '’.&$€£-").strip(_LABEL_TRIM).lower()
+    if not trimmed or len(trimmed) > 60:
+        return None
+    for kind, pattern in LABELS.items():
+        if pattern.match(trimmed):
+            return kind
+    return None
 
 
 # A postal address: a street with a number, or a postcode beside a place name. Case matters
