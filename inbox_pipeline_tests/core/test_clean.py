@@ -148,7 +148,7 @@ def test_an_article_that_talks_about_unsubscribing_keeps_its_text():
     )
     article = clean_html(email_page(f"<h1>Click to cancel</h1><p>{paragraph}</p>{ARTICLE}"))
     assert normalise("The draft rule covers gyms, streaming services and newspapers") in text(article)
-    assert normalise("Click to cancel") in text(article)
+    assert article.title == "Click to cancel"  # the chapter's heading: not repeated in the body
 
 
 def test_layout_tables_become_a_flow_and_data_tables_stay():

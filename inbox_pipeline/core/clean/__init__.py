@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+from email.utils import parseaddr
 
 
 from ..language import guess_language
@@ -14,6 +15,7 @@ from .dom import Element, ascii_lower, collapse, parse, text_of
 from .engine import Cleaner, link_target
 from .phrases import FORWARDED_MARKER
 from .hidden import stylesheet_hidden_classes
+from .lead import drop_repeated_title
 from .platforms import Markup, detect_platform
 from .tables import linearise_tables
 from .xhtml import serialise
@@ -64,6 +66,7 @@ def clean_html(
     cleaner.score_blocks()
     linearise_tables(body)
     title = _title(subject, html_title, body)
+    removed = cleaner.removed + drop_repeated_title(body, title, _sender_names(headers))
     xhtml = serialise(body)
 
     text = collapse(text_of(body))
@@ -73,7 +76,7 @@ def clean_html(
         title=title,
         words=_count_words(text),
         language=guess_language(text, declared),
-        removed=cleaner.removed,
+        removed=removed,
     )
 
 
@@ -105,6 +108,12 @@ def _list_targets(headers: tuple[tuple[str, str], ...]) -> frozenset[str]:
         for url in _ANGLED.findall(value)
         if ("/" in (target := link_target(url)) or "@" in target)
     )
+
+
+def _sender_names(headers: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """The sender's display name, as the masthead would spell it."""
+    name, _address = parseaddr(_header(headers, "from") or "")
+    return (name,) if name else ()
 
 
 def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:

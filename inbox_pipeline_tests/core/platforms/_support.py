@@ -16,10 +16,21 @@ def clean_fixture(name: str, headers: tuple[tuple[str, str], ...] = (), subject:
     return clean_html((FIXTURES / name).read_text(encoding="utf-8"), headers=headers, subject=subject)
 
 
-def reader_text(article: CleanedArticle) -> str:
-    """The article's text as a reader sees it (normalised), parsed as XML to prove it is well-formed."""
+def body_text(article: CleanedArticle) -> str:
+    """The article's body text (normalised), parsed as XML to prove it is well-formed."""
     root = etree.fromstring(f"<div>{article.html}</div>")
     return normalise("".join(root.itertext()))
+
+
+def reader_text(article: CleanedArticle) -> str:
+    """What a reader sees of the chapter: its heading (the title), then the body."""
+    return normalise(article.title or "") + body_text(article)
+
+
+def assert_title_once(article: CleanedArticle, title: str) -> None:
+    """The title is the chapter's heading and is not repeated in the body."""
+    assert normalise(article.title or "") == normalise(title)
+    assert normalise(title) not in body_text(article), "the title is repeated in the body"
 
 
 def assert_kept(article: CleanedArticle, *phrases: str) -> None:
