@@ -95,6 +95,13 @@ NOT_CONFIRM_URL = re.compile(  # URLs that are never the confirm link (hosts lik
     r"|datenschutz|impressum|disable_email",
     _I,
 )
+# Words that sit beside "you are subscribed" in a footer, and never in a welcome's first lines.
+FOOTER_NEIGHBOURS = re.compile(
+    r"unsubscri|opt[\s-]?out|preferences|abmelde|abbestell|d[ée]sinscri|d[ée]sabonn|darse\s+de\s+baja|disiscri"
+    r"|uitschrijven|afmelden|descadastr|\bas:?\s+\S+@|\bals:?\s+\S+@|\bcomme:?\s+\S+@",
+    _I,
+)
+FOOTER_REACH = 160  # characters either side of a phrase: its sentence and the next
 _URL = re.compile(r"https?://[^\s<>\"'\])]+", _I)
 _SPACES = re.compile(r"\s+")
 _INVISIBLE = str.maketrans("", "", "\u200c\u200b\u034f\xad\u2007")
@@ -141,12 +148,24 @@ def classify(email: ParsedEmail) -> Classification:
         if hit and text.words <= NOTICE_MAX_WORDS:
             return Classification(kind="transactional", reason=f"{label}: subject says {hit.group(0).strip()!r}")
         if text.words <= BODY_NOTICE_MAX_WORDS:
-            hit = pattern.search(head)
+            hit = _said_up_front(pattern, text.body)
             if hit:
                 return Classification(kind="transactional", reason=f"{label}: body says {hit.group(0).strip()!r}")
     if text.words == 0:
         return Classification(kind="newsletter", reason="no readable text; treated as a newsletter")
     return Classification(kind="newsletter", reason=f"{text.words} words, no confirmation or notice phrases")
+
+
+def _said_up_front(pattern: re.Pattern[str], body: str) -> re.Match[str] | None:
+    """A notice phrase where a notice says what it is: in the first half of the text, not in a
+    footer sentence ("You are subscribed to X as you@... Unsubscribe" closes many newsletters)."""
+    for hit in pattern.finditer(body, 0, min(len(body), BODY_WINDOW)):
+        if hit.start() > len(body) / 2:
+            return None
+        around = body[max(0, hit.start() - FOOTER_REACH) : hit.end() + FOOTER_REACH]
+        if not FOOTER_NEIGHBOURS.search(around):
+            return hit
+    return None
 
 
 def find_confirm_link(html: str | None, text: str | None = None) -> str | None:

@@ -102,6 +102,39 @@ def test_long_newsletter_mentioning_confirm_and_welcome_is_a_newsletter() -> Non
     assert result.kind == "newsletter", result.reason
 
 
+SHORT_DAILY = (
+    "<p>Markets slipped on Tuesday as oil fell for a third day. Shipping stocks led the decline "
+    "after two carriers cut their forecasts, and bond yields edged lower.</p>"
+    "<p>In Brussels, ministers agreed on the fisheries quota after an all-night session.</p>"
+    "<p>And a court in Lyon ruled that the old tram depot may become a library.</p>"
+)
+
+
+@pytest.mark.parametrize(
+    "footer",
+    [
+        # Sailthru's daily footer, then the same in the shapes of Lyris and Mailchimp
+        "<p>You are subscribed to The Morning Ledger as alice-7f3k@in.example.com. "
+        '<a href="https://link.ledger.example/manage">Manage your subscriptions</a> or '
+        '<a href="https://link.ledger.example/oc/unsub">unsubscribe</a>.</p>',
+        "<p>--- You are currently subscribed to morning-ledger as: alice-7f3k@in.example.com. "
+        "To unsubscribe send a blank email to leave-morning-ledger@lists.ledger.example</p>",
+        "<p>Thanks for subscribing to The Morning Ledger! You are receiving this because you opted in. "
+        '<a href="https://ledger.us21.list-manage.com/unsubscribe?u=1">Unsubscribe</a></p>',
+    ],
+    ids=["sailthru", "lyris", "mailchimp"],
+)
+def test_a_short_daily_whose_footer_says_you_are_subscribed_is_a_newsletter(footer: str) -> None:
+    result = classify(parse_email(message("Tuesday: oil, quotas and a library", SHORT_DAILY + footer)))
+    assert result.kind == "newsletter", result.reason
+
+
+def test_a_welcome_that_says_so_up_front_is_still_a_notice() -> None:
+    body = "<p>You are now subscribed to The Morning Ledger. Your first issue arrives tomorrow at six.</p>"
+    result = classify(parse_email(message("The Morning Ledger", body + SHORT_DAILY[:120] + "</p>")))
+    assert result.kind == "transactional", result.reason
+
+
 def test_confirmation_subject_without_a_link_is_still_a_confirmation() -> None:
     result = classify(parse_email(message("Please confirm your subscription", "Reply YES to this email.", html=False)))
     assert result.kind == "confirmation"
