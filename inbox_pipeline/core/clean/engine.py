@@ -62,6 +62,7 @@ _UNSUB_HREF_ANY = phrases.Finder(_UNSUB_HREF.pattern)
 _TWEET_ANY = phrases.Finder(_TWEET.pattern)
 _SMALL_STYLE = re.compile(r"(?:^|;)(?:width|height):(\d+)px")
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+(?=[^\s])")
+FOOT = 0.8  # share of the text read before a block: past it, the block sits at the foot
 SPONSOR_SECTION_MAX = 1500  # letters: a sponsor's blurb, never a whole issue
 _SCHEME = re.compile(r"^(?:https?://|mailto:)(?:www\.)?")
 
@@ -406,10 +407,9 @@ class Cleaner:
         for el in self.body.iter():
             if el.tag.__class__ is not str:
                 continue
-            for piece in (el.text, el.tail):
+            for piece, block in ((el.text, el), (el.tail, el.getparent())):
                 if not piece or len(piece) > 80 or not piece.strip():
                     continue
-                block = el if piece is el.text else el.getparent()
                 while block is not None and block.tag not in BLOCK_TAGS:
                     block = block.getparent()
                 if block is None or block is self.body or block in judged:
@@ -525,7 +525,9 @@ class Cleaner:
                 elif not u.protected:
                     self._drop_lines(u, seen - size, total)
                 u.strong = u.drop
-            elif not u.protected:
+            elif not u.protected or (position >= FOOT and size <= 250):
+                # A platform's article container often holds the footer too: at the very foot,
+                # a short address or legal line goes even inside it.
                 if not weak and size <= 250 and position < 0.5 and not u.clutter_link:
                     continue  # an address alone could not drop it
                 if size <= 600 and phrases.has_address(text):

@@ -81,6 +81,10 @@ ADDRESS = _alt(
     r"(?-i:\b[A-ZÄÖÜ][a-zäöüß-]+(?:weg|platz|allee|ring|gasse|damm|ufer|chaussee) \d+)",
     r"(?-i:(?:^|[^\w.,])(?:[A-Z]{1,2}-)?\d{5},? [A-ZÄÖÜÉ][\w-]+)",  # postcode + town (de, fr, es, it)
     r"(?-i:\b(?:Rue|Avenue|Boulevard|Chemin|Allée|Impasse|Calle|C/|Avda\.?|Avenida|Paseo|Plaza|Camino|Via|Viale|Piazza|Corso|Piazzale|Circonvallazione) [\w'’. -]{2,40}?\d)",
+    r"(?-i:\b[1-9]\d{3} ?[A-Z]{2} [A-Z][a-z]+)",  # Dutch postcode + town: "1015 CJ Amsterdam"
+    r"(?-i:\b\d{4}-\d{3} [A-ZÁÉÍÓÚ][a-zà-ú]+)",  # Portuguese: "1250-096 Lisboa"
+    r"(?-i:\b[A-Z][a-z]+(?:gracht|straat|laan|plein|kade|dijk|weg) \d+)",  # Dutch streets
+    r"(?-i:\b(?:Rua|Avenida|Travessa|Largo|Praça|Estrada) [\w'’. -]{2,40}?\d)",  # Portuguese streets
     r"(?-i:\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b)",  # UK postcode
     r"(?-i:\b[A-Z]\d[A-Z] ?\d[A-Z]\d\b)",  # Canadian postcode
 )

@@ -1,0 +1,290 @@
+"""Each kind of boilerplate issue 12 found surviving on unseen newsletters, in several
+languages, each in the shape of a platform that sends it. Written for this project.
+
+Every case is one email: a real article (which must stay whole) with one piece of furniture
+(which must go), so a rule that eats prose fails as surely as one that misses clutter.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from inbox_pipeline.core.clean import CleanedArticle, clean_html
+
+from ._support import assert_dropped, assert_kept
+
+ARTICLES = {
+    "en": (
+        "<h2>The ferry that runs on tide tables</h2>"
+        "<p>For forty years the crossing to the island left whenever the water was deep enough, not at fixed "
+        "hours, and the timetable was printed a month ahead from the harbour master's tide tables.</p>"
+        "<p>This spring the operator tried fixed departures. Within three weeks two sailings were cancelled "
+        "at low water and the old timetable came back, now with a line explaining why it moves.</p>"
+    ),
+    "de": (
+        "<h2>Die Fähre, die nach dem Gezeitenkalender fährt</h2>"
+        "<p>Vierzig Jahre lang legte die Fähre zur Insel ab, sobald das Wasser tief genug war, nicht zu festen "
+        "Zeiten, und der Fahrplan wurde einen Monat im Voraus aus den Gezeitentafeln gedruckt.</p>"
+        "<p>In diesem Frühjahr versuchte der Betreiber feste Abfahrten. Nach drei Wochen fielen zwei Fahrten "
+        "bei Niedrigwasser aus, und der alte Fahrplan kam zurück, nun mit einer Zeile, die ihn erklärt.</p>"
+    ),
+    "fr": (
+        "<h2>Le bac qui suit les marées</h2>"
+        "<p>Pendant quarante ans, le bac vers l'île partait dès que l'eau était assez profonde, sans horaire "
+        "fixe, et le tableau des départs était imprimé un mois à l'avance d'après l'annuaire des marées.</p>"
+        "<p>Ce printemps, l'exploitant a essayé des départs fixes. En trois semaines, deux traversées ont été "
+        "annulées à marée basse et l'ancien tableau est revenu, avec une ligne qui explique pourquoi il bouge.</p>"
+    ),
+    "nl": (
+        "<h2>De veerpont die het getij volgt</h2>"
+        "<p>Veertig jaar lang vertrok de pont naar het eiland zodra het water diep genoeg was, niet op vaste "
+        "tijden, en de dienstregeling werd een maand vooruit gedrukt uit de getijdentafels van de haven.</p>"
+        "<p>Dit voorjaar probeerde de exploitant vaste vertrektijden. Binnen drie weken vielen twee afvaarten "
+        "uit bij laagwater en kwam de oude dienstregeling terug, nu met een regel die uitlegt waarom hij schuift.</p>"
+    ),
+    "pt": (
+        "<h2>O barco que segue as marés</h2>"
+        "<p>Durante quarenta anos, o barco para a ilha partia assim que a água estava funda o suficiente, sem "
+        "horário fixo, e a tabela de partidas era impressa com um mês de antecedência a partir das marés.</p>"
+        "<p>Nesta primavera, o operador experimentou partidas fixas. Em três semanas, duas travessias foram "
+        "canceladas na maré baixa e a tabela antiga voltou, agora com uma linha que explica porque muda.</p>"
+    ),
+    "es": (
+        "<h2>El transbordador que sigue las mareas</h2>"
+        "<p>Durante cuarenta años, el transbordador a la isla salía en cuanto el agua era lo bastante profunda, "
+        "sin horario fijo, y la tabla de salidas se imprimía con un mes de antelación según las mareas.</p>"
+        "<p>Esta primavera el operador probó salidas fijas. En tres semanas se cancelaron dos travesías con "
+        "marea baja y volvió la tabla antigua, ahora con una línea que explica por qué cambia.</p>"
+    ),
+    "it": (
+        "<h2>Il traghetto che segue le maree</h2>"
+        "<p>Per quarant'anni il traghetto per l'isola partiva appena l'acqua era abbastanza profonda, senza "
+        "orari fissi, e la tabella delle partenze veniva stampata un mese prima in base alle maree.</p>"
+        "<p>Questa primavera il gestore ha provato partenze fisse. In tre settimane due corse sono state "
+        "cancellate con la bassa marea ed è tornata la vecchia tabella, ora con una riga che spiega perché cambia.</p>"
+    ),
+}
+KEPT = {
+    "en": "the timetable was printed a month ahead from the harbour master's tide tables",
+    "de": "der Fahrplan wurde einen Monat im Voraus aus den Gezeitentafeln gedruckt",
+    "fr": "le tableau des départs était imprimé un mois à l'avance",
+    "nl": "de dienstregeling werd een maand vooruit gedrukt",
+    "pt": "a tabela de partidas era impressa com um mês de antecedência",
+    "es": "la tabla de salidas se imprimía con un mes de antelación",
+    "it": "la tabella delle partenze veniva stampata un mese prima",
+}
+
+
+# --- the platforms' shapes ---------------------------------------------------------------
+
+
+def substack(article: str, top: str = "", foot: str = "") -> tuple[str, tuple[tuple[str, str], ...]]:
+    html = (
+        '<html><body><div class="email-body"><table role="presentation"><tr><td>'
+        f"{top}"
+        f'<div class="post-content"><div class="body markup">{article}</div></div>'
+        f'<div class="footer">{foot}</div>'
+        "</td></tr></table></div></body></html>"
+    )
+    return html, (("list-id", "<tide.substack.com>"), ("list-unsubscribe", "<https://tide.substack.com/action/disable_email>"))
+
+
+def beehiiv(article: str, top: str = "", foot: str = "") -> tuple[str, tuple[tuple[str, str], ...]]:
+    html = (
+        '<html><body><div role="article" aria-roledescription="email">'
+        '<table role="none" width="100%"><tr><td align="center"><table role="none" width="600">'
+        f'<tr><td class="b" style="padding:8px">{top}</td></tr>'
+        f'<tr><td class="dd" style="padding:10px 28px">{article}</td></tr>'
+        f'<tr><td class="b" style="padding:20px;font-size:12px">{foot}</td></tr>'
+        "</table></td></tr></table></div></body></html>"
+    )
+    return html, (("x-beehiiv-type", "newsletter"), ("list-unsubscribe", "<https://tide.beehiiv.com/subscribe/manage>"))
+
+
+def mailchimp(article: str, top: str = "", foot: str = "") -> tuple[str, tuple[tuple[str, str], ...]]:
+    html = (
+        '<html><body><table id="bodyTable" width="100%"><tr><td id="bodyCell">'
+        f'<table class="mcnTextBlock"><tr><td class="mcnTextContent" style="font-size:11px">{top}</td></tr></table>'
+        f'<table class="mcnTextBlock"><tr><td class="mcnTextContent">{article}</td></tr></table>'
+        f'<table class="mcnTextBlock"><tr><td class="mcnTextContent" style="font-size:11px">{foot}</td></tr></table>'
+        "</td></tr></table></body></html>"
+    )
+    return html, (("x-mailer", "Mailchimp Mailer - **CIDabc123**"),)
+
+
+def generic(article: str, top: str = "", foot: str = "") -> tuple[str, tuple[tuple[str, str], ...]]:
+    html = (
+        '<html><body><table width="600" align="center">'
+        f'<tr><td style="font-size:12px;text-align:center">{top}</td></tr>'
+        f"<tr><td>{article}</td></tr>"
+        f'<tr><td style="font-size:11px;color:#777">{foot}</td></tr>'
+        "</table></body></html>"
+    )
+    return html, ()
+
+
+def clean(shape, language: str, *, top: str = "", foot: str = "", headers=()) -> CleanedArticle:
+    html, platform_headers = shape(ARTICLES[language], top, foot)
+    return clean_html(html, headers=platform_headers + tuple(headers))
+
+
+def check(article: CleanedArticle, language: str, *clutter: str) -> None:
+    assert_kept(article, KEPT[language], "tide" if language == "en" else KEPT[language][:20])
+    assert_dropped(article, *clutter)
+
+
+# --- "was this forwarded to you?" and its subscribe call-to-action ----------------------
+
+FORWARDED = [
+    (beehiiv, "en", '<p>Was this email forwarded to you? <a href="https://tide.beehiiv.com/subscribe">Sign up here</a></p>',
+     ["Was this email forwarded to you", "Sign up here"]),
+    (substack, "nl", '<p>Heeft iemand deze nieuwsbrief naar je doorgestuurd? <a href="https://tide.example.nl/aanmelden">Schrijf je hier in</a></p>',
+     ["naar je doorgestuurd", "Schrijf je hier in"]),
+    (mailchimp, "fr", '<p>On vous a transféré cette lettre ? <a href="https://maree.us21.list-manage.com/subscribe">Abonnez-vous</a></p>',
+     ["On vous a transféré cette lettre", "Abonnez-vous"]),
+    (generic, "de", '<p>Wurde dir dieser Newsletter weitergeleitet? <a href="https://gezeiten.example.de/anmelden">Hier anmelden</a></p>',
+     ["Wurde dir dieser Newsletter weitergeleitet", "Hier anmelden"]),
+    (generic, "pt", '<p>Alguém te encaminhou este e-mail? <a href="https://mares.example.pt/inscrever">Inscreva-se aqui</a></p>',
+     ["Alguém te encaminhou este e-mail", "Inscreva-se aqui"]),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "top", "gone"), FORWARDED, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in FORWARDED])
+def test_forwarded_to_you_lines_go(shape, language, top, gone) -> None:
+    check(clean(shape, language, top=top), language, *gone)
+
+
+# --- unsubscribe, e-mail preferences, manage settings -----------------------------------
+
+UNSUBSCRIBE = [
+    (substack, "nl", '<p><a href="https://tide.example.nl/voorkeuren">E-mailvoorkeuren beheren</a> · '
+     '<a href="https://tide.example.nl/uit">Uitschrijven</a></p>', ["E-mailvoorkeuren beheren", "Uitschrijven"]),
+    (beehiiv, "nl", '<p>Wil je deze e-mails niet meer ontvangen? <a href="https://tide.example.nl/afmelden">Meld je hier af</a> '
+     'of <a href="https://tide.example.nl/instellingen">pas je instellingen aan</a>.</p>', ["Meld je hier af", "pas je instellingen aan"]),
+    (mailchimp, "pt", '<p>Não quer receber mais estes e-mails? <a href="https://mares.us21.list-manage.com/unsubscribe">Cancelar inscrição</a> '
+     '| <a href="https://mares.us21.list-manage.com/profile">Gerir preferências</a></p>', ["Cancelar inscrição", "Gerir preferências"]),
+    (generic, "en", '<p><a href="https://tide.example.com/settings">Manage settings</a> | '
+     '<a href="https://tide.example.com/u">Unsubscribe</a></p>', ["Manage settings", "Unsubscribe"]),
+    (generic, "de", '<p>Sie wünschen weniger E-Mails von uns? <a href="https://gezeiten.example.de/profil">Profil verwalten</a></p>',
+     ["weniger E-Mails", "Profil verwalten"]),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "foot", "gone"), UNSUBSCRIBE, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in UNSUBSCRIBE])
+def test_unsubscribe_and_preference_lines_go(shape, language, foot, gone) -> None:
+    check(clean(shape, language, foot=foot), language, *gone)
+
+
+# --- the publisher's postal address at the foot -------------------------------------------
+
+ADDRESSES = [
+    (beehiiv, "en", "<p>Tide Media LLC, 40 Quay Street, Portwick, ME 04101</p>", ["40 Quay Street"]),
+    (mailchimp, "de", "<p>Gezeiten Verlag GmbH<br>Hafenstraße 12<br>25938 Wyk auf Föhr</p>", ["Hafenstraße 12", "25938 Wyk"]),
+    (generic, "nl", "<p>Getij Media B.V., Keizersgracht 123, 1015 CJ Amsterdam</p>", ["Keizersgracht 123", "1015 CJ Amsterdam"]),
+    (generic, "pt", "<p>Marés Lda., Rua do Cais 5, 1250-096 Lisboa</p>", ["Rua do Cais 5", "1250-096 Lisboa"]),
+    (substack, "fr", "<p>Marées SAS, 12 rue des Lilas, 75011 Paris</p>", ["12 rue des Lilas", "75011 Paris"]),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "foot", "gone"), ADDRESSES, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in ADDRESSES])
+def test_postal_address_at_the_foot_goes(shape, language, foot, gone) -> None:
+    check(clean(shape, language, foot=foot), language, *gone)
+
+
+# --- "view on <site>" / "read this issue on the web" ---------------------------------------
+
+VIEW_ONLINE = [
+    (beehiiv, "en", '<p><a href="https://tide.example.com/p/ferry">View on tide.example.com</a></p>', ["View on tide.example.com"]),
+    (generic, "en", '<p><a href="https://tide.example.com/p/ferry">Read this issue on the web</a></p>', ["Read this issue on the web"]),
+    (generic, "nl", '<p>Wordt deze e-mail niet goed weergegeven? <a href="https://tide.example.nl/web">Bekijk online</a></p>',
+     ["niet goed weergegeven", "Bekijk online"]),
+    (mailchimp, "pt", '<p><a href="https://mares.example.pt/web">Ver no navegador</a></p>', ["Ver no navegador"]),
+    (substack, "de", '<p><a href="https://gezeiten.example.de/web">Im Browser ansehen</a></p>', ["Im Browser ansehen"]),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "top", "gone"), VIEW_ONLINE, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in VIEW_ONLINE])
+def test_view_online_links_go(shape, language, top, gone) -> None:
+    check(clean(shape, language, top=top), language, *gone)
+
+
+# --- sponsor blocks, whatever the label's language ---------------------------------------
+
+SPONSOR_BLOCK = (
+    "<div><h4>{label}</h4><p><strong>Harbourline Rain Jackets</strong></p>"
+    "<p>{pitch}</p><p><a href='https://harbourline.example/shop'>Harbourline</a></p></div>"
+)
+SPONSORS = [
+    (beehiiv, "en", "A message from our sponsor", "Stay dry on every crossing with a jacket built for sea spray."),
+    (substack, "de", "Anzeige", "Bleib trocken auf jeder Überfahrt, mit einer Jacke für Gischt und Wind."),
+    (generic, "nl", "Een bericht van onze sponsor", "Blijf droog op elke overtocht met een jas die tegen zeewater kan."),
+    (mailchimp, "fr", "Un message de notre partenaire", "Restez au sec à chaque traversée avec une veste faite pour les embruns."),
+    (generic, "es", "Patrocinado por Harbourline", "Mantente seco en cada travesía con una chaqueta hecha para el mar."),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "label", "pitch"), SPONSORS, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in SPONSORS])
+def test_a_sponsor_block_goes_with_its_label(shape, language, label, pitch) -> None:
+    html, headers = shape(ARTICLES[language] + SPONSOR_BLOCK.format(label=label, pitch=pitch) + ARTICLES[language].replace("h2", "h3"))
+    article = clean_html(html, headers=headers)
+    check(article, language, label, "Harbourline Rain Jackets", pitch)
+
+
+def test_a_label_before_its_ad_takes_the_ad_and_nothing_more() -> None:
+    ad = "<p><em>Advertisement</em></p><div><p><strong>Proxy Pro</strong></p><p>Inspect every request your app sends.</p></div>"
+    html, headers = generic(ARTICLES["en"] + ad + "<p>Back to the ferry: the new timetable is posted at the quay.</p>")
+    article = clean_html(html, headers=headers)
+    check(article, "en", "Advertisement", "Proxy Pro", "Inspect every request")
+    assert_kept(article, "Back to the ferry: the new timetable is posted at the quay.")
+
+
+# --- referral programmes, advertiser calls, paid-version upsells -------------------------
+
+UPSELLS = [
+    (beehiiv, "en", "<p>Are you an advertiser? <a href='https://tide.example.com/ads'>Reach 40,000 readers</a></p>", ["Are you an advertiser"]),
+    (substack, "en", "<p><a href='https://tide.example.com/paid'>Get the extended version</a> with the full tide tables.</p>", ["Get the extended version"]),
+    (generic, "en", "<p><a href='https://tide.example.com/s'>SUBSCRIBE TO THIS NEWSLETTER</a></p>", ["SUBSCRIBE TO THIS NEWSLETTER"]),
+    (generic, "nl", "<p>Nodig vrienden uit en verdien een mok. <a href='https://tide.example.nl/refer'>Deel je link</a></p>", ["Nodig vrienden uit"]),
+    (mailchimp, "de", "<p>Empfiehl uns weiter: <a href='https://gezeiten.example.de/refer?r=1'>Freunde einladen</a></p>", ["Empfiehl uns weiter", "Freunde einladen"]),
+    (generic, "pt", "<p>Torne-se assinante e leia todas as edições. <a href='https://mares.example.pt/assinar'>Assine já</a></p>", ["Torne-se assinante", "Assine já"]),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "foot", "gone"), UPSELLS, ids=[f"{s.__name__}-{lang}-{i}" for i, (s, lang, *_) in enumerate(UPSELLS)])
+def test_referral_advertiser_and_upsell_lines_go(shape, language, foot, gone) -> None:
+    check(clean(shape, language, foot=foot), language, *gone)
+
+
+# --- mailing-list footers: the text, and the links the List-* headers name -----------------
+
+LIST_HEADERS = (
+    ("list-id", "Tide readers <tide-readers.lists.example.org>"),
+    ("list-unsubscribe", "<https://lists.example.org/mailman/options/tide-readers>, <mailto:tide-readers-request@lists.example.org?subject=unsubscribe>"),
+    ("list-post", "<mailto:tide-readers@lists.example.org>"),
+    ("list-help", "<mailto:tide-readers-request@lists.example.org?subject=help>"),
+    ("list-subscribe", "<https://lists.example.org/mailman/listinfo/tide-readers>"),
+)
+MAILING_LISTS = [
+    ("en", "<p>_______________________________________________<br>tide-readers mailing list<br>"
+     "tide-readers@lists.example.org<br><a href='https://lists.example.org/mailman/listinfo/tide-readers'>"
+     "https://lists.example.org/mailman/listinfo/tide-readers</a></p>", ["tide-readers mailing list", "listinfo"]),
+    ("de", "<p>Liste verlassen: <a href='https://lists.example.org/mailman/options/tide-readers'>Einstellungen</a></p>",
+     ["Liste verlassen"]),
+    ("fr", "<p>Écrire à la liste : <a href='mailto:tide-readers@lists.example.org'>tide-readers@lists.example.org</a></p>",
+     ["Écrire à la liste"]),
+]
+
+
+@pytest.mark.parametrize(("language", "foot", "gone"), MAILING_LISTS, ids=[lang for lang, *_ in MAILING_LISTS])
+def test_mailing_list_footers_go(language, foot, gone) -> None:
+    check(clean(generic, language, foot=foot, headers=LIST_HEADERS), language, *gone)
+
+
+def test_an_article_linking_the_list_archive_keeps_the_link() -> None:
+    article = (
+        ARTICLES["en"] + "<p>Last month's thread on winter sailings is in "
+        "<a href='https://lists.example.org/pipermail/tide-readers/2026-February/thread.html'>the archive</a>.</p>"
+    )
+    html, _ = generic(article)
+    headers = LIST_HEADERS + (("list-archive", "<https://lists.example.org/pipermail/tide-readers/>"),)
+    assert_kept(clean_html(html, headers=headers), "Last month's thread on winter sailings is in the archive.")
