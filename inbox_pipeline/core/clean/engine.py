@@ -62,6 +62,8 @@ _UNSUB_HREF_ANY = phrases.Finder(_UNSUB_HREF.pattern)
 _TWEET_ANY = phrases.Finder(_TWEET.pattern)
 _SMALL_STYLE = re.compile(r"(?:^|;)(?:width|height):(\d+)px")
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+(?=[^\s])")
+HEADLINE_WORDS = 4  # "Follow the last ferry": fewer words are a button's
+_SIGN_UP_HREF = re.compile(r"subscri|sign-?up|/join|/upgrade|/account|/login|/signin|/register|/donate|/pledge")
 FOOT = 0.8  # share of the text read before a block: past it, the block sits at the foot
 SPONSOR_SECTION_MAX = 1500  # letters: a sponsor's blurb, never a whole issue
 _SCHEME = re.compile(r"^(?:https?://|mailto:)(?:www\.)?")
@@ -75,6 +77,20 @@ def link_target(url: str) -> str:
     """
     url = _SCHEME.sub("", url.strip().lower())
     return url.split("#", 1)[0].rstrip("/")
+
+
+_BUTTON_CLASS = re.compile(r"button|btn|cta", re.IGNORECASE)
+_BUTTON_STYLE = re.compile(r"inline-block|border-radius|white-space:\s*nowrap", re.IGNORECASE)
+
+
+def _styled_as_button(a: Element) -> bool:
+    """A link drawn as a button (by its class or style, or its wrapper's): a call to action."""
+    for el in (a, a.getparent()):
+        if el is None:
+            continue
+        if _BUTTON_CLASS.search(el.get("class") or "") or _BUTTON_STYLE.search(el.get("style") or ""):
+            return True
+    return False
 
 
 def _dropped(el: Element, root: Element) -> bool:
@@ -190,6 +206,7 @@ class Cleaner:
         self.removed = 0
         self.touched: set[Element] = set()  # blocks that lost a clutter link
         self.link_texts: dict[Element, str] = {}
+        self.headlines: set[Element] = set()  # links that are a roundup's headlines, not buttons
         self._full_text: str | None = None
         self._scans: dict[str, list[str]] = {}  # lower-cased text -> its signal categories
         self._drop_href = _lowercase_href_twin(rules.drop_href) if rules.drop_href is not None else None
@@ -373,6 +390,9 @@ class Cleaner:
             ):
                 doomed.append((a, text))
                 continue
+            if phrases.is_button(text) and self._is_headline(a, text, href):
+                self.headlines.add(a)
+                continue
             if (
                 _SHARE_OR_APP_HREF.search(href)
                 or (drop_href is not None and drop_href.search(href))
@@ -469,6 +489,36 @@ class Cleaner:
                 continue
             drop_tree(el)
             self.removed += 1
+
+    def _is_headline(self, a: Element, text: str, href: str) -> bool:
+        """A roundup's item: a sentence linked to a web page, with a summary right after it.
+
+        "Share prices slide as the port closes" starts like a share button; what tells it
+        apart is the shape of a link roundup: several words, an ordinary link, and a line of
+        prose (no boilerplate) following it.
+        """
+        if len(text.split()) < HEADLINE_WORDS or not href.startswith(("http://", "https://")):
+            return False
+        if _styled_as_button(a):
+            return False
+        if (
+            _SHARE_OR_APP_HREF.search(href)
+            or _UNSUB_HREF_ANY.search(href)
+            or _SOCIAL_HOST.match(href)
+            or _SIGN_UP_HREF.search(href)
+            or self._has_strong(text)
+        ):
+            return False
+        following = a.xpath("following::text()[normalize-space()][1]")
+        if not following:
+            return False
+        summary = collapse(str(following[0]))
+        holder = following[0].getparent()
+        return (
+            letters(summary) >= 30
+            and not (holder is not None and holder.tag == "a" and following[0].is_text)
+            and not self._scan(summary.lower())
+        )
 
     def _has_strong(self, text: str) -> bool:
         return not phrases.STRONG.isdisjoint(self._scan(text.lower()))
@@ -614,7 +664,7 @@ class Cleaner:
             return
         href = (a.get("href") or "")[:_HREF_PREFIX].lower()
         short = len(text) <= 80
-        if short and phrases.is_button(text):
+        if short and a not in self.headlines and phrases.is_button(text):
             unit.button_chars += letters(text)
         if self.list_targets and link_target(href) in self.list_targets:
             unit.list_link = True
