@@ -169,6 +169,7 @@ class _Unit:
     __slots__ = (
         "el", "parent", "parts", "nodes", "button_chars", "clutter_link", "protected",
         "text", "lower", "size", "drop", "strong", "kept_size", "dropped_strong", "list_link",
+        "link_count", "link_chars",
     )
 
     def __init__(self, el: Element, parent: "_Unit | None", protected: bool):
@@ -179,6 +180,8 @@ class _Unit:
         self.button_chars = 0  # letters inside links that are buttons (share, subscribe, ...)
         self.clutter_link = False  # holds an unsubscribe/preferences/view-online link
         self.list_link = False  # holds a link the List-* headers name (unsubscribe, archive, post)
+        self.link_count = 0  # links in its own text, and their letters
+        self.link_chars = 0
         self.protected = protected  # inside an element the platform marks as the article
         self.text = ""
         self.lower = ""
@@ -549,6 +552,9 @@ class Cleaner:
             if u.list_link and size <= 250:
                 u.drop = u.strong = True
                 continue
+            if position >= FOOT and size <= 300 and u.link_count >= 3 and u.link_chars >= 0.7 * size:
+                u.drop = u.strong = True  # a row of links at the foot: the footer's menu
+                continue
             if u.button_chars and u.button_chars >= size * 0.7 and size <= 120:
                 u.drop = u.strong = True
                 continue
@@ -663,6 +669,8 @@ class Cleaner:
         if not text:
             return
         href = (a.get("href") or "")[:_HREF_PREFIX].lower()
+        unit.link_count += 1
+        unit.link_chars += letters(text)
         short = len(text) <= 80
         if short and a not in self.headlines and phrases.is_button(text):
             unit.button_chars += letters(text)

@@ -288,3 +288,20 @@ def test_an_article_linking_the_list_archive_keeps_the_link() -> None:
     html, _ = generic(article)
     headers = LIST_HEADERS + (("list-archive", "<https://lists.example.org/pipermail/tide-readers/>"),)
     assert_kept(clean_html(html, headers=headers), "Last month's thread on winter sailings is in the archive.")
+
+
+# --- a row of links at the foot: the footer's menu ----------------------------------------
+
+MENUS = [
+    ("en", "<p><a href='https://tide.example.com/a'>Our crew</a> · <a href='https://tide.example.com/b'>Past issues</a> · "
+     "<a href='https://tide.example.com/c'>Tide almanac shop</a> · <a href='https://tide.example.com/d'>Press room</a></p>", "Past issues"),
+    ("de", "<p><a href='https://gezeiten.example.de/a'>Unsere Crew</a> | <a href='https://gezeiten.example.de/b'>Alle Ausgaben</a> | "
+     "<a href='https://gezeiten.example.de/c'>Gezeitenladen</a></p>", "Alle Ausgaben"),
+    ("fr", "<p><a href='https://maree.example.fr/a'>L'équipage</a> – <a href='https://maree.example.fr/b'>Anciens numéros</a> – "
+     "<a href='https://maree.example.fr/c'>La boutique des marées</a></p>", "Anciens numéros"),
+]
+
+
+@pytest.mark.parametrize(("language", "foot", "gone"), MENUS, ids=[lang for lang, *_ in MENUS])
+def test_a_row_of_links_at_the_foot_goes(language, foot, gone) -> None:
+    check(clean(generic, language, foot=foot), language, gone)
