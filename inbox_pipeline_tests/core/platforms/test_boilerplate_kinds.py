@@ -280,6 +280,15 @@ def test_mailing_list_footers_go(language, foot, gone) -> None:
     check(clean(generic, language, foot=foot, headers=LIST_HEADERS), language, *gone)
 
 
+def test_a_plain_text_list_footer_of_the_e_mail_era_goes() -> None:
+    """Lyris and Majordomo lists were left by mail, not by link."""
+    foot = (
+        "<p>---<br>To be removed from this list, send a blank e-mail to leave-tide-4411K@lists.example.org<br>"
+        "To change your e-mail address, reply with REMOVE and subscribe again.</p>"
+    )
+    check(clean(generic, "en", foot=foot), "en", "send a blank e-mail", "To change your e-mail address")
+
+
 def test_an_article_linking_the_list_archive_keeps_the_link() -> None:
     article = (
         ARTICLES["en"] + "<p>Last month's thread on winter sailings is in "
