@@ -25,9 +25,9 @@ from inbox_pipeline_tests.helpers import epub_text
 HELD_OUT_KEEP_TARGET = 0.98
 HELD_OUT_DROP_TARGET = 0.95
 HELD_OUT_KEEP_FLOOR = 0.97
-HELD_OUT_DROP_FLOOR = 0.89
+HELD_OUT_DROP_FLOOR = 0.91
 KEEP_FLOOR = 0.98
-DROP_FLOOR = 0.88
+DROP_FLOOR = 0.95
 
 
 @pytest.fixture(scope="module")
