@@ -58,7 +58,8 @@ _TWEET = re.compile(r"(?:twitter|x)\.com/[^/]+/status/")
 # matters, so their alternatives are spelled out into plain strings found with ``in`` where
 # they allow (phrases.Finder): a long tracking URL is then no regex scan per alternative.
 _SHARE_OR_APP_HREF = phrases.Finder(_SHARE_HREF.pattern + "|" + _APP_HREF.pattern)
-_UNSUB_HREF_ANY = phrases.Finder(_UNSUB_HREF.pattern)
+# The ESP hosts and paths of lexicon.toml's [link_targets] join the patterns as plain strings.
+_UNSUB_HREF_ANY = phrases.Finder("|".join([_UNSUB_HREF.pattern, *map(re.escape, phrases.PREFERENCE_LINKS)]))
 _TWEET_ANY = phrases.Finder(_TWEET.pattern)
 _SMALL_STYLE = re.compile(r"(?:^|;)(?:width|height):(\d+)px")
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+(?=[^\s])")
@@ -588,6 +589,8 @@ class Cleaner:
                     continue  # an address alone could not drop it
                 if size <= 600 and phrases.has_address(text):
                     weak.add("address")
+                if not weak and u.clutter_link and size <= 120 and position >= FOOT:
+                    weak.add("clutter_link")  # a short line at the foot around a preferences link
                 if not weak:
                     continue
                 if size <= 250 and (position >= 0.5 or len(weak) >= 2 or u.clutter_link):

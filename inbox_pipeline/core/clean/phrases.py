@@ -38,7 +38,7 @@ def load_lexicon(path: Path = LEXICON_PATH) -> dict[str, str]:
     return {
         kind: _alt(*(p for patterns in languages.values() for p in patterns))
         for kind, languages in data.items()
-        if kind != "labels"
+        if kind not in ("labels", "link_targets")
     }
 
 
@@ -53,6 +53,16 @@ def load_labels(path: Path = LEXICON_PATH) -> dict[str, re.Pattern[str]]:
 
 
 LABELS = load_labels()
+
+
+def load_link_targets(path: Path = LEXICON_PATH) -> tuple[str, ...]:
+    """Pieces of lower-cased hrefs that lead to a preference centre or an unsubscribe endpoint."""
+    with open(path, "rb") as fh:
+        targets = tomllib.load(fh).get("link_targets", {})
+    return tuple(piece.lower() for pieces in targets.values() for piece in pieces)
+
+
+PREFERENCE_LINKS = load_link_targets()
 _LABEL_TRIM = " \t\n\r\xa0|·•-–—:»«›‹→←>!?.*#_"
 
 

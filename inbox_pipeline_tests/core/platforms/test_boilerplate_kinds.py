@@ -315,3 +315,20 @@ MENUS = [
 @pytest.mark.parametrize(("language", "foot", "gone"), MENUS, ids=[lang for lang, *_ in MENUS])
 def test_a_row_of_links_at_the_foot_goes(language, foot, gone) -> None:
     check(clean(generic, language, foot=foot), language, gone)
+
+
+# --- a footer line known only by where its link leads (an ESP's preference centre) ---------
+
+ESP_LINKS = [
+    ("de", "<p>Keine Lust mehr? <a href='https://manage.kmail-lists.com/subscriptions/unsubscribe?a=XyZ'>Hier klicken</a></p>",
+     ["Keine Lust mehr", "Hier klicken"]),
+    ("it", "<p>Basta così? <a href='https://u1234.ct.sendgrid.net/asm/?user_id=9&data=abc'>Clicca qui</a></p>",
+     ["Basta così", "Clicca qui"]),
+    ("nl", "<p>Klaar ermee? <a href='https://visitor.constantcontact.com/do?p=oo&m=001&se=1'>Klik hier</a></p>",
+     ["Klaar ermee", "Klik hier"]),
+]
+
+
+@pytest.mark.parametrize(("language", "foot", "gone"), ESP_LINKS, ids=[lang for lang, *_ in ESP_LINKS])
+def test_a_short_foot_line_around_a_preference_centre_link_goes(language, foot, gone) -> None:
+    check(clean(generic, language, foot=foot), language, *gone)
