@@ -43,3 +43,21 @@ def test_the_ghost_sample_loses_its_subscribe_line_and_keeps_its_article() -> No
 
 def test_the_substack_sample_keeps_its_author_line() -> None:
     assert normalise("Mara Quennell") in book_text("01-substack-harbour-bells.eml")
+
+
+def test_a_masthead_link_to_the_senders_home_page_goes_and_a_link_into_the_site_stays() -> None:
+    from inbox_pipeline.core.clean import clean_html
+    from inbox_pipeline_tests.core.platforms._support import body_text
+
+    html = (
+        "<html><body><div><p><a href='https://www.nighttrains.example/'>NT·Q</a></p>"
+        "<h1>The last sleeper</h1><p>The sleeper leaves at 22:48 and arrives, if the snow allows, at 07:10. "
+        "For eleven years it has been announced as the last season, and it has kept running.</p>"
+        "<p><a href='https://nighttrains.example/2025/timetable'>Last winter's timetable</a></p></div></body></html>"
+    )
+    headers = (("from", "Night Trains Quarterly <hello@nighttrains.example>"),)
+    article = clean_html(html, headers=headers, subject="The last sleeper")
+    text = body_text(article)
+    assert text.startswith(normalise("The sleeper leaves"))  # no masthead, no repeated title
+    assert normalise("Last winter's timetable") in text
+    assert normalise("The sleeper leaves at 22:48") in text

@@ -66,7 +66,8 @@ def clean_html(
     cleaner.score_blocks()
     linearise_tables(body)
     title = _title(subject, html_title, body)
-    removed = cleaner.removed + drop_repeated_title(body, title, _sender_names(headers))
+    names, site = _sender(headers)
+    removed = cleaner.removed + drop_repeated_title(body, title, names, site)
     xhtml = serialise(body)
 
     text = collapse(text_of(body))
@@ -110,10 +111,11 @@ def _list_targets(headers: tuple[tuple[str, str], ...]) -> frozenset[str]:
     )
 
 
-def _sender_names(headers: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
-    """The sender's display name, as the masthead would spell it."""
-    name, _address = parseaddr(_header(headers, "from") or "")
-    return (name,) if name else ()
+def _sender(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[str, ...], str]:
+    """The sender's display name, as a masthead would spell it, and the domain of its address."""
+    name, address = parseaddr(_header(headers, "from") or "")
+    domain = address.rpartition("@")[2].lower().removeprefix("www.")
+    return ((name,) if name else ()), domain
 
 
 def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:

@@ -8,6 +8,7 @@ it as a link to the site, are read twice. Only the first few text blocks are loo
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from .dom import BLOCK_TAGS, Element, collapse, drop_tree, letters, text_of
 
@@ -35,11 +36,25 @@ def _leaf_blocks(body: Element):
             yield el
 
 
-def drop_repeated_title(body: Element, title: str | None, names: tuple[str, ...]) -> int:
-    """Remove a leading repeat of ``title`` and a masthead saying one of ``names``; how many went."""
+def _links_home(block: Element, text: str, site: str) -> bool:
+    """The block is one link, its words all linked, to the home page of the sender's ``site``."""
+    links = list(block.iter("a"))
+    if not site or len(links) != 1 or collapse(text_of(links[0])) != text:
+        return False
+    try:
+        parts = urlsplit((links[0].get("href") or "").strip())
+    except ValueError:
+        return False
+    host = (parts.hostname or "").removeprefix("www.")
+    return (host == site or host.endswith("." + site)) and parts.path in ("", "/")
+
+
+def drop_repeated_title(body: Element, title: str | None, names: tuple[str, ...], site: str = "") -> int:
+    """Remove a leading repeat of ``title`` and a masthead (one of ``names``, or a link to the
+    home page of ``site``, the sender's domain); how many went."""
     title_key = _key(title or "")
     name_keys = {key for key in map(_key, names) if key}
-    if not title_key and not name_keys:
+    if not title_key and not name_keys and not site:
         return 0
     total = letters(text_of(body))
     removed = seen = blocks = 0
@@ -55,7 +70,7 @@ def drop_repeated_title(body: Element, title: str | None, names: tuple[str, ...]
             title_done = True
             drop_tree(block)
             removed += 1
-        elif key in name_keys and size <= 60 and alone:
+        elif size <= 60 and alone and (key in name_keys or _links_home(block, text, site)):
             drop_tree(block)
             removed += 1
         else:
