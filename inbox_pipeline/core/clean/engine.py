@@ -14,6 +14,7 @@ Steps, each one pass over the tree:
 from __future__ import annotations
 
 import re
+from itertools import islice
 from lxml import etree
 from functools import lru_cache
 
@@ -66,6 +67,7 @@ _SENTENCE = re.compile(r"(?<=[.!?…])\s+(?=[^\s])")
 HEADLINE_WORDS = 4  # "Follow the last ferry": fewer words are a button's
 _SIGN_UP_HREF = re.compile(r"subscri|sign-?up|/join|/upgrade|/account|/login|/signin|/register|/donate|/pledge")
 FOOT = 0.8  # share of the text read before a block: past it, the block sits at the foot
+LABEL_MAX_ELEMENTS = 12
 SPONSOR_SECTION_MAX = 1500  # letters: a sponsor's blurb, never a whole issue
 _SCHEME = re.compile(r"^(?:https?://|mailto:)(?:www\.)?")
 
@@ -78,6 +80,39 @@ def link_target(url: str) -> str:
     """
     url = _SCHEME.sub("", url.strip().lower())
     return url.split("#", 1)[0].rstrip("/")
+
+
+def _text_after(a: Element, root: Element, reach: int = 40) -> str | None:
+    """The first text after link ``a`` in reading order, unless it is another link's; looks
+    at ``reach`` elements at most (the walk must stay cheap on huge emails)."""
+    if a.tail and a.tail.strip():
+        return collapse(a.tail)
+    node = _after_subtree(a, root)
+    while node is not None and reach > 0:
+        for el in node.iter():
+            reach -= 1
+            if el.tag.__class__ is str and el.text and el.text.strip():
+                return None if el.tag == "a" or _inside_link(el, node) else collapse(el.text)
+            if el is not node and el.tail and el.tail.strip():
+                return collapse(el.tail)
+            if reach <= 0:
+                return None
+        if node.tail and node.tail.strip():
+            return collapse(node.tail)
+        node = _after_subtree(node, root)
+    return None
+
+
+def _inside_link(el: Element, top: Element) -> bool:
+    """True when ``el`` sits inside a link below ``top`` (or is under ``top``, a link itself)."""
+    node: Element | None = el
+    while node is not None:
+        if node.tag == "a":
+            return True
+        if node is top:
+            return False
+        node = node.getparent()
+    return False
 
 
 _BUTTON_CLASS = re.compile(r"button|btn|cta", re.IGNORECASE)
@@ -438,6 +473,9 @@ class Cleaner:
                     block = block.getparent()
                 if block is None or block is self.body or block in judged:
                     continue
+                if next(islice(block.iterdescendants(), LABEL_MAX_ELEMENTS, None), None) is not None:
+                    judged[block] = False  # a label is a word or two in a tag or two
+                    continue
                 text = collapse(text_of(block))
                 judged[block] = phrases.label_kind(text) == "sponsor"
                 if judged[block]:
@@ -513,16 +551,8 @@ class Cleaner:
             or self._has_strong(text)
         ):
             return False
-        following = a.xpath("following::text()[normalize-space()][1]")
-        if not following:
-            return False
-        summary = collapse(str(following[0]))
-        holder = following[0].getparent()
-        return (
-            letters(summary) >= 30
-            and not (holder is not None and holder.tag == "a" and following[0].is_text)
-            and not self._scan(summary.lower())
-        )
+        summary = _text_after(a, self.body)
+        return summary is not None and letters(summary) >= 30 and not self._scan(summary.lower())
 
     def _has_strong(self, text: str) -> bool:
         return not phrases.STRONG.isdisjoint(self._scan(text.lower()))
