@@ -27,6 +27,8 @@ def fixture(name: str) -> bytes:
 
 def visible_text(markup: str) -> str:
     text = re.sub(r"<(script|style|head)\b.*?</\1\s*>", " ", markup, flags=re.S | re.I)
+    # Inline elements join their neighbours as a browser shows them ("20쪽짜리 <a>AI 액션플랜</a>의"); blocks break.
+    text = re.sub(r"</?(?:a|span|b|strong|em|i|u|font|small|sup|sub)\b[^>]*>", "", text, flags=re.I)
     text = html.unescape(re.sub(r"<[^>]*>", " ", text)).replace("\xad", "")
     return " ".join(text.split())
 
