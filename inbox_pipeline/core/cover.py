@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import re
 from pathlib import Path
 
@@ -26,13 +25,14 @@ _FONT_FILES = {
     "label": ("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf", "Arial Bold.ttf", "arialbd.ttf"),
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A cover shows at most a few hundred characters; layout never looks at more.
+MAX_TEXT = 1_000
 
 
 @functools.lru_cache(maxsize=None)
-def _font_path(role: str) -> str | None:
-    override = os.environ.get("INBOX_PIPELINE_COVER_FONT")
-    if override and Path(override).is_file():
-        return override
+def _font_path(role: str, font_file: str | None = None) -> str | None:
+    if font_file and Path(font_file).is_file():
+        return font_file
     for folder in _FONT_DIRS:
         for name in _FONT_FILES[role]:
             path = Path(folder) / name
@@ -42,9 +42,9 @@ def _font_path(role: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _font(role: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _font(role: str, size: int, font_file: str | None = None) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     # Loading a TrueType face costs ~1 ms; covers reuse a handful of sizes.
-    path = _font_path(role)
+    path = _font_path(role, font_file)
     if path is not None:
         try:
             return ImageFont.truetype(path, size)
@@ -53,13 +53,33 @@ def _font(role: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def font_source() -> str:
+def font_source(font_file: str | None = None) -> str:
     """Which font covers are drawn with (for the operator and the tests)."""
-    return _font_path("title") or "Pillow's built-in font"
+    return _font_path("title", font_file) or "Pillow's built-in font"
 
 
 def _clean(text: str | None) -> str:
-    return " ".join(_CONTROL.sub(" ", text or "").split())
+    text = " ".join(_CONTROL.sub(" ", (text or "")[: MAX_TEXT * 4]).split())
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _break_word(word: str, font, width: float) -> list[str]:
+    """Cut a word wider than a line into line-wide pieces, in one pass over its characters."""
+    pieces: list[str] = []
+    start, used = 0, 0.0
+    for i, char in enumerate(word):
+        advance = _advance(font, char)
+        if used + advance > width and i > start:
+            pieces.append(word[start:i])
+            start, used = i, 0.0
+        used += advance
+    pieces.append(word[start:])
+    return pieces
+
+
+@functools.lru_cache(maxsize=4096)
+def _advance(font, char: str) -> float:
+    return font.getlength(char)
 
 
 def _wrap(text: str, font, width: float) -> list[str]:
@@ -74,26 +94,25 @@ def _wrap(text: str, font, width: float) -> list[str]:
         if line:
             lines.append(line)
             line = ""
-        while font.getlength(word) > width and len(word) > 1:
-            cut = len(word) - 1
-            while cut > 1 and font.getlength(word[:cut]) > width:
-                cut -= 1
-            lines.append(word[:cut])
-            word = word[cut:]
+        if font.getlength(word) > width:
+            *full, word = _break_word(word, font, width)
+            lines.extend(full)
         line = word
     if line:
         lines.append(line)
     return lines
 
 
-def _fit(text: str, role: str, width: float, max_lines: int, sizes: tuple[int, ...]) -> tuple[object, list[str]]:
+def _fit(
+    text: str, role: str, width: float, max_lines: int, sizes: tuple[int, ...], font_file: str | None
+) -> tuple[object, list[str]]:
     """The largest size at which ``text`` fits in ``max_lines``; else ellipsised."""
     for size in sizes:
-        font = _font(role, size)
+        font = _font(role, size, font_file)
         lines = _wrap(text, font, width)
         if len(lines) <= max_lines:
             return font, lines
-    font = _font(role, sizes[-1])
+    font = _font(role, sizes[-1], font_file)
     lines = _wrap(text, font, width)[:max_lines]
     last = lines[-1]
     while last and font.getlength(last + "…") > width:
@@ -114,8 +133,12 @@ def render_cover(
     date_label: str | None,
     *,
     size: tuple[int, int] = (1264, 1680),
+    font_file: str | None = None,
 ) -> bytes:
-    """A grayscale JPEG cover: the title large and wrapped, the sender above, the date below."""
+    """A grayscale JPEG cover: the title large and wrapped, the sender above, the date below.
+
+    ``font_file`` replaces the searched fonts (DejaVu, Liberation...) for every role.
+    """
     width, height = size
     image = Image.new("L", size, 255)
     draw = ImageDraw.Draw(image)
@@ -132,7 +155,7 @@ def render_cover(
     draw.rectangle((margin, y, width - margin, y + rule * 2), fill=0)
     y += rule * 2 + round(height * 0.03)
     if subtitle:
-        label_font, label_lines = _fit(subtitle, "label", text_width, 2, _sizes(width, 20, 26))
+        label_font, label_lines = _fit(subtitle, "label", text_width, 2, _sizes(width, 20, 26), font_file)
         for line in label_lines:
             draw.text((margin, y), line, font=label_font, fill=0)
             y += round(_line_height(label_font) * 1.15)
@@ -144,22 +167,22 @@ def render_cover(
     base = max(12, round(width / 8.5))
     sizes = tuple(sorted({max(12, round(base * f)) for f in (1.0, 0.85, 0.72, 0.6, 0.5)}, reverse=True))
     for size_ in sizes:
-        font = _font("title", size_)
+        font = _font("title", size_, font_file)
         lines = _wrap(title, font, text_width)
         step = round(_line_height(font) * 1.12)
         if len(lines) * step <= room:
             break
     else:
-        font = _font("title", sizes[-1])
+        font = _font("title", sizes[-1], font_file)
         step = round(_line_height(font) * 1.12)
-        font, lines = _fit(title, "title", text_width, max(1, room // step), (sizes[-1],))
+        font, lines = _fit(title, "title", text_width, max(1, room // step), (sizes[-1],), font_file)
     for line in lines:
         draw.text((margin, title_top), line, font=font, fill=0)
         title_top += step
 
     # Date at the foot, above a closing rule.
     if date_label:
-        date_font, date_lines = _fit(date_label, "text", text_width, 1, _sizes(width, 16, 20))
+        date_font, date_lines = _fit(date_label, "text", text_width, 1, _sizes(width, 16, 20), font_file)
         draw.text((margin, date_top), date_lines[0], font=date_font, fill=0)
     foot = round(height * 0.93)
     draw.rectangle((margin, foot, width - margin, foot + rule), fill=0)

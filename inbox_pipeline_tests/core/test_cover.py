@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -89,7 +90,7 @@ def test_missing_subtitle_and_date_and_odd_text() -> None:
 
 
 def test_without_a_truetype_font_pillow_builtin_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cover, "_font_path", lambda role: None)
+    monkeypatch.setattr(cover, "_font_path", lambda role, font_file=None: None)
     cover._font.cache_clear()
     render_cover.cache_clear()
     try:
@@ -102,7 +103,6 @@ def test_without_a_truetype_font_pillow_builtin_is_used(monkeypatch: pytest.Monk
 
 
 def test_font_search_reports_what_it_found(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.delenv("INBOX_PIPELINE_COVER_FONT", raising=False)
     monkeypatch.setattr(cover, "_FONT_DIRS", (str(tmp_path),))
     cover._font_path.cache_clear()
     try:
@@ -118,6 +118,46 @@ def test_font_search_reports_what_it_found(monkeypatch: pytest.MonkeyPatch, tmp_
         cover._font_path.cache_clear()
         cover._font.cache_clear()
         render_cover.cache_clear()
+
+
+def test_a_font_file_given_by_the_caller_replaces_the_search(tmp_path) -> None:
+    sans = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+    if not Path(sans).is_file():
+        pytest.skip("DejaVu fonts are not installed")
+    assert cover.font_source(sans) == sans
+    assert cover.font_source(str(tmp_path / "missing.ttf")) != str(tmp_path / "missing.ttf")
+    searched = render_cover("Same title", None, None, size=(600, 800))
+    assert render_cover("Same title", None, None, size=(600, 800), font_file=sans) != searched
+
+
+class CountingFont:
+    """A real font that counts how many characters it was asked to measure."""
+
+    def __init__(self, font) -> None:
+        self.font = font
+        self.measured = 0
+
+    def getlength(self, text: str) -> float:
+        self.measured += len(text)
+        return self.font.getlength(text)
+
+
+@pytest.mark.parametrize("length", [2_000, 10_000, 50_000])
+def test_wrapping_an_unbroken_word_measures_each_character_a_few_times_only(length: int) -> None:
+    font = CountingFont(cover._font("title", 60))
+    word = "".join(chr(ord("a") + i % 26) for i in range(length))
+    lines = cover._wrap(f"Before {word} after", font, 500)
+    assert "".join(lines).replace(" ", "") == f"Before{word}after"
+    assert all(font.font.getlength(line) <= 500 for line in lines)
+    # Linear: the old cut-and-retry measured every prefix of the word again for each line.
+    assert font.measured <= 4 * length
+
+
+def test_a_subject_of_any_length_gets_a_cover_with_its_start_and_an_ellipsis() -> None:
+    image = open_cover(render_cover("W" * 1_000_000, "S" * 100_000, "D" * 100_000, size=(600, 800)))
+    assert image.size == (600, 800)
+    assert ink_rows(image, 0.22, 0.8) and ink_rows(image, 0.85, 0.92)
+    assert cover._clean("x" * 5_000) == "x" * (cover.MAX_TEXT - 1) + "…"
 
 
 def test_rendering_is_fast() -> None:
