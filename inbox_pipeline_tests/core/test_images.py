@@ -340,8 +340,8 @@ def test_twenty_megapixel_image_is_downscaled_and_bombs_are_refused(server: Imag
     assert abs(photo_out.width / photo_out.height - 5472 / 3656) < 0.01
     assert tall_out.size == (336, 1680)
     assert result.reasons == [
-        f"{bomb_url}: too large to convert (12000x9000 pixels, over 100 megapixels)",
-        f"{huge_bomb_url}: too large to convert (over 100 megapixels)",
+        f"{bomb_url}: too large to convert (12000x9000 pixels, over 25 megapixels)",
+        f"{huge_bomb_url}: too large to convert (over 25 megapixels)",
     ]
 
 

@@ -25,6 +25,12 @@ class ImagePolicy:
     cache_dir: Path | None = None  # disk cache of downloaded bytes, keyed by sha256 of the URL
     user_agent: str = DEFAULT_USER_AGENT
     max_redirects: int = 5
+    # Budgets for decoding (see README "Budgets" for why these numbers).
+    max_source_pixels: int = 25_000_000  # decoded (a JPEG after libjpeg's scaling); ~5.5 bytes each at the peak
+    svg_max_elements: int = 20_000  # drawn, with <use> copies expanded
+    svg_cpu_seconds: int = 4  # CPU per SVG (the worker's RLIMIT_CPU): the same on a busy machine
+    svg_seconds: float = 15.0  # wall clock per SVG, for a worker that waits rather than computes
+    svg_memory_bytes: int = 256 * MB  # address space of the SVG worker process
 
     @property
     def network_scope(self) -> str:
