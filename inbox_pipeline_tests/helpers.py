@@ -96,3 +96,21 @@ class ListingMeter:
     def _count(self, parsed, **_: object) -> None:
         self.calls += 1
         self.keys += len(parsed.get("Contents", [])) + len(parsed.get("CommonPrefixes", []))
+
+
+def sparse_file(path: Path, size: int) -> Path:
+    """A file ``size`` bytes long that uses no disk: for inputs too large to read."""
+    with path.open("wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def bytes_read() -> int:
+    """Bytes this process has read so far through read(2) and friends (Linux /proc/self/io)."""
+    import pytest
+
+    try:
+        lines = Path("/proc/self/io").read_text().splitlines()
+    except OSError:
+        pytest.skip("no /proc/self/io on this system")
+    return next(int(line.split()[1]) for line in lines if line.startswith("rchar:"))

@@ -95,6 +95,7 @@ class Progress:
 def run(args: argparse.Namespace) -> int:
     from inbox_pipeline.core.convert import ConvertOptions, convert_email
     from inbox_pipeline.core.message import EmailParseError
+    from inbox_pipeline.seams._common import MAX_EMAIL_BYTES, ObjectTooLarge, read_file_within
 
     files = collect_inputs(args.inputs)
     batch = len(files) > 1 or any(Path(p).is_dir() for p in args.inputs)
@@ -105,11 +106,11 @@ def run(args: argparse.Namespace) -> int:
     for index, (source, target) in enumerate(zip(files, targets), start=1):
         progress.update(index - 1, source.name)
         try:
-            raw = source.read_bytes()
+            raw = read_file_within(source, MAX_EMAIL_BYTES, "email")  # "too large" from its size, unread
             conv = convert_email(raw, options=options)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(conv.epub)
-        except EmailParseError as exc:
+        except (EmailParseError, ObjectTooLarge) as exc:
             failures += 1
             progress.clear()
             print(f"{source.name}: error: {exc}", file=sys.stderr)

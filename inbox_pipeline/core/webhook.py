@@ -49,14 +49,21 @@ MAILGUN_KEYS = frozenset(
 SENDGRID_KEYS = frozenset({"envelope", "charsets", "email", "spam_score", "sender_ip", "attachment-info", "SPF", "dkim"})
 
 
+def _too_large(size: int) -> EmailParseError:
+    return EmailParseError(f"webhook payload too large: at least {size:,} bytes (limit {MAX_BYTES:,})")
+
+
 def parse_webhook(raw: bytes | str | Mapping) -> ParsedEmail:
     """A provider's inbound JSON payload -> ParsedEmail; EmailParseError for bad JSON or an unknown shape."""
     if isinstance(raw, Mapping):
         payload, raw_bytes = raw, json.dumps(raw, sort_keys=True, default=str).encode()
     else:
+        # Sized before it is copied or encoded: a str encodes to at least one byte per character.
+        if len(raw) > MAX_BYTES:
+            raise _too_large(len(raw))
         raw_bytes = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
         if len(raw_bytes) > MAX_BYTES:
-            raise EmailParseError(f"webhook payload too large: {len(raw_bytes):,} bytes (limit {MAX_BYTES:,})")
+            raise _too_large(len(raw_bytes))
         try:
             payload = json.loads(raw_bytes.decode("utf-8-sig", errors="replace"))
         except RecursionError as exc:

@@ -5,7 +5,7 @@
 - ``mailer_from_uri(settings.mailer, settings.sender)``: how email leaves (SES, SMTP, outbox).
 """
 
-from inbox_pipeline.seams._common import ObjectNotFound
+from inbox_pipeline.seams._common import ObjectNotFound, ObjectTooLarge
 from inbox_pipeline.seams.inbox import FolderInbox, Inbox, InboxObject, S3Inbox, inbox_from_uri
 from inbox_pipeline.seams.mailer import (
     SES_MAX_MESSAGE_BYTES,
@@ -36,6 +36,7 @@ __all__ = [
     "MailError",
     "Mailer",
     "ObjectNotFound",
+    "ObjectTooLarge",
     "OutboxMailer",
     "PermanentMailError",
     "S3Inbox",

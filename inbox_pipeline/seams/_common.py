@@ -12,6 +12,33 @@ class ObjectNotFound(LookupError):
     """The inbox, archive or storage has no object under that key."""
 
 
+class ObjectTooLarge(ValueError):
+    """The object is over the size we read; found from its size, without reading it."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} too large: {size:,} bytes (limit {limit:,})")
+        self.size, self.limit = size, limit
+
+
+# The largest email read into memory; SES itself refuses mail over 40 MB.
+MAX_EMAIL_BYTES = 50 * 1024 * 1024
+
+
+def read_file_within(path: Path, max_bytes: int, what: str) -> bytes:
+    """The file's bytes, or ObjectTooLarge from its size before a byte is read.
+
+    Reads at most ``max_bytes + 1``, so a file that grows after the check is still caught.
+    """
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > max_bytes:
+            raise ObjectTooLarge(what, size, max_bytes)
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ObjectTooLarge(what, len(data), max_bytes)
+    return data
+
+
 # "s3:", "smtp:", "file:" ... but not a Windows drive letter.
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 

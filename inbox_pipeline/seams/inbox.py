@@ -77,13 +77,22 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from inbox_pipeline.seams._aws import aws_client, error_code, is_not_found
-from inbox_pipeline.seams._common import ObjectNotFound, check_key, looks_like_uri, write_atomically
+from inbox_pipeline.seams._common import (
+    MAX_EMAIL_BYTES,
+    ObjectNotFound,
+    ObjectTooLarge,
+    check_key,
+    looks_like_uri,
+    read_file_within,
+    write_atomically,
+)
 
 __all__ = [
     "FolderInbox",
     "Inbox",
     "InboxObject",
     "ObjectNotFound",
+    "ObjectTooLarge",
     "S3Inbox",
     "inbox_from_uri",
 ]
@@ -135,16 +144,19 @@ class Inbox(ABC):
         """
 
     @abstractmethod
-    def read(self, key: str) -> bytes:
-        """The bytes of a pending object; ``ObjectNotFound`` if it is not pending."""
+    def read(self, key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> bytes:
+        """The bytes of a pending object; ``ObjectNotFound`` if it is not pending.
+
+        ``ObjectTooLarge`` if it is over ``max_bytes``, known from its size before it is read.
+        """
 
     @abstractmethod
     def archive(self, key: str) -> str:
         """Move a pending object to the archive and return its archived key (idempotent)."""
 
     @abstractmethod
-    def read_archived(self, archived_key: str) -> bytes:
-        """The bytes of an archived object; ``ObjectNotFound`` if absent."""
+    def read_archived(self, archived_key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> bytes:
+        """The bytes of an archived object; ``ObjectNotFound`` if absent, ``ObjectTooLarge`` as ``read``."""
 
     @abstractmethod
     def delete_archived(self, archived_key: str) -> None:
@@ -256,9 +268,9 @@ class FolderInbox(Inbox):
             )
         return objects
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> bytes:
         try:
-            return self._pending(key).read_bytes()
+            return read_file_within(self._pending(key), max_bytes, f"pending email {key!r}")
         except FileNotFoundError:
             raise ObjectNotFound(f"no pending email {key!r} in {self.uri}") from None
 
@@ -290,9 +302,9 @@ class FolderInbox(Inbox):
             raise
         return candidate
 
-    def read_archived(self, archived_key: str) -> bytes:
+    def read_archived(self, archived_key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> bytes:
         try:
-            return self._archived(archived_key).read_bytes()
+            return read_file_within(self._archived(archived_key), max_bytes, f"archived email {archived_key!r}")
         except FileNotFoundError:
             raise ObjectNotFound(f"no archived email {archived_key!r} in {self.archive_uri}") from None
 
@@ -467,18 +479,27 @@ class S3Inbox(Inbox):
                 return None
             raise
 
-    def _get(self, full_key: str, what: str) -> bytes:
+    def _get(self, full_key: str, what: str, max_bytes: int) -> bytes:
         from botocore.exceptions import ClientError
 
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=full_key)["Body"].read()
+            response = self.client.get_object(Bucket=self.bucket, Key=full_key)
         except ClientError as exc:
             if is_not_found(exc):
                 raise ObjectNotFound(f"no {what} s3://{self.bucket}/{full_key}") from None
             raise
+        body = response["Body"]
+        with body:  # closing drops the connection rather than draining an object we refuse
+            size = int(response.get("ContentLength") or 0)
+            if size > max_bytes:
+                raise ObjectTooLarge(f"{what} s3://{self.bucket}/{full_key}", size, max_bytes)
+            data = body.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ObjectTooLarge(f"{what} s3://{self.bucket}/{full_key}", len(data), max_bytes)
+        return data
 
-    def read(self, key: str) -> bytes:
-        return self._get(self.prefix + check_key(key, flat=True), "pending email")
+    def read(self, key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> bytes:
+        return self._get(self.prefix + check_key(key, flat=True), "pending email", max_bytes)
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key, flat=True), Body=data)
@@ -521,8 +542,8 @@ class S3Inbox(Inbox):
         self.client.delete_object(Bucket=self.bucket, Key=src)
         return candidate
 
-    def read_archived(self, archived_key: str) -> bytes:
-        return self._get(self.archive_prefix + check_key(archived_key, flat=True), "archived email")
+    def read_archived(self, archived_key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> bytes:
+        return self._get(self.archive_prefix + check_key(archived_key, flat=True), "archived email", max_bytes)
 
     def delete_archived(self, archived_key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.archive_prefix + check_key(archived_key, flat=True))

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from inbox_pipeline.cli import main
-from inbox_pipeline_tests.helpers import epub_text
+from inbox_pipeline_tests.helpers import bytes_read, epub_text, sparse_file
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "convert"
 
@@ -58,3 +58,15 @@ def test_empty_file_is_rejected_clearly(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("empty.eml: error:")
     assert not (tmp_path / "x.epub").exists()
+
+
+def test_a_3_gb_input_is_too_large_from_its_size_without_being_read(tmp_path: Path, capsys) -> None:
+    huge = sparse_file(tmp_path / "huge.eml", 3 * 1024**3)
+    rchar = bytes_read()
+    assert main(["convert", str(huge), "-o", str(tmp_path / "huge.epub")]) == 1
+    assert bytes_read() - rchar < 10 * 1024 * 1024  # fonts and modules loaded on the way, not the input
+    assert capsys.readouterr().err.strip() == (
+        "huge.eml: error: email too large: 3,221,225,472 bytes (limit 52,428,800)"
+    )
+    assert not (tmp_path / "huge.epub").exists()
+

@@ -130,3 +130,15 @@ def test_postmark_minimal_payload_without_message_id() -> None:
     assert email.message_id.startswith("sha256-")
     assert email.html.count("<p>") == 2
     assert email.message_id == parse_email(raw).message_id
+
+
+def test_an_oversized_payload_is_refused_before_it_is_encoded_or_parsed() -> None:
+    from inbox_pipeline.core.parse import MAX_BYTES
+
+    text = '{"HtmlBody": "' + "é" * MAX_BYTES + '"}'  # two bytes per character once encoded
+    with pytest.raises(EmailParseError) as refused:
+        parse_webhook(text)
+    # The character count, not the encoded size: the 100 MB copy was never made.
+    assert str(refused.value) == f"webhook payload too large: at least {len(text):,} bytes (limit {MAX_BYTES:,})"
+    with pytest.raises(EmailParseError, match="webhook payload too large"):
+        parse_webhook(b"{" + b" " * MAX_BYTES + b"}")

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from inbox_pipeline.seams import FolderInbox, Inbox, ObjectNotFound, S3Inbox, inbox_from_uri
+from inbox_pipeline.seams import FolderInbox, Inbox, ObjectNotFound, ObjectTooLarge, S3Inbox, inbox_from_uri
+from inbox_pipeline.seams._common import MAX_EMAIL_BYTES
 from inbox_pipeline_tests.conftest import EventQueue
-from inbox_pipeline_tests.helpers import ListingMeter, mime
+from inbox_pipeline_tests.helpers import ListingMeter, bytes_read, mime, sparse_file
 
 
 def ses_like_key() -> str:
@@ -488,3 +489,41 @@ def test_inbox_uri_with_a_queue() -> None:
     by_name = inbox_from_uri("s3://bucket/incoming/?queue=inbox-events")
     assert isinstance(by_name, S3Inbox) and by_name.queue == "inbox-events" and by_name.uri == "s3://bucket/incoming/"
     assert not inbox_from_uri("s3://bucket/incoming/").announces
+
+
+# --- sizes: "too large" from the object's size, before it is read -------------------
+
+
+def test_an_email_over_the_limit_is_refused_from_its_size_before_it_is_read(inbox: Inbox) -> None:
+    inbox.put("big", b"x" * 200_000)
+    inbox.put("small", mime(1))
+
+    with pytest.raises(ObjectTooLarge) as refused:
+        inbox.read("big", max_bytes=100_000)
+    # The whole size is reported: it came from the stat / ContentLength, as a read stops at the limit + 1.
+    assert refused.value.size == 200_000 and refused.value.limit == 100_000
+    assert "too large: 200,000 bytes (limit 100,000)" in str(refused.value)
+    assert inbox.read("small", max_bytes=100_000) == mime(1)
+
+    archived = inbox.archive("big")
+    with pytest.raises(ObjectTooLarge):
+        inbox.read_archived(archived, max_bytes=100_000)
+    assert inbox.read_archived(archived) == b"x" * 200_000  # within the default limit
+
+
+def test_a_3_gb_file_in_the_folder_inbox_is_refused_without_reading_it(tmp_path: Path) -> None:
+    inbox = FolderInbox(tmp_path)
+    sparse_file(tmp_path / "huge.eml", 3 * 1024**3)
+
+    before = bytes_read()
+    with pytest.raises(ObjectTooLarge) as refused:
+        inbox.read("huge.eml")
+    assert bytes_read() - before < 1024 * 1024
+    assert refused.value.size == 3 * 1024**3 and refused.value.limit == MAX_EMAIL_BYTES
+
+
+def test_the_inbox_limit_is_the_parser_s_limit() -> None:
+    from inbox_pipeline.core.parse import MAX_BYTES
+
+    assert MAX_EMAIL_BYTES == MAX_BYTES
+
