@@ -74,3 +74,11 @@ def test_production_instance_runs_on_postgres(postgres_url: str, tmp_path: Path,
         assert instance.run_monitoring_enabled
     finally:
         instance.dispose()
+
+
+@pytest.mark.parametrize("folder", [*FILES, "local"])
+def test_every_instance_ends_stuck_runs(folder: str) -> None:
+    """Run monitoring applies the jobs' dagster/max_runtime tags, and this default to the rest."""
+    monitoring = load(folder)["run_monitoring"]
+    assert monitoring["enabled"] is True
+    assert 0 < monitoring["max_runtime_seconds"] <= 2 * 60 * 60

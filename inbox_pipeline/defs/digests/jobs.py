@@ -14,6 +14,7 @@ from pydantic import Field
 from inbox_pipeline.defs.email.job import SENDS_MAIL_TAG
 from inbox_pipeline.defs.email.ops import network_retry
 from inbox_pipeline.defs.resources import PipelineResource
+from inbox_pipeline.defs.run_limits import DIGEST_RUN_SECONDS, max_runtime
 
 JOB_NAME = "compile_digests"
 OP_NAME = "compile_and_deliver_digests"
@@ -121,7 +122,7 @@ def build_digest_job(retry_delay_seconds: float = 60) -> dg.JobDefinition:
             "something is due), or by hand with an optional as_of time. Safe to run again: each period makes one "
             "digest and each volume is sent once."
         ),
-        tags=SENDS_MAIL_TAG,
+        tags={**SENDS_MAIL_TAG, **max_runtime(DIGEST_RUN_SECONDS)},
         executor_def=dg.in_process_executor,
     )
     def compile_digests() -> None:

@@ -44,6 +44,7 @@ from inbox_pipeline.defs.email.ops import (
     route_email,
     store_epub,
 )
+from inbox_pipeline.defs.run_limits import BATCH_RUN_SECONDS, EMAIL_RUN_SECONDS, max_runtime
 
 JOB_NAME = "process_email"
 BATCH_JOB_NAME = "process_inbox_batch"
@@ -85,7 +86,7 @@ def build_process_email_job(retry_delay_seconds: float = 60) -> dg.JobDefinition
             "Launched by the inbox sensor when a tick finds one email; find a run by its Message-ID, user or "
             "subject tags."
         ),
-        tags=SENDS_MAIL_TAG,
+        tags={**SENDS_MAIL_TAG, **max_runtime(EMAIL_RUN_SECONDS)},
         executor_def=dg.in_process_executor,
     )
     def process_email() -> None:
@@ -115,7 +116,7 @@ def build_process_inbox_batch_job(retry_delay_seconds: float = 60) -> dg.JobDefi
             "failed). Find an email: its `inbox_email` materialization (Message-ID, subject, sender, id) links "
             "to its run; the run's tags give the first and last email id and the count."
         ),
-        tags=SENDS_MAIL_TAG,
+        tags={**SENDS_MAIL_TAG, **max_runtime(BATCH_RUN_SECONDS)},
         executor_def=dg.in_process_executor,
     )
     def process_inbox_batch() -> None:

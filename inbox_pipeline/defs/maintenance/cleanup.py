@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from inbox_pipeline.config import PREFIX
+from inbox_pipeline.defs.run_limits import CLEANUP_RUN_SECONDS, max_runtime
 from inbox_pipeline.defs.email.ops import network_retry
 from inbox_pipeline.defs.resources import PipelineResource
 
@@ -76,6 +77,7 @@ def build_cleanup_job(policy: "RetentionPolicy", retry_delay_seconds: float = 60
             "Retention: remove raw emails and EPUBs past their retention from storage and the database; failed "
             "ones are kept longer for inspection. Launched daily by the cleanup schedule; safe to run any time."
         ),
+        tags=max_runtime(CLEANUP_RUN_SECONDS),
         executor_def=dg.in_process_executor,
     )
     def clean_up_expired() -> None:
