@@ -158,8 +158,12 @@ def _encode(
     im.seek(0)  # the first frame of an animation
     im.load()
     few_colours = im.mode in ("P", "1") or (fmt in _LOSSLESS_SOURCES and im.getcolors(256) is not None)
-    factor = int(max(im.width / box[0], im.height / box[1])) // 2  # keep 2x the fitted size for the final resampling
-    out = _flatten_reduced(im, factor) if factor >= 2 and im.mode not in ("RGB", "L") else _flatten(im)
+    over = max(im.width / box[0], im.height / box[1])
+    if over > 1 and im.mode not in ("RGB", "L"):
+        # Keep 1.5x the fitted size for the final resampling; the pixel cap makes this >= 2 at the cap.
+        out = _flatten_reduced(im, max(1, int(over / 1.5)))
+    else:
+        out = _flatten(im)
     # Downscaled before it is turned upright, so no full-size copy is made for the turn.
     if out.width > box[0] or out.height > box[1]:
         out.thumbnail(box, Image.Resampling.LANCZOS)
