@@ -282,7 +282,9 @@ def _resolve(
                 future.cancel()  # a late answer is ignored: results are only read here
                 source.reason = f"timed out after {policy.timeout_seconds:g} s"
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Queued work is dropped; running work is bounded (fetch deadlines, the SVG worker's kill,
+        # the pixel cap), so waiting for it keeps every thread inside the step that started it.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _load(
