@@ -140,18 +140,21 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | st
     registered and finished before (skipped), or None when another tick archived it meanwhile."""
     from inbox_pipeline.db.intake import register_inbound
     from inbox_pipeline.db.models import InboundState
-    from inbox_pipeline.seams.inbox import ObjectNotFound
+    from inbox_pipeline.seams.inbox import ObjectNotFound, ObjectTooLarge
 
     inbox, sessions = pipeline.inbox, pipeline.sessions
     try:
         data = inbox.read(obj.key)
+        size, sha = len(data), hashlib.sha256(data).hexdigest()
     except ObjectNotFound:
         inbox.forget(obj.key)  # archived meanwhile (by another tick, or announced after a listing took it)
         return None
-    sha = hashlib.sha256(data).hexdigest()
+    except ObjectTooLarge as exc:
+        # Registered unread (its size says enough), so it is recorded, not retried: parsing fails it.
+        size, sha = exc.size, hashlib.sha256(f"unread {obj.key} {obj.version}".encode()).hexdigest()
     received_at = obj.last_modified or now or utcnow()
     with sessions.begin() as session:
-        row, created = register_inbound(session, storage_key=obj.key, size=len(data), sha256=sha, received_at=received_at)
+        row, created = register_inbound(session, storage_key=obj.key, size=size, sha256=sha, received_at=received_at)
         row_id, row_sha, row_state, row_created = row.id, row.sha256, row.state, row.created_at
     if not created and row_sha != sha:
         # The name was used before by another email: archive first (the
@@ -159,7 +162,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | st
         archived = inbox.archive(obj.key)
         with sessions.begin() as session:
             row, created = register_inbound(
-                session, storage_key=archived, size=len(data), sha256=sha, received_at=received_at
+                session, storage_key=archived, size=size, sha256=sha, received_at=received_at
             )
             row_id, row_state, row_created = row.id, row.state, row.created_at
     else:
@@ -167,7 +170,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | st
         if archived != obj.key:
             _rename_storage_key(pipeline, row_id, archived)
     if row_state == InboundState.RECEIVED.value:
-        return Registered(row_id, archived, len(data), created, row_created)
+        return Registered(row_id, archived, size, created, row_created)
     return archived
 
 

@@ -182,7 +182,7 @@ def load_email(pipeline: Pipeline, storage_key: str) -> "ParsedEmail":
     """The parsed email from the inbox archive (parsed again after a process restart)."""
     from inbox_pipeline.core.message import EmailParseError
     from inbox_pipeline.core.parse import parse_email
-    from inbox_pipeline.seams.inbox import ObjectNotFound
+    from inbox_pipeline.seams.inbox import ObjectNotFound, ObjectTooLarge
 
     cache_key = (pipeline.inbox_uri, storage_key)
     with _cache_lock:
@@ -193,6 +193,8 @@ def load_email(pipeline: Pipeline, storage_key: str) -> "ParsedEmail":
         raw = pipeline.inbox.read_archived(storage_key)
     except ObjectNotFound as exc:
         raise PermanentStepError(f"the raw email is missing from the archive: {exc}") from None
+    except ObjectTooLarge as exc:
+        raise PermanentStepError(f"not a readable email: {exc}") from None
     try:
         email = parse_email(raw)
     except EmailParseError as exc:

@@ -16,7 +16,7 @@ from inbox_pipeline.db.models import InboundEmail
 from inbox_pipeline.services.context import Pipeline, dispose_engines
 from inbox_pipeline.services.intake import take_new_emails
 from inbox_pipeline_tests.conftest import EventQueue
-from inbox_pipeline_tests.helpers import ListingMeter, mime
+from inbox_pipeline_tests.helpers import ListingMeter, bytes_read, mime, sparse_file
 
 
 def pipeline_for(database_url: str, inbox_uri: str, tmp_path: Path) -> Pipeline:
@@ -119,4 +119,35 @@ def test_without_an_announcement_source_every_tick_lists(sqlite_url: str, tmp_pa
 
     assert [r.storage_key for r in tick.registered] == ["m1"]
     assert (tick.announced, tick.reconciled, tick.listed) == (None, True, 1)
+    dispose_engines()
+
+
+def test_a_3_gb_email_is_registered_unread_and_fails_as_too_large_while_the_others_go_on(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from inbox_pipeline.services.context import PermanentStepError
+    from inbox_pipeline.services.process import parse_inbound
+
+    pipeline = pipeline_for(sqlite_url, str(tmp_path / "inbox"), tmp_path)
+    pipeline.inbox.put("a-small", mime(1))
+    sparse_file(tmp_path / "inbox" / "b-huge", 3 * 1024**3)
+
+    before = bytes_read()
+    tick = take_new_emails(pipeline, limit=10, reconcile=False)
+    assert bytes_read() - before < 10 * 1024 * 1024
+
+    registered = {r.storage_key: r for r in tick.registered}
+    assert sorted(registered) == ["a-small", "b-huge"] and tick.error is None
+    assert registered["b-huge"].size == 3 * 1024**3
+    assert pipeline.inbox.list_pending(10) == []  # both archived: nothing is retried every tick
+
+    with pytest.raises(PermanentStepError):
+        parse_inbound(pipeline, registered["b-huge"].email_id)
+    assert parse_inbound(pipeline, registered["a-small"].email_id).size == len(mime(1))
+    with pipeline.sessions() as session:
+        row = session.scalars(select(InboundEmail).where(InboundEmail.storage_key == "b-huge")).one()
+        assert row.state == "failed"
+        assert row.reason == (
+            "not a readable email: archived email 'b-huge' too large: 3,221,225,472 bytes (limit 52,428,800)"
+        )
     dispose_engines()
