@@ -13,13 +13,11 @@ compares memory.
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 import subprocess
 import sys
 import tempfile
-import zlib
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -73,28 +71,10 @@ def email(subject: str, html: str, images: dict[str, tuple[str, bytes]] | None =
     return msg.as_bytes()
 
 
-def png_bomb(side: int) -> bytes:
-    import struct
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    squeeze = zlib.compressobj(9)
-    row = b"\x00" * (1 + (side + 7) // 8)
-    body = b"".join(squeeze.compress(row) for _ in range(side)) + squeeze.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
-
-
-def use_bomb(levels: int = 10, fan: int = 10) -> bytes:
-    groups = "".join(f'<g id="l{i}">' + f'<use xlink:href="#l{i - 1}"/>' * fan + "</g>" for i in range(1, levels + 1))
-    return ('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="100" '
-            f'height="100"><defs><rect id="l0" width="1" height="1"/>{groups}</defs><use xlink:href="#l{levels}"/>'
-            "</svg>").encode()
-
-
 def classes(corpus: Path | None) -> dict[str, bytes]:
     from PIL import Image
+
+    from inbox_pipeline_tests.helpers import png_bomb, svg_use_bomb, svg_with_image
 
     def encoded(im, fmt: str, **options) -> bytes:
         buf = io.BytesIO()
@@ -107,9 +87,7 @@ def classes(corpus: Path | None) -> dict[str, bytes]:
     photo_jpeg = encoded(photo, "JPEG", quality=50)
     gradient = Image.linear_gradient("L").resize((5000, 5000))
     rgba_25mp = encoded(Image.merge("RGBA", [gradient, gradient.rotate(90), gradient, gradient.transpose(0)]), "PNG")
-    svg_png_bomb = ('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="100" '
-                    'height="100"><image width="100" height="100" xlink:href="data:image/png;base64,'
-                    + base64.b64encode(png_bomb(20_000)).decode() + '"/></svg>').encode()
+    svg_png_bomb = svg_with_image(png_bomb(20_000))
     found: dict[str, bytes] = {}
     if corpus and corpus.is_dir():
         largest = sorted(corpus.glob("*.eml"), key=lambda p: p.stat().st_size)[-2:]
@@ -122,7 +100,7 @@ def classes(corpus: Path | None) -> dict[str, bytes]:
             {f"p{n}": ("jpeg", photo_jpeg) for n in range(60)}),
         "25 MP RGBA PNG (at the pixel cap)": email("At the cap", '<img src="cid:big"/>', {"big": ("png", rgba_25mp)}),
         "PNG bomb 20000x20000 (400 MP)": email("PNG bomb", '<img src="cid:bomb"/>', {"bomb": ("png", png_bomb(20_000))}),
-        "SVG <use> bomb (10^10 elements)": email("Use bomb", '<img src="cid:svg"/>', {"svg": ("svg+xml", use_bomb())}),
+        "SVG <use> bomb (10^10 elements)": email("Use bomb", '<img src="cid:svg"/>', {"svg": ("svg+xml", svg_use_bomb())}),
         "SVG with a PNG bomb inside": email("SVG PNG bomb", '<img src="cid:svg"/>', {"svg": ("svg+xml", svg_png_bomb)}),
         "10,000-character unbroken subject": email("x" * 10_000, "<p>Long subject.</p>"),
         "35 MB attachment (47 MB in base64, near the 50 MB limit)": email(

@@ -114,3 +114,38 @@ def bytes_read() -> int:
     except OSError:
         pytest.skip("no /proc/self/io on this system")
     return next(int(line.split()[1]) for line in lines if line.startswith("rchar:"))
+
+
+def png_bomb(side: int) -> bytes:
+    """A 1-bit PNG of side x side black pixels, a few tens of KB, built row by row (never whole in memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    squeeze = zlib.compressobj(9)
+    row = b"\x00" * (1 + (side + 7) // 8)
+    body = b"".join(squeeze.compress(row) for _ in range(side)) + squeeze.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+SVG_NS = 'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
+
+
+def svg_use_bomb(levels: int = 10, fan: int = 10) -> bytes:
+    """``fan`` ** ``levels`` rectangles drawn from a 2.6 KB document: the billion laughs of SVG."""
+    groups = "".join(
+        f'<g id="l{i}">' + f'<use xlink:href="#l{i - 1}"/>' * fan + "</g>" for i in range(1, levels + 1)
+    )
+    return (f'<svg {SVG_NS} width="100" height="100"><defs><rect id="l0" width="1" height="1"/>{groups}</defs>'
+            f'<use xlink:href="#l{levels}"/></svg>').encode()
+
+
+def svg_with_image(png: bytes) -> bytes:
+    """An SVG that draws ``png``, embedded as a data: URL."""
+    import base64
+
+    return (f'<svg {SVG_NS} width="100" height="100"><image width="100" height="100" '
+            f'xlink:href="data:image/png;base64,{base64.b64encode(png).decode()}"/></svg>').encode()

@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import struct
-import zlib
 from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
@@ -26,30 +24,7 @@ from inbox_pipeline.core.images.convert import _flatten, _flatten_reduced
 from inbox_pipeline.core.images.svg import rendered_elements
 from inbox_pipeline.core.message import InlinePart
 from inbox_pipeline_tests.conftest import unavailable
-
-SVG_NS = 'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
-
-
-def use_bomb(levels: int = 10, fan: int = 10) -> bytes:
-    """``fan`` ** ``levels`` rectangles drawn from a 2.6 KB document: the billion-laughs of SVG."""
-    groups = "".join(
-        f'<g id="l{i}">' + f'<use xlink:href="#l{i - 1}"/>' * fan + "</g>" for i in range(1, levels + 1)
-    )
-    return (f'<svg {SVG_NS} width="100" height="100"><defs><rect id="l0" width="1" height="1"/>{groups}</defs>'
-            f'<use xlink:href="#l{levels}"/></svg>').encode()
-
-
-def png_bomb(side: int) -> bytes:
-    """A 1-bit PNG of side x side black pixels, compressed to a few tens of KB, built row by row."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    squeeze = zlib.compressobj(9)
-    row = b"\x00" * (1 + (side + 7) // 8)
-    body = b"".join(squeeze.compress(row) for _ in range(side)) + squeeze.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+from inbox_pipeline_tests.helpers import SVG_NS, png_bomb, svg_use_bomb, svg_with_image
 
 
 def data_url(svg: bytes) -> str:
@@ -95,7 +70,7 @@ def _cairosvg() -> None:
 
 
 def test_a_use_bomb_is_refused_before_rendering_and_the_rest_of_the_newsletter_stays() -> None:
-    html = f'<p>Before</p><img src="{data_url(use_bomb())}"/><img src="{data_url(red_square())}"/><p>After</p>'
+    html = f'<p>Before</p><img src="{data_url(svg_use_bomb())}"/><img src="{data_url(red_square())}"/><p>After</p>'
 
     result = process_images(html, {}, ImagePolicy(fetch_remote=False))
 
@@ -109,7 +84,7 @@ def test_a_use_bomb_is_refused_before_rendering_and_the_rest_of_the_newsletter_s
 def test_an_svg_that_renders_too_long_is_stopped_by_the_clock_and_its_worker_is_gone() -> None:
     # Past the element count (raised here), only the clock is left to stop it.
     policy = ImagePolicy(fetch_remote=False, svg_max_elements=10**12, svg_seconds=0.5)
-    parts = {"bomb": InlinePart(content_id="bomb", content_type="image/svg+xml", data=use_bomb()),
+    parts = {"bomb": InlinePart(content_id="bomb", content_type="image/svg+xml", data=svg_use_bomb()),
              "logo": InlinePart(content_id="logo", content_type="image/png", data=green_png())}
 
     result = process_images('<img src="cid:bomb"/><img src="cid:logo"/>', parts, policy)
@@ -122,15 +97,14 @@ def test_an_svg_that_renders_too_long_is_stopped_by_the_clock_and_its_worker_is_
 def test_an_svg_that_computes_too_long_is_stopped_by_its_cpu_limit() -> None:
     policy = ImagePolicy(svg_max_elements=10**12, svg_cpu_seconds=1, svg_seconds=600)
     with pytest.raises(ImageRejected) as refused:
-        convert_image(use_bomb(), "image/svg+xml", policy)
+        convert_image(svg_use_bomb(), "image/svg+xml", policy)
     assert str(refused.value) == "SVG took more than 1 s of CPU to rasterise: stopped"
 
 
 def test_a_png_bomb_inside_an_svg_is_stopped_by_the_memory_limit() -> None:
     bomb = png_bomb(20_000)  # 400 million pixels: 1.6 GB once cairo decodes it
     assert len(bomb) < 100_000
-    svg = (f'<svg {SVG_NS} width="100" height="100"><image width="100" height="100" '
-           f'xlink:href="data:image/png;base64,{base64.b64encode(bomb).decode()}"/></svg>').encode()
+    svg = svg_with_image(bomb)
 
     result = process_images(f'<img src="{data_url(svg)}"/>', {}, ImagePolicy(fetch_remote=False))
 
@@ -157,7 +131,7 @@ def test_a_hostile_svg_costs_its_image_not_the_book() -> None:
     paragraphs = "".join(f"<p>Paragraph {n} of a newsletter that is long enough to be kept as an article.</p>"
                          for n in range(12))
     message.set_content("plain")
-    message.add_alternative(f'<html><body><h1>Issue</h1>{paragraphs}<img src="{data_url(use_bomb())}"/>'
+    message.add_alternative(f'<html><body><h1>Issue</h1>{paragraphs}<img src="{data_url(svg_use_bomb())}"/>'
                             "<p>The closing words.</p></body></html>", subtype="html")
 
     conversion = convert_email(message.as_bytes(), options=ConvertOptions(fetch_images=False))
@@ -232,6 +206,6 @@ def test_a_large_transparent_png_comes_out_fitted_and_on_white() -> None:
 
 
 def test_data_url_quoting_reaches_the_same_svg_budget() -> None:
-    html = f'<img src="data:image/svg+xml;utf8,{quote(use_bomb().decode())}"/>'
+    html = f'<img src="data:image/svg+xml;utf8,{quote(svg_use_bomb().decode())}"/>'
     result = process_images(html, {}, ImagePolicy(fetch_remote=False))
     assert result.kept == 0 and "SVG too complex" in result.reasons[0]
