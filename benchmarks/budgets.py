@@ -109,6 +109,20 @@ def classes(corpus: Path | None) -> dict[str, bytes]:
     return found
 
 
+def cover_timings() -> None:
+    """The cover alone: a usual title, and unbroken words that were cubic before (2,000 chars: ~100 s)."""
+    import time
+
+    from inbox_pipeline.core.cover import render_cover
+
+    render_cover("warm up", "Sender", "1 Jan 2026")
+    for name, title in [("usual title", "Field Notes #12: The quiet orchard"),
+                        ("2,000-character word", "x" * 2_000), ("10,000-character word", "y" * 10_000)]:
+        started = time.perf_counter()
+        render_cover(title, "Sender", "1 Jan 2026")
+        print(f"cover, {name}: {(time.perf_counter() - started) * 1000:.0f} ms")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
@@ -132,6 +146,8 @@ def main() -> int:
         worst = max(worst, r["peak_mb"])
         outcome = r["outcome"] + (f" ({r['reason']})" if r["reason"] else "")
         print(f"| {name} | {size / 1024 / 1024:.1f} MB | {r['seconds']:.1f} s | {r['peak_mb']:.0f} MB | {outcome} |")
+    print()
+    cover_timings()
     total = worst + 2 * 256
     verdict = "met" if total <= CEILING_MB else "MISSED"
     print(f"\nper-email peak: {worst:.0f} MB measured + 2 x 256 MB of SVG workers (RLIMIT_AS) = {total:.0f} MB; "
