@@ -116,8 +116,9 @@ def bytes_read() -> int:
     return next(int(line.split()[1]) for line in lines if line.startswith("rchar:"))
 
 
-def png_bomb(side: int) -> bytes:
-    """A 1-bit PNG of side x side black pixels, a few tens of KB, built row by row (never whole in memory)."""
+def png_bomb(side: int, *, rgba: bool = False) -> bytes:
+    """A side x side PNG of zeros (1-bit grey, or 8-bit RGBA), a few hundred KB at most, built row by
+    row (never whole in memory)."""
     import struct
     import zlib
 
@@ -125,9 +126,9 @@ def png_bomb(side: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     squeeze = zlib.compressobj(9)
-    row = b"\x00" * (1 + (side + 7) // 8)
+    row = b"\x00" * (1 + (side * 4 if rgba else (side + 7) // 8))
     body = b"".join(squeeze.compress(row) for _ in range(side)) + squeeze.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", side, side, 8 if rgba else 1, 6 if rgba else 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 

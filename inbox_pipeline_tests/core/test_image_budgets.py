@@ -187,6 +187,24 @@ def test_pixels_are_counted_from_the_header_as_they_will_be_decoded() -> None:
     assert str(refused.value) == "too large to convert (2000x1500 pixels, over 1 megapixels)"
 
 
+def test_an_rgba_png_over_the_cap_is_refused_without_decoding_it() -> None:
+    bomb = png_bomb(6_000, rgba=True)  # 36 MP: 144 MB once decoded, under Pillow's own bomb limit
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("no /proc/self/status on this system")
+
+    def kilobytes(field: str) -> int:
+        return int(status.read_text().split(f"{field}:")[1].split()[0])
+
+    Path("/proc/self/clear_refs").write_text("5")  # the peak-RSS mark starts again from here
+    before = kilobytes("VmRSS")
+    with pytest.raises(ImageRejected) as refused:
+        convert_image(bomb, "image/png", ImagePolicy())
+
+    assert str(refused.value) == "too large to convert (6000x6000 pixels, over 25 megapixels)"
+    assert kilobytes("VmHWM") - before < 50 * 1024  # nothing near the 144 MB a decode takes
+
+
 def test_a_large_transparent_image_is_flattened_band_by_band_as_if_whole() -> None:
     gradient = Image.linear_gradient("L").resize((700, 900))
     rgba = Image.merge("RGBA", (gradient, gradient.rotate(90), Image.new("L", (700, 900), 90), gradient.transpose(

@@ -130,6 +130,11 @@ def _convert_raster(data: bytes, policy: ImagePolicy, *, source_format: str | No
         width, height = im.size
         if width <= TRACKER_MAX_SIDE and height <= TRACKER_MAX_SIDE:
             raise TrackingPixel(f"tracking pixel ({width}x{height})")
+        # Only the header has been read: the size that will be decoded is known before any pixel is.
+        too_large = ImageRejected(f"too large to convert ({width}x{height} pixels, {cap})")
+        jpeg = im.format in ("JPEG", "MPO")
+        if not jpeg and width * height > policy.max_source_pixels:
+            raise too_large  # before getexif(): for a PNG it decodes everything to find a trailing eXIf
         try:
             orientation = im.getexif().get(0x0112)
         except (OSError, ValueError, SyntaxError, EOFError):
@@ -137,12 +142,11 @@ def _convert_raster(data: bytes, policy: ImagePolicy, *, source_format: str | No
         box = policy.max_dimension
         if orientation in (5, 6, 7, 8):
             box = (box[1], box[0])  # fitted before it is turned upright
-        if im.format in ("JPEG", "MPO"):
+        if jpeg:
             # libjpeg decodes at 1/2, 1/4 or 1/8 scale: far less memory and time for big photos.
             im.draft(None, _fit(im.size, box))
-        # Only the header has been read: the size that will be decoded is known before any pixel is.
-        if im.width * im.height > policy.max_source_pixels:
-            raise ImageRejected(f"too large to convert ({width}x{height} pixels, {cap})")
+            if im.width * im.height > policy.max_source_pixels:
+                raise too_large
         with _decode_slots:
             try:
                 return _encode(im, fmt, policy, box, orientation)
