@@ -1,15 +1,19 @@
-"""The whole core in one call: raw email bytes in, a Kindle-ready EPUB out.
+"""One newsletter's book from one email: the steps, and the one composition of them.
 
-The Dagster ops call the same steps one at a time (so each is retried and shown
-on its own); the ``convert`` command and the digest builder call them here.
+``clean_email`` -> ``embed_images`` -> ``newsletter_chapter`` -> ``newsletter_book``
+-> ``write_book``. ``convert_email`` runs them in one call (the ``convert``
+command, the benchmark); the pipeline's stages (``services.process``) call the
+same steps in the same order, one op each, storing what a re-executed step
+needs in between; digests rebuild a lost chapter with ``prepare_chapter``.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inbox_pipeline.core.message import Classification, ParsedEmail
@@ -17,7 +21,7 @@ from inbox_pipeline.core.message import Classification, ParsedEmail
 if TYPE_CHECKING:
     from inbox_pipeline.core.clean import CleanedArticle
     from inbox_pipeline.core.epub import Book, Chapter
-    from inbox_pipeline.core.images import ImagePolicy, ImagesResult
+    from inbox_pipeline.core.images import EpubImage, ImagePolicy, ImagesResult
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class ConvertOptions:
 
     fetch_images: bool = True
     image_policy: "ImagePolicy | None" = None  # None: ImagePolicy() with fetch_images applied
+    image_cache_dir: Path | None = None  # used when the policy names no cache of its own
 
 
 @dataclass(frozen=True)
@@ -33,10 +38,17 @@ class PreparedChapter:
     """One email made ready for a book: its cleaned article, images and chapter."""
 
     email: ParsedEmail
-    classification: Classification
     article: "CleanedArticle"
     images: "ImagesResult"
     chapter: "Chapter"
+
+
+@dataclass(frozen=True)
+class WrittenBook:
+    """A book as EPUB bytes, with the file name it travels under."""
+
+    epub: bytes
+    file_name: str
 
 
 @dataclass(frozen=True)
@@ -68,13 +80,13 @@ class Conversion:
 
 
 def resolve_policy(options: ConvertOptions) -> "ImagePolicy":
-    from dataclasses import replace
-
     from inbox_pipeline.core.images import ImagePolicy
 
     policy = options.image_policy or ImagePolicy()
     if not options.fetch_images and policy.fetch_remote:
         policy = replace(policy, fetch_remote=False)
+    if options.image_cache_dir is not None and policy.cache_dir is None:
+        policy = replace(policy, cache_dir=options.image_cache_dir)
     return policy
 
 
@@ -88,52 +100,94 @@ def email_title(email: ParsedEmail, article: "CleanedArticle | None" = None) -> 
     return email.sender.name or email.sender.email or "Newsletter"
 
 
-def prepare_chapter(
-    email: ParsedEmail,
-    *,
-    policy: "ImagePolicy",
-    classification: Classification | None = None,
-    group: str | None = None,
-) -> PreparedChapter:
-    """Clean an email's HTML, embed its images and wrap it as a chapter."""
-    from inbox_pipeline.core.classify import classify
-    from inbox_pipeline.core.clean import clean_html
-    from inbox_pipeline.core.epub import Chapter
-    from inbox_pipeline.core.images import process_images
+def sender_label(email: ParsedEmail) -> str | None:
+    return email.sender.name or email.sender.email or None
 
-    classification = classification or classify(email)
-    article = clean_html(
+
+# --- the steps ------------------------------------------------------------------
+
+
+def clean_email(email: ParsedEmail) -> "CleanedArticle":
+    """Step 1: the article out of the email's HTML, as an XHTML fragment."""
+    from inbox_pipeline.core.clean import clean_html
+
+    return clean_html(
         email.html or "",
         headers=email.headers,
         subject=email.subject,
         sender=email.sender.email or None,
     )
-    images = process_images(article.html, email.inline_parts, policy)
-    chapter = Chapter(
-        title=email_title(email, article),
-        body_html=images.html,
-        images=tuple(images.images),
-        author=email.sender.name or email.sender.email or None,
+
+
+def embed_images(email: ParsedEmail, article_html: str, policy: "ImagePolicy") -> "ImagesResult":
+    """Step 2: the article's images made ready for the book (inline parts, fetched, converted)."""
+    from inbox_pipeline.core.images import process_images
+
+    return process_images(article_html, email.inline_parts, policy)
+
+
+def newsletter_chapter(
+    email: ParsedEmail,
+    *,
+    title: str,
+    language: str,
+    body_html: str,
+    images: "tuple[EpubImage, ...] | list[EpubImage]",
+    group: str | None = None,
+) -> "Chapter":
+    """Step 3: the email as one chapter (``title``: ``email_title``; ``group``: its TOC section in a digest)."""
+    from inbox_pipeline.core.epub import Chapter
+
+    sender = sender_label(email)
+    return Chapter(
+        title=title,
+        body_html=body_html,
+        images=tuple(images),
+        author=sender,
         date=email.date,
-        group=group or email.sender.name or email.sender.email or None,
-        language=article.language,
+        group=group or sender,
+        language=language,
         message_id=email.message_id,
     )
-    return PreparedChapter(email, classification, article, images, chapter)
 
 
-def book_for_email(prepared: PreparedChapter) -> "Book":
+def newsletter_book(email: ParsedEmail, chapter: "Chapter") -> "Book":
+    """Step 4: a book holding the one chapter, identified by the email's Message-ID."""
     from inbox_pipeline.core.epub import Book
 
-    email = prepared.email
     return Book.for_newsletter(
         message_id=email.message_id,
-        title=prepared.chapter.title,
-        sender=email.sender.name or email.sender.email or "Unknown sender",
+        title=chapter.title,
+        sender=sender_label(email) or "Unknown sender",
         date=email.date or datetime.now(timezone.utc),
-        language=prepared.article.language,
-        chapter=prepared.chapter,
+        language=chapter.language or "en",
+        chapter=chapter,
     )
+
+
+def write_book(book: "Book", email: ParsedEmail) -> WrittenBook:
+    """Step 5: the EPUB bytes and their file name."""
+    from inbox_pipeline.core.epub import build_epub
+
+    return WrittenBook(build_epub(book), safe_file_name(book.title, email.date))
+
+
+# --- the composition -------------------------------------------------------------
+
+
+def prepare_chapter(email: ParsedEmail, *, policy: "ImagePolicy", group: str | None = None) -> PreparedChapter:
+    """Steps 1-3: clean an email's HTML, embed its images and wrap it as a chapter."""
+    article = clean_email(email)
+    images = embed_images(email, article.html, policy)
+    chapter = newsletter_chapter(
+        email,
+        title=email_title(email, article),
+        language=article.language,
+        body_html=images.html,
+        images=images.images,
+        group=group,
+    )
+    return PreparedChapter(email, article, images, chapter)
 
 
 def convert_email(raw: bytes, *, options: ConvertOptions = ConvertOptions()) -> Conversion:
@@ -144,27 +198,28 @@ def convert_email(raw: bytes, *, options: ConvertOptions = ConvertOptions()) -> 
     """
     import time
 
-    from inbox_pipeline.core.epub import build_epub
+    from inbox_pipeline.core.classify import classify
     from inbox_pipeline.core.parse import parse_email
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     email = parse_email(raw)
+    classification = classify(email)
     t1 = time.perf_counter()
     prepared = prepare_chapter(email, policy=resolve_policy(options))
     t2 = time.perf_counter()
-    book = book_for_email(prepared)
-    epub = build_epub(book)
+    book = newsletter_book(email, prepared.chapter)
+    written = write_book(book, email)
     t3 = time.perf_counter()
     timings.update(parse=(t1 - t0) * 1e3, prepare=(t2 - t1) * 1e3, epub=(t3 - t2) * 1e3)
     return Conversion(
         email=email,
-        classification=prepared.classification,
+        classification=classification,
         article=prepared.article,
         images=prepared.images,
         book=book,
-        epub=epub,
-        file_name=safe_file_name(book.title, email.date),
+        epub=written.epub,
+        file_name=written.file_name,
         timings_ms=timings,
     )
 
@@ -178,5 +233,8 @@ def safe_file_name(title: str, date: datetime | None = None, *, suffix: str = ".
     stem = _UNSAFE.sub("-", ascii_title).strip("-").lower() or "newsletter"
     prefix = f"{date:%Y-%m-%d}-" if date else ""
     room = max(8, limit - len(prefix) - len(suffix))
-    stem = stem[:room].rstrip("-")
+    if len(stem) > room:
+        # Cut between words: a half word reads as a different one ("...-on-a-shoes").
+        cut = stem[: room + 1].rfind("-")
+        stem = stem[:cut] if cut > 0 else stem[:room]
     return f"{prefix}{stem}{suffix}"

@@ -420,14 +420,11 @@ def _chapter_for(pipeline: Pipeline, member: _Member) -> "Chapter":
             pass
     from dataclasses import replace
 
-    from inbox_pipeline.core.convert import ConvertOptions, prepare_chapter, resolve_policy
-    from inbox_pipeline.services.process import load_email
+    from inbox_pipeline.core.convert import prepare_chapter
+    from inbox_pipeline.services.process import image_policy, load_email
 
     email = load_email(pipeline, member.raw_key)
-    policy = resolve_policy(ConvertOptions(fetch_images=pipeline.options.fetch_images))
-    if pipeline.options.image_cache_dir is not None and policy.cache_dir is None:
-        policy = replace(policy, cache_dir=pipeline.options.image_cache_dir)
-    chapter = prepare_chapter(email, policy=policy, group=sender).chapter
+    chapter = prepare_chapter(email, policy=image_policy(pipeline), group=sender).chapter
     return replace(chapter, language=member.language or chapter.language, message_id=member.message_id)
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from inbox_pipeline.services.context import PermanentStepError, Pipeline
 
 if TYPE_CHECKING:
-    from inbox_pipeline.core.images import EpubImage
+    from inbox_pipeline.core.images import EpubImage, ImagePolicy
     from inbox_pipeline.core.message import ParsedEmail
     from inbox_pipeline.seams import Storage
 
@@ -272,15 +272,21 @@ def parse_inbound(pipeline: Pipeline, email_id: int) -> ParsedSummary:
     )
 
 
+def image_policy(pipeline: Pipeline) -> "ImagePolicy":
+    """The image policy of this deployment (fetching on or off, its disk cache)."""
+    from inbox_pipeline.core.convert import ConvertOptions, resolve_policy
+
+    options = pipeline.options
+    return resolve_policy(ConvertOptions(fetch_images=options.fetch_images, image_cache_dir=options.image_cache_dir))
+
+
 def clean_newsletter(pipeline: Pipeline, ref: NewsletterRef, work: WorkArea | None = None) -> CleanedSummary:
-    from inbox_pipeline.core.clean import clean_html
-    from inbox_pipeline.core.convert import email_title
+    """``core.convert.clean_email``; the article goes to the work area, its facts to the newsletter row."""
+    from inbox_pipeline.core.convert import clean_email, email_title
     from inbox_pipeline.db.newsletters import get_newsletter
 
     email = load_email(pipeline, ref.storage_key)
-    article = clean_html(
-        email.html or "", headers=email.headers, subject=email.subject, sender=email.sender.email or None
-    )
+    article = clean_email(email)
     key = work_key(ref.newsletter_id, "article.xhtml")
     (work or WorkArea.durable(pipeline)).put(key, article.html.encode("utf-8"), "application/xhtml+xml")
     with pipeline.sessions.begin() as session:
@@ -299,19 +305,14 @@ def clean_newsletter(pipeline: Pipeline, ref: NewsletterRef, work: WorkArea | No
 
 
 def embed_images(pipeline: Pipeline, cleaned: CleanedSummary, work: WorkArea | None = None) -> ImagesSummary:
-    from inbox_pipeline.core.convert import ConvertOptions, resolve_policy
-    from inbox_pipeline.core.images import process_images
+    """``core.convert.embed_images`` on the stored article; body and images go to the work area."""
+    from inbox_pipeline.core import convert
 
     nid = cleaned.newsletter.newsletter_id
     work = work or WorkArea.durable(pipeline)
     email = load_email(pipeline, cleaned.newsletter.storage_key)
     html = work.get(cleaned.key).decode("utf-8")
-    policy = resolve_policy(ConvertOptions(fetch_images=pipeline.options.fetch_images))
-    if pipeline.options.image_cache_dir is not None and policy.cache_dir is None:
-        from dataclasses import replace
-
-        policy = replace(policy, cache_dir=pipeline.options.image_cache_dir)
-    result = process_images(html, email.inline_parts, policy)
+    result = convert.embed_images(email, html, image_policy(pipeline))
     body_key = work_key(nid, "body.xhtml")
     images_key = work_key(nid, "images.zip")
     work.put(body_key, result.html.encode("utf-8"), "application/xhtml+xml")
@@ -347,39 +348,24 @@ def unpack_images(data: bytes) -> "list[EpubImage]":
 
 
 def build_newsletter_epub(pipeline: Pipeline, images: ImagesSummary, work: WorkArea | None = None) -> BuiltEpub:
-    """Build the EPUB into the work area."""
-    from datetime import datetime, timezone
-
-    from inbox_pipeline.core.convert import safe_file_name
-    from inbox_pipeline.core.epub import Book, Chapter, build_epub
+    """``core.convert`` chapter, book and EPUB from the stored body and images, into the work area."""
+    from inbox_pipeline.core.convert import newsletter_book, newsletter_chapter, write_book
 
     cleaned = images.cleaned
     ref = cleaned.newsletter
     work = work or WorkArea.durable(pipeline)
     email = load_email(pipeline, ref.storage_key)
-    body = work.get(images.body_key).decode("utf-8")
-    pictures = unpack_images(work.get(images.images_key))
-    sender = email.sender.name or email.sender.email or None
-    chapter = Chapter(
+    chapter = newsletter_chapter(
+        email,
         title=cleaned.title,
-        body_html=body,
-        images=tuple(pictures),
-        author=sender,
-        date=email.date,
-        group=sender,
-    )
-    book = Book.for_newsletter(
-        message_id=email.message_id,
-        title=cleaned.title,
-        sender=sender or "Unknown sender",
-        date=email.date or datetime.now(timezone.utc),
         language=cleaned.language,
-        chapter=chapter,
+        body_html=work.get(images.body_key).decode("utf-8"),
+        images=unpack_images(work.get(images.images_key)),
     )
-    epub = build_epub(book)
+    written = write_book(newsletter_book(email, chapter), email)
     key = work_key(ref.newsletter_id, "book.epub")
-    work.put(key, epub, "application/epub+zip")
-    return BuiltEpub(images, key, safe_file_name(book.title, email.date), len(epub))
+    work.put(key, written.epub, "application/epub+zip")
+    return BuiltEpub(images, key, written.file_name, len(written.epub))
 
 
 def store_newsletter_epub(pipeline: Pipeline, built: BuiltEpub, work: WorkArea | None = None) -> EpubSummary:
