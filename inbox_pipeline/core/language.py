@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from inbox_pipeline.core.preflight import LANGUAGE_TAG
+
 DEFAULT = "en"
 
 # Short, frequent function words; words shared by two languages are left out of one of them.
@@ -104,3 +106,20 @@ def guess_language(text: str, declared: str | None = None) -> str:
     if confident:
         return best
     return declared_tag or (best if top >= 3 and top > second else DEFAULT)
+
+
+def language_tag(value: str | None, default: str = "en") -> str:
+    """A well-formed BCP 47 tag (``en_US`` -> ``en-US``); ``default`` when unusable."""
+    tag = (value or "").strip().replace("_", "-")
+    if not tag or not LANGUAGE_TAG.match(tag):
+        return default
+    parts = tag.split("-")
+    out = [parts[0].lower()]
+    for part in parts[1:]:
+        if len(part) == 2 and out[-1] != "x":
+            out.append(part.upper())  # region
+        elif len(part) == 4 and part.isalpha() and len(out) == 1:
+            out.append(part.title())  # script
+        else:
+            out.append(part.lower())
+    return "-".join(out)

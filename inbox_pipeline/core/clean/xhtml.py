@@ -1,34 +1,21 @@
-"""Whitelist the cleaned tree to plain XHTML and serialise it as a body fragment."""
+"""The cleaned tree as a plain XHTML body fragment: the one sanitiser (``core.xhtml``), then tidying."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 
 from lxml import etree
 
-from .dom import Element, collapse, drop_tag, drop_tree, xml_safe
+from inbox_pipeline.core.xhtml import KNOWN, RENAME, Sanitizer
+
+from .dom import Element, drop_tag, drop_tree
 from .phrases import MSO_DEBRIS
 
-ALLOWED = frozenset(
-    "p div br hr h1 h2 h3 h4 h5 h6 ul ol li dl dt dd blockquote pre code em strong b i u s sub sup "
-    "small a img figure figcaption table thead tbody tfoot tr th td caption cite q abbr mark del ins "
-    "kbd samp var".split()
-)
-RENAME = {
-    "center": "div", "section": "div", "article": "div", "header": "div", "footer": "div",
-    "main": "div", "aside": "div", "nav": "div", "address": "div", "strike": "s", "tt": "code",
-    "listing": "pre", "xmp": "pre", "plaintext": "pre", "dir": "ul", "menu": "ul", "big": "strong",
-}
-BLOCKS = frozenset("p div hr h1 h2 h3 h4 h5 h6 ul ol dl blockquote pre figure table".split())
-HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
-# Elements whose content model is phrasing only: a block inside them is invalid XHTML.
-PHRASING_ONLY = frozenset("p h1 h2 h3 h4 h5 h6 pre em strong b i u s sub sup small code cite q abbr mark kbd samp var".split())
+# What an article keeps of the sanitiser's elements: no spans (email styling) and no
+# sectioning of its own (the chapter is the section), so wrapper divs can be flattened.
+_UNWRAPPED = frozenset({"span"})
+_AS_DIV = {"section": "div", "article": "div", "aside": "div"}
 _KEEP_EMPTY = frozenset({"br", "hr", "img", "td", "th", "tr"})
-_NUMBER = re.compile(r"^\d{1,4}$")
-_ID = re.compile(r"^[A-Za-z_][\w.-]{0,80}$")
-_SAFE_URL = ":/?#[]@!$&'()*+,;=%~-._"
-_LINK_SCHEMES = ("http://", "https://", "mailto:", "tel:")
 _WS = re.compile(r"[ \t\r\n\f]+")
 _WS_CHARS = " \t\r\n\f"
 
@@ -41,8 +28,10 @@ def serialise(body: Element) -> str:
     # ones that qualify already (no id, no text) spares the passes below most of the tree;
     # the last pass would unwrap them all the same, and the rest then.
     _unwrap_wrapper_divs(body)
-    _whitelist(body, anchors)
-    _fix_content_models(body)
+    _drop_unlinked_ids(body, anchors)
+    sanitizer = Sanitizer()
+    sanitizer.sanitize(body)
+    sanitizer.finish(body)
     _tidy_text(body)
     _drop_empty(body)
     _flatten_divs(body)
@@ -66,149 +55,31 @@ def _anchor_targets(body: Element) -> set[str]:
 
 
 def _unwrap_unknown(body: Element) -> None:
-    """Unwrap unknown and presentational wrappers (span, font, o:p ...), in one call in C."""
+    """Unwrap what the article does not keep (span, font, o:p ...) in one call in C, keeping its text."""
     present = {el.tag for el in body.iterdescendants()}
-    unwrap = [tag for tag in present if isinstance(tag, str) and RENAME.get(tag, tag) not in ALLOWED]
+    unwrap = [
+        tag for tag in present
+        if isinstance(tag, str) and (RENAME.get(tag, tag) not in KNOWN or RENAME.get(tag, tag) in _UNWRAPPED)
+    ]
     if unwrap:
         etree.strip_tags(body, *unwrap)
     if any(not isinstance(tag, str) for tag in present):
         for el in list(body.iterdescendants()):
             if not isinstance(el.tag, str):
                 drop_tree(el)
+    for tag, renamed in _AS_DIV.items():
+        for el in body.iter(tag):
+            el.tag = renamed
 
 
-def _whitelist(body: Element, anchors: set[str]) -> None:
-    """Rename to XHTML tags and keep only the attributes XHTML readers use."""
-    seen_ids: set[str] = set()
+def _drop_unlinked_ids(body: Element, anchors: set[str]) -> None:
+    """Ids (and old ``<a name>`` anchors) nothing links to are email markup, not article."""
     for el in body.iterdescendants():
-        tag = el.tag
-        renamed = RENAME.get(tag)
-        if renamed is not None:
-            el.tag = tag = renamed
         attrib = el.attrib
-        if not attrib:
-            continue  # an <img> without attributes has no src: dropped below
-        get = attrib.get
-        ident = get("id")
-        target = (xml_safe(ident) if ident else "") or (xml_safe(get("name") or "") if tag == "a" else None)
-        direction = get("dir")
-        direction = xml_safe(direction).lower() if direction else ""
-        if tag == "a":
-            kept = (get("href"), get("title"))
-        elif tag == "img":
-            kept = (get("src"), get("alt"), get("width"), get("height"))
-        elif tag == "td" or tag == "th":
-            kept = (get("colspan"), get("rowspan"))
-        elif tag == "ol":
-            kept = (get("start"),)
-        else:
-            kept = ()
-        attrib.clear()
-        if target and target in anchors and _ID.match(target) and target not in seen_ids:
-            seen_ids.add(target)
-            attrib["id"] = target
-        if direction in ("ltr", "rtl"):
-            attrib["dir"] = direction
-        if tag == "a":
-            href, title = (xml_safe(value) if value else "" for value in kept)
-            href = _clean_href(href, anchors)
-            if href:
-                attrib["href"] = href
-            if title:
-                attrib["title"] = collapse(title)
-        elif tag == "img":
-            src, alt, width, height = (xml_safe(value) if value else "" for value in kept)
-            src = src.strip()
-            if src:
-                attrib["src"] = src
-                attrib["alt"] = collapse(alt)
-                for name, value in (("width", width), ("height", height)):
-                    value = value.strip().removesuffix("px")
-                    if _NUMBER.match(value):
-                        attrib[name] = value
-        elif kept:  # td, th, ol
-            names = ("start",) if tag == "ol" else ("colspan", "rowspan")
-            for name, value in zip(names, kept):
-                value = xml_safe(value).strip() if value else ""
-                if _NUMBER.match(value) and (name == "start" or value != "1"):
-                    attrib[name] = value
-    for img in list(body.iter("img")):
-        if "src" not in img.attrib:
-            drop_tree(img)
-
-
-def _clean_href(href: str, anchors: set[str]) -> str | None:
-    href = href.strip()
-    if href.startswith("#"):
-        return href if len(href) > 1 and href[1:] in anchors else None
-    if not href.lower().startswith(_LINK_SCHEMES):
-        return None  # relative links and javascript: have no target in an EPUB
-    return quote(href, safe=_SAFE_URL)
-
-
-def _fix_content_models(body: Element) -> None:
-    """Repair nesting that HTML tolerates and XHTML validators reject."""
-    for el in list(body.iterdescendants()):
-        parent = el.getparent()
-        if parent is None:
-            continue
-        tag = el.tag
-        if tag in PHRASING_ONLY and _has_block(el):
-            if tag == "p":
-                el.tag = "div"
-            elif tag in HEADINGS or tag == "pre":
-                for child in [c for c in el.iterdescendants() if c.tag in BLOCKS]:
-                    if child.tag == "hr":
-                        drop_tree(child)
-                    else:
-                        drop_tag(child)
-            else:
-                drop_tag(el)
-        elif tag == "a" and next(el.iterancestors("a"), None) is not None:
-            drop_tag(el)
-        elif tag in ("ul", "ol"):
-            _only_items(el)
-        elif tag == "li" and parent.tag not in ("ul", "ol"):
-            el.tag = "div"
-        elif tag in ("dt", "dd") and parent.tag != "dl":
-            el.tag = "div"
-        elif tag == "dl" and any(c.tag not in ("dt", "dd") for c in el):
-            el.tag = "div"
-            for c in el:
-                if c.tag in ("dt", "dd"):
-                    c.tag = "div"
-        elif tag == "figcaption" and parent.tag != "figure":
-            el.tag = "div"
-        elif tag in ("table", "thead", "tbody", "tfoot", "tr"):
-            if el.text and el.text.strip():
-                el.text = None
-            for child in el.findall("br"):
-                drop_tree(child)
-
-
-def _has_block(el: Element) -> bool:
-    return next(el.iterdescendants(*BLOCKS), None) is not None
-
-
-def _only_items(lst: Element) -> None:
-    """Lists hold list items only: wrap anything else in one."""
-    if lst.text and lst.text.strip():
-        item = etree.Element("li")
-        item.text, lst.text = lst.text, None
-        lst.insert(0, item)
-    for child in list(lst):
-        if child.tag == "br":
-            drop_tree(child)
-        elif child.tag != "li":
-            item = lst.makeelement("li")
-            child.addprevious(item)
-            item.append(child)  # the tail moves along with the child
-        elif child.tail and child.tail.strip():
-            tail, child.tail = child.tail, None
-            if len(child):
-                child[-1].tail = (child[-1].tail or "") + tail
-            else:
-                child.text = (child.text or "") + tail
+        if "id" in attrib and attrib["id"] not in anchors:
+            del attrib["id"]
+        if "name" in attrib and attrib["name"] not in anchors:
+            del attrib["name"]
 
 
 def _needs_collapse(text: str) -> bool:

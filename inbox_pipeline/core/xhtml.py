@@ -1,164 +1,31 @@
-"""EPUB 3 books for Kindle: one chapter per newsletter, a generated cover, nav + NCX.
+"""The one XHTML sanitiser: any HTML fragment in, valid XHTML5 flow content out.
 
-``build_epub`` is deterministic (same book, same bytes) and defensive: whatever
-the cleaner hands over is re-parsed and repaired here so that every book passes
-EPUBCheck with zero errors (see ``_BodySanitizer``).
+``sanitize_fragment(html)`` is the public door (e.g. showing a forwarded email's
+HTML safely). The cleaner runs ``Sanitizer`` on the article it keeps
+(``core.clean.xhtml``), the EPUB writer on every chapter body (``core.epub``),
+with the book's image files, so what EPUBCheck enforces is written once:
+elements and attributes XHTML5 allows, their content models, unique ids,
+links that are valid URLs or removed, images that exist in the book.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.resources
-import io
 import posixpath
 import re
 import threading
-import uuid
-import zipfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from ebooklib import epub as ebooklib_epub
 from lxml import etree
 
-from inbox_pipeline.core.cover import render_cover
-from inbox_pipeline.core.preflight import LANGUAGE_TAG
-
-if TYPE_CHECKING:
-    from inbox_pipeline.core.images import EpubImage
-
-# Stable namespace for identifiers derived from Message-IDs (uuid5 needs one).
-ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "inbox-pipeline.invalid")
-COVER_SIZE = (758, 1008)  # 3:4 like Kindle screens; ~3 ms to draw, sharp enough full screen
-XML_DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>'
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-IMAGE_EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif"}
-
-
-@dataclass(frozen=True)
-class Chapter:
-    """One newsletter inside a book."""
-
-    title: str
-    body_html: str  # an XHTML body fragment
-    images: tuple["EpubImage", ...] = ()
-    author: str | None = None  # the sender's name
-    date: datetime | None = None
-    group: str | None = None  # TOC section in digests: the sender or newsletter name
-    source_url: str | None = None
-    language: str | None = None  # BCP 47; None: the book's language
-    message_id: str | None = None  # keeps digest identifiers stable
-
-
-@dataclass(frozen=True)
-class Book:
-    identifier: str  # stable, e.g. "urn:uuid:" + uuid5 of the Message-ID
-    title: str
-    creator: str
-    language: str  # BCP 47
-    date: datetime
-    chapters: tuple[Chapter, ...]
-    description: str | None = None
-    cover_subtitle: str | None = None
-    publisher: str = "inbox-pipeline"
-    cover_title: str | None = None  # None: the book's title
-
-    @classmethod
-    def for_newsletter(
-        cls,
-        message_id: str,
-        title: str,
-        sender: str,
-        date: datetime,
-        language: str,
-        chapter: Chapter,
-    ) -> "Book":
-        """A book holding one newsletter; its identifier follows from the Message-ID."""
-        return cls(
-            identifier=identifier_for(message_id),
-            title=_text(title) or "Newsletter",
-            creator=_text(sender) or "Unknown sender",
-            language=language,
-            date=date,
-            chapters=(chapter,),
-            cover_subtitle=_text(sender) or None,
-        )
-
-    @classmethod
-    def for_digest(
-        cls,
-        user_label: str,
-        period_label: str,
-        date: datetime,
-        chapters: Sequence[Chapter],
-        *,
-        language: str | None = None,
-    ) -> "Book":
-        """Many newsletters in one book, grouped by ``Chapter.group`` in the TOC."""
-        chapters = tuple(chapters)
-        period = _text(period_label) or "Digest"
-        period = period[:1].upper() + period[1:]
-        kind = period if period.lower().endswith("digest") else f"{period} digest"
-        keys = sorted(_chapter_key(c) for c in chapters)
-        identifier = identifier_for("digest\n" + _text(user_label) + "\n" + period + "\n" + "\n".join(keys))
-        senders = list(dict.fromkeys(_text(c.group or c.author) for c in chapters if (c.group or c.author)))
-        count = f"{len(chapters)} newsletter" + ("" if len(chapters) == 1 else "s")
-        subtitle = count + (": " + ", ".join(senders[:4]) + (", …" if len(senders) > 4 else "") if senders else "")
-        titles = "; ".join(_text(c.title) for c in chapters)
-        return cls(
-            identifier=identifier,
-            title=f"{kind} — {format_date(date)}",
-            creator="inbox-pipeline",
-            language=language or _majority_language(chapters),
-            date=date,
-            chapters=chapters,
-            description=(f"For {_text(user_label)}: " if _text(user_label) else "") + titles,
-            cover_subtitle=subtitle,
-            cover_title=kind,
-        )
-
-
-def identifier_for(key: str) -> str:
-    """``urn:uuid:`` + uuid5 of ``key`` (a Message-ID, angle brackets ignored)."""
-    key = key.strip()
-    if key.startswith("<") and key.endswith(">"):
-        key = key[1:-1]
-    return f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, key)}"
-
-
-def format_date(value: datetime) -> str:
-    """``24 Nov 2026``: the same in every locale."""
-    return f"{value.day} {MONTHS[value.month - 1]} {value.year}"
-
-
-def _chapter_key(chapter: Chapter) -> str:
-    if chapter.message_id:
-        return chapter.message_id
-    digest = hashlib.sha256()
-    date = chapter.date.isoformat() if chapter.date else ""
-    for part in (chapter.title, chapter.author or "", date, chapter.body_html):
-        digest.update(part.encode("utf-8", "replace") + b"\0")
-    return digest.hexdigest()
-
-
-def _majority_language(chapters: Iterable[Chapter]) -> str:
-    counts: dict[str, int] = {}
-    for chapter in chapters:
-        if chapter.language:
-            counts[chapter.language] = counts.get(chapter.language, 0) + 1
-    return max(counts, key=lambda k: counts[k]) if counts else "en"
-
-
-# --- text helpers -------------------------------------------------------------
+from inbox_pipeline.core.language import language_tag
 
 # Characters XML 1.0 forbids (lxml refuses them), plus non-characters.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def _xml_safe(text: str) -> str:
+def xml_safe(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot hold."""
     return _XML_INVALID.sub("", text)
 
 
@@ -177,29 +44,18 @@ def _char_ref(match: re.Match[str]) -> str:
     return match.group(0)
 
 
-def _text(value: str | None) -> str:
-    """One line of XML-safe text."""
-    return " ".join(_xml_safe(value or "").split())
+# Controls (C0 but whitespace, C1), and the marks that reorder text (U+202E shows "evil" as
+# "live"): metadata is one plain line, and a reading system's library list obeys them.
+_NOT_METADATA = re.compile(
+    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+    "\ufeff\ud800-\udfff\ufffe\uffff]"
+)
 
 
-def language_tag(value: str | None, default: str = "en") -> str:
-    """A well-formed BCP 47 tag (``en_US`` -> ``en-US``); ``default`` when unusable."""
-    tag = (value or "").strip().replace("_", "-")
-    if not tag or not LANGUAGE_TAG.match(tag):
-        return default
-    parts = tag.split("-")
-    out = [parts[0].lower()]
-    for part in parts[1:]:
-        if len(part) == 2 and out[-1] != "x":
-            out.append(part.upper())  # region
-        elif len(part) == 4 and part.isalpha() and len(out) == 1:
-            out.append(part.title())  # script
-        else:
-            out.append(part.lower())
-    return "-".join(out)
+def one_line(value: str | None) -> str:
+    """One line of plain text for metadata and headings: no controls, no bidi overrides."""
+    return " ".join(_NOT_METADATA.sub("", value or "").split())
 
-
-# --- chapter body sanitising ------------------------------------------------------
 
 VOID = frozenset("area base br col embed hr img input link meta param source track wbr".split())
 # Dropped with their content: active, embedded or head-only content.
@@ -231,7 +87,8 @@ HEADINGS_AND_SECTIONS = frozenset("h1 h2 h3 h4 h5 h6 section article aside".spli
 TABLE_SECTIONS = frozenset({"thead", "tbody", "tfoot"})
 MAX_DEPTH = 100  # libxml2 (inside many reading systems) refuses XML nested deeper than 256
 STRUCTURAL = frozenset({"ul", "ol", "dl", "table", "thead", "tbody", "tfoot", "tr", "figure"})
-GLOBAL_ATTRS = frozenset({"id", "class", "title", "lang", "dir"})
+# No class: the email's classes mean nothing here, the book's own are set after sanitising.
+GLOBAL_ATTRS = frozenset({"id", "title", "lang", "dir"})
 ELEMENT_ATTRS = {
     "a": {"href"},
     "img": {"src", "alt", "width", "height"},
@@ -241,10 +98,11 @@ ELEMENT_ATTRS = {
     "li": {"value"},
     "bdo": {"dir"},
 }
-_INTEGER = re.compile(r"^\s*([0-9]{1,6})\s*$")
+_INTEGER = re.compile(r"^\s*([0-9]{1,6})(?:px)?\s*$")
 _SIGNED = re.compile(r"^\s*(-?[0-9]{1,9})\s*$")
 _NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_URL_SAFE = "/?#[]@!$&'()*+,;=%~-._:"
+# '[' and ']' are valid only around an IPv6 host (EPUBCheck RSC-020 otherwise); '%' only as an escape.
+_URL_SAFE = "/?#@!$&'()*+,;=%~-._:"
 # The common case, accepted as is: http(s), a plain host, only URL code points, one '#'.
 _PLAIN_URL = re.compile(
     # Possessive, one character per step: linear time on any input.
@@ -266,7 +124,7 @@ def _html_parser() -> etree.HTMLParser:
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-def _is_blank(text: str | None) -> bool:
+def is_blank(text: str | None) -> bool:
     return not text or not text.strip()
 
 
@@ -274,15 +132,15 @@ def _percent(text: str) -> str:
     return _LONE_PERCENT.sub("%25", text)
 
 
-def _clean_url(href: str) -> str | None:
-    """An absolute http(s)/mailto URL EPUBCheck accepts, or None."""
+def clean_url(href: str) -> str | None:
+    """An absolute http(s)/mailto URL EPUBCheck accepts (RFC 3986, percent-encoded), or None."""
     href = href.strip()
     if _PLAIN_URL.match(href):
         return href
     scheme = href.split(":", 1)[0].lower() if ":" in href else ""
     if scheme == "mailto":
         rest = href.split(":", 1)[1]
-        address = quote(unquote(rest), safe="@!$&'()*+,;=%~-._?:/")
+        address = quote(unquote(rest), safe="@!$&'()*+,;=~-._?:/")
         return f"mailto:{address}" if "@" in address else None
     if scheme not in {"http", "https"}:
         return None
@@ -307,7 +165,7 @@ def _clean_url(href: str) -> str | None:
     return urlunsplit((scheme, netloc, path, query, fragment))
 
 
-class _BodySanitizer:
+class Sanitizer:
     """Turns an HTML/XHTML fragment into valid XHTML5 flow content.
 
     HTML parsing fixes what the parser knows (``<p>`` in ``<p>``, ``<a>`` in
@@ -317,8 +175,8 @@ class _BodySanitizer:
     missing files or anchors into plain text.
     """
 
-    def __init__(self, image_names: dict[str, str], reserved_ids: Iterable[str] = ()):
-        self.image_names = image_names  # src as written in the body -> file name in the book
+    def __init__(self, image_names: dict[str, str] | None = None, reserved_ids: Iterable[str] = ()):
+        self.image_names = image_names  # src as written in the body -> file name in the book; None: keep src
         self.used_images: list[str] = []
         self.ids: dict[str, str] = {}  # original id -> id in the output
         self.taken: set[str] = set(reserved_ids)
@@ -327,7 +185,7 @@ class _BodySanitizer:
     def parse(self, html: str) -> etree._Element:
         # libxml2's HTML parser treats <div/> as empty (unlike HTML5 browsers), which
         # is what XHTML input from the cleaner means.
-        html = _xml_safe(html)
+        html = xml_safe(html)
         if "&#" in html:
             html = _CHAR_REF.sub(_char_ref, html)
         doc = etree.fromstring(f'<html><body><div id="{_WRAPPER}">{html}</div></body></html>', _html_parser())
@@ -339,7 +197,7 @@ class _BodySanitizer:
             for child in list(body):
                 root.append(child)
             for wrapper in root.findall(f"div[@id='{_WRAPPER}']"):
-                _drop_tag(wrapper)
+                drop_tag(wrapper)
         return root
 
     def sanitize(self, root: etree._Element) -> etree._Element:
@@ -357,7 +215,7 @@ class _BodySanitizer:
                     child = child.getnext()
                     continue
                 if flatten and isinstance(child.tag, str) and child.tag not in VOID and child.tag not in DROP:
-                    _drop_tag(child)  # too deep for some reading systems' XML parsers: keep the text
+                    drop_tag(child)  # too deep for some reading systems' XML parsers: keep the text
                     child = previous.getnext() if previous is not None else (element[0] if len(element) else None)
                     continue
                 if self._child(element, child, phrasing, in_link, in_th) == "again":
@@ -395,7 +253,7 @@ class _BodySanitizer:
                 element.attrib["href"] = "#" + target
         for link in list(root.iter("a")):
             if "href" not in link.attrib and "id" not in link.attrib:
-                _drop_tag(link)
+                drop_tag(link)
         sources = {image.get("src") for image in root.iter("img")}
         self.used_images = [name for name in self.used_images if name in sources]
 
@@ -403,15 +261,15 @@ class _BodySanitizer:
 
     def _child(self, parent, child, phrasing: bool, in_link: bool, in_th: bool) -> str:
         if not isinstance(child.tag, str):  # comment or processing instruction
-            _drop_tree(child)
+            drop_tree(child)
             return "again"
         tag = child.tag.lower()
         if tag in DROP:
-            _drop_tree(child)
+            drop_tree(child)
             return "again"
         tag = RENAME.get(tag, tag)
         if tag not in KNOWN or tag == "picture":
-            _drop_tag(child)
+            drop_tag(child)
             return "again"
         ptag = parent.tag
         # Misplaced structural elements become neutral containers.
@@ -424,7 +282,7 @@ class _BodySanitizer:
         elif tag == "figcaption" and ptag != "figure":
             tag = "div"
         elif tag == "a" and in_link:
-            _drop_tag(child)
+            drop_tag(child)
             return "again"
         elif in_th and tag in HEADINGS_AND_SECTIONS:
             tag = "div"  # a header cell may not hold headings or sections
@@ -440,9 +298,9 @@ class _BodySanitizer:
             if tag == "hr":
                 tag = "br"
             else:
-                if not _is_blank("".join(child.itertext())):
+                if not is_blank("".join(child.itertext())):
                     child.append(etree.Element("br"))
-                _drop_tag(child)
+                drop_tag(child)
                 return "again"
         child.tag = tag
         self._attributes(child, tag, parent)
@@ -482,12 +340,13 @@ class _BodySanitizer:
 
     def _wrap_strays(self, element, wrapper: str, *, allowed: set[str], inner: str | None = None) -> None:
         """Put text and elements a list/row may not hold directly into ``wrapper`` elements."""
-        if not _is_blank(element.text):
+        if not is_blank(element.text):
             new = etree.Element(wrapper)
-            target = _sub(new, inner) if inner else new
+            target = sub_element(new, inner) if inner else new
             target.text = element.text
             element.insert(0, new)
-        element.text = None
+        # Whitespace between items stays (valid there): text read off the tree keeps its words apart.
+        element.text = " " if element.text else None
         for child in list(element):
             if not isinstance(child.tag, str):
                 continue
@@ -497,17 +356,20 @@ class _BodySanitizer:
             if ctag not in allowed and ctag not in DROP:
                 new = etree.Element(wrapper)
                 child.addprevious(new)
-                (_sub(new, inner) if inner and ctag not in {"td", "th"} else new).append(child)
+                (sub_element(new, inner) if inner and ctag not in {"td", "th"} else new).append(child)
                 child = new
-            if not _is_blank(tail):
+            if not is_blank(tail):
                 new = etree.Element(wrapper)
-                (_sub(new, inner) if inner else new).text = tail
+                (sub_element(new, inner) if inner else new).text = tail
                 child.addnext(new)
+                new.tail = " "
+            elif tail:
+                child.tail = " "
 
     @staticmethod
     def _valid_dl(element) -> bool:
         # HTML5: groups of one or more dt followed by one or more dd.
-        if not _is_blank(element.text) or any(not _is_blank(c.tail) for c in element):
+        if not is_blank(element.text) or any(not is_blank(c.tail) for c in element):
             return False
         kinds = "".join(
             {"dt": "t", "dd": "d"}.get(c.tag.lower(), "x") for c in element if isinstance(c.tag, str)
@@ -521,7 +383,7 @@ class _BodySanitizer:
         body: list = []
         foot: list = []
         before: list = []  # content that may not sit in a table: shown before it
-        if not _is_blank(table.text):
+        if not is_blank(table.text):
             span = etree.Element("p")
             span.text = table.text
             before.append(span)
@@ -548,7 +410,7 @@ class _BodySanitizer:
                 pass
             else:
                 before.append(child)
-            if not _is_blank(tail):
+            if not is_blank(tail):
                 span = etree.Element("p")
                 span.text = tail
                 before.append(span)
@@ -558,13 +420,13 @@ class _BodySanitizer:
             if caption is not None:
                 caption.tag = "p"
                 table.addprevious(caption)
-            _drop_tree(table)
+            drop_tree(table)
             return
         if caption is not None:
             table.append(caption)
         for tag, rows in (("thead", head), ("tbody", body), ("tfoot", foot)):
             if rows:
-                section = _sub(table, tag)
+                section = sub_element(table, tag)
                 for row in rows:
                     row.tail = None
                     section.append(row)
@@ -652,20 +514,20 @@ class _BodySanitizer:
         if value.startswith("#"):
             self.fragment_links.append((element, unquote(value[1:])))
             return
-        url = _clean_url(value)
+        url = clean_url(value)
         if url is not None:
             element.attrib["href"] = url
 
     def _image(self, element) -> None:
-        src = element.attrib.pop("src", "") or ""
-        name = self.image_names.get(_normalize_src(src))
+        src = (element.attrib.pop("src", "") or "").strip()
+        name = (src or None) if self.image_names is None else self.image_names.get(normalize_src(src))
         if name is None:
             # Remote or missing images are not allowed in an EPUB: keep only the alt text.
             alt = " ".join((element.attrib.get("alt") or "").split())
             if alt and element.getparent() is not None:
                 _replace_with_text(element, f"[{alt}]")
             else:
-                _drop_tree(element)
+                drop_tree(element)
             return
         # src and alt (required in XHTML5) first, then width/height.
         attrs = dict(element.attrib)
@@ -678,14 +540,14 @@ class _BodySanitizer:
 
 
 
-def _normalize_src(src: str) -> str:
+def normalize_src(src: str) -> str:
     src = unquote(src.strip())
     if src.startswith("./"):
         src = src[2:]
     return posixpath.normpath(src) if src else ""
 
 
-def _sub(parent, tag: str):
+def sub_element(parent, tag: str):
     child = etree.Element(tag)
     parent.append(child)
     return child
@@ -703,7 +565,7 @@ def _add_text_before(element, text: str | None) -> None:
         parent.text = (parent.text or "") + text
 
 
-def _drop_tree(element) -> None:
+def drop_tree(element) -> None:
     """Remove an element and its content, keeping the text after it."""
     parent = element.getparent()
     if parent is None:
@@ -712,7 +574,7 @@ def _drop_tree(element) -> None:
     parent.remove(element)
 
 
-def _drop_tag(element) -> None:
+def drop_tag(element) -> None:
     """Replace an element by its content (text, children, then its tail)."""
     parent = element.getparent()
     if parent is None:
@@ -745,12 +607,11 @@ def _replace_with_text(element, text: str) -> None:
     span.tail = element.tail
     element.tail = None
     element.addprevious(span)
-    _drop_tree(element)
+    drop_tree(element)
 
 
-# --- XHTML documents --------------------------------------------------------------
-
-def _serialize(element) -> str:
+def serialize(element) -> str:
+    """The element as XML text, with no self-closed non-void elements."""
     # <td/>, <a id="x"/>: valid XML, but some reading systems parse chapters as HTML.
     for node in element.iter():
         if node.text is None and not len(node) and node.tag not in VOID:
@@ -758,283 +619,14 @@ def _serialize(element) -> str:
     return etree.tostring(element, encoding="unicode", method="xml")
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+def sanitize_fragment(html: str, *, images: dict[str, str] | None = None) -> str:
+    """``html`` as a valid XHTML5 body fragment (a string of flow content).
 
-
-def _document(
-    title: str, lang: str, body: str, *, css: str | None = "epub.css", body_class: str | None = None
-) -> bytes:
-    head_css = f'<link rel="stylesheet" type="text/css" href="{css}"/>\n' if css else ""
-    body_attr = f' class="{body_class}"' if body_class else ""
-    text = (
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        "<!DOCTYPE html>\n"
-        f'<html xmlns="http://www.w3.org/1999/xhtml" xmlns:epub="http://www.idpf.org/2007/ops" '
-        f'lang="{lang}" xml:lang="{lang}">\n'
-        f"<head>\n<title>{_escape(title)}</title>\n{head_css}</head>\n"
-        f"<body{body_attr}>\n{body}\n</body>\n</html>\n"
-    )
-    return text.encode("utf-8")
-
-
-def _same_text(a: str, b: str) -> bool:
-    return _text(a).casefold() == _text(b).casefold()
-
-
-def chapter_xhtml(chapter: Chapter, lang: str, image_names: dict[str, str]) -> tuple[bytes, list[str]]:
-    """The chapter's XHTML document and the image files it uses (in order)."""
-    title = _text(chapter.title) or "Untitled"
-    sanitizer = _BodySanitizer(image_names)
-    root = sanitizer.sanitize(sanitizer.parse(chapter.body_html or ""))
-
-    # The header already shows the title; a leading heading that repeats it goes.
-    first = next((c for c in root if isinstance(c.tag, str)), None)
-    if (
-        first is not None
-        and first.tag in {"h1", "h2", "h3"}
-        and _is_blank(root.text)
-        and _same_text("".join(first.itertext()), title)
-    ):
-        _drop_tree(first)
+    ``images`` maps ``src`` values to the file names they have in a book, and
+    images not in it are dropped (their alt text kept); None keeps every
+    ``src`` as written.
+    """
+    sanitizer = Sanitizer(images)
+    root = sanitizer.sanitize(sanitizer.parse(html or ""))
     sanitizer.finish(root)
-
-    body = etree.Element("div")
-    header = _sub(body, "div")
-    header.set("class", "chapter-header")
-    heading = _sub(header, "h1")
-    heading.text = title
-    byline = " · ".join(
-        part for part in (_text(chapter.author), format_date(chapter.date) if chapter.date else "") if part
-    )
-    if byline:
-        line = _sub(header, "p")
-        line.set("class", "byline")
-        line.text = byline
-    root.set("class", "chapter-body")
-    body.append(root)
-    url = _clean_url(chapter.source_url) if chapter.source_url else None
-    if url is not None and url.startswith("http"):
-        source = _sub(body, "p")
-        source.set("class", "source")
-        source.text = "Original: "
-        link = _sub(source, "a")
-        link.set("href", url)
-        link.text = urlsplit(url).hostname or url
-    inner = _serialize(body)
-    inner = inner[len("<div>") : -len("</div>")]
-    chapter_lang = language_tag(chapter.language, lang) if chapter.language else lang
-    return _document(title, chapter_lang, inner), sanitizer.used_images
-
-
-def _sniff_image(data: bytes) -> str | None:
-    if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return None
-
-
-# --- the book ----------------------------------------------------------------------
-
-
-class _RawDocument(ebooklib_epub.EpubHtml):
-    """An XHTML item written exactly as we built it (ebooklib would re-parse it)."""
-
-    def __init__(self, *, uid: str, file_name: str, title: str, data: bytes, linear: bool = True):
-        super().__init__(uid=uid, file_name=file_name, title=title, media_type="application/xhtml+xml")
-        self._data = data
-        self.is_linear = linear
-
-    def get_content(self, default=None) -> bytes:
-        return self._data
-
-
-class _Entries:
-    """Stands in for ebooklib's ZipFile: collects (name, bytes) so we write the zip ourselves."""
-
-    def __init__(self) -> None:
-        self.files: list[tuple[str, bytes]] = []
-
-    def writestr(self, name: str, data, compress_type=None) -> None:
-        self.files.append((name, data.encode("utf-8") if isinstance(data, str) else bytes(data)))
-
-
-class _Writer(ebooklib_epub.EpubWriter):
-    def write(self) -> None:  # same steps as EpubWriter.write, into memory
-        self.out = _Entries()
-        self._write_container()
-        self._write_opf()
-        self._write_items()
-
-
-_XML_SUFFIXES = (".xhtml", ".opf", ".ncx", ".xml")
-_DECLARATION = re.compile(rb"^\s*<\?xml[^>]*\?>\s*")
-
-
-def _with_declaration(data: bytes) -> bytes:
-    """Every XML file starts with the exact declaration Kindle tooling expects."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    return XML_DECLARATION + b"\n" + _DECLARATION.sub(b"", data, count=1)
-
-
-def _zip(files: list[tuple[str, bytes]], when: datetime) -> bytes:
-    # Fixed timestamps (the book's date) make the same book the same bytes; ZIP dates span 1980-2107.
-    stamp = (min(max(1980, when.year), 2107), when.month, when.day, when.hour, when.minute, when.second)
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        info = zipfile.ZipInfo("mimetype", date_time=stamp)
-        info.compress_type = zipfile.ZIP_STORED
-        info.create_system = 3
-        info.external_attr = 0o644 << 16
-        archive.writestr(info, b"application/epub+zip")
-        for name, data in files:
-            info = zipfile.ZipInfo(name, date_time=stamp)
-            info.create_system = 3
-            info.external_attr = 0o644 << 16
-            if name.endswith(_XML_SUFFIXES):
-                data = _with_declaration(data)
-            # Images are already compressed; deflating them again only costs time.
-            info.compress_type = zipfile.ZIP_STORED if _sniff_image(data) else zipfile.ZIP_DEFLATED
-            archive.writestr(info, data, compresslevel=6)
-    return out.getvalue()
-
-
-_STYLESHEET = importlib.resources.files("inbox_pipeline.core").joinpath("epub.css").read_bytes()
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
-
-
-def _ordered(chapters: Sequence[Chapter]) -> list[tuple[str | None, list[Chapter]]]:
-    """Chapters grouped by ``group`` (first appearance first), keeping their order within."""
-    groups: dict[str | None, list[Chapter]] = {}
-    for chapter in chapters:
-        key = _text(chapter.group) or None
-        groups.setdefault(key, []).append(chapter)
-    return list(groups.items())
-
-
-def _image_names(chapter: Chapter, number: int) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
-    """Map the chapter's image paths to unique, short book paths (``images/c003-01.jpg``)."""
-    names: dict[str, str] = {}
-    files: dict[str, tuple[str, bytes]] = {}
-    for image in chapter.images:
-        key = _normalize_src(image.file_name)
-        if not key or key in names:
-            continue
-        media_type = _sniff_image(image.data)  # trust the bytes, not the label
-        if media_type is None:
-            continue  # WebP, SVG, TIFF...: Kindle refuses them; images.py should have converted
-        name = f"images/c{number:03d}-{len(files) + 1:03d}{IMAGE_EXTENSIONS[media_type]}"
-        names[key] = name
-        files[name] = (media_type, image.data)
-    return names, files
-
-
-def build_epub(book: Book) -> bytes:
-    """The book as EPUB 3 bytes: cover, nav + NCX, one XHTML file per chapter."""
-    lang = language_tag(book.language)
-    title = _text(book.title) or "Newsletter"
-    when = _utc(book.date)
-
-    out = ebooklib_epub.EpubBook()
-    out.set_identifier(_text(book.identifier) or identifier_for(title + when.isoformat()))
-    out.set_title(title)
-    out.set_language(lang)
-    out.add_author(_text(book.creator) or "Unknown")
-    out.add_metadata("DC", "date", when.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    out.add_metadata("DC", "publisher", _text(book.publisher) or "inbox-pipeline")
-    if book.description and _text(book.description):
-        out.add_metadata("DC", "description", _text(book.description))
-    # ebooklib announces itself; keep only what we say.
-    out.metadata.get(ebooklib_epub.NAMESPACES["OPF"], {}).pop("generator", None)
-
-    css = ebooklib_epub.EpubItem(uid="css", file_name="epub.css", media_type="text/css", content=_STYLESHEET)
-    out.add_item(css)
-
-    cover_jpeg = render_cover(
-        _text(book.cover_title) or title,
-        _text(book.cover_subtitle) or None,
-        format_date(book.date),
-        size=COVER_SIZE,
-    )
-    cover_image = ebooklib_epub.EpubCover(uid="cover-img", file_name="cover.jpg")
-    cover_image.media_type = "image/jpeg"
-    cover_image.content = cover_jpeg
-    out.add_item(cover_image)
-    out.add_metadata(None, "meta", "", {"name": "cover", "content": "cover-img"})  # Kindle reads this one
-    cover_page = _RawDocument(
-        uid="cover",
-        file_name="cover.xhtml",
-        title="Cover",
-        data=_document(
-            "Cover",
-            lang,
-            f'<div class="cover"><img src="cover.jpg" alt="{_escape(_text(book.cover_title) or title)}"/></div>',
-            body_class="cover",
-        ),
-        linear=False,
-    )
-    out.add_item(cover_page)
-
-    toc: list = []
-    documents: list[_RawDocument] = []
-    number = 0
-    grouped = _ordered(book.chapters)
-    use_sections = len(book.chapters) > 1 and any(key is not None for key, _ in grouped)
-    for group, chapters in grouped:
-        links = []
-        for chapter in chapters:
-            number += 1
-            names, files = _image_names(chapter, number)
-            data, used = chapter_xhtml(chapter, lang, names)
-            for name in sorted(used):
-                media_type, content = files[name]
-                uid = "img-" + posixpath.splitext(posixpath.basename(name))[0]
-                out.add_item(ebooklib_epub.EpubImage(uid=uid, file_name=name, media_type=media_type, content=content))
-            document = _RawDocument(
-                uid=f"c{number:03d}",
-                file_name=f"c{number:03d}.xhtml",
-                title=_text(chapter.title) or "Untitled",
-                data=data,
-            )
-            out.add_item(document)
-            documents.append(document)
-            links.append(document)
-        if use_sections and group is not None:
-            toc.append((ebooklib_epub.Section(group, href=links[0].file_name), links))
-        else:
-            toc.extend(links)
-    if not documents:
-        document = _RawDocument(
-            uid="c001", file_name="c001.xhtml", title=title,
-            data=_document(title, lang, f'<div class="chapter-header"><h1>{_escape(title)}</h1></div>'),
-        )
-        out.add_item(document)
-        documents.append(document)
-        toc.append(document)
-
-    nav = ebooklib_epub.EpubNav(title="Contents")
-    nav.add_item(css)
-    out.add_item(nav)
-    out.add_item(ebooklib_epub.EpubNcx())
-    out.toc = toc
-    # A contents page in the reading order helps digests; a single newsletter opens on its text.
-    out.spine = [cover_page] + (["nav"] if len(documents) > 1 else []) + documents
-    # Landmarks (EPUB 3) and guide (EPUB 2, older Kindles): where the book opens.
-    out.guide = [{"type": "cover", "href": "cover.xhtml", "title": "Cover"}]
-    if len(documents) > 1:
-        out.guide.append({"type": "toc", "href": "nav.xhtml", "title": "Contents"})
-    out.guide.append({"type": "text", "href": documents[0].file_name, "title": documents[0].title})
-
-    writer = _Writer("", out, {"mtime": when.replace(tzinfo=None), "epub3_pages": False})
-    writer.process()
-    writer.write()
-    return _zip(writer.out.files, when)
+    return serialize(root)[len("<div>") : -len("</div>")]
