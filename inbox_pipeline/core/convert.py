@@ -232,9 +232,16 @@ def safe_file_name(title: str, date: datetime | None = None, *, suffix: str = ".
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     stem = _UNSAFE.sub("-", ascii_title).strip("-").lower() or "newsletter"
     prefix = f"{date:%Y-%m-%d}-" if date else ""
-    room = max(8, limit - len(prefix) - len(suffix))
-    if len(stem) > room:
-        # Cut between words: a half word reads as a different one ("...-on-a-shoes").
-        cut = stem[: room + 1].rfind("-")
-        stem = stem[:cut] if cut > 0 else stem[:room]
+    stem = shorten_name(stem, max(8, limit - len(prefix) - len(suffix)))
     return f"{prefix}{stem}{suffix}"
+
+
+_WORD_GAP = re.compile(r"[-._]+")
+
+
+def shorten_name(stem: str, room: int) -> str:
+    """``stem`` cut to ``room`` characters between words: a half word reads as another ("...-on-a-shoes")."""
+    if len(stem) <= room:
+        return stem
+    gaps = [m.start() for m in _WORD_GAP.finditer(stem, 0, room + 1) if m.start() > 0]
+    return stem[: gaps[-1]] if gaps else stem[:room]

@@ -203,9 +203,8 @@ def digest_file_name(period_label: str, date: datetime, number: int = 1, total: 
     label = " ".join((period_label or "").split()) or "digest"
     if not label.lower().endswith("digest"):
         label += " digest"
-    if total > 1:
-        label += f" vol {number} of {total}"
-    return safe_file_name(label, date, limit=60)
+    suffix = f"-vol-{number}-of-{total}.epub" if total > 1 else ".epub"  # never cut: volumes differ by it
+    return safe_file_name(label, date, suffix=suffix, limit=50)  # what the mailer keeps of an attachment's name
 
 
 def build_digest_volumes(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from inbox_pipeline.core.convert import shorten_name
 from inbox_pipeline.seams._aws import aws_client, error_code, http_status
 from inbox_pipeline.seams._common import write_atomically
 
@@ -423,7 +424,7 @@ def safe_file_name(name: str, *, default: str = "newsletter", ext: str = ".epub"
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem)
     stem = re.sub(r"-{2,}", "-", stem).strip("-._")
     room = max(1, max_len - len(ext))
-    stem = stem[:room].rstrip("-._") or default[:room]
+    stem = shorten_name(stem, room).rstrip("-._") or default[:room]
     return stem + ext
 
 
