@@ -342,7 +342,7 @@ class Sanitizer:
         """Put text and elements a list/row may not hold directly into ``wrapper`` elements."""
         if not is_blank(element.text):
             new = etree.Element(wrapper)
-            target = sub_element(new, inner) if inner else new
+            target = etree.SubElement(new, inner) if inner else new
             target.text = element.text
             element.insert(0, new)
         # Whitespace between items stays (valid there): text read off the tree keeps its words apart.
@@ -356,11 +356,11 @@ class Sanitizer:
             if ctag not in allowed and ctag not in DROP:
                 new = etree.Element(wrapper)
                 child.addprevious(new)
-                (sub_element(new, inner) if inner and ctag not in {"td", "th"} else new).append(child)
+                (etree.SubElement(new, inner) if inner and ctag not in {"td", "th"} else new).append(child)
                 child = new
             if not is_blank(tail):
                 new = etree.Element(wrapper)
-                (sub_element(new, inner) if inner else new).text = tail
+                (etree.SubElement(new, inner) if inner else new).text = tail
                 child.addnext(new)
                 new.tail = " "
             elif tail:
@@ -426,7 +426,7 @@ class Sanitizer:
             table.append(caption)
         for tag, rows in (("thead", head), ("tbody", body), ("tfoot", foot)):
             if rows:
-                section = sub_element(table, tag)
+                section = etree.SubElement(table, tag)
                 for row in rows:
                     row.tail = None
                     section.append(row)
@@ -545,12 +545,6 @@ def normalize_src(src: str) -> str:
     if src.startswith("./"):
         src = src[2:]
     return posixpath.normpath(src) if src else ""
-
-
-def sub_element(parent, tag: str):
-    child = etree.Element(tag)
-    parent.append(child)
-    return child
 
 
 def _add_text_before(element, text: str | None) -> None:

@@ -8,7 +8,7 @@ from lxml import etree
 
 from inbox_pipeline.core.epub.book import Chapter, format_date
 from inbox_pipeline.core.language import language_tag
-from inbox_pipeline.core.xhtml import Sanitizer, clean_url, drop_tree, is_blank, one_line, serialize, sub_element
+from inbox_pipeline.core.xhtml import Sanitizer, clean_url, drop_tree, is_blank, one_line, serialize
 
 
 def escape(text: str) -> str:
@@ -53,25 +53,25 @@ def chapter_xhtml(chapter: Chapter, lang: str, image_names: dict[str, str]) -> t
     sanitizer.finish(root)
 
     body = etree.Element("div")
-    header = sub_element(body, "div")
+    header = etree.SubElement(body, "div")
     header.set("class", "chapter-header")
-    heading = sub_element(header, "h1")
+    heading = etree.SubElement(header, "h1")
     heading.text = title
     byline = " · ".join(
         part for part in (one_line(chapter.author), format_date(chapter.date) if chapter.date else "") if part
     )
     if byline:
-        line = sub_element(header, "p")
+        line = etree.SubElement(header, "p")
         line.set("class", "byline")
         line.text = byline
     root.set("class", "chapter-body")
     body.append(root)
     url = clean_url(chapter.source_url) if chapter.source_url else None
     if url is not None and url.startswith("http"):
-        source = sub_element(body, "p")
+        source = etree.SubElement(body, "p")
         source.set("class", "source")
         source.text = "Original: "
-        link = sub_element(source, "a")
+        link = etree.SubElement(source, "a")
         link.set("href", url)
         link.text = urlsplit(url).hostname or url
     inner = serialize(body)
