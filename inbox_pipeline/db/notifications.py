@@ -2,13 +2,14 @@
 
 Public functions (all take a ``Session``; none commits):
 
-- ``notify_once(session, *, user_id, kind, dedup_key, subject, body, now=None) -> Notification | None``:
+- ``notify_once(session, *, user_id, kind, dedup_key, subject, body, now=None, send_after=None) -> Notification | None``:
   the new notification, or ``None`` when (user_id, kind, dedup_key) was already
   recorded (unique constraint, INSERT .. ON CONFLICT DO NOTHING: also across
   concurrent runs). Kinds in use: see ``KINDS``.
 - ``pending_notifications(session, *, limit=100) -> list[Notification]``
 - ``mark_notification_sent(session, notification_id, *, now=None) -> Notification``
 - ``mark_notification_failed(session, notification_id, *, reason) -> Notification``
+- ``mark_notification_withdrawn(session, notification_id, *, reason) -> Notification``
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def notify_once(
     subject: str,
     body: str,
     now: datetime | None = None,
+    send_after: datetime | None = None,
 ) -> Notification | None:
+    """``send_after``: recorded as ``deferred``, to be sent then (if still true), else ``pending`` (sent now)."""
     table = Notification.__table__
     new_id = session.execute(
         upsert_insert(session, table)
@@ -50,7 +53,8 @@ def notify_once(
             dedup_key=dedup_key,
             subject=subject,
             body=body,
-            status=NotificationStatus.PENDING.value,
+            status=(NotificationStatus.PENDING if send_after is None else NotificationStatus.DEFERRED).value,
+            send_after=send_after,
             created_at=now or utcnow(),
         )
         .on_conflict_do_nothing(index_elements=["user_id", "kind", "dedup_key"])
@@ -89,5 +93,13 @@ def mark_notification_sent(session: Session, notification_id: int, *, now: datet
 def mark_notification_failed(session: Session, notification_id: int, *, reason: str) -> Notification:
     row = _get(session, notification_id)
     row.status, row.reason = NotificationStatus.FAILED.value, reason
+    session.flush()
+    return row
+
+
+def mark_notification_withdrawn(session: Session, notification_id: int, *, reason: str) -> Notification:
+    """No longer true when it was to be sent (delivered since, ...): never sent."""
+    row = _get(session, notification_id)
+    row.status, row.reason = NotificationStatus.WITHDRAWN.value, reason
     session.flush()
     return row

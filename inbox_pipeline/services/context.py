@@ -106,7 +106,7 @@ class Pipeline:
         if self._storage is None:
             from inbox_pipeline.seams.storage import storage_from_uri
 
-            self._storage = storage_from_uri(self.storage_uri)
+            self._storage = _configured("INBOX_PIPELINE_STORAGE", storage_from_uri, self.storage_uri)
         return self._storage
 
     @property
@@ -114,8 +114,18 @@ class Pipeline:
         if self._mailer is None:
             from inbox_pipeline.seams.mailer import mailer_from_uri
 
-            self._mailer = mailer_from_uri(self.mailer_uri, self.options.sender)
+            self._mailer = _configured("INBOX_PIPELINE_MAILER", mailer_from_uri, self.mailer_uri, self.options.sender)
         return self._mailer
+
+
+def _configured(variable: str, make, *args):
+    """A seam from its URI; a URI that cannot work is our configuration's fault, not an email's."""
+    from inbox_pipeline.services.holds import UnusableConfiguration
+
+    try:
+        return make(*args)
+    except ValueError as exc:
+        raise UnusableConfiguration(f"{variable} cannot work: {exc}") from exc
 
 
 _pipelines: "OrderedDict[tuple, Pipeline]" = OrderedDict()

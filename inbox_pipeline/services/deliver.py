@@ -198,14 +198,16 @@ def _send_once(
 
 
 def give_up(pipeline: Pipeline, epub: EpubSummary, reason: str) -> None:
-    """Delivery failed for good (or after its retries): record it and tell the user once."""
+    """Delivery failed for good (or after its retries): record it; the user is told once, later, if it is
+    still undelivered then (``notify_delivery_failed``)."""
+    from inbox_pipeline.services.notify import notify_delivery_failed
+
     fail_email(pipeline, epub.email_id, reason, newsletter_id=epub.newsletter_id)
-    notify_user(
+    notify_delivery_failed(
         pipeline,
         user_id=epub.user_id,
-        kind="delivery_failed",
-        dedup_key=f"newsletter-{epub.newsletter_id}",
-        subject=f"Could not deliver: {epub.title}",
-        body=f"\u201c{epub.title}\u201d could not be sent to your Kindle: {reason}",
-        raise_transient=False,  # already failing: the failure is recorded either way
+        title=epub.title,
+        reason=reason,
+        newsletter_id=epub.newsletter_id,
+        email_id=epub.email_id,
     )

@@ -8,6 +8,13 @@ attempt or by ``resend_failed_notifications`` (the notification retry
 sensor): never lost. A run killed while sending leaves it ``pending`` and it
 is not sent again: at most once, like a Kindle delivery.
 
+A notice is sent only while it is still true (``no_longer_true``, checked just
+before every send and resend): a newsletter delivered since, a Kindle address
+added since, is ``withdrawn`` and never sent. ``delivery_failed`` is deferred by
+``notice_grace()`` (``deferred`` until ``send_after``), so an operator who
+re-executes the run in time leaves the user untold. Users read plain sentences
+(``plain_reason``); the internals go to the operator's alert.
+
 The causes and their keys (one notice per key):
 
 - ``no_kindle``: per missing-device episode (``no_kindle_episode``): a new
@@ -23,7 +30,8 @@ The causes and their keys (one notice per key):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -34,6 +42,8 @@ if TYPE_CHECKING:
 
 RETRY_MARK = "transient: "  # reason prefix of a failure that may be claimed again
 RESEND_WITHIN = timedelta(days=3)  # older "try later" notices are no longer worth sending
+GRACE_VARIABLE = "INBOX_PIPELINE_NOTICE_GRACE_MINUTES"
+DEFAULT_GRACE = timedelta(minutes=30)  # time for the operator to re-execute before the user hears of it
 
 NO_KINDLE = "no_kindle"
 QUOTA_REACHED = "quota_reached"
@@ -44,7 +54,7 @@ KINDLE_REJECTED = "kindle_rejected"
 
 @dataclass(frozen=True)
 class Notice:
-    status: str  # "sent", "already_sent", "in_flight", "failed"
+    status: str  # "sent", "already_sent", "in_flight", "failed", "deferred", "withdrawn"
     notification_id: int | None
     to: str
     detail: str = ""
@@ -57,6 +67,7 @@ class Resent:
     sent: list[int]  # notification ids that went out now
     failed: list[tuple[int, str]]  # (id, why): still failing; transient ones are tried again later
     unconfirmed: int  # pending notices older than the lease: may have gone out, not sent again
+    withdrawn: list[int] = field(default_factory=list)  # no longer true when due: never sent
 
 
 # --- keys ----------------------------------------------------------------------------
@@ -109,10 +120,26 @@ def _scoped_key(session: "Session", kind: str, user_id: int, dedup_key: str) -> 
 # --- claim and send ---------------------------------------------------------------------
 
 
+def notice_grace(environ=None) -> timedelta:
+    """How long a ``delivery_failed`` notice waits (``INBOX_PIPELINE_NOTICE_GRACE_MINUTES``, default 30)."""
+    value = ((os.environ if environ is None else environ).get(GRACE_VARIABLE) or "").strip()
+    return timedelta(minutes=float(value)) if value else DEFAULT_GRACE
+
+
 def claim_notification(
-    pipeline: Pipeline, *, user_id: int, kind: str, dedup_key: str, subject: str, body: str
+    pipeline: Pipeline,
+    *,
+    user_id: int,
+    kind: str,
+    dedup_key: str,
+    subject: str,
+    body: str,
+    defer: timedelta | None = None,
 ) -> tuple[int | None, str, str]:
-    """(notification id to send, or None; the user's email; why not) in one committed transaction."""
+    """(notification id to send, or None; the user's email; why not) in one committed transaction.
+
+    ``defer``: recorded as ``deferred`` and sent later by ``resend_failed_notifications`` (if still true).
+    """
     from sqlalchemy import select
 
     from inbox_pipeline.db.models import Notification, NotificationStatus, User
@@ -121,36 +148,110 @@ def claim_notification(
     with pipeline.sessions.begin() as session:
         to = session.scalar(select(User.email).where(User.id == user_id)) or ""
         dedup_key = _scoped_key(session, kind, user_id, dedup_key)
-        row = notify_once(session, user_id=user_id, kind=kind, dedup_key=dedup_key, subject=subject, body=body)
+        send_after = utcnow() + defer if defer is not None else None
+        row = notify_once(
+            session, user_id=user_id, kind=kind, dedup_key=dedup_key, subject=subject, body=body,
+            send_after=send_after,
+        )
         if row is not None:
-            return row.id, to, ""
+            if send_after is not None:
+                return None, to, "deferred"
+            return (row.id, to, "") if _still_true(session, row) else (None, to, "withdrawn")
         existing = session.scalar(
             select(Notification).where(
                 Notification.user_id == user_id, Notification.kind == kind, Notification.dedup_key == dedup_key
             )
         )
         assert existing is not None
-        if existing.status == NotificationStatus.SENT.value:
-            return None, to, "already_sent"
-        if _take_again(session, existing):
-            return existing.id, to, ""
+        if existing.status in (NotificationStatus.SENT.value, NotificationStatus.WITHDRAWN.value):
+            return None, to, "already_sent" if existing.status == NotificationStatus.SENT.value else "withdrawn"
+        if existing.status == NotificationStatus.DEFERRED.value and send_after is not None:
+            return None, to, "deferred"  # the same cause again: still one notice, at its first time
+        if _take_again(session, existing, due_now=send_after is None):
+            return (existing.id, to, "") if _still_true(session, existing) else (None, to, "withdrawn")
         return None, to, "in_flight" if existing.status == NotificationStatus.PENDING.value else "failed"
 
 
-def _take_again(session: "Session", row) -> bool:
-    """Claim a notice whose last attempt said "try later" (one winner among concurrent callers)."""
+def no_longer_true(session: "Session", kind: str, user_id: int, dedup_key: str) -> str | None:
+    """Why a notice of ``kind`` about ``dedup_key`` would now be false (never sent then), or None."""
+    from sqlalchemy import select
+
+    from inbox_pipeline.db.models import (
+        Delivery,
+        DeliveryStatus,
+        Digest,
+        DigestStatus,
+        InboundEmail,
+        InboundState,
+        KindleDevice,
+        Newsletter,
+    )
+
+    if kind == NO_KINDLE:
+        has = session.scalar(
+            select(KindleDevice.id).where(KindleDevice.user_id == user_id, KindleDevice.active.is_(True)).limit(1)
+        )
+        return "a Kindle address was added since" if has is not None else None
+    if kind != DELIVERY_FAILED:
+        return None
+    item, _, number = dedup_key.partition("-")
+    if not number.isdigit():
+        return None
+    item_id = int(number)
+    if item == "digest":
+        status = session.scalar(select(Digest.status).where(Digest.id == item_id))
+        failed = status == DigestStatus.FAILED.value
+        kind_of_item = "digest"
+    else:
+        if item == "newsletter":
+            email_id = session.scalar(select(Newsletter.inbound_email_id).where(Newsletter.id == item_id))
+        else:
+            email_id = item_id
+        state = session.scalar(select(InboundEmail.state).where(InboundEmail.id == email_id))
+        failed = state == InboundState.FAILED.value
+        kind_of_item = "newsletter" if item == "newsletter" else None
+    sent = kind_of_item is not None and session.scalar(
+        select(Delivery.id).where(
+            Delivery.item_kind == kind_of_item, Delivery.item_id == item_id, Delivery.status == DeliveryStatus.SENT.value
+        ).limit(1)
+    )
+    if sent:
+        return "delivered since"
+    if not failed:
+        return "no longer failed (re-executed, resumed or replayed since)"
+    return None
+
+
+def _still_true(session: "Session", row) -> bool:
+    """Re-checked just before sending: a notice that became false is withdrawn, never sent."""
+    from inbox_pipeline.db.notifications import mark_notification_withdrawn
+
+    why = no_longer_true(session, row.kind, row.user_id, row.dedup_key)
+    if why is None:
+        return True
+    mark_notification_withdrawn(session, row.id, reason=f"not sent: {why}")
+    return False
+
+
+def _take_again(session: "Session", row, *, due_now: bool = False) -> bool:
+    """Claim a notice whose last attempt said "try later", or a deferred one that is due (``due_now``:
+    the caller's notice is due now, whatever its ``send_after``); one winner among concurrent callers."""
     from sqlalchemy import update
 
     from inbox_pipeline.db.models import Notification, NotificationStatus
 
-    if row.status != NotificationStatus.FAILED.value or not (row.reason or "").startswith(RETRY_MARK):
+    retry = row.status == NotificationStatus.FAILED.value and (row.reason or "").startswith(RETRY_MARK)
+    due = row.status == NotificationStatus.DEFERRED.value and (
+        due_now or row.send_after is None or row.send_after <= utcnow()
+    )
+    if not (retry or due):
         return False
     taken = session.execute(
         update(Notification)
         .where(
             Notification.id == row.id,
-            Notification.status == NotificationStatus.FAILED.value,
-            Notification.reason == row.reason,
+            Notification.status == row.status,
+            (Notification.reason == row.reason) if row.reason is not None else Notification.reason.is_(None),
         )
         .values(status=NotificationStatus.PENDING.value, reason=None)
         .execution_options(synchronize_session=False)
@@ -191,6 +292,7 @@ def notify_user(
     subject: str,
     body: str,
     raise_transient: bool = True,
+    defer: timedelta | None = None,
 ) -> Notice:
     """Tell the user once per (kind, key). A "try later" from the mailer is raised (the op retries and the
     notice is claimed again) unless ``raise_transient`` is False; either way it stays claimable and the
@@ -198,7 +300,7 @@ def notify_user(
     from inbox_pipeline.seams.mailer import TransientMailError, build_notification_email
 
     notification_id, to, why = claim_notification(
-        pipeline, user_id=user_id, kind=kind, dedup_key=dedup_key, subject=subject, body=body
+        pipeline, user_id=user_id, kind=kind, dedup_key=dedup_key, subject=subject, body=body, defer=defer
     )
     if notification_id is None:
         return Notice(why, None, to)
@@ -226,20 +328,38 @@ def notify_delivery_failed(
     newsletter_id: int | None = None,
     digest_id: int | None = None,
     email_id: int | None = None,
+    defer: timedelta | None = None,
 ) -> Notice:
-    """Tell the user an item could not be delivered (after Dagster's retries); once per item."""
+    """Tell the user an item could not be delivered; once per item, after ``notice_grace()`` (by the
+    notification retry sensor) and only if it has not been delivered meanwhile. ``reason`` is the
+    internal one: the user reads ``plain_reason(reason)``."""
     return notify_user(
         pipeline,
         user_id=user_id,
         kind=DELIVERY_FAILED,
         dedup_key=delivery_failed_key(newsletter_id=newsletter_id, digest_id=digest_id, email_id=email_id),
         subject=f"Could not deliver: {title}",
-        body=(
-            f"\u201c{title}\u201d could not be sent to your Kindle.\n\nWhy: {reason}\n\n"
-            "It is kept; nothing else needs doing on your side unless the reason says so."
-        ),
+        body=f"\u201c{title}\u201d could not be sent to your Kindle.\n\n{plain_reason(reason)}",
         raise_transient=False,  # already failing: the notice is recorded and re-sent later
+        defer=notice_grace() if defer is None else defer,
     )
+
+
+def plain_reason(reason: str) -> str:
+    """What a user reads about a failure: what happened to their newsletter and what to do, in plain
+    words. Exception texts, paths and server replies stay with the operator."""
+    text = (reason or "").lower()
+    if "refused delivery" in text or "rejected by amazon" in text:
+        return (
+            "The mail server for your Send-to-Kindle address did not accept it. Check that the address in "
+            "your settings is right, and that our sender address is on your Approved Personal Document "
+            "E-mail List at Amazon."
+        )
+    if "failed validation" in text or "kindle preflight" in text:
+        return "We could not turn it into a book your Kindle accepts. We keep the original; nothing is needed from you."
+    if "not a readable email" in text or "missing from the archive" in text:
+        return "The email could not be read. If the newsletter matters to you, forward it to your address again."
+    return "Something went wrong on our side while preparing it. We keep it and have been told; nothing is needed from you."
 
 
 def notify_no_kindle(pipeline: Pipeline, *, user_id: int, title: str | None = None) -> Notice:
@@ -277,7 +397,8 @@ def notify_quota_reached(pipeline: Pipeline, *, user_id: int, period: str, reaso
 
 
 def resend_failed_notifications(pipeline: Pipeline, *, limit: int = 50, within: timedelta = RESEND_WITHIN) -> Resent:
-    """Send again the notices whose last attempt got "try later" (created within ``within``).
+    """Send the deferred notices that are due and again those whose last attempt got "try later"
+    (created within ``within``), each only if still true then.
 
     Each is claimed first (the same conditional update as ``claim_notification``), so two
     callers never send one twice. The message is rebuilt from the row's subject and body.
@@ -288,13 +409,17 @@ def resend_failed_notifications(pipeline: Pipeline, *, limit: int = 50, within: 
     from inbox_pipeline.db.models import Notification, NotificationStatus, User
     from inbox_pipeline.seams.mailer import build_notification_email
 
+    from sqlalchemy import and_, or_
+
     now = utcnow()
     with pipeline.sessions() as session:
         candidates = session.execute(
             select(Notification.id, Notification.reason)
             .where(
-                Notification.status == NotificationStatus.FAILED.value,
-                Notification.reason.like(RETRY_MARK + "%"),
+                or_(
+                    and_(Notification.status == NotificationStatus.FAILED.value, Notification.reason.like(RETRY_MARK + "%")),
+                    and_(Notification.status == NotificationStatus.DEFERRED.value, Notification.send_after <= now),
+                ),
                 Notification.created_at >= now - within,
             )
             .order_by(Notification.id)
@@ -307,11 +432,15 @@ def resend_failed_notifications(pipeline: Pipeline, *, limit: int = 50, within: 
         )
     sent: list[int] = []
     failed: list[tuple[int, str]] = []
+    withdrawn: list[int] = []
     for notification_id, _ in candidates:
         with pipeline.sessions.begin() as session:
             row = session.get(Notification, notification_id, populate_existing=True)
             if row is None or not _take_again(session, row):
                 continue  # someone else took it
+            if not _still_true(session, row):
+                withdrawn.append(notification_id)
+                continue
             to = session.scalar(select(User.email).where(User.id == row.user_id)) or ""
             message = build_notification_email(
                 sender=pipeline.options.sender, to=to, subject=row.subject, body_text=row.body
@@ -322,7 +451,7 @@ def resend_failed_notifications(pipeline: Pipeline, *, limit: int = 50, within: 
             failed.append((notification_id, str(exc)))
         else:
             sent.append(notification_id)
-    return Resent(sent, failed, int(unconfirmed or 0))
+    return Resent(sent, failed, int(unconfirmed or 0), withdrawn)
 
 
 # --- Amazon's rejection notices ----------------------------------------------------------------

@@ -130,10 +130,7 @@ def test_a_confirmation_is_forwarded_once_per_confirmation_email(world, smtp_sin
     ]
 
 
-def test_delivery_failed_is_told_once_per_item_and_a_refused_notice_is_sent_later(world, smtp_sink) -> None:
-    from inbox_pipeline.seams.mailer import TransientMailError
-    from inbox_pipeline.services.deliver import deliver_epub, give_up
-    from inbox_pipeline.services.notify import resend_failed_notifications
+def _stored_epub(world: World, user: str):
     from inbox_pipeline.services.process import (
         build_newsletter_epub,
         clean_newsletter,
@@ -142,39 +139,84 @@ def test_delivery_failed_is_told_once_per_item_and_a_refused_notice_is_sent_late
     )
     from inbox_pipeline.services.route import record_newsletter
 
+    p = world.pipeline
+    arrival, raw = world.mime(user, NOW)
+    email_id, parsed, routed = world.ingest(raw, NOW)
+    ref, _ = record_newsletter(p, parsed, routed)
+    return arrival, email_id, store_newsletter_epub(p, build_newsletter_epub(p, embed_images(p, clean_newsletter(p, ref))))
+
+
+def test_delivery_failed_waits_out_the_grace_is_told_once_in_plain_words_and_a_refused_notice_is_sent_later(
+    world, smtp_sink
+) -> None:
+    import time_machine
+
+    from inbox_pipeline.services.deliver import give_up
+    from inbox_pipeline.services.notify import DEFAULT_GRACE, resend_failed_notifications
+
     dora = "dora@example.org"
     world.add_user(dora, timezone="UTC", delivery="instant", kindle="dora_k@kindle.example")
     p = world.pipeline
-    arrival, raw = world.mime(dora, NOW)
-    email_id, parsed, routed = world.ingest(raw, NOW)
-    ref, _ = record_newsletter(p, parsed, routed)
-    epub = store_newsletter_epub(p, build_newsletter_epub(p, embed_images(p, clean_newsletter(p, ref))))
+    arrival, email_id, epub = _stored_epub(world, dora)
+    internal = (
+        f"the mail server refused delivery #7 to dora_k@kindle.example: 550 5.1.1 <dora_k@kindle.example>: "
+        "Recipient address rejected (TransientMailError at /srv/outbox)"
+    )
+    with time_machine.travel(NOW, tick=False) as traveller:
+        for _ in range(2):  # the op's last attempt, then a re-execution's
+            give_up(p, epub, internal)
+        assert resend_failed_notifications(p).sent == []  # within the grace: the operator may still fix it
+        assert not smtp_sink.messages
+        (row,) = rows(world, "delivery_failed")
+        assert row.status == "deferred"
 
-    smtp_sink.refuse_next = 100  # the mail server says "try later" to everything
-    for _ in range(2):  # the op's last attempt, then a re-execution's last attempt
-        with pytest.raises(TransientMailError):
-            deliver_epub(p, epub)
-        give_up(p, epub, "deliver_to_kindle failed after 4 attempts: 451 Try again later")
-    assert not smtp_sink.messages
-    (row,) = rows(world, "delivery_failed")
-    assert row.status == "failed" and row.reason.startswith("transient: ")
-    assert resend_failed_notifications(p).failed  # still refused: kept for later, not lost
+        traveller.shift(DEFAULT_GRACE + timedelta(seconds=1))
+        smtp_sink.refuse_next = 100  # the mail server says "try later" to everything
+        assert resend_failed_notifications(p).failed  # still refused: kept for later, not lost
+        assert [r.status for r in rows(world, "delivery_failed")] == ["failed"]
 
-    smtp_sink.refuse_next = 0
-    resent = resend_failed_notifications(p)
-    assert resent.sent == [row.id] and not resent.failed
-    assert resend_failed_notifications(p).sent == []  # sent once
-    give_up(p, epub, "deliver_to_kindle failed after 4 attempts: 451 Try again later")  # the same item: not told again
+        smtp_sink.refuse_next = 0
+        resent = resend_failed_notifications(p)
+        assert resent.sent == [row.id] and not resent.failed
+        assert resend_failed_notifications(p).sent == []  # sent once
+        give_up(p, epub, internal)  # the same item: not told again
     (notice,) = arrived(smtp_sink, dora)
     assert notice["Subject"] == f"Could not deliver: {arrival.subject}"
-    assert arrival.subject in text_of(notice) and "451" in text_of(notice)
+    text = text_of(notice)
+    assert arrival.subject in text and "Check that the address in your settings is right" in text
+    for internal_word in ("550", "TransientMailError", "/srv/outbox", "delivery #"):
+        assert internal_word not in text
     assert not arrived(smtp_sink, "dora_k@kindle.example")
-    assert [(r.dedup_key, r.status) for r in rows(world, "delivery_failed")] == [(f"newsletter-{ref.newsletter_id}", "sent")]
+    assert [(r.dedup_key, r.status) for r in rows(world, "delivery_failed")] == [
+        (f"newsletter-{epub.newsletter_id}", "sent")
+    ]
     from inbox_pipeline.db.intake import get_inbound
 
     with p.sessions() as session:
         inbound = get_inbound(session, email_id)
-        assert inbound.state == "failed" and "after 4 attempts" in inbound.reason
+        assert inbound.state == "failed" and "550" in inbound.reason  # the operator's record keeps the detail
+
+
+def test_a_failure_notice_is_withdrawn_when_the_newsletter_was_delivered_since(world, smtp_sink) -> None:
+    import time_machine
+
+    from inbox_pipeline.services.deliver import deliver_epub, give_up
+    from inbox_pipeline.services.notify import DEFAULT_GRACE, resend_failed_notifications
+
+    emil = "emil@example.org"
+    world.add_user(emil, timezone="UTC", delivery="instant", kindle="emil_k@kindle.example")
+    p = world.pipeline
+    arrival, email_id, epub = _stored_epub(world, emil)
+    with time_machine.travel(NOW, tick=False) as traveller:
+        give_up(p, epub, "deliver_to_kindle failed after 4 attempts: RuntimeError: worker lost")
+        assert deliver_epub(p, epub).status == "sent"  # re-executed by the operator within the grace
+        traveller.shift(DEFAULT_GRACE * 3)
+        resent = resend_failed_notifications(p)
+    assert resent.sent == [] and len(resent.withdrawn) == 1
+    (row,) = rows(world, "delivery_failed")
+    assert row.status == "withdrawn" and "delivered since" in row.reason
+    assert not arrived(smtp_sink, emil)  # no failure notice, before or after
+    assert len(arrived(smtp_sink, "emil_k@kindle.example")) == 1
 
 
 def test_an_amazon_rejection_is_matched_to_its_delivery_and_told_once(world, smtp_sink) -> None:

@@ -74,11 +74,28 @@ def network_retry(delay_seconds: float) -> dg.RetryPolicy:
     )
 
 
-@contextmanager
-def step(context: dg.OpExecutionContext, give_up: Callable[[str], None]) -> Iterator[None]:
-    """Permanent errors fail at once (recorded); others are retried, and recorded on the last attempt."""
-    from inbox_pipeline.services.context import PermanentStepError
+class EmailHeld(dg.Failure):
+    """The email waits for an outage of ours to clear (state ``waiting``); ops with nothing required
+    downstream end quietly on it, so one outage neither fails the run nor tells the user."""
 
+
+@contextmanager
+def step(
+    context: dg.OpExecutionContext,
+    p,
+    email_id: int,
+    newsletter_id: int | None = None,
+    *,
+    give_up: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Permanent errors fail at once (recorded); our outages hold the email (``waiting``) on the last
+    attempt (at once when retrying cannot help); others are retried, and recorded on the last attempt."""
+    from inbox_pipeline.services.context import PermanentStepError
+    from inbox_pipeline.services.holds import CAUSES, IMMEDIATE, hold_email, outage_cause
+    from inbox_pipeline.services.process import fail_email
+
+    if give_up is None:
+        give_up = lambda reason: fail_email(p, email_id, reason, newsletter_id=newsletter_id)  # noqa: E731
     try:
         yield
     except PermanentStepError as exc:
@@ -88,7 +105,15 @@ def step(context: dg.OpExecutionContext, give_up: Callable[[str], None]) -> Iter
         raise
     except Exception as exc:
         attempt = context.retry_number + 1
-        if context.retry_number >= MAX_RETRIES:
+        last = context.retry_number >= MAX_RETRIES
+        cause = outage_cause(exc)
+        if cause is not None and (last or cause in IMMEDIATE):
+            detail = f"{context.op.name}: {type(exc).__name__}: {exc}"
+            if hold_email(p, email_id, cause, detail):
+                message = f"email #{email_id} waits for {CAUSES[cause]} (resumed when it is back): {detail}"
+                context.log.warning(message)
+                raise EmailHeld(description=message, allow_retries=False) from exc
+        if last:
             give_up(f"{context.op.name} failed after {attempt} attempts: {type(exc).__name__}: {exc}")
         else:
             context.log.warning(f"attempt {attempt} of {context.op.name} failed, will retry: {exc}")
@@ -110,19 +135,13 @@ def _email_metadata(subject: str, sender: str, email_id: int) -> dict[str, Any]:
     return {"subject": subject, "sender": sender, "inbound_email_id": email_id}
 
 
-def _fail(p, email_id: int, newsletter_id: int | None = None) -> Callable[[str], None]:
-    from inbox_pipeline.services.process import fail_email
-
-    return lambda reason: fail_email(p, email_id, reason, newsletter_id=newsletter_id)
-
-
 # --- what each step does and reports (shared by the fine ops and the batch's coarse ones) ---
 
 
 def _parse(context: dg.OpExecutionContext, p, email_id: int):
     from inbox_pipeline.services.process import parse_inbound
 
-    with step(context, _fail(p, email_id)):
+    with step(context, p, email_id):
         parsed = parse_inbound(p, email_id)
     tag_run(
         context,
@@ -152,7 +171,7 @@ def _parse(context: dg.OpExecutionContext, p, email_id: int):
 def _route(context: dg.OpExecutionContext, p, parsed):
     from inbox_pipeline.services.route import route_parsed
 
-    with step(context, _fail(p, parsed.email_id)):
+    with step(context, p, parsed.email_id):
         routed = route_parsed(p, parsed)
     tags = {TAG_OUTCOME: routed.state}
     if routed.user_email:
@@ -165,7 +184,7 @@ def _route(context: dg.OpExecutionContext, p, parsed):
 def _forward(context: dg.OpExecutionContext, p, parsed, routed):
     from inbox_pipeline.services.route import forward_to_user
 
-    with step(context, _fail(p, parsed.email_id)):
+    with step(context, p, parsed.email_id):
         outcome = forward_to_user(p, parsed, routed)
     tag_run(context, {TAG_OUTCOME: "confirmation_forwarded"})
     context.log.info(outcome.reason)
@@ -176,7 +195,7 @@ def _record(context: dg.OpExecutionContext, p, parsed, routed):
     """The newsletter to convert, or None (over quota: kept and reported)."""
     from inbox_pipeline.services.route import record_newsletter as record
 
-    with step(context, _fail(p, parsed.email_id)):
+    with step(context, p, parsed.email_id):
         ref, reason = record(p, parsed, routed)
     metadata = {**_email_metadata(parsed.subject, parsed.sender, parsed.email_id), "user": routed.user_email or ""}
     if ref is None:
@@ -199,7 +218,7 @@ def _record(context: dg.OpExecutionContext, p, parsed, routed):
 def _clean(context: dg.OpExecutionContext, p, newsletter, work=None):
     from inbox_pipeline.services.process import clean_newsletter
 
-    with step(context, _fail(p, newsletter.email_id, newsletter.newsletter_id)):
+    with step(context, p, newsletter.email_id, newsletter.newsletter_id):
         cleaned = clean_newsletter(p, newsletter, work)
     context.log_event(
         dg.AssetMaterialization(
@@ -221,7 +240,7 @@ def _embed(context: dg.OpExecutionContext, p, cleaned, work=None):
     from inbox_pipeline.services.process import embed_images as embed
 
     ref = cleaned.newsletter
-    with step(context, _fail(p, ref.email_id, ref.newsletter_id)):
+    with step(context, p, ref.email_id, ref.newsletter_id):
         images = embed(p, cleaned, work)
     if images.reasons:  # one line, not one event per image: each event is a database write
         shown = "; ".join(images.reasons[:5])
@@ -234,7 +253,7 @@ def _build(context: dg.OpExecutionContext, p, images, work=None):
     from inbox_pipeline.services.process import build_newsletter_epub
 
     ref = images.cleaned.newsletter
-    with step(context, _fail(p, ref.email_id, ref.newsletter_id)):
+    with step(context, p, ref.email_id, ref.newsletter_id):
         return build_newsletter_epub(p, images, work)
 
 
@@ -242,7 +261,7 @@ def _store(context: dg.OpExecutionContext, p, built, work=None):
     from inbox_pipeline.services.process import store_newsletter_epub
 
     ref = built.images.cleaned.newsletter
-    with step(context, _fail(p, ref.email_id, ref.newsletter_id)):
+    with step(context, p, ref.email_id, ref.newsletter_id):
         epub = store_newsletter_epub(p, built, work)
     context.log_event(
         dg.AssetMaterialization(
@@ -263,10 +282,11 @@ def _store(context: dg.OpExecutionContext, p, built, work=None):
     return epub
 
 
-def _check(p, epub, work=None) -> tuple[dg.AssetCheckEvaluation, bool]:
+def _check(context: dg.OpExecutionContext, p, epub, work=None) -> tuple[dg.AssetCheckEvaluation, bool]:
     from inbox_pipeline.services.process import validate_epub
 
-    outcome = validate_epub(p, epub, work)
+    with step(context, p, epub.email_id, epub.newsletter_id):
+        outcome = validate_epub(p, epub, work)
     evaluation = dg.AssetCheckEvaluation(
         asset_key=EPUB,
         check_name=EPUB_CHECK_NAME,
@@ -291,7 +311,7 @@ def _deliver(context: dg.OpExecutionContext, p, epub):
     def record_failure(reason: str) -> None:
         give_up(p, epub, reason)
 
-    with step(context, record_failure):
+    with step(context, p, epub.email_id, epub.newsletter_id, give_up=record_failure):
         try:
             outcome = deliver_epub(p, epub)
         except DeliveryUnconfirmed as exc:  # it may have arrived: record it, do not tell the user it failed
@@ -401,7 +421,10 @@ def store_epub(context: dg.OpExecutionContext, built, pipeline: PipelineResource
     out=dg.Out(is_required=False, description="The EPUB, only when it passed."),
 )
 def check_epub(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
-    evaluation, passed = _check(pipeline.pipeline(), epub)
+    try:
+        evaluation, passed = _check(context, pipeline.pipeline(), epub)
+    except EmailHeld:
+        return  # waits for EPUBCheck: not checked, not delivered, not failed
     yield evaluation
     if passed:
         yield dg.Output(epub)
@@ -413,7 +436,11 @@ def check_epub(context: dg.OpExecutionContext, epub, pipeline: PipelineResource)
     pool="mailer",
 )
 def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
-    return _deliver(context, pipeline.pipeline(), epub)
+    try:
+        return _deliver(context, pipeline.pipeline(), epub)
+    except EmailHeld:
+        tag_run(context, {TAG_OUTCOME: "waiting"})
+        return None
 
 
 # --- the batch job's ops: two steps per email ---------------------------------------------
@@ -442,7 +469,13 @@ def inbox_batch(context: dg.OpExecutionContext, config: BatchConfig):
     out=dg.Out(is_required=False, description="The EPUB, when there is one to deliver and it passed the check."),
 )
 def prepare_email(context: dg.OpExecutionContext, email_id: int, pipeline: PipelineResource):
-    p = pipeline.pipeline()
+    try:
+        yield from _prepare(context, pipeline.pipeline(), email_id)
+    except EmailHeld:
+        return  # waits for an outage of ours to clear; the watchdog resumes it
+
+
+def _prepare(context: dg.OpExecutionContext, p, email_id: int):
     parsed = _parse(context, p, email_id)
     routed = _route(context, p, parsed)
     if routed.path == "forward":
@@ -458,7 +491,7 @@ def prepare_email(context: dg.OpExecutionContext, email_id: int, pipeline: Pipel
     work = WorkArea.in_memory()  # the stages hand over in memory: a retry of this step redoes them all
     cleaned = _clean(context, p, newsletter, work)
     epub = _store(context, p, _build(context, p, _embed(context, p, cleaned, work), work), work)
-    evaluation, passed = _check(p, epub, work)
+    evaluation, passed = _check(context, p, epub, work)
     yield evaluation
     if passed:
         yield dg.Output(epub)
@@ -472,5 +505,8 @@ def prepare_email(context: dg.OpExecutionContext, email_id: int, pipeline: Pipel
     out={},
 )
 def deliver_email(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
-    _deliver(context, pipeline.pipeline(), epub)
+    try:
+        _deliver(context, pipeline.pipeline(), epub)
+    except EmailHeld:
+        pass  # waits for the mailer (or storage); the watchdog resumes it
 
