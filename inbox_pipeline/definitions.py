@@ -12,7 +12,11 @@ from inbox_pipeline.config import Settings, load_dotenv_once
 from inbox_pipeline.defs.digests import build_digest_definitions
 from inbox_pipeline.defs.email.assets import ASSET_SPECS, epub_kindle_ready
 from inbox_pipeline.defs.email.job import build_process_email_job, build_process_inbox_batch_job
-from inbox_pipeline.defs.alerts import build_notification_retry_sensor, build_run_failure_sensor
+from inbox_pipeline.defs.alerts import (
+    build_notification_retry_sensor,
+    build_run_failure_sensor,
+    build_run_success_sensor,
+)
 from inbox_pipeline.defs.digests.jobs import build_digest_job
 from inbox_pipeline.defs.intake.sensors import build_inbox_sensor
 from inbox_pipeline.defs.maintenance import build_maintenance_definitions
@@ -26,6 +30,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         settings = Settings.from_env()
     process_email = build_process_email_job(settings.retry_delay_seconds)
     process_batch = build_process_inbox_batch_job(settings.retry_delay_seconds)
+    watched = [process_email, process_batch, build_digest_job(settings.retry_delay_seconds)]
     per_email = dg.Definitions(
         assets=ASSET_SPECS,
         asset_checks=[epub_kindle_ready],
@@ -42,9 +47,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 announced=inbox_from_uri(settings.inbox).announces,  # parses the URI only: no AWS
             ),
             # the digest job is defined (with its schedule) in defs/digests; watched here by name
-            build_run_failure_sensor(
-                [process_email, process_batch, build_digest_job(settings.retry_delay_seconds)]
-            ),
+            build_run_failure_sensor(watched),
+            build_run_success_sensor(watched),
             build_notification_retry_sensor(),
         ],
         resources=build_resources(settings),

@@ -124,6 +124,20 @@ def operator_alert(*, job_name: str, run_id: str, reason: str, emails: list[Fail
     return subject, "\n".join(lines)
 
 
+def episode_resolved(
+    *, job_name: str, run_id: str, failed_run_ids: list[str], email_ids: list[int]
+) -> tuple[str, str]:
+    """(subject, body) of the operator's note that a re-execution succeeded after alerted failures."""
+    subject = f"[inbox-pipeline] resolved: {job_name} run {run_id[:8]} succeeded"
+    lines = [
+        f"The Dagster run {run_id} of {job_name} re-executed the failed run(s) {', '.join(failed_run_ids)} "
+        "and succeeded: that failure is over.",
+    ]
+    if email_ids:
+        lines += ["", f"Emails: {', '.join(f'#{i}' for i in email_ids)}."]
+    return subject, "\n".join(lines)
+
+
 def send_operator_alert(pipeline: Pipeline, to: str, subject: str, body: str) -> str:
     """Send one alert to the operator through the configured mailer; returns the provider's id.
 

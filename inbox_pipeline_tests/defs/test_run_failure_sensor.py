@@ -122,7 +122,105 @@ def state_of(dep: Deployment, email_id: int) -> tuple[str, str]:
     return next((state, reason) for i, state, reason, _ in dep.rows() if i == email_id)
 
 
-def test_delivery_failed_after_retries_tells_the_user_and_the_operator_once_even_if_mail_is_down(
+def evaluate_success_sensor(dep: Deployment, run_id: str, jobs):
+    from inbox_pipeline.defs.alerts import build_run_success_sensor
+
+    run = dep.instance.get_run_by_id(run_id)
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    (success,) = dep.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+    with dg.build_run_status_sensor_context(
+        sensor_name="email_run_success_sensor",
+        dagster_event=success.dagster_event,
+        dagster_instance=dep.instance,
+        dagster_run=run,
+        resources=resources(dep),
+    ) as context:
+        return build_run_success_sensor(jobs)(context)
+
+
+def reexecute_as_the_ui_does(dep: Deployment, parent_run_id: str) -> dg.ExecuteJobResult:
+    """From failure, with the parent's tags (the UI and the run-retry daemon copy them; execute_job does not)."""
+    from dagster._core.storage.tags import TAGS_TO_MAYBE_OMIT_ON_RETRY
+
+    from inbox_pipeline_tests.defs.harness import job_for
+
+    parent = dep.instance.get_run_by_id(parent_run_id)
+    tags = {k: v for k, v in parent.tags.items() if k not in TAGS_TO_MAYBE_OMIT_ON_RETRY}
+    with dg.execute_job(
+        job_for(parent.job_name), instance=dep.instance,
+        reexecution_options=dg.ReexecutionOptions.from_failure(parent_run_id, dep.instance),
+        tags=tags, raise_on_error=False,
+    ) as result:
+        return result
+
+
+def break_storage(dep: Deployment) -> None:
+    """The EPUB storage folder replaced by a file: every write fails (not an outage: a broken deployment)."""
+    import shutil
+
+    storage = dep.data_dir / "storage"
+    shutil.rmtree(storage, ignore_errors=True)
+    storage.write_text("not a folder")
+
+
+def mend_storage(dep: Deployment) -> None:
+    storage = dep.data_dir / "storage"
+    storage.unlink()
+    storage.mkdir()
+
+
+def test_a_reexecution_failing_again_alerts_again_and_one_that_succeeds_closes_the_episode_untold_to_the_user(
+    monkeypatch, tmp_path, database_url, smtp_sink
+) -> None:
+    import time_machine
+
+    from inbox_pipeline.defs.alerts import TAG_OPERATOR_ALERT_RUN, TAG_RESOLVED_BY
+    from inbox_pipeline.services.notify import DEFAULT_GRACE
+
+    with deployment(
+        monkeypatch, tmp_path, DATABASE_URL=database_url, MAILER=smtp_sink.url, OPERATOR_EMAIL=OPERATOR
+    ) as dep:
+        jobs = [dep_job(dep)]
+        fay = add_reader(dep, "fay@example.org", kindle="fay_k@kindle.example")
+        dep.pipeline().inbox.put("f.eml", mails.newsletter(4, fay))
+        break_storage(dep)
+        (first,) = dep.drain()
+        assert not first.success
+        assert evaluate_failure_sensor(dep, first.run_id, jobs) is None
+        evaluate_failure_sensor(dep, first.run_id, jobs)  # seen twice: one alert
+
+        again = reexecute_as_the_ui_does(dep, first.run_id)  # storage still broken
+        assert not again.success
+        inherited = dep.instance.get_run_by_id(again.run_id).tags
+        assert inherited[TAG_OPERATOR_ALERT] == "sent" and inherited[TAG_OPERATOR_ALERT_RUN] == first.run_id
+        assert evaluate_failure_sensor(dep, again.run_id, jobs) is None
+        assert [a["Subject"] for a in arrived(smtp_sink, OPERATOR)] == [
+            f"[inbox-pipeline] process_email run {first.run_id[:8]} failed",
+            f"[inbox-pipeline] process_email run {again.run_id[:8]} failed",
+        ]
+
+        mend_storage(dep)
+        fixed = reexecute_as_the_ui_does(dep, again.run_id)
+        assert fixed.success
+        evaluate_success_sensor(dep, fixed.run_id, jobs)
+        evaluate_success_sensor(dep, fixed.run_id, jobs)  # seen twice: one note
+        with time_machine.travel(datetime.now(timezone.utc) + DEFAULT_GRACE * 2, tick=False):
+            evaluate_retry_sensor(dep)
+
+        alerts = arrived(smtp_sink, OPERATOR)
+        assert len(alerts) == 3 and alerts[2]["Subject"].startswith("[inbox-pipeline] resolved: process_email run")
+        assert first.run_id in text_of(alerts[2]) and again.run_id in text_of(alerts[2])
+        assert dep.instance.get_run_by_id(fixed.run_id).tags[TAG_OPERATOR_ALERT] == "resolved"
+        for failed in (first, again):
+            assert dep.instance.get_run_by_id(failed.run_id).tags[TAG_RESOLVED_BY] == fixed.run_id
+        assert not arrived(smtp_sink, "fay@example.org")  # no failure notice, before or after
+        assert len(arrived(smtp_sink, "fay_k@kindle.example")) == 1
+        (notice,) = [n for n in dep.notifications() if n.kind == "delivery_failed"]
+        assert notice.status == "withdrawn"
+        assert state_of(dep, 1)[0] == "delivered"
+
+
+def test_a_mail_server_saying_try_later_holds_the_email_without_failing_the_run_or_telling_anyone(
     monkeypatch, tmp_path, database_url, smtp_sink
 ) -> None:
     with deployment(
@@ -132,31 +230,11 @@ def test_delivery_failed_after_retries_tells_the_user_and_the_operator_once_even
         dep.pipeline().inbox.put("a.eml", mails.newsletter(1, alice))
         smtp_sink.refuse_next = 1000  # the mail server says "try later" to everything for a while
         (run,) = dep.drain()
-        assert not run.success
-        jobs = [dep_job(dep)]
-        assert evaluate_failure_sensor(dep, run.run_id, jobs) is None
-        assert not smtp_sink.messages  # nothing could be sent yet ...
-        assert dep.instance.get_run_by_id(run.run_id).tags[TAG_OPERATOR_ALERT] == "retry"
-        (notice,) = [n for n in dep.notifications() if n.kind == "delivery_failed"]
-        assert notice.status == "failed" and notice.reason.startswith("transient: ")  # ... and nothing is lost
-
-        smtp_sink.refuse_next = 0  # the mail server is back
-        evaluate_retry_sensor(dep)
-        for _ in range(2):  # the same failure seen again, the retry sensor again: nothing more is sent
-            evaluate_failure_sensor(dep, run.run_id, jobs)
-            evaluate_retry_sensor(dep)
-
-        (told,) = arrived(smtp_sink, "alice@example.org")
-        assert told["Subject"] == f"Could not deliver: {mails.subject(1)}"
-        assert mails.subject(1) in text_of(told) and "451" in text_of(told) and "4 attempts" in text_of(told)
-        (alert,) = arrived(smtp_sink, OPERATOR)
-        assert run.run_id[:8] in alert["Subject"] and "process_email" in alert["Subject"]
-        body = text_of(alert)
-        assert run.run_id in body and "deliver_to_kindle" in body and "alice@example.org" in body
-        assert not arrived(smtp_sink, "alice_k@kindle.example")
-        assert dep.instance.get_run_by_id(run.run_id).tags[TAG_OPERATOR_ALERT] == "sent"
+        assert run.success  # our outage is not the email's failure
         state, reason = state_of(dep, 1)
-        assert state == "failed" and "4 attempts" in reason
+        assert state == "waiting" and reason.startswith("waiting for the mailer: deliver_to_kindle") and "451" in reason
+        assert dep.instance.get_run_by_id(run.run_id).tags["inbox-pipeline/outcome"] == "waiting"
+        assert not smtp_sink.messages and not dep.notifications()
 
 
 def dep_job(dep: Deployment) -> dg.JobDefinition:
@@ -168,6 +246,10 @@ def dep_job(dep: Deployment) -> dg.JobDefinition:
 def test_a_run_dagster_will_retry_tells_nobody_until_its_last_retry_fails(
     monkeypatch, tmp_path, database_url, smtp_sink
 ) -> None:
+    import time_machine
+
+    from inbox_pipeline.services.notify import DEFAULT_GRACE
+
     with deployment(
         monkeypatch, tmp_path, run_retries={"enabled": True, "max_retries": 1},
         DATABASE_URL=database_url, MAILER=smtp_sink.url, OPERATOR_EMAIL=OPERATOR,
@@ -201,11 +283,16 @@ def test_a_run_dagster_will_retry_tells_nobody_until_its_last_retry_fails(
 
         state, reason = state_of(dep, email_id)
         assert state == "failed" and retry.run_id in reason and "the worker container was lost" in reason
-        (told,) = arrived(smtp_sink, "bea@example.org")
-        assert told["Subject"] == f"Could not deliver: {mails.subject(2)}"
-        assert "the worker container was lost" in text_of(told)
         (alert,) = arrived(smtp_sink, OPERATOR)
         assert retry.run_id in text_of(alert) and "lose_the_worker" in text_of(alert)
+        assert not arrived(smtp_sink, "bea@example.org")  # the user's notice waits out the grace ...
+        with time_machine.travel(datetime.now(timezone.utc) + DEFAULT_GRACE * 2, tick=False):
+            evaluate_retry_sensor(dep)
+            evaluate_retry_sensor(dep)
+        (told,) = arrived(smtp_sink, "bea@example.org")  # ... then goes out once, in plain words
+        assert told["Subject"] == f"Could not deliver: {mails.subject(2)}"
+        assert "went wrong on our side" in text_of(told)
+        assert "worker container" not in text_of(told) and retry.run_id not in text_of(told)
         assert [(n.kind, n.dedup_key, n.status) for n in dep.notifications()] == [
             ("delivery_failed", f"newsletter-{newsletter_id}", "sent")
         ]
@@ -228,8 +315,8 @@ def test_production_retries_skip_op_failures_and_without_an_operator_address_the
         )
         assert evaluate_failure_sensor(dep, run.run_id, [crashing_job]) is None
         assert state_of(dep, email_id)[0] == "failed"
-        assert len(arrived(smtp_sink, "cid@example.org")) == 1
-        assert len(smtp_sink.messages) == 1  # no operator address: no alert mail ...
+        assert [n.status for n in dep.notifications()] == ["deferred"]  # the user hears after the grace
+        assert not smtp_sink.messages  # no operator address: no alert mail ...
         tags = dep.instance.get_run_by_id(run.run_id).tags
         assert tags[TAG_OPERATOR_ALERT] == "logged"  # ... but recorded on the run
         assert "INBOX_PIPELINE_OPERATOR_EMAIL" in tags["inbox-pipeline/operator-alert-detail"]

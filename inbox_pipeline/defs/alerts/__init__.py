@@ -1,5 +1,7 @@
-"""Alerts in Dagster: the run-failure sensor (failed run -> user notice + operator alert) and the
-notification retry sensor (notices and alerts whose send said "try later" are sent again).
+"""Alerts in Dagster: the run-failure sensor (failed run -> user notice + operator alert), the
+run-success sensor (a re-execution that succeeds closes the episode), the notification retry sensor
+(deferred notices when due, notices and alerts whose send said "try later" again) and the
+deployment watchdog.
 
 Both name no resources of their own: they use the main definitions' ``pipeline`` resource.
 """
@@ -7,19 +9,27 @@ Both name no resources of their own: they use the main definitions' ``pipeline``
 from inbox_pipeline.defs.alerts.sensors import (
     NOTIFICATION_RETRY_SENSOR,
     RUN_FAILURE_SENSOR,
+    RUN_SUCCESS_SENSOR,
     TAG_EMAIL_IDS,
     TAG_OPERATOR_ALERT,
+    TAG_OPERATOR_ALERT_RUN,
+    TAG_RESOLVED_BY,
     build_notification_retry_sensor,
     build_run_failure_sensor,
+    build_run_success_sensor,
     will_be_retried,
 )
 
 __all__ = [
     "NOTIFICATION_RETRY_SENSOR",
     "RUN_FAILURE_SENSOR",
+    "RUN_SUCCESS_SENSOR",
     "TAG_EMAIL_IDS",
     "TAG_OPERATOR_ALERT",
+    "TAG_OPERATOR_ALERT_RUN",
+    "TAG_RESOLVED_BY",
     "build_notification_retry_sensor",
     "build_run_failure_sensor",
+    "build_run_success_sensor",
     "will_be_retried",
 ]

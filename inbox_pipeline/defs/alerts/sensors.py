@@ -9,7 +9,10 @@ when it fails in turn.
 The operator alert is claimed on the run itself (tag ``inbox-pipeline/operator-alert``:
 ``pending`` -> ``sent`` | ``logged`` (no operator address) | ``retry`` (the mailer
 said try later) | ``failed``), so each failed run alerts once, and the alert can
-be found from the run in the UI.
+be found from the run in the UI. A re-execution inherits its parent's tags, so
+the state counts only when ``inbox-pipeline/operator-alert-run`` names the run
+itself: a re-execution that fails again alerts again. A re-execution that
+succeeds closes its ancestors' episode (``resolved``) and tells the operator so.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ NOTIFICATION_RETRY_SENSOR = "notification_retry_sensor"
 TAG_EMAIL_IDS = "inbox-pipeline/email-ids"  # a batch run's inbound email ids, comma-separated
 TAG_OPERATOR_ALERT = "inbox-pipeline/operator-alert"
 TAG_OPERATOR_ALERT_DETAIL = "inbox-pipeline/operator-alert-detail"
+TAG_OPERATOR_ALERT_RUN = "inbox-pipeline/operator-alert-run"  # the run the alert state is about
+TAG_RESOLVED_BY = "inbox-pipeline/resolved-by"  # the re-execution that succeeded after this run's alert
+RUN_SUCCESS_SENSOR = "email_run_success_sensor"
+PARENT_RUN_TAG = "dagster/parent_run_id"
 WILL_RETRY_TAG = "dagster/will_retry"
 _TOLD = ("pending", "sent", "logged", "failed")  # operator-alert states that are not sent again
 
@@ -118,7 +125,7 @@ def _alert_operator(instance, run, pipeline, log, operator: str | None, subject:
     from inbox_pipeline.seams.mailer import TransientMailError
     from inbox_pipeline.services.alerts import OPERATOR_EMAIL_VARIABLE, send_operator_alert
 
-    current = (instance.get_run_by_id(run.run_id) or run).tags.get(TAG_OPERATOR_ALERT)
+    current = alert_state(instance.get_run_by_id(run.run_id) or run)
     if current in _TOLD:
         return current
     if not operator:
@@ -144,9 +151,19 @@ def _alert_operator(instance, run, pipeline, log, operator: str | None, subject:
     return "sent"
 
 
+def alert_state(run: dg.DagsterRun) -> str | None:
+    """The operator alert's state for this run; None when its tags are inherited from a parent run."""
+    if run.tags.get(TAG_OPERATOR_ALERT_RUN) != run.run_id:
+        return None
+    return run.tags.get(TAG_OPERATOR_ALERT)
+
+
 def _mark(instance, run, state: str, detail: str, event: str | None = None) -> None:
     detail = " ".join(detail.split())[:200]
-    instance.add_run_tags(run.run_id, {TAG_OPERATOR_ALERT: state, TAG_OPERATOR_ALERT_DETAIL: detail})
+    instance.add_run_tags(
+        run.run_id,
+        {TAG_OPERATOR_ALERT: state, TAG_OPERATOR_ALERT_DETAIL: detail, TAG_OPERATOR_ALERT_RUN: run.run_id},
+    )
     if event:
         instance.report_engine_event(f"inbox-pipeline: {event}", dagster_run=run)
 
@@ -198,9 +215,11 @@ def build_notification_retry_sensor(
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Every few minutes, sends again the notifications to users (no Kindle, quota reached, "
+            "Every few minutes, sends the users' deferred notices that are due (delivery failed, after a grace "
+            "for the operator to re-execute) and again the notifications (no Kindle, quota reached, "
             "confirmation, delivery failed) and the operator alerts of failed runs whose last attempt got "
-            "\"try later\" from the mail server, each claimed first so none goes out twice. Notices that may "
+            "\"try later\" from the mail server, each claimed first so none goes out twice and each re-checked: "
+            "one that is no longer true (delivered since) is withdrawn, never sent. Notices that may "
             "already have gone out are never resent; they are counted here. Launches no runs."
         ),
     )
@@ -210,19 +229,103 @@ def build_notification_retry_sensor(
 
         p = pipeline.pipeline()
         resent = resend_failed_notifications(p)
+        for notification_id in resent.withdrawn:
+            context.log.info(f"notification #{notification_id} withdrawn: no longer true, not sent")
         for notification_id, why in resent.failed:
             context.log.warning(f"notification #{notification_id} still not sent: {why}")
         alerts = []
         for run in context.instance.get_runs(filters=dg.RunsFilter(tags={TAG_OPERATOR_ALERT: "retry"}), limit=20):
+            if run.status != dg.DagsterRunStatus.FAILURE or alert_state(run) != "retry":
+                continue  # a re-execution showing its parent's tag
             _, state = tell_failed_run(context.instance, run, p, context.log, operator=operator_email or from_env())
             alerts.append(state)
         summary = (
-            f"notifications: {len(resent.sent)} sent again, {len(resent.failed)} still failing, "
+            f"notifications: {len(resent.sent)} sent, {len(resent.withdrawn)} withdrawn (no longer true), "
+            f"{len(resent.failed)} still failing, "
             f"{resent.unconfirmed} unconfirmed (not resent); operator alerts: {alerts.count('sent')} sent again, "
             f"{len(alerts) - alerts.count('sent')} still waiting"
         )
-        if resent.sent or resent.failed or alerts:
+        if resent.sent or resent.failed or resent.withdrawn or alerts:
             context.log.info(summary)
         return dg.SkipReason(summary)
 
     return notification_retry_sensor
+
+
+def ancestors(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[dg.DagsterRun]:
+    """The runs this one re-executes, nearest first (``dagster/parent_run_id`` up to the root)."""
+    found: list[dg.DagsterRun] = []
+    parent_id = run.parent_run_id or run.tags.get(PARENT_RUN_TAG)
+    while parent_id and len(found) < 50:
+        parent = instance.get_run_by_id(parent_id)
+        if parent is None:
+            break
+        found.append(parent)
+        parent_id = parent.parent_run_id or parent.tags.get(PARENT_RUN_TAG)
+    return found
+
+
+def close_episode(instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline, log, *, operator: str | None) -> list[str]:
+    """A re-execution succeeded: its ancestors' alerts are closed, the operator told once. Returns the
+    run ids it closed (none: nothing was alerted, and the run's inherited alert tags are cleared)."""
+    from inbox_pipeline.services.alerts import episode_resolved, send_operator_alert
+
+    alerted = [
+        r for r in ancestors(instance, run)
+        if alert_state(r) in ("sent", "logged", "retry", "failed") and not r.tags.get(TAG_RESOLVED_BY)
+    ]
+    if not alerted:
+        if run.tags.get(TAG_OPERATOR_ALERT) and alert_state(run) is None:
+            _mark(instance, run, "none", "succeeded: no alert")
+        return []
+    subject, body = episode_resolved(
+        job_name=run.job_name, run_id=run.run_id, failed_run_ids=[r.run_id for r in alerted],
+        email_ids=email_ids_of(run),
+    )
+    for r in alerted:
+        instance.add_run_tags(r.run_id, {TAG_RESOLVED_BY: run.run_id})
+    if operator:
+        try:
+            send_operator_alert(pipeline, operator, subject, body)
+            detail = f"resolved; operator told at {operator}"
+        except Exception as exc:  # noqa: BLE001 - the run keeps the record; the log keeps the note
+            log.warning(f"operator note to {operator} not sent: {exc}\n{body}")
+            detail = f"resolved; operator note not sent: {exc}"
+    else:
+        log.info(f"{subject}\n{body}")
+        detail = "resolved; no operator address: logged"
+    _mark(instance, run, "resolved", detail, f"{subject}: {detail}")
+    return [r.run_id for r in alerted]
+
+
+def build_run_success_sensor(
+    jobs: Sequence[dg.JobDefinition], *, operator_email: str | None = None
+) -> dg.SensorDefinition:
+    """The sensor that closes a failure episode when a re-execution of an alerted run succeeds."""
+    names = ", ".join(j.name for j in jobs)
+
+    @dg.run_status_sensor(
+        name=RUN_SUCCESS_SENSOR,
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=list(jobs),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"When a re-execution of {names} succeeds after its parent run alerted the operator: marks the "
+            "failed runs resolved (tag inbox-pipeline/resolved-by) and tells the operator once that the "
+            "episode is over. A successful run's inherited operator-alert tag is set to none."
+        ),
+    )
+    def email_run_success_sensor(context: dg.RunStatusSensorContext, pipeline: PipelineResource):
+        from inbox_pipeline.services.alerts import operator_email as from_env
+
+        run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
+        if alert_state(run) == "resolved":
+            return None
+        closed = close_episode(
+            context.instance, run, pipeline.pipeline(), context.log, operator=operator_email or from_env()
+        )
+        if closed:
+            context.log.info(f"run {run.run_id} resolved the alerts of {', '.join(closed)}")
+        return None
+
+    return email_run_success_sensor
