@@ -85,6 +85,9 @@ class Mailer(ABC):
     def send(self, message: EmailMessage) -> SendResult:
         """Send ``message`` to its To/Cc/Bcc recipients, from ``sender``."""
 
+    def check(self) -> None:
+        """Raise a ``MailError`` when the mailer cannot be reached now (the watchdog's probe); sends nothing."""
+
 
 def _envelope(message: EmailMessage, sender: str) -> tuple[bytes, list[str]]:
     """The wire bytes (CRLF, Bcc removed) and the recipient addresses.
@@ -254,6 +257,18 @@ class SmtpMailer(Mailer):
             raise
         return smtp
 
+    def check(self) -> None:
+        try:
+            smtp = self._connect()
+        except Exception as exc:  # noqa: BLE001 - classified like a send's
+            raise self._classify(exc, "connecting") from exc
+        try:
+            code, reply = smtp.noop()
+        finally:
+            _quietly_quit(smtp)
+        if code != 250:
+            raise self._reply_error(code, reply, "NOOP")
+
     def send(self, message: EmailMessage) -> SendResult:
         data, recipients = _envelope(message, self.sender)
         envelope_from = parseaddr(self.sender)[1]
@@ -351,6 +366,10 @@ class OutboxMailer(Mailer):
 
     def __repr__(self) -> str:
         return f"OutboxMailer({str(self.folder)!r})"
+
+    def check(self) -> None:
+        if self.folder.exists() and (not self.folder.is_dir() or not os.access(self.folder, os.W_OK | os.X_OK)):
+            raise TransientMailError(f"cannot write to the outbox {self.folder}")
 
     def send(self, message: EmailMessage) -> SendResult:
         data, _ = _envelope(message, self.sender)

@@ -44,6 +44,10 @@ class Storage(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    def check(self) -> None:
+        """Raise when storage cannot be used now (unreachable, no such bucket or folder): the watchdog's probe."""
+        self.exists("health-probe")
+
     @abstractmethod
     def delete(self, key: str) -> None:
         """Delete ``key``; deleting a missing key is fine (cleanup may run twice)."""
@@ -65,6 +69,12 @@ class FolderStorage(Storage):
 
     def __repr__(self) -> str:
         return f"FolderStorage({str(self.path)!r})"
+
+    def check(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise NotADirectoryError(f"storage {self.path} is not a folder")
+        if self.path.exists() and not os.access(self.path, os.W_OK | os.X_OK):
+            raise PermissionError(f"storage {self.path} is not writable")
 
     @property
     def uri(self) -> str:
@@ -146,6 +156,9 @@ class S3Storage(Storage):
             if is_not_found(exc):
                 raise ObjectNotFound(f"nothing stored at {self.object_uri(key)}") from None
             raise
+
+    def check(self) -> None:
+        self.client.head_bucket(Bucket=self.bucket)  # a missing bucket is a 404 here, not False
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

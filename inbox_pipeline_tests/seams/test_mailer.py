@@ -556,3 +556,14 @@ def test_bad_mailer_uris_say_what_is_wrong(uri: str, message: str) -> None:
 def test_bad_sender_is_refused() -> None:
     with pytest.raises(ValueError, match="not an email address"):
         mailer_from_uri("ses", "kindle")
+
+
+def test_check_reaches_the_smtp_server_without_sending_and_says_try_later_when_it_is_gone(smtp_sink, tmp_path) -> None:
+    SmtpMailer(smtp_sink.url, SENDER).check()
+    assert not smtp_sink.messages
+    with pytest.raises(TransientMailError, match="unreachable while connecting"):
+        SmtpMailer(f"smtp://127.0.0.1:{free_port()}", SENDER).check()
+    OutboxMailer(tmp_path / "outbox", SENDER).check()  # created on first send
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(TransientMailError, match="cannot write to the outbox"):
+        OutboxMailer(tmp_path / "file", SENDER).check()

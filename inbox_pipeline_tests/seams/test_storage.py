@@ -105,3 +105,16 @@ def test_storage_uri_forms(tmp_path: Path) -> None:
     assert storage_from_uri(tmp_path.as_uri()).uri == str(tmp_path)
     s3 = storage_from_uri("s3://bucket/epubs")
     assert isinstance(s3, S3Storage) and s3.object_uri("a.epub") == "s3://bucket/epubs/a.epub"
+
+
+def test_check_passes_when_usable_and_names_a_missing_bucket_or_a_file_in_the_way(
+    storage: Storage, tmp_path: Path, aws_env
+) -> None:
+    from botocore.exceptions import ClientError
+
+    storage.check()  # usable (an absent folder is created on first write)
+    with pytest.raises(ClientError, match="404|Not Found|NoSuchBucket"):
+        S3Storage("no-such-bucket-here").check()
+    (tmp_path / "in-the-way").write_text("a file")
+    with pytest.raises(NotADirectoryError):
+        FolderStorage(tmp_path / "in-the-way").check()

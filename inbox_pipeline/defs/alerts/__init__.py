@@ -19,6 +19,7 @@ from inbox_pipeline.defs.alerts.sensors import (
     build_run_success_sensor,
     will_be_retried,
 )
+from inbox_pipeline.defs.alerts.watchdog import WATCHDOG_SENSOR, build_watchdog_sensor
 
 __all__ = [
     "NOTIFICATION_RETRY_SENSOR",
@@ -31,5 +32,7 @@ __all__ = [
     "build_notification_retry_sensor",
     "build_run_failure_sensor",
     "build_run_success_sensor",
+    "WATCHDOG_SENSOR",
+    "build_watchdog_sensor",
     "will_be_retried",
 ]
