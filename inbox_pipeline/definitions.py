@@ -18,6 +18,7 @@ from inbox_pipeline.defs.alerts import (
     build_run_success_sensor,
     build_watchdog_sensor,
 )
+from inbox_pipeline.defs.alerts.watchdog import watchdog_options
 from inbox_pipeline.defs.digests.jobs import build_digest_job
 from inbox_pipeline.defs.intake.sensors import build_inbox_sensor
 from inbox_pipeline.defs.maintenance import build_maintenance_definitions
@@ -51,7 +52,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_run_failure_sensor(watched),
             build_run_success_sensor(watched),
             build_notification_retry_sensor(),
-            build_watchdog_sensor(process_batch),
+            build_watchdog_sensor(process_batch, **watchdog_options()),
         ],
         resources=build_resources(settings),
     )

@@ -71,6 +71,22 @@ def _in_flight(instance: dg.DagsterInstance, cause: str) -> bool:
     return bool(instance.get_run_ids(filters=dg.RunsFilter(tags={TAG_RESUMES: cause}, statuses=_IN_FLIGHT), limit=1))
 
 
+def watchdog_options(environ=None) -> dict:
+    """``build_watchdog_sensor``'s timings from ``INBOX_PIPELINE_WATCHDOG_{INTERVAL,RESUME,STALL,STALE}_SECONDS``."""
+    import os
+
+    env = os.environ if environ is None else environ
+    options: dict = {}
+    for name, key in (("RESUME", "resume_every"), ("STALL", "stall_after"), ("STALE", "stale_after")):
+        value = (env.get(f"INBOX_PIPELINE_WATCHDOG_{name}_SECONDS") or "").strip()
+        if value:
+            options[key] = timedelta(seconds=float(value))
+    interval = (env.get("INBOX_PIPELINE_WATCHDOG_INTERVAL_SECONDS") or "").strip()
+    if interval:
+        options["interval_seconds"] = int(float(interval))
+    return options
+
+
 def build_watchdog_sensor(
     batch_job: dg.JobDefinition,
     *,
