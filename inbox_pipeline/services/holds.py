@@ -51,9 +51,16 @@ def outage_cause(exc: BaseException) -> str | None:
         return EPUBCHECK
     if isinstance(exc, TransientMailError):
         return None if exc.maybe_sent else MAILER  # maybe sent: never resent on its own
-    if _is_connection_error(exc):
+    if _is_connection_error(exc) or _no_such_bucket(exc):
         return STORAGE
     return None
+
+
+def _no_such_bucket(exc: BaseException) -> bool:
+    """The bucket is gone or misnamed: our configuration, whichever email met it first."""
+    from inbox_pipeline.seams._aws import error_code
+
+    return isinstance(exc, Exception) and error_code(exc) == "NoSuchBucket"
 
 
 def _is_connection_error(exc: BaseException) -> bool:
