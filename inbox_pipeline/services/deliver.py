@@ -103,12 +103,7 @@ def _send_once(
     pipeline: Pipeline, epub: EpubSummary, *, recipient: str, device_id: int | None, as_link: bool, size: int
 ) -> DeliveryOutcome:
     from inbox_pipeline.db.ledger import claim_delivery, find_delivery, mark_delivery_failed, mark_delivery_sent
-    from inbox_pipeline.seams.mailer import (
-        PermanentMailError,
-        TransientMailError,
-        build_epub_email,
-        build_link_email,
-    )
+    from inbox_pipeline.seams.mailer import PermanentMailError, TransientMailError
 
     now = utcnow()
     with pipeline.sessions.begin() as session:
@@ -144,31 +139,16 @@ def _send_once(
             reason = f"delivery #{existing.id} to {recipient} failed for good: {existing.reason}"
         raise DeliveryUnconfirmed(reason)
 
-    storage = pipeline.storage
-    sender = pipeline.options.sender
-    if as_link:
-        expires = pipeline.options.link_expires_seconds
-        link = storage.download_link(epub.key, expires, file_name=epub.file_name)
-        message = build_link_email(
-            sender=sender,
-            to=recipient,
-            subject=f"Too large for email: {epub.title}",
-            title=epub.title,
-            link=link,
-            size_bytes=epub.bytes,
-            expires_at=now + timedelta(seconds=expires),
-        )
-    else:
-        message = build_epub_email(
-            sender=sender,
-            to=recipient,
-            subject=epub.title,
-            epub_bytes=storage.get(epub.key),
-            file_name=epub.file_name,
-            body_text=f"{epub.title}\n{epub.words} words, about {epub.reading_minutes} min.",
-        )
     try:
-        result = pipeline.mailer.send(message)
+        message = _message(pipeline, epub, recipient=recipient, as_link=as_link, now=now)
+        mailer = pipeline.mailer
+    except Exception as exc:
+        # Nothing was sent (storage or the mailer's configuration failed first): claimable again.
+        with pipeline.sessions.begin() as session:
+            mark_delivery_failed(session, claim_id, reason=f"not sent: {exc}"[:2000], retryable=True)
+        raise
+    try:
+        result = mailer.send(message)
     except TransientMailError as exc:
         with pipeline.sessions.begin() as session:
             # maybe_sent: the relay may have it; never resend automatically.
@@ -195,6 +175,34 @@ def _send_once(
         return DeliveryOutcome("link_sent", recipient, reason, claim_id, result.provider_message_id, size)
     reason = f"sent to Kindle {recipient} as {epub.file_name}"
     return DeliveryOutcome("sent", recipient, reason, claim_id, result.provider_message_id, size)
+
+
+def _message(pipeline: Pipeline, epub: EpubSummary, *, recipient: str, as_link: bool, now):
+    """The EPUB attached, or a download link to it (too large for email)."""
+    from inbox_pipeline.seams.mailer import build_epub_email, build_link_email
+
+    storage = pipeline.storage
+    sender = pipeline.options.sender
+    if as_link:
+        expires = pipeline.options.link_expires_seconds
+        link = storage.download_link(epub.key, expires, file_name=epub.file_name)
+        return build_link_email(
+            sender=sender,
+            to=recipient,
+            subject=f"Too large for email: {epub.title}",
+            title=epub.title,
+            link=link,
+            size_bytes=epub.bytes,
+            expires_at=now + timedelta(seconds=expires),
+        )
+    return build_epub_email(
+        sender=sender,
+        to=recipient,
+        subject=epub.title,
+        epub_bytes=storage.get(epub.key),
+        file_name=epub.file_name,
+        body_text=f"{epub.title}\n{epub.words} words, about {epub.reading_minutes} min.",
+    )
 
 
 def give_up(pipeline: Pipeline, epub: EpubSummary, reason: str) -> None:

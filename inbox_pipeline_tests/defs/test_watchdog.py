@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import dagster as dg
 import time_machine
 
 from inbox_pipeline.defs.alerts import WATCHDOG_SENSOR
@@ -121,7 +120,9 @@ def test_epubcheck_without_java_holds_mail_shows_at_the_first_tick_and_resumes_o
         assert [m["Subject"] for m in arrived(smtp_sink, OPERATOR)] == ["[inbox-pipeline] problem: EPUBCheck"]
 
 
-def test_an_unusable_mailer_uri_is_reported_at_the_first_tick_and_blames_no_email(monkeypatch, tmp_path) -> None:
+def test_an_unusable_mailer_uri_is_reported_at_the_first_tick_blames_no_email_and_the_fix_resumes_it(
+    monkeypatch, tmp_path, smtp_sink
+) -> None:
     with deployment(monkeypatch, tmp_path, MAILER="pigeon://loft") as dep:
         hal = add_reader(dep, "hal@example.org", kindle="hal_k@kindle.example")
         message, _ = watchdog(dep)
@@ -132,4 +133,10 @@ def test_an_unusable_mailer_uri_is_reported_at_the_first_tick_and_blames_no_emai
         ((_, state, reason, _),) = dep.rows()
         assert state == "waiting" and reason.startswith("waiting for a configuration fix:")
         assert not dep.notifications()
-        assert isinstance(dep.tick(WATCHDOG_SENSOR), dg.SensorResult)
+
+        monkeypatch.setenv("INBOX_PIPELINE_MAILER", smtp_sink.url)  # the operator fixes the setting
+        _, resumed = watchdog(dep)
+        assert len(resumed) == 1 and resumed[0].success
+        assert [state for _, state, _, _ in dep.rows()] == ["delivered"]
+        assert [to for m in smtp_sink.messages for to in m["to"]] == ["hal_k@kindle.example"]
+        assert watchdog(dep)[0] == "healthy"
