@@ -587,15 +587,10 @@ def _fail_digest(pipeline: Pipeline, digest_id: int, reason: str, *, notify: boo
     for newsletter_id, email_id in waiting:
         fail_email(pipeline, email_id, f"digest #{digest_id} failed: {reason}", newsletter_id=newsletter_id)
     if notify and user_id:
-        from inbox_pipeline.services.notify import notify_user
+        from inbox_pipeline.services.notify import notify_delivery_failed
 
-        notify_user(
-            pipeline,
-            user_id=user_id,
-            kind="delivery_failed",
-            dedup_key=f"digest-{digest_id}",
-            subject="Could not deliver your digest",
-            body=f"Your digest ({period_key}) could not be sent to your Kindle: {reason}",
+        notify_delivery_failed(
+            pipeline, user_id=user_id, title=f"your digest ({period_key})", reason=reason, digest_id=digest_id
         )
     return DigestOutcome(user_id, user_email, period_key, "failed", reason, digest_id, len(waiting))
 
