@@ -157,6 +157,9 @@ def _small_icon(img: Element) -> bool:
 
 
 _STEP1_TAGS = KILL_TAGS | {"img", "form"}
+# HTML5 void elements that libxml2's HTML 4 parser leaves open: everything after an
+# unclosed <embed> or <source> ends up inside it and would be dropped with it.
+_LEFT_OPEN = ("embed", "source", "track")
 _COLLAPSED = " \t\r\n\f\xa0\u2028\u2029\u3000"  # what dom.collapse turns into one space
 _DROP, _BIG_HIDDEN = 1, 2
 
@@ -262,6 +265,9 @@ class Cleaner:
 
     def drop_invisible(self) -> None:
         body = self.body
+        for el in list(body.iter(*_LEFT_OPEN)):
+            if len(el) or (el.text or "").strip():
+                drop_tag(el)
         rules = self.rules
         drop_classes = rules.drop_classes
         drop_ids = rules.drop_ids
