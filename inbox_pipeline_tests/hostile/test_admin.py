@@ -66,8 +66,12 @@ def test_a_superscript_hour_is_refused(admin_env) -> None:
 @routing("huge integers give tracebacks")
 @pytest.mark.parametrize(
     "argv",
-    [["plan", "set", "gold", "--monthly-limit", "9" * 40], ["status", "--hours", "9" * 40]],
-    ids=["plan-limit", "status-hours"],
+    [
+        ["plan", "set", "gold", "--monthly-limit", "9" * 40],
+        ["status", "--hours", "9" * 40],
+        ["user", "set", "9223372036854775808", "--plan", "gold"],  # found by test_fuzz's deep profile
+    ],
+    ids=["plan-limit", "status-hours", "user-id"],
 )
 def test_huge_numbers_are_refused(admin_env, argv: list[str]) -> None:
     (result,) = admin(argv)
