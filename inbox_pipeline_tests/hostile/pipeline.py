@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from inbox_pipeline_tests.defs.harness import add_reader, deployment
+from inbox_pipeline_tests.defs.test_pipeline import by_recipient as arrived  # parsed messages per recipient
+
+__all__ = ["MEGABYTES", "SECONDS", "arrived", "kindle", "own", "run_pipeline"]
 
 SECONDS, MEGABYTES = 180, 600  # a deployment, a few runs; ceilings, not timings
 READERS = ("alice", "bob")
@@ -58,12 +61,3 @@ def run_pipeline(
             "used": used,
             "addresses": addresses,
         }
-
-
-def arrived(sink) -> dict[str, list]:
-    """Parsed messages per envelope recipient at the SMTP sink."""
-    out: dict[str, list] = {}
-    for raw, msg in zip(sink.messages, sink.parsed()):
-        for rcpt in raw["to"]:
-            out.setdefault(rcpt, []).append(msg)
-    return out
