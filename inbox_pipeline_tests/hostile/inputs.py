@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import zlib
 from email.message import EmailMessage
+
+from inbox_pipeline_tests.helpers import png_bomb, sparse_file, svg_use_bomb, svg_with_image
+
+__all__ = ["png_bomb", "sparse_file", "svg_use_bomb"]  # the shared bomb builders, re-exported here
 
 READER = "reader-news@in.example"
 ARTICLE = (
@@ -156,39 +158,9 @@ def png(width: int, height: int, mode: str = "RGB") -> bytes:
     return buffer.getvalue()
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims ``width`` x ``height`` (RGBA) and carries one tiny compressed stream of zeros."""
-    import struct
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    row = b"\x00" + b"\x00" * (width * 4)
-    compressor = zlib.compressobj(9)
-    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
-
-
-def svg_use_bomb(levels: int = 9, fan: int = 10) -> bytes:
-    """``fan`` ** ``levels`` rectangles from a kilobyte or two of <use> references."""
-    defs = ['<rect id="l0" width="1" height="1"/>']
-    for level in range(1, levels + 1):
-        uses = "".join(f'<use href="#l{level - 1}" x="{k}"/>' for k in range(fan))
-        defs.append(f'<g id="l{level}">{uses}</g>')
-    return (
-        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="400" height="300">'
-        f"<defs>{''.join(defs)}</defs><use href=\"#l{levels}\"/></svg>"
-    ).encode()
-
-
-def svg_with_png(width: int, height: int) -> bytes:
-    """An SVG embedding a huge PNG as a data: URL."""
-    data = base64.b64encode(png_header_only(width, height)).decode()
-    return (
-        '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="200">'
-        f'<image width="300" height="200" href="data:image/png;base64,{data}"/></svg>'
-    ).encode()
+def svg_with_png(side: int) -> bytes:
+    """An SVG drawing a ``side`` x ``side`` RGBA PNG of zeros, embedded as a data: URL."""
+    return svg_with_image(png_bomb(side, rgba=True))
 
 
 def image_email(data: bytes, ctype: str) -> bytes:
@@ -231,10 +203,3 @@ def _zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("note.txt", "hello " * 100)
     return buffer.getvalue()
-
-
-def sparse_file(path: os.PathLike[str] | str, size: int) -> None:
-    """A file of ``size`` bytes taking no disk (a hole), starting like an email."""
-    with open(path, "wb") as out:
-        out.write(_head("Content-Type: text/plain\r\n\r\n"))
-        out.truncate(size)
