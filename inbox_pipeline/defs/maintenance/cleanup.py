@@ -28,7 +28,8 @@ def build_cleanup_job(policy: "RetentionPolicy", retry_delay_seconds: float = 60
     @dg.op(
         name="remove_expired_emails_and_epubs",
         description=(
-            f"Delete raw emails (inbox archive), EPUBs (storage) and their database rows once past retention: "
+            f"Delete raw emails (inbox archive), EPUBs (storage) and their database rows once past retention, "
+            f"and Dagster's own finished runs (with their event logs) and sensor/schedule ticks: "
             f"{policy.describe()} (INBOX_PIPELINE_RETENTION_DAYS, INBOX_PIPELINE_FAILED_RETENTION_DAYS). "
             "Emails still on their way and unfinished digests are kept whatever their age."
         ),
@@ -41,16 +42,21 @@ def build_cleanup_job(policy: "RetentionPolicy", retry_delay_seconds: float = 60
         out=dg.Out(dg.Nothing),
     )
     def remove_expired(context: dg.OpExecutionContext, pipeline: PipelineResource) -> None:
+        from inbox_pipeline.defs.maintenance.history import purge_dagster_history
         from inbox_pipeline.services.cleanup import RetentionPolicy, clean_up
+        from inbox_pipeline.services.context import utcnow
 
         try:
             run_policy = RetentionPolicy(context.op_config["retention_days"], context.op_config["failed_retention_days"])
         except ValueError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        report = clean_up(pipeline.pipeline(), policy=run_policy)
+        now = utcnow()
+        report = clean_up(pipeline.pipeline(), now=now, policy=run_policy)
+        history = purge_dagster_history(context.instance, now, run_policy)
         context.log.info(
             f"removed {report.inbound_emails} inbound email(s), {report.newsletters} newsletter(s), "
-            f"{report.digests} digest(s) ({run_policy.describe()})"
+            f"{report.digests} digest(s), {history.runs + history.failed_runs} Dagster run(s) with their events "
+            f"and the old ticks of {history.instigators} sensor(s)/schedule(s) ({run_policy.describe()})"
         )
         context.add_output_metadata(
             {
@@ -63,19 +69,22 @@ def build_cleanup_job(policy: "RetentionPolicy", retry_delay_seconds: float = 60
                 "notifications": report.notifications,
                 "raw_objects": report.raw_objects,
                 "epub_objects": report.epub_objects,
-                "errors": len(report.errors),
+                "dagster_runs": history.runs,
+                "dagster_failed_runs": history.failed_runs,
+                "errors": len(report.errors) + len(history.errors),
             }
         )
-        if report.errors:
-            for error in report.errors[:20]:
+        errors = report.errors + history.errors
+        if errors:
+            for error in errors[:20]:
                 context.log.warning(error)
-            raise CleanupIncomplete(f"{len(report.errors)} item(s) could not be removed; first: {report.errors[0]}")
+            raise CleanupIncomplete(f"{len(errors)} item(s) could not be removed; first: {errors[0]}")
 
     @dg.job(
         name=JOB_NAME,
         description=(
-            "Retention: remove raw emails and EPUBs past their retention from storage and the database; failed "
-            "ones are kept longer for inspection. Launched daily by the cleanup schedule; safe to run any time."
+            "Retention: remove raw emails and EPUBs past their retention from storage and the database, and "
+            "Dagster's old runs, event logs and ticks; failed ones are kept longer for inspection. Launched daily by the cleanup schedule; safe to run any time."
         ),
         tags=max_runtime(CLEANUP_RUN_SECONDS),
         executor_def=dg.in_process_executor,
