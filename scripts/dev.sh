@@ -18,7 +18,12 @@ export DAGSTER_HOME="$(realpath -m "${DAGSTER_HOME:-.dagster_home}")"
 export INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS="${INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS:-5}"
 export INBOX_PIPELINE_RETRY_DELAY_SECONDS="${INBOX_PIPELINE_RETRY_DELAY_SECONDS:-10}"
 mkdir -p "$INBOX_PIPELINE_DATA_DIR" "$DAGSTER_HOME"
-[ -f "$DAGSTER_HOME/dagster.yaml" ] || cp deploy/local/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# The instance file: the top-level dagster.yaml (an existing one is yours, and kept).
+if [ ! -f "$DAGSTER_HOME/dagster.yaml" ]; then
+  cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+elif ! cmp -s dagster.yaml "$DAGSTER_HOME/dagster.yaml"; then
+  echo "note: $DAGSTER_HOME/dagster.yaml differs from ./dagster.yaml (kept; delete it to take the new one)"
+fi
 
 # Migrate the database, create the demo user, drop the samples (first time only).
 .venv/bin/python -m inbox_pipeline.demo

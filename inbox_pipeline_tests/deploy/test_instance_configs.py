@@ -14,25 +14,49 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
 FILES = ["production", "ecs", "kubernetes"]
 
 
 def load(folder: str):
+    """deploy/<folder>/dagster.yaml; "local": the top-level dagster.yaml that scripts/dev.sh uses."""
     from dagster._core.instance.config import dagster_instance_config
 
-    return dagster_instance_config(str(DEPLOY / folder))[0]
+    return dagster_instance_config(str(ROOT if folder == "local" else DEPLOY / folder))[0]
 
 
 @pytest.mark.parametrize("folder", FILES)
 def test_instance_file_passes_dagster_schema(folder: str) -> None:
     config = load(folder)
     assert "postgres" in config["storage"]
+    assert_like_production(config)
+
+
+def assert_like_production(config: dict) -> None:
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {"key": "inbox-pipeline/sends", "value": "mail"}.items() <= limits[0].items()
     assert config["run_retries"]["enabled"] is True
     assert config["run_retries"]["retry_on_asset_or_op_failure"] is False
     assert config["run_monitoring"]["enabled"] is True
+
+
+def test_the_local_default_behaves_like_production(tmp_path: Path) -> None:
+    """The top-level dagster.yaml (scripts/dev.sh's) queues, retries and monitors runs as production does."""
+    from dagster import DagsterInstance
+
+    assert_like_production(load("local"))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.run_monitoring_enabled
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+    finally:
+        instance.dispose()
 
 
 @pytest.mark.parametrize("folder", FILES)
