@@ -17,7 +17,7 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from inbox_pipeline.cli import admin, convert
+    from inbox_pipeline.cli import admin, convert, explain
 
     parser = argparse.ArgumentParser(
         prog="inbox-pipeline",
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     convert.register(sub)
     admin.register(sub)
+    explain.register(sub)
     return parser
 
 

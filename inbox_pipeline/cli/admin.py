@@ -1,4 +1,4 @@
-"""Admin sub-commands: ``db``, ``user``, ``address``, ``kindle``, ``plan``, ``status``.
+"""Admin sub-commands: ``db``, ``user``, ``address``, ``kindle``, ``plan``, ``status`` (``explain``: cli/explain.py).
 
 The database is INBOX_PIPELINE_DATABASE_URL (default: a SQLite file in
 INBOX_PIPELINE_DATA_DIR); new addresses use INBOX_PIPELINE_INBOUND_DOMAIN.
@@ -82,8 +82,10 @@ def register(subparsers: Any) -> None:
     p = plan.add_parser("list", help="list plans")
     p.set_defaults(func=cmd_plan_list)
 
-    p = subparsers.add_parser("status", help="emails per state and deliveries, recently")
+    p = subparsers.add_parser("status", help="emails per state with their reasons, and deliveries, recently")
     p.add_argument("--hours", type=_positive_int, default=24, metavar="N", help="look back N hours (default 24)")
+    p.add_argument("--reasons", type=_non_negative_int, default=3, metavar="N",
+                   help="the N most frequent reasons per state (default 3; 0: counts only)")
     p.set_defaults(func=cmd_status)
 
 
@@ -334,6 +336,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from inbox_pipeline.db.intake import count_by_state
     from inbox_pipeline.db.ledger import LEASE, count_deliveries, stale_deliveries
     from inbox_pipeline.db.models import utcnow
+    from inbox_pipeline.db.story import reasons_by_state
     from inbox_pipeline.db.users import count_users
 
     now = utcnow()
@@ -341,6 +344,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     period = "last 24 hours" if args.hours == 24 else f"last {args.hours} hours"
     with _session() as session:
         states = count_by_state(session, since=since)
+        # Delivered emails' reasons only say where the book went; every other state's say why.
+        reasons = reasons_by_state(session, since=since, top=args.reasons) if args.reasons else {}
+        reasons.pop("delivered", None)
         deliveries = count_deliveries(session, since=since)
         stale = stale_deliveries(session, now=now)
         users = count_users(session)
@@ -349,6 +355,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     width = max(len(s) for s in states)
     for state, count in states.items():
         print(f"  {state:<{width}}  {count}")
+        shown = 0
+        for entry in reasons.get(state, []):
+            ids = ", ".join(f"#{i}" for i in entry.email_ids)
+            more = ", ..." if entry.count > len(entry.email_ids) else ""
+            print(f"      {entry.count} x {_one_line(entry.reason)} ({ids}{more})")
+            shown += entry.count
+        if reasons.get(state) and count > shown:
+            print(f"      {count - shown} with other reasons")
     print(
         f"deliveries, {period}: {deliveries['sent']} sent, {deliveries['failed']} failed, "
         f"{deliveries['claimed']} in progress"
@@ -358,6 +372,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         ids = ", ".join(f"#{d.id}" for d in stale[:10])
         print(f"attention: {len(stale)} deliveries claimed over {minutes} minutes ago never finished ({ids})")
     return 0
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:

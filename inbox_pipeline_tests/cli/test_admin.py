@@ -114,11 +114,19 @@ def test_admin_end_to_end(cli, database_url: str) -> None:
     lines = out.splitlines()
     assert lines[0] == "users: 2"
     assert lines[1] == "inbound emails, last 24 hours: 3"
-    counts = dict(line.split() for line in lines[2:13])
+    states = [i for i, line in enumerate(lines) if re.fullmatch(r"  \w+ +\d+", line)]
+    counts = dict(lines[i].split() for i in states)
     assert counts["unroutable"] == "1"  # alice's address is disabled
     assert counts["quarantined"] == "1" and counts["received"] == "1" and counts["routed"] == "0"
-    assert lines[13] == "deliveries, last 24 hours: 1 sent, 1 failed, 2 in progress"
-    assert re.fullmatch(r"attention: 1 deliveries claimed over 15 minutes ago never finished \(#\d+\)", lines[14])
+    # Each state's reasons follow its count, with the emails' ids.
+    quarantined = next(i for i in states if lines[i].split()[0] == "quarantined")
+    assert lines[quarantined + 1] == f"      1 x SES virus verdict FAIL (#{e2.id})"
+    unroutable = next(i for i in states if lines[i].split()[0] == "unroutable")
+    assert lines[unroutable + 1].startswith("      1 x ") and lines[unroutable + 1].endswith(f"(#{e1.id})")
+    delivery_line = lines.index("deliveries, last 24 hours: 1 sent, 1 failed, 2 in progress")
+    assert re.fullmatch(
+        r"attention: 1 deliveries claimed over 15 minutes ago never finished \(#\d+\)", lines[delivery_line + 1]
+    )
     assert e3.id  # registered, still "received"
 
 

@@ -33,6 +33,9 @@ TAG_SUBJECT = "inbox-pipeline/subject"
 TAG_SENDER = "inbox-pipeline/sender"
 TAG_USER = "inbox-pipeline/user"
 TAG_OUTCOME = "inbox-pipeline/outcome"
+TAG_REASON = "inbox-pipeline/reason"  # why a per-email run ended without a book on the Kindle
+TAG_OUTCOMES = "inbox-pipeline/outcomes"  # a batch run's emails that did not go to a Kindle, by outcome
+DELIVERED_OUTCOMES = ("routed", "sent", "link_sent")  # on the way, or done: nothing to point out
 
 
 class EmailConfig(dg.Config):
@@ -63,6 +66,30 @@ def tag_run(context: dg.OpExecutionContext, tags: dict[str, str]) -> None:
     their step keys and materializations instead (one run's tags cannot hold 100 Message-IDs)."""
     if context.get_mapping_key() is None:
         context.instance.add_run_tags(context.run_id, tags)
+
+
+def tag_outcome(context: dg.OpExecutionContext, outcome: str, reason: str = "", user: str | None = None) -> None:
+    """Make an email's outcome visible in the run list: a per-email run gets the outcome (and, when
+    nothing reached the Kindle, the reason) as tags; a batch run counts its emails' other outcomes
+    in one tag (``unroutable 2, duplicate 1``), written only when there is something to count."""
+    if context.get_mapping_key() is None:
+        tags = {TAG_OUTCOME: outcome}
+        if reason and outcome not in DELIVERED_OUTCOMES:
+            tags[TAG_REASON] = _tag(reason, 300)
+        if user:
+            tags[TAG_USER] = user
+        context.instance.add_run_tags(context.run_id, tags)
+        return
+    if outcome in DELIVERED_OUTCOMES:
+        return
+    run = context.instance.get_run_by_id(context.run_id)
+    counts: dict[str, int] = {}
+    for part in ((run.tags.get(TAG_OUTCOMES) or "") if run else "").split(","):
+        name, _, number = part.strip().rpartition(" ")
+        if name and number.isdigit():
+            counts[name] = int(number)
+    counts[outcome] = counts.get(outcome, 0) + 1
+    context.instance.add_run_tags(context.run_id, {TAG_OUTCOMES: ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))})
 
 
 def network_retry(delay_seconds: float) -> dg.RetryPolicy:
@@ -173,10 +200,7 @@ def _route(context: dg.OpExecutionContext, p, parsed):
 
     with step(context, p, parsed.email_id):
         routed = route_parsed(p, parsed)
-    tags = {TAG_OUTCOME: routed.state}
-    if routed.user_email:
-        tags[TAG_USER] = routed.user_email
-    tag_run(context, tags)
+    tag_outcome(context, routed.state, routed.reason, routed.user_email)
     _note(context, f"{routed.state}: {routed.reason}", routine=routed.state == "routed")
     return routed
 
@@ -186,7 +210,7 @@ def _forward(context: dg.OpExecutionContext, p, parsed, routed):
 
     with step(context, p, parsed.email_id):
         outcome = forward_to_user(p, parsed, routed)
-    tag_run(context, {TAG_OUTCOME: "confirmation_forwarded"})
+    tag_outcome(context, "confirmation_forwarded", outcome.reason)
     context.log.info(outcome.reason)
     return outcome
 
@@ -199,7 +223,7 @@ def _record(context: dg.OpExecutionContext, p, parsed, routed):
         ref, reason = record(p, parsed, routed)
     metadata = {**_email_metadata(parsed.subject, parsed.sender, parsed.email_id), "user": routed.user_email or ""}
     if ref is None:
-        tag_run(context, {TAG_OUTCOME: "over_quota"})
+        tag_outcome(context, "over_quota", reason)
         context.log.info(reason)
         context.log_event(
             dg.AssetMaterialization(NEWSLETTER, description=reason, metadata={**metadata, "status": "over_quota"})
@@ -272,6 +296,8 @@ def _store(context: dg.OpExecutionContext, p, built, work=None):
                 "title": epub.title,
                 "words": epub.words,
                 "images": epub.images,
+                "images_dropped": built.images.dropped,
+                "images_dropped_reasons": "; ".join(built.images.reasons[:10]) or "none",
                 "bytes": epub.bytes,
                 "reading_minutes": epub.reading_minutes,
                 "file_name": epub.file_name,
@@ -317,7 +343,7 @@ def _deliver(context: dg.OpExecutionContext, p, epub):
         except DeliveryUnconfirmed as exc:  # it may have arrived: record it, do not tell the user it failed
             fail_email(p, epub.email_id, str(exc), newsletter_id=epub.newsletter_id)
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    tag_run(context, {TAG_OUTCOME: outcome.status})
+    tag_outcome(context, outcome.status, outcome.reason)
     _note(context, outcome.reason, routine=outcome.status in ("sent", "link_sent"))  # + the materialization
     if outcome.status not in ("sent", "link_sent"):
         return outcome  # held for the digest, kept for lack of a Kindle, or sent by an earlier run

@@ -1,0 +1,145 @@
+"""``inbox-pipeline explain EMAIL-ID|MESSAGE-ID``: one email's whole story.
+
+State and reason, the user, the newsletter and its EPUB, digest, delivery
+ledger rows, notices sent to the user, and, when ``DAGSTER_HOME`` names the
+Dagster instance, the runs that worked on it (found by their tags and batch
+run config) with this email's steps in them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from inbox_pipeline.cli import CliError
+from inbox_pipeline.cli.admin import _db_errors, _session
+
+# A batch run is created within seconds of its emails' registration; look a little wider.
+BATCH_WINDOW = timedelta(hours=1)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "explain", help="one email's whole story: state, reason, runs, deliveries, notices"
+    )
+    p.add_argument("ref", metavar="EMAIL-ID|MESSAGE-ID", help="the inbound email's id (#42 or 42) or its Message-ID")
+    p.set_defaults(func=cmd_explain)
+
+
+@_db_errors
+def cmd_explain(args: argparse.Namespace) -> int:
+    from inbox_pipeline.db.story import email_story, find_emails
+
+    with _session() as session:
+        emails = find_emails(session, args.ref)
+        if not emails:
+            raise CliError(f"no inbound email has the id or Message-ID {args.ref!r}")
+        stories = {e.id: _story_lines(email_story(session, e)) for e in emails}
+        created = {e.id: e.created_at for e in emails}
+    runs = _runs_lines(created)
+    print("\n\n".join("\n".join(lines + runs[email_id]) for email_id, lines in stories.items()))
+    return 0
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+
+
+def _story_lines(story: Any) -> list[str]:
+    e = story.email
+    lines = [
+        f"inbound email #{e.id}: {e.subject or '(no subject)'}",
+        f"  state:       {e.state} (since {_when(e.state_changed_at)})",
+        f"  reason:      {e.reason or '-'}",
+        f"  from:        {e.sender or '-'}",
+        f"  to:          {', '.join(e.recipients or []) or '-'}",
+        f"  message-id:  {e.message_id or '-'}",
+        f"  received:    {_when(e.received_at)}; registered {_when(e.created_at)}",
+        f"  raw email:   {e.storage_key} ({e.size:,} bytes)",
+        f"  user:        {story.user.email if story.user else '-'}",
+    ]
+    if story.duplicate_of is not None:
+        lines.append(f"  duplicate of #{story.duplicate_of.id} ({story.duplicate_of.state})")
+    n = story.newsletter
+    if n is not None:
+        lines.append(f"newsletter #{n.id}: {n.status}" + (f": {n.reason}" if n.reason else ""))
+        if n.epub_key:
+            lines.append(
+                f"  epub:        {n.epub_key} ({n.epub_bytes or 0:,} bytes, {n.words or 0:,} words, "
+                f"{n.images or 0} images, platform {n.platform or '-'})"
+            )
+        if n.delivered_at:
+            lines.append(f"  delivered:   {_when(n.delivered_at)}")
+    if story.digest is not None:
+        d = story.digest
+        lines.append(f"digest #{d.id} ({d.period_key}): {d.status}" + (f": {d.reason}" if d.reason else ""))
+    lines.append(f"deliveries: {len(story.deliveries) or 'none'}")
+    for d in story.deliveries:
+        what = f"{d.item_kind} #{d.item_id}" + (f" volume {d.part}" if d.item_kind == "digest" else "")
+        lines.append(
+            f"  #{d.id} {what} to {d.recipient}: {d.status}, attempt {d.attempts}, claimed {_when(d.claimed_at)}"
+            + (f", finished {_when(d.finished_at)}" if d.finished_at else "")
+            + (f": {d.reason}" if d.reason else "")
+        )
+    lines.append(f"notices to the user: {len(story.notifications) or 'none'}")
+    for note in story.notifications:
+        lines.append(
+            f"  #{note.id} {note.kind} \"{note.subject}\": {note.status}"
+            + (f" {_when(note.sent_at)}" if note.sent_at else "")
+            + (f": {note.reason}" if note.reason else "")
+        )
+    return lines
+
+
+def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
+    """For each email id (and its registration time): the runs that worked on it."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return {i: ["runs: set DAGSTER_HOME to the Dagster instance's folder to list them"] for i in created}
+    import dagster as dg
+
+    from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, email_ids_of_run
+    from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_OUTCOME, TAG_OUTCOMES, TAG_REASON, mapping_key
+
+    out: dict[int, list[str]] = {}
+    with dg.DagsterInstance.get() as instance:
+        for email_id, created_at in created.items():
+            runs = {r.run_id: r for r in instance.get_runs(filters=dg.RunsFilter(tags={TAG_EMAIL_ID: str(email_id)}))}
+            batches = instance.get_runs(
+                filters=dg.RunsFilter(job_name=BATCH_JOB_NAME, created_after=created_at - BATCH_WINDOW)
+            )
+            runs.update({r.run_id: r for r in batches if email_id in email_ids_of_run(r)})
+            records = sorted(
+                (instance.get_run_record_by_id(run_id) for run_id in runs), key=lambda r: r.create_timestamp
+            )
+            lines = [f"runs: {len(records) or 'none found in ' + os.environ['DAGSTER_HOME']}"]
+            for record in records:
+                run = record.dagster_run
+                lines.append(
+                    f"  {run.run_id} {run.job_name}: {run.status.value}, created {_when(record.create_timestamp)}"
+                    + (f", re-execution of {run.parent_run_id}" if run.parent_run_id else "")
+                )
+                tags = run.tags
+                if run.job_name == BATCH_JOB_NAME:
+                    lines += _step_lines(instance, run.run_id, mapping_key(email_id))
+                    if tags.get(TAG_OUTCOMES):
+                        lines.append(f"    the batch's other outcomes: {tags[TAG_OUTCOMES]}")
+                elif tags.get(TAG_OUTCOME):
+                    lines.append(f"    outcome {tags[TAG_OUTCOME]}" + (f": {tags[TAG_REASON]}" if tags.get(TAG_REASON) else ""))
+            out[email_id] = lines
+    return out
+
+
+def _step_lines(instance: Any, run_id: str, key: str) -> list[str]:
+    """This email's steps in a batch run and how each ended."""
+    import dagster as dg
+
+    ended: dict[str, str] = {}
+    for entry in instance.all_logs(
+        run_id, of_type={dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
+    ):
+        if entry.step_key and entry.step_key.endswith(f"[{key}]"):
+            event = entry.dagster_event
+            ended[entry.step_key] = event.event_type_value.removeprefix("STEP_").lower() if event else "?"
+    return [f"    step {step}: {status}" for step, status in ended.items()]

@@ -1,0 +1,114 @@
+"""What the operator sees about emails after real runs: ``explain``, ``status`` with reasons, the run list.
+
+Emails go through the inbox sensor and real batch and per-email runs on a
+test Dagster instance (``DAGSTER_HOME`` points at it, as on a deployment);
+then the commands are run as an operator would.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import dagster as dg
+import pytest
+
+from inbox_pipeline.cli import main
+from inbox_pipeline_tests.defs import mails
+from inbox_pipeline_tests.defs.harness import add_reader, deployment
+
+
+def with_missing_image(to: str) -> bytes:
+    """A newsletter whose picture points at an inline part that is not there: the image is dropped."""
+    msg = EmailMessage()
+    msg["From"] = '"Harbour Notes" <letters@harbour.example>'
+    msg["To"] = to
+    msg["Subject"] = "Harbour notes: the crane"
+    msg["Message-ID"] = "<crane-1@harbour.example>"
+    msg["Date"] = "Tue, 03 Mar 2026 09:00:00 +0000"
+    msg.set_content("The crane.")
+    paragraphs = "".join(f"<p>Paragraph {k} about the old harbour crane and the men who ran it.</p>" for k in range(8))
+    msg.add_alternative(
+        f'<html><body><h1>The crane</h1><img src="cid:crane-photo@harbour" alt="The crane">{paragraphs}</body></html>',
+        subtype="html",
+    )
+    return msg.as_bytes()
+
+
+@pytest.fixture
+def run_cli(capsys):
+    def run(*args: str) -> str:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return out
+
+    return run
+
+
+def test_explain_status_and_the_run_list_tell_each_emails_story(monkeypatch, tmp_path, run_cli) -> None:
+    with deployment(monkeypatch, tmp_path) as dep:
+        alice = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
+        inbox = dep.pipeline().inbox
+        inbox.put("a1.eml", mails.newsletter(1, alice))
+        inbox.put("a1-again.eml", mails.newsletter(1, alice))  # same Message-ID: a duplicate
+        inbox.put("stray.eml", mails.newsletter(2, "nobody-zzzz@in.example"))
+        inbox.put("crane.eml", with_missing_image(alice))
+        (batch,) = dep.drain()
+        assert batch.success
+        inbox.put("stray-2.eml", mails.newsletter(3, "somebody-else@in.example"))  # alone: a per-email run
+        (single,) = dep.drain()
+        assert single.success
+        ids = {subject: i for i, _, _, subject in dep.rows()}
+        rows = {i: (state, reason) for i, state, reason, _ in dep.rows()}
+
+        # The run list: a batch run counts what did not go to a Kindle; a per-email run says its outcome and why.
+        assert dep.instance.get_run_by_id(batch.run_id).tags["inbox-pipeline/outcomes"] == "duplicate 1, unroutable 1"
+        tags = dep.instance.get_run_by_id(single.run_id).tags
+        assert tags["inbox-pipeline/outcome"] == "unroutable"
+        assert "somebody-else@in.example" in tags["inbox-pipeline/reason"]
+
+        # The epub materialization says how many images were dropped and why.
+        records = dep.instance.fetch_materializations(dg.AssetKey("epub"), limit=10).records
+        crane = next(r for r in records if r.asset_materialization.metadata["subject"].value == "Harbour notes: the crane")
+        metadata = crane.asset_materialization.metadata
+        assert metadata["images_dropped"].value == 1
+        assert "crane-photo@harbour" in metadata["images_dropped_reasons"].value
+
+        # explain by id: state, reason, the delivery, and the batch run with this email's steps.
+        (delivered_id,) = [i for i, state, _, subject in dep.rows() if subject == mails.subject(1) and state == "delivered"]
+        out = run_cli("explain", str(delivered_id))
+        assert f"inbound email #{delivered_id}: {mails.subject(1)}" in out
+        assert "state:       delivered" in out
+        assert "to alice_k@kindle.example: sent, attempt 1" in out
+        assert f"{batch.run_id} process_inbox_batch: SUCCESS" in out
+        assert f"step email.deliver_email[e{delivered_id}]: success" in out
+
+        # explain by Message-ID: the newsletter and its duplicate, each with its story.
+        out = run_cli("explain", f"<{mails.message_id(1)}>")
+        (duplicate_id,) = [i for i, (state, _) in rows.items() if state == "duplicate"]
+        assert f"inbound email #{delivered_id}:" in out and f"inbound email #{duplicate_id}:" in out
+        assert f"duplicate of #{delivered_id} (delivered)" in out
+        assert "same Message-ID" in out
+
+        # explain an unroutable email of a per-email run: the reason, no deliveries, the run's outcome.
+        stray = ids[mails.subject(3)]
+        out = run_cli("explain", f"#{stray}")
+        assert "state:       unroutable" in out and rows[stray][1] in out
+        assert "deliveries: none" in out and "notices to the user: none" in out
+        assert f"{single.run_id} process_email: SUCCESS" in out
+        assert f"outcome unroutable: {rows[stray][1]}" in out
+
+        # status: counts, and for each state the reasons behind it with example ids.
+        out = run_cli("status")
+        lines = out.splitlines()
+        unroutable = lines.index(next(line for line in lines if line.strip().startswith("unroutable")))
+        assert lines[unroutable].split() == ["unroutable", "2"]
+        reasons = lines[unroutable + 1 : unroutable + 3]
+        assert all(line.startswith("      1 x ") for line in reasons)
+        assert any("somebody-else@in.example" in line and f"(#{stray})" in line for line in reasons)
+        duplicate = next(i for i, line in enumerate(lines) if line.strip().startswith("duplicate"))
+        assert "same Message-ID" in lines[duplicate + 1] and f"#{duplicate_id}" in lines[duplicate + 1]
+        assert not any("sent to Kindle" in line for line in lines)  # delivered emails' reasons are not news
+
+        code = main(["explain", "no-such-message@nowhere.example"])
+        assert code == 2
