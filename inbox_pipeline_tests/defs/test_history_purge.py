@@ -150,3 +150,14 @@ def test_cleanup_purges_runs_events_and_ticks_past_retention(pg_deployment) -> N
     (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     assert output.event_specific_data.metadata["dagster_runs"].value == 1
     assert output.event_specific_data.metadata["dagster_failed_runs"].value == 1
+
+    # A long history is purged oldest first within a time budget; what is left waits for the next cleanup.
+    from inbox_pipeline.defs.maintenance.history import purge_dagster_history
+    from inbox_pipeline.services.cleanup import RetentionPolicy
+
+    later = purge_dagster_history(instance, now + timedelta(days=120), RetentionPolicy(), budget_seconds=0)
+    assert later.more_left and later.runs == 0
+    assert instance.get_run_by_id(runs["success, 29 days old"]) is not None
+    done = purge_dagster_history(instance, now + timedelta(days=120), RetentionPolicy())
+    assert not done.more_left and (done.runs, done.failed_runs) == (2, 1)  # + the cleanup run of today
+    assert instance.get_run_by_id(runs["started 200 days ago, never finished"]) is not None

@@ -58,6 +58,8 @@ def build_cleanup_job(policy: "RetentionPolicy", retry_delay_seconds: float = 60
             f"{report.digests} digest(s), {history.runs + history.failed_runs} Dagster run(s) with their events "
             f"and the old ticks of {history.instigators} sensor(s)/schedule(s) ({run_policy.describe()})"
         )
+        if history.more_left:
+            context.log.info("older Dagster runs are left past the time budget: the next cleanup goes on with them")
         context.add_output_metadata(
             {
                 "retention_days": run_policy.days,
