@@ -18,6 +18,7 @@ from inbox_pipeline.cli.admin import _db_errors, _session
 
 # A batch run is created within seconds of its emails' registration; look a little wider.
 BATCH_WINDOW = timedelta(hours=1)
+ROOT_RUN_TAG = "dagster/root_run_id"  # Dagster's tag on every re-execution
 
 
 def register(subparsers: Any) -> None:
@@ -100,16 +101,20 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
     import dagster as dg
 
     from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, email_ids_of_run
-    from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_OUTCOME, TAG_OUTCOMES, TAG_REASON, mapping_key
+    from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_OUTCOME, TAG_REASON, mapping_key
 
     out: dict[int, list[str]] = {}
     with dg.DagsterInstance.get() as instance:
         for email_id, created_at in created.items():
             runs = {r.run_id: r for r in instance.get_runs(filters=dg.RunsFilter(tags={TAG_EMAIL_ID: str(email_id)}))}
-            batches = instance.get_runs(
-                filters=dg.RunsFilter(job_name=BATCH_JOB_NAME, created_after=created_at - BATCH_WINDOW)
+            window = dg.RunsFilter(
+                job_name=BATCH_JOB_NAME, created_after=created_at - BATCH_WINDOW, created_before=created_at + BATCH_WINDOW
             )
-            runs.update({r.run_id: r for r in batches if email_id in email_ids_of_run(r)})
+            batches = [r for r in instance.get_runs(filters=window) if email_id in email_ids_of_run(r)]
+            for batch in batches:  # and their re-executions, whenever they were made
+                runs[batch.run_id] = batch
+                for child in instance.get_runs(filters=dg.RunsFilter(tags={ROOT_RUN_TAG: batch.run_id})):
+                    runs[child.run_id] = child
             records = sorted(
                 (instance.get_run_record_by_id(run_id) for run_id in runs), key=lambda r: r.create_timestamp
             )
@@ -123,8 +128,6 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
                 tags = run.tags
                 if run.job_name == BATCH_JOB_NAME:
                     lines += _step_lines(instance, run.run_id, mapping_key(email_id))
-                    if tags.get(TAG_OUTCOMES):
-                        lines.append(f"    the batch's other outcomes: {tags[TAG_OUTCOMES]}")
                 elif tags.get(TAG_OUTCOME):
                     lines.append(f"    outcome {tags[TAG_OUTCOME]}" + (f": {tags[TAG_REASON]}" if tags.get(TAG_REASON) else ""))
             out[email_id] = lines

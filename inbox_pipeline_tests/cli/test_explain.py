@@ -55,6 +55,8 @@ def test_explain_status_and_the_run_list_tell_each_emails_story(monkeypatch, tmp
         inbox.put("crane.eml", with_missing_image(alice))
         (batch,) = dep.drain()
         assert batch.success
+        again = dep.reexecute(batch.run_id, from_failure=False)  # as from the UI: decides and sends nothing twice
+        assert again.success
         inbox.put("stray-2.eml", mails.newsletter(3, "somebody-else@in.example"))  # alone: a per-email run
         (single,) = dep.drain()
         assert single.success
@@ -62,7 +64,11 @@ def test_explain_status_and_the_run_list_tell_each_emails_story(monkeypatch, tmp
         rows = {i: (state, reason) for i, state, reason, _ in dep.rows()}
 
         # The run list: a batch run counts what did not go to a Kindle; a per-email run says its outcome and why.
-        assert dep.instance.get_run_by_id(batch.run_id).tags["inbox-pipeline/outcomes"] == "duplicate 1, unroutable 1"
+        (stray_id,) = [i for i, _, _, subject in dep.rows() if subject == mails.subject(2)]
+        (duplicate_id,) = [i for i, state, _, _ in dep.rows() if state == "duplicate"]
+        outcomes = f"duplicate: e{duplicate_id}; unroutable: e{stray_id}"
+        assert dep.instance.get_run_by_id(batch.run_id).tags["inbox-pipeline/outcomes"] == outcomes
+        assert dep.instance.get_run_by_id(again.run_id).tags["inbox-pipeline/outcomes"] == outcomes  # not twice
         tags = dep.instance.get_run_by_id(single.run_id).tags
         assert tags["inbox-pipeline/outcome"] == "unroutable"
         assert "somebody-else@in.example" in tags["inbox-pipeline/reason"]
@@ -82,10 +88,10 @@ def test_explain_status_and_the_run_list_tell_each_emails_story(monkeypatch, tmp
         assert "to alice_k@kindle.example: sent, attempt 1" in out
         assert f"{batch.run_id} process_inbox_batch: SUCCESS" in out
         assert f"step email.deliver_email[e{delivered_id}]: success" in out
+        assert f"{again.run_id} process_inbox_batch: SUCCESS" in out and f"re-execution of {batch.run_id}" in out
 
         # explain by Message-ID: the newsletter and its duplicate, each with its story.
         out = run_cli("explain", f"<{mails.message_id(1)}>")
-        (duplicate_id,) = [i for i, (state, _) in rows.items() if state == "duplicate"]
         assert f"inbound email #{delivered_id}:" in out and f"inbound email #{duplicate_id}:" in out
         assert f"duplicate of #{delivered_id} (delivered)" in out
         assert "same Message-ID" in out

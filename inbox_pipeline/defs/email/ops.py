@@ -34,8 +34,8 @@ TAG_SENDER = "inbox-pipeline/sender"
 TAG_USER = "inbox-pipeline/user"
 TAG_OUTCOME = "inbox-pipeline/outcome"
 TAG_REASON = "inbox-pipeline/reason"  # why a per-email run ended without a book on the Kindle
-TAG_OUTCOMES = "inbox-pipeline/outcomes"  # a batch run's emails that did not go to a Kindle, by outcome
-DELIVERED_OUTCOMES = ("routed", "sent", "link_sent")  # on the way, or done: nothing to point out
+TAG_OUTCOMES = "inbox-pipeline/outcomes"  # a batch run's emails that did not go to a Kindle: "unroutable: e4 e9; ..."
+DELIVERED_OUTCOMES = ("routed", "sent", "link_sent", "delivered", "already_sent")  # on the way or done: nothing to point out
 
 
 class EmailConfig(dg.Config):
@@ -70,8 +70,8 @@ def tag_run(context: dg.OpExecutionContext, tags: dict[str, str]) -> None:
 
 def tag_outcome(context: dg.OpExecutionContext, outcome: str, reason: str = "", user: str | None = None) -> None:
     """Make an email's outcome visible in the run list: a per-email run gets the outcome (and, when
-    nothing reached the Kindle, the reason) as tags; a batch run counts its emails' other outcomes
-    in one tag (``unroutable 2, duplicate 1``), written only when there is something to count."""
+    nothing reached the Kindle, the reason) as tags; a batch run lists its emails with other outcomes
+    in one tag (``duplicate: e3; unroutable: e4 e9``), written only when there is something to list."""
     if context.get_mapping_key() is None:
         tags = {TAG_OUTCOME: outcome}
         if reason and outcome not in DELIVERED_OUTCOMES:
@@ -82,14 +82,20 @@ def tag_outcome(context: dg.OpExecutionContext, outcome: str, reason: str = "", 
         return
     if outcome in DELIVERED_OUTCOMES:
         return
+    # Emails, not counts: a re-execution inherits the tag and may decide the same email again.
     run = context.instance.get_run_by_id(context.run_id)
-    counts: dict[str, int] = {}
-    for part in ((run.tags.get(TAG_OUTCOMES) or "") if run else "").split(","):
-        name, _, number = part.strip().rpartition(" ")
-        if name and number.isdigit():
-            counts[name] = int(number)
-    counts[outcome] = counts.get(outcome, 0) + 1
-    context.instance.add_run_tags(context.run_id, {TAG_OUTCOMES: ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))})
+    emails: dict[str, set[str]] = {}
+    for part in ((run.tags.get(TAG_OUTCOMES) or "") if run else "").split(";"):
+        name, _, keys = part.partition(":")
+        if name.strip():
+            emails[name.strip()] = set(keys.split())
+    emails.setdefault(outcome, set()).add(context.get_mapping_key())
+    value = "; ".join(f"{name}: {' '.join(sorted(keys, key=_by_id))}" for name, keys in sorted(emails.items()))
+    context.instance.add_run_tags(context.run_id, {TAG_OUTCOMES: value})
+
+
+def _by_id(key: str) -> tuple[int, str]:
+    return (int(key[1:]) if key[1:].isdigit() else 0, key)
 
 
 def network_retry(delay_seconds: float) -> dg.RetryPolicy:
