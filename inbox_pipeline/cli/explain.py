@@ -110,10 +110,9 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
             window = dg.RunsFilter(
                 job_name=BATCH_JOB_NAME, created_after=created_at - BATCH_WINDOW, created_before=created_at + BATCH_WINDOW
             )
-            batches = [r for r in instance.get_runs(filters=window) if email_id in email_ids_of_run(r)]
-            for batch in batches:  # and their re-executions, whenever they were made
-                runs[batch.run_id] = batch
-                for child in instance.get_runs(filters=dg.RunsFilter(tags={ROOT_RUN_TAG: batch.run_id})):
+            runs.update({r.run_id: r for r in instance.get_runs(filters=window) if email_id in email_ids_of_run(r)})
+            for root in list(runs):  # and their re-executions, whenever they were made
+                for child in instance.get_runs(filters=dg.RunsFilter(tags={ROOT_RUN_TAG: root})):
                     runs[child.run_id] = child
             records = sorted(
                 (instance.get_run_record_by_id(run_id) for run_id in runs), key=lambda r: r.create_timestamp
@@ -129,7 +128,8 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
                 if run.job_name == BATCH_JOB_NAME:
                     lines += _step_lines(instance, run.run_id, mapping_key(email_id))
                 elif tags.get(TAG_OUTCOME):
-                    lines.append(f"    outcome {tags[TAG_OUTCOME]}" + (f": {tags[TAG_REASON]}" if tags.get(TAG_REASON) else ""))
+                    reason = tags.get(TAG_REASON, "-")
+                    lines.append(f"    outcome {tags[TAG_OUTCOME]}" + (f": {reason}" if reason != "-" else ""))
             out[email_id] = lines
     return out
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from inbox_pipeline.db.models import Delivery, Digest, DigestMember, InboundEmail, Newsletter, Notification, User
+
+
+ITEM_KEY_PREFIXES = ("inbound-", "newsletter-", "digest-", "delivery-")  # notices about one item
+NOTICE_MARGIN = timedelta(minutes=1)
 
 
 @dataclass
@@ -69,7 +73,14 @@ def email_story(session: Session, email: InboundEmail) -> EmailStory:
         keys.append(f"digest-{digest.id}")
     notice_filter = Notification.dedup_key.in_(keys)
     if email.user_id is not None:
-        notice_filter = (Notification.user_id == email.user_id) & notice_filter
+        # The user's notices about their account (no Kindle address, quota reached) sent while this
+        # email was on its way: it is what set them off, or was held by the same cause.
+        about_user = and_(
+            ~or_(*(Notification.dedup_key.startswith(p) for p in ITEM_KEY_PREFIXES)),
+            Notification.created_at >= email.created_at - NOTICE_MARGIN,
+            Notification.created_at <= email.state_changed_at + NOTICE_MARGIN,
+        )
+        notice_filter = (Notification.user_id == email.user_id) & or_(notice_filter, about_user)
     notifications = list(session.scalars(select(Notification).where(notice_filter).order_by(Notification.id)))
     return EmailStory(
         email=email,

@@ -14,7 +14,7 @@ import pytest
 
 from inbox_pipeline.cli import main
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.defs.harness import add_reader, deployment
+from inbox_pipeline_tests.defs.harness import Deployment, add_reader, deployment, job_for
 
 
 def with_missing_image(to: str) -> bytes:
@@ -32,6 +32,21 @@ def with_missing_image(to: str) -> bytes:
         subtype="html",
     )
     return msg.as_bytes()
+
+
+def reexecute_as_the_ui_does(dep: Deployment, parent_id: str) -> dg.ExecuteJobResult:
+    """All steps again, with the tags the UI's re-execute gives the new run: the parent's, as they are
+    now (tags added while it ran included), and Dagster's parent and root run ids."""
+    parent = dep.instance.get_run_by_id(parent_id)
+    tags = {**parent.tags, "dagster/parent_run_id": parent_id, "dagster/root_run_id": parent.root_run_id or parent_id}
+    with dg.execute_job(
+        job_for(parent.job_name),
+        instance=dep.instance,
+        reexecution_options=dg.ReexecutionOptions(parent_run_id=parent_id),
+        tags=tags,
+        raise_on_error=False,
+    ) as result:
+        return result
 
 
 @pytest.fixture
@@ -55,7 +70,7 @@ def test_explain_status_and_the_run_list_tell_each_emails_story(monkeypatch, tmp
         inbox.put("crane.eml", with_missing_image(alice))
         (batch,) = dep.drain()
         assert batch.success
-        again = dep.reexecute(batch.run_id, from_failure=False)  # as from the UI: decides and sends nothing twice
+        again = reexecute_as_the_ui_does(dep, batch.run_id)  # decides and sends nothing twice
         assert again.success
         inbox.put("stray-2.eml", mails.newsletter(3, "somebody-else@in.example"))  # alone: a per-email run
         (single,) = dep.drain()
@@ -115,6 +130,22 @@ def test_explain_status_and_the_run_list_tell_each_emails_story(monkeypatch, tmp
         duplicate = next(i for i, line in enumerate(lines) if line.strip().startswith("duplicate"))
         assert "same Message-ID" in lines[duplicate + 1] and f"#{duplicate_id}" in lines[duplicate + 1]
         assert not any("sent to Kindle" in line for line in lines)  # delivered emails' reasons are not news
+
+        # No Kindle yet: the run says so; the operator sets one and re-executes the run: delivered.
+        bob = add_reader(dep, "bob@example.org")
+        inbox.put("b1.eml", mails.newsletter(4, bob))
+        (waiting,) = dep.drain()
+        tags = dep.instance.get_run_by_id(waiting.run_id).tags
+        assert tags["inbox-pipeline/outcome"] == "no_kindle" and "Kindle" in tags["inbox-pipeline/reason"]
+        run_cli("kindle", "set", "bob@example.org", "bob_k@kindle.example")
+        resent = reexecute_as_the_ui_does(dep, waiting.run_id)
+        tags = dep.instance.get_run_by_id(resent.run_id).tags
+        assert tags["inbox-pipeline/outcome"] == "sent" and tags["inbox-pipeline/reason"] == "-"  # not the parent's
+        out = run_cli("explain", mails.message_id(4))
+        assert "state:       delivered" in out and "to bob_k@kindle.example: sent" in out
+        assert f"{waiting.run_id} process_email: SUCCESS" in out and "outcome no_kindle: " in out
+        assert f"{resent.run_id} process_email: SUCCESS" in out and "outcome sent" in out
+        assert "notices to the user: 1" in out and "no_kindle" in out
 
         code = main(["explain", "no-such-message@nowhere.example"])
         assert code == 2

@@ -35,7 +35,8 @@ TAG_USER = "inbox-pipeline/user"
 TAG_OUTCOME = "inbox-pipeline/outcome"
 TAG_REASON = "inbox-pipeline/reason"  # why a per-email run ended without a book on the Kindle
 TAG_OUTCOMES = "inbox-pipeline/outcomes"  # a batch run's emails that did not go to a Kindle: "unroutable: e4 e9; ..."
-DELIVERED_OUTCOMES = ("routed", "sent", "link_sent", "delivered", "already_sent")  # on the way or done: nothing to point out
+ON_THE_WAY = ("routed", "ready")  # routing's outcome for an email that goes on to delivery
+DELIVERED_OUTCOMES = ON_THE_WAY + ("sent", "link_sent", "delivered", "already_sent")  # nothing to point out
 
 
 class EmailConfig(dg.Config):
@@ -76,6 +77,10 @@ def tag_outcome(context: dg.OpExecutionContext, outcome: str, reason: str = "", 
         tags = {TAG_OUTCOME: outcome}
         if reason and outcome not in DELIVERED_OUTCOMES:
             tags[TAG_REASON] = _tag(reason, 300)
+        elif outcome not in ON_THE_WAY:
+            run = context.instance.get_run_by_id(context.run_id)
+            if run and run.tags.get(TAG_REASON):  # an earlier step's, or the re-executed run's: no longer true
+                tags[TAG_REASON] = "-"
         if user:
             tags[TAG_USER] = user
         context.instance.add_run_tags(context.run_id, tags)
