@@ -52,6 +52,8 @@ def purge_dagster_history(
     failed_cutoff = now - timedelta(days=policy.failed_days)
     report.runs = _delete_runs(instance, SUCCEEDED_RUNS, finished_cutoff, report, deadline)
     report.failed_runs = _delete_runs(instance, FAILED_RUNS, failed_cutoff, report, deadline)
+    if instance.schedule_storage is None:  # an ephemeral instance (execute_in_process): no ticks kept
+        return report
     for state in instance.all_instigator_state():
         try:
             instance.purge_ticks(
