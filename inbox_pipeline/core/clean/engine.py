@@ -66,9 +66,18 @@ _SMALL_STYLE = re.compile(r"(?:^|;)(?:width|height):(\d+)px")
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+(?=[^\s])")
 HEADLINE_WORDS = 4  # "Follow the last ferry": fewer words are a button's
 _SIGN_UP_HREF = re.compile(r"subscri|sign-?up|/join|/upgrade|/account|/login|/signin|/register|/donate|/pledge")
+HEAD = 0.1  # share of the text read before a block: below it, the block sits at the head
+SMALL_FOOTER = 80  # letters: a repeated block at the foot this short is furniture
+LONE_LINK_MAX = 40  # letters: a lone link at the foot this short is a footer's link
+CTA_MAX = 60  # letters: the most a call-to-action button says
 FOOT = 0.8  # share of the text read before a block: past it, the block sits at the foot
 LABEL_MAX_ELEMENTS = 12
 SPONSOR_SECTION_MAX = 1500  # letters: a sponsor's blurb, never a whole issue
+_RULE_LINE = re.compile(r"^\s*(?:[-=_*~#+]\s*){3,}$")  # a plain-text rule: ----, ====, ____
+_E_MAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")  # a signature's or a list manager's address
+_RULE_IN_TEXT = re.compile(r"[-=_*~#+]{3}")
+TRAILER_MAX = 600  # letters under a rule line at the end of a block: a footer, not a section
+_CONTINUED = re.compile(r"^\s*(?:[a-zà-ÿ]|\S+@\S+|https?://|www\.)")
 _SCHEME = re.compile(r"^(?:https?://|mailto:)(?:www\.)?")
 
 
@@ -103,6 +112,12 @@ def _text_after(a: Element, root: Element, reach: int = 40) -> str | None:
     return None
 
 
+def _continues(line: str) -> bool:
+    """A short line that only carries on the sentence before it (an address, a lower-case start)."""
+    text = line.strip()
+    return 0 < letters(text) <= 80 and bool(_CONTINUED.match(text)) and not text.endswith((".", "!", "?", ":"))
+
+
 def _inside_link(el: Element, top: Element) -> bool:
     """True when ``el`` sits inside a link below ``top`` (or is under ``top``, a link itself)."""
     node: Element | None = el
@@ -125,6 +140,19 @@ def _styled_as_button(a: Element) -> bool:
         if el is None:
             continue
         if _BUTTON_CLASS.search(el.get("class") or "") or _BUTTON_STYLE.search(el.get("style") or ""):
+            return True
+    return False
+
+
+_CENTRED_STYLE = re.compile(r"text-align:\s*center", re.IGNORECASE)
+
+
+def _centred(el: Element) -> bool:
+    """A block centred by itself or by its own cell (not by the layout's outer tables)."""
+    for node in (el, el.getparent()):
+        if node is None:
+            continue
+        if (node.get("align") or "").lower() == "center" or _CENTRED_STYLE.search(node.get("style") or ""):
             return True
     return False
 
@@ -208,7 +236,7 @@ class _Unit:
     __slots__ = (
         "el", "parent", "parts", "nodes", "button_chars", "clutter_link", "protected",
         "text", "lower", "size", "drop", "strong", "kept_size", "dropped_strong", "list_link",
-        "link_count", "link_chars",
+        "link_count", "link_chars", "headline", "cta",
     )
 
     def __init__(self, el: Element, parent: "_Unit | None", protected: bool):
@@ -221,6 +249,8 @@ class _Unit:
         self.list_link = False  # holds a link the List-* headers name (unsubscribe, archive, post)
         self.link_count = 0  # links in its own text, and their letters
         self.link_chars = 0
+        self.headline = False  # holds a roundup's headline link
+        self.cta = False  # holds a link drawn as a button
         self.protected = protected  # inside an element the platform marks as the article
         self.text = ""
         self.lower = ""
@@ -572,6 +602,7 @@ class Cleaner:
         drop_text = self._drop_text
         touched = self.touched
         STRONG = phrases.STRONG
+        earlier: set[str] = set()  # the texts of the blocks read so far
         for u in units:
             position = seen / total
             seen += u.size
@@ -580,6 +611,16 @@ class Cleaner:
                 continue
             text = u.text
             lower = u.lower
+            repeated = lower in earlier
+            earlier.add(lower)
+            if self._furniture_by_shape(u, position, repeated):
+                u.drop = u.strong = True
+                continue
+            if len(u.nodes) >= 3 and _RULE_IN_TEXT.search(text) and seen / total >= 0.5 and (
+                self._trailer_start(u, seen - size, total) < len(u.nodes)
+            ):
+                self._drop_lines(u, seen - size, total)  # the footer under a rule line at its end
+                continue
             if drop_text is not None and size <= 400 and drop_text.search(lower):
                 u.drop = u.strong = True
                 continue
@@ -607,7 +648,9 @@ class Cleaner:
             weak = {name for name in scanned if name not in STRONG}
             if strong_count:
                 # The address test is the costly one: it runs only where it can change the outcome.
-                if size <= 220:
+                if size > 220 and self._prose_lines_lead(u):
+                    self._drop_lines(u, seen - size, total)  # a plain-text paragraph ending in its footer
+                elif size <= 220:
                     u.drop = True
                 elif size <= 700 and (
                     u.clutter_link or weak or strong_count >= 2 or (size <= 600 and phrases.has_address(text))
@@ -636,6 +679,24 @@ class Cleaner:
                 elif size > 250:
                     self._drop_lines(u, seen - size, total)
         self._collapse_containers(units)
+
+    @staticmethod
+    def _furniture_by_shape(u: _Unit, position: float, repeated: bool) -> bool:
+        """Footers and calls to action known by their shape, in whatever language.
+
+        At the foot: a short block saying again what an earlier one said (the masthead's
+        tagline, a "back to top" between every section), a lone short link, a centred one;
+        at the head: a lone short link drawn as a button.
+        """
+        size = u.size
+        if position >= FOOT and size <= SMALL_FOOTER and repeated:
+            return True
+        lone_link = u.link_count == 1 and u.link_chars >= 0.9 * size and not u.headline
+        if not lone_link or size > CTA_MAX:
+            return False
+        if position >= FOOT:
+            return size <= LONE_LINK_MAX or u.cta or _centred(u.el)
+        return position < HEAD and u.cta
 
     def _units(self) -> list[_Unit]:
         body = self.body
@@ -710,6 +771,10 @@ class Cleaner:
         href = (a.get("href") or "")[:_HREF_PREFIX].lower()
         unit.link_count += 1
         unit.link_chars += letters(text)
+        if a in self.headlines:
+            unit.headline = True
+        elif _styled_as_button(a):
+            unit.cta = True
         short = len(text) <= 80
         if short and a not in self.headlines and phrases.is_button(text):
             unit.button_chars += letters(text)
@@ -724,19 +789,34 @@ class Cleaner:
         """A long block with boilerplate inside: cut only the boilerplate sentences and lines.
 
         Lines (text between <br>s) are the units of signatures and legal footers typed
-        into one block; sentences are the units of prose.
+        into one block; sentences are the units of prose. Old plain-text lists put their
+        footer under a rule line (``----``, ``====``) at the end of the last paragraph: from
+        such a rule on, a short tail with any sign of furniture goes whole. A short line right
+        after a dropped one that only carries on its sentence (an address, a lower-case
+        start) goes with it.
         """
         offset = start
         STRONG = phrases.STRONG
-        for node, attr in unit.nodes:
+        trailer = self._trailer_start(unit, start, total)
+        carried = False  # the previous line was dropped
+        for index, (node, attr) in enumerate(unit.nodes):
             value = getattr(node, attr)
             if not value:
                 continue
             size = letters(value)
             offset += size
-            if size < 8:
+            if index >= trailer:
+                setattr(node, attr, " ")
+                self.removed += 1
                 continue
             late = offset / total >= 0.5
+            if carried and late and _continues(value):
+                setattr(node, attr, " ")
+                self.removed += 1
+                continue
+            carried = False
+            if size < 8:
+                continue
             sentences = _SENTENCE.split(value)
             kept = []
             for sentence in sentences:
@@ -750,6 +830,34 @@ class Cleaner:
                 lead = " " if value[:1].isspace() else ""
                 setattr(node, attr, (lead + " ".join(kept) + " ") if kept else " ")
                 self.removed += 1
+                carried = not kept or kept[-1] is not sentences[-1]
+
+    def _prose_lines_lead(self, u: _Unit) -> bool:
+        """A block of lines (plain text's paragraphs) whose furniture-free lines hold most of
+        its letters: the article, with the footer typed into it; only the footer's lines go."""
+        if len(u.nodes) < 3 or sum(1 for _ in islice(u.el.iter("br"), 2)) < 2:
+            return False
+        clean = 0
+        for node, attr in u.nodes:
+            value = getattr(node, attr) or ""
+            if not self._scan(collapse(value).lower()):
+                clean += letters(value)
+        return clean * 2 >= u.size
+
+    def _trailer_start(self, unit: _Unit, start: int, total: int) -> int:
+        """The index of the rule line that opens a block's footer tail, or past the end."""
+        sizes = [letters(getattr(node, attr) or "") for node, attr in unit.nodes]
+        before = start
+        for index, (node, attr) in enumerate(unit.nodes):
+            before += sizes[index]
+            if sizes[index] or (before / total) < 0.5 or not _RULE_LINE.match(getattr(node, attr) or ""):
+                continue
+            rest = collapse(" ".join(getattr(n, a) or "" for n, a in unit.nodes[index + 1 :]))
+            if letters(rest) <= TRAILER_MAX and (
+                self._scan(rest.lower()) or _E_MAIL.search(rest) or phrases.has_address(rest)
+            ):
+                return index
+        return len(unit.nodes)
 
     def _collapse_containers(self, units: list[_Unit]) -> None:
         """Bottom-up sums, then top-down removal of blocks left holding only crumbs."""

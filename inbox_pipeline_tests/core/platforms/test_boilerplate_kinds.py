@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from inbox_pipeline.core.clean import CleanedArticle, clean_html
+from inbox_pipeline.core.parse import text_to_html
 
 from ._support import assert_dropped, assert_kept
 
@@ -332,3 +333,75 @@ ESP_LINKS = [
 @pytest.mark.parametrize(("language", "foot", "gone"), ESP_LINKS, ids=[lang for lang, *_ in ESP_LINKS])
 def test_a_short_foot_line_around_a_preference_centre_link_goes(language, foot, gone) -> None:
     check(clean(generic, language, foot=foot), language, *gone)
+
+
+# --- plain-text lists of the early 2000s: the footer typed into the last paragraph ----------
+
+PLAIN_ARTICLES = {
+    "en": "For forty years the crossing to the island left whenever the water was deep enough.\n"
+          "The timetable was printed a month ahead from the harbour master's tide tables.\n",
+    "de": "Vierzig Jahre lang legte die Fähre zur Insel ab, sobald das Wasser tief genug war.\n"
+          "Der Fahrplan wurde einen Monat im Voraus aus den Gezeitentafeln gedruckt.\n",
+    "fr": "Pendant quarante ans, le bac vers l'île partait dès que l'eau était assez profonde.\n"
+          "Le tableau des départs était imprimé un mois à l'avance d'après l'annuaire des marées.\n",
+}
+PLAIN_KEPT = {
+    "en": "The timetable was printed a month ahead from the harbour master's tide tables.",
+    "de": "Der Fahrplan wurde einen Monat im Voraus aus den Gezeitentafeln gedruckt.",
+    "fr": "Le tableau des départs était imprimé un mois à l'avance",
+}
+PLAIN_FOOTERS = [
+    # Lyris: under a rule, who you are subscribed as and the leave- address, split over lines
+    ("en", "------------------------------------------------------------\n"
+           "You are currently subscribed to tide-notes as: reader@example.org\n"
+           "To unsubscribe send a blank email to\nleave-tide-notes-4411K@lists.example.org\n",
+     ["You are currently subscribed", "leave-tide-notes-4411K"]),
+    # Majordomo-style in German: the footer's own words, then the list manager's address
+    ("de", "==========================================================\n"
+           "Sie erhalten diesen Newsletter, weil Sie sich angemeldet haben.\n"
+           "Abmelden: eine leere E-Mail an\ngezeiten-request@lists.example.de\n",
+     ["Sie erhalten diesen Newsletter", "gezeiten-request@lists.example.de"]),
+    # iMakeNews in French: a signature under a rule, a name and an address
+    ("fr", "______________________________________________\n"
+           "Marie Lebac                marie@maree.example.fr\n"
+           "La mer monte deux fois par jour, le bac aussi.\n",
+     ["Marie Lebac", "La mer monte deux fois par jour"]),
+]
+
+
+@pytest.mark.parametrize(("language", "footer", "gone"), PLAIN_FOOTERS, ids=[lang for lang, *_ in PLAIN_FOOTERS])
+def test_a_footer_under_a_rule_line_in_the_last_plain_text_paragraph_goes(language, footer, gone) -> None:
+    html = text_to_html("TIDE NOTES, issue 41\n\n" + PLAIN_ARTICLES[language] + footer)
+    article = clean_html(html)
+    assert_kept(article, PLAIN_KEPT[language])
+    assert_dropped(article, *gone)
+
+
+OFFER_LINES = [
+    ("en", "Autumn fares from London Stansted to Glasgow Prestwick: 9.99 one way.\n"
+           "Dublin to Frankfurt Hahn: 14.99 one way, including taxes.\n"
+           "You receive this email because you flew with us: unsubscribe at any time.\n"
+           "Seats are limited during the school break and sell out fast.\n"
+           "Edinburgh to Dublin: 19.99 one way, for travel from October to December.\n",
+     "Dublin to Frankfurt Hahn: 14.99 one way, including taxes.", "You receive this email because"),
+    ("de", "Herbstpreise von Hamburg nach Sylt: ab 19 Euro pro Strecke.\n"
+           "Von Bremen nach Föhr: ab 24 Euro pro Strecke, inklusive Steuern.\n"
+           "Sie erhalten diesen Newsletter, weil Sie gebucht haben: jederzeit abmelden.\n"
+           "In den Schulferien sind die Plätze knapp und schnell vergeben.\n"
+           "Von Kiel nach Amrum: ab 29 Euro pro Strecke, für Reisen von Oktober bis Dezember.\n",
+     "Von Bremen nach Föhr: ab 24 Euro pro Strecke, inklusive Steuern.", "Sie erhalten diesen Newsletter"),
+    ("es", "Tarifas de otoño de Madrid a Ibiza: desde 19 euros por trayecto.\n"
+           "De Valencia a Mallorca: desde 24 euros por trayecto, tasas incluidas.\n"
+           "Recibes este correo porque viajaste con nosotros: date de baja cuando quieras.\n"
+           "Durante las vacaciones escolares las plazas se agotan pronto.\n"
+           "De Sevilla a Tenerife: desde 29 euros por trayecto, de octubre a diciembre.\n",
+     "De Valencia a Mallorca: desde 24 euros por trayecto, tasas incluidas.", "Recibes este correo porque"),
+]
+
+
+@pytest.mark.parametrize(("language", "paragraph", "kept", "gone"), OFFER_LINES, ids=[lang for lang, *_ in OFFER_LINES])
+def test_a_footer_line_inside_a_paragraph_of_offers_takes_only_its_line(language, paragraph, kept, gone) -> None:
+    """A retail mail's article is its offers: one furniture line among them is no reason to drop them."""
+    article = clean_html(text_to_html("AUTUMN SEAT SALE\n\n" + paragraph))
+    assert_kept(article, kept)
+    assert_dropped(article, gone)
