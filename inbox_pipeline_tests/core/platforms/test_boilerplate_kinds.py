@@ -12,7 +12,9 @@ import pytest
 from inbox_pipeline.core.clean import CleanedArticle, clean_html
 from inbox_pipeline.core.parse import text_to_html
 
-from ._support import assert_dropped, assert_kept
+from inbox_pipeline_tests.helpers import normalise
+
+from ._support import assert_dropped, assert_kept, body_text
 
 ARTICLES = {
     "en": (
@@ -405,3 +407,55 @@ def test_a_footer_line_inside_a_paragraph_of_offers_takes_only_its_line(language
     article = clean_html(text_to_html("AUTUMN SEAT SALE\n\n" + paragraph))
     assert_kept(article, kept)
     assert_dropped(article, gone)
+
+
+# --- footers and calls to action known by their shape, whatever their words ----------------
+
+REPEATED = [
+    (substack, "en", "<p>Tide Notes: the weekly letter from the harbour</p>", "Tide Notes: the weekly letter from the harbour"),
+    (mailchimp, "de", "<p>Gezeitenpost – der Wochenbrief aus dem Hafen</p>", "Gezeitenpost – der Wochenbrief aus dem Hafen"),
+    (generic, "fr", "<p>La Lettre des marées, chaque lundi depuis le port</p>", "La Lettre des marées, chaque lundi depuis le port"),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "block", "text"), REPEATED, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in REPEATED])
+def test_a_short_block_at_the_foot_repeating_the_head_goes(shape, language, block, text) -> None:
+    article = clean(shape, language, top=block, foot=block)
+    assert_kept(article, KEPT[language])
+    assert body_text(article).count(normalise(text)) <= 1
+
+
+LONE_LINKS = [
+    (beehiiv, "en", "<p><a href='https://tide.example.com/'>Our harbour website</a></p>", "Our harbour website"),
+    (generic, "nl", "<p><a href='https://tide.example.nl/'>Onze havenwebsite</a></p>", "Onze havenwebsite"),
+    (mailchimp, "it", "<p><a href='https://maree.example.it/'>Il nostro sito del porto</a></p>", "Il nostro sito del porto"),
+    # a centred one may say a little more
+    (generic, "de", "<p style='text-align:center'><a href='https://gezeiten.example.de/alle'>Alle Geschichten über die Gezeiten lesen</a></p>",
+     "Alle Geschichten über die Gezeiten lesen"),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "foot", "gone"), LONE_LINKS, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in LONE_LINKS])
+def test_a_lone_short_link_at_the_foot_goes(shape, language, foot, gone) -> None:
+    check(clean(shape, language, foot=foot), language, gone)
+
+
+HEAD_BUTTONS = [
+    (generic, "en", "<p><a class='button' href='https://tide.example.com/book'>Book your crossing</a></p>", "Book your crossing"),
+    (beehiiv, "de", "<p><a style='display:inline-block;border-radius:4px' href='https://gezeiten.example.de/buchen'>Überfahrt buchen</a></p>",
+     "Überfahrt buchen"),
+    (mailchimp, "fr", "<div class='btn-wrap'><a class='cta' href='https://maree.example.fr/reserver'>Réservez la traversée</a></div>",
+     "Réservez la traversée"),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "top", "gone"), HEAD_BUTTONS, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in HEAD_BUTTONS])
+def test_a_lone_button_at_the_head_goes(shape, language, top, gone) -> None:
+    check(clean(shape, language, top=top), language, gone)
+
+
+def test_a_link_in_the_article_that_repeats_nothing_stays() -> None:
+    """The shape rules read position and repetition: a short linked line inside the article is kept."""
+    article_html = ARTICLES["en"].replace("</h2>", "</h2><p><a href='https://tide.example.com/tables'>The tide tables</a></p>", 1)
+    html, headers = generic(article_html)
+    assert_kept(clean_html(html, headers=headers), "The tide tables", KEPT["en"])
