@@ -630,7 +630,9 @@ class Cleaner:
             if u.list_link and size <= 250:
                 u.drop = u.strong = True
                 continue
-            if position >= FOOT and size <= 300 and u.link_count >= 3 and u.link_chars >= 0.7 * size:
+            if position >= FOOT and size <= 300 and u.link_count >= 3 and u.link_chars >= 0.7 * size or (
+                position >= FOOT and size <= 150 and u.link_count == 2 and u.link_chars >= 0.8 * size and not u.headline
+            ):
                 u.drop = u.strong = True  # a row of links at the foot: the footer's menu
                 continue
             if u.button_chars and u.button_chars >= size * 0.7 and size <= 120:

@@ -238,6 +238,52 @@ UPSELLS = [
 
 
 
+# --- welcome and transactional templates (Mandrill, Postmark): the service's own lines --------
+
+TRANSACTIONAL = [
+    (generic, "en", "<p>If you didn't sign up for Tide Notes, you can ignore this email.</p><p>Cheers, the Tide Notes team</p>",
+     ["If you didn't sign up", "the Tide Notes team"]),
+    (mailchimp, "de", "<p>Bitte antworten Sie nicht auf diese E-Mail.</p><p>Ihr Gezeitenpost-Team</p>",
+     ["Bitte antworten Sie nicht", "Gezeitenpost-Team"]),
+    (beehiiv, "fr", "<p>Si vous n'êtes pas à l'origine de cette inscription, ignorez ce message.</p><p>L'équipe Marées</p>",
+     ["Si vous n'êtes pas à l'origine", "L'équipe Marées"]),
+    (generic, "es", "<p>No respondas a este correo: nadie lo lee.</p><p>El equipo de Mareas</p>",
+     ["No respondas a este correo", "El equipo de Mareas"]),
+    (substack, "nl", "<p>Heb je dit niet aangevraagd? Dan hoef je niets te doen.</p><p>Het Getij-team</p>",
+     ["Heb je dit niet aangevraagd", "Het Getij-team"]),
+]
+
+# --- the address the list knows you by, and the list manager's own address -----------------
+
+SUBSCRIBED_AS = [
+    (generic, "en", "<p>You are subscribed to tide-notes as reader@example.org.</p>"
+     "<p>leave-tide-notes-4411K@lists.example.org</p>", ["You are subscribed to tide-notes as", "leave-tide-notes-4411K"]),
+    (generic, "de", "<p>Sie sind mit der Adresse leser@example.de eingetragen.</p>"
+     "<p>gezeiten-request@lists.example.de</p>", ["Sie sind mit der Adresse", "gezeiten-request@lists.example.de"]),
+    (mailchimp, "fr", "<p>Vous êtes abonné avec l'adresse lecteur@example.fr.</p>"
+     "<p>listserv@lists.example.fr</p>", ["Vous êtes abonné avec", "listserv@lists.example.fr"]),
+]
+
+# --- printer-friendly versions: the web version's older sibling ------------------------------
+
+PRINT_VERSIONS = [
+    (generic, "en", "<p><a href='https://tide.example.com/print/41'>Printer-friendly version</a></p>", ["Printer-friendly version"]),
+    (generic, "de", "<p><a href='https://gezeiten.example.de/druck/41'>Druckversion</a></p>", ["Druckversion"]),
+    (mailchimp, "it", "<p><a href='https://maree.example.it/stampa/41'>Versione stampabile</a></p>", ["Versione stampabile"]),
+]
+
+# --- two links and little else at the foot ----------------------------------------------------
+
+LINK_PAIRS = [
+    (generic, "en", "<p><a href='https://tide.example.com/about'>About the harbour desk</a> / <a href='https://tide.example.com/jobs'>Work with us</a></p>",
+     ["About the harbour desk", "Work with us"]),
+    (beehiiv, "de", "<p><a href='https://gezeiten.example.de/ueber'>Über die Hafenredaktion</a> / <a href='https://gezeiten.example.de/jobs'>Arbeiten bei uns</a></p>",
+     ["Über die Hafenredaktion"]),
+    (generic, "pt", "<p><a href='https://mares.example.pt/sobre'>Sobre a redação do porto</a> / <a href='https://mares.example.pt/vagas'>Trabalhe connosco</a></p>",
+     ["Sobre a redação do porto"]),
+]
+
+
 # --- one test over the kinds above: each piece of furniture at the head or the foot ---------
 
 KINDS = [
@@ -246,6 +292,10 @@ KINDS = [
     ("address", "foot", ADDRESSES),
     ("view-online", "top", VIEW_ONLINE),
     ("upsell", "foot", UPSELLS),
+    ("transactional", "foot", TRANSACTIONAL),
+    ("subscribed-as", "foot", SUBSCRIBED_AS),
+    ("print", "top", PRINT_VERSIONS),
+    ("link-pair", "foot", LINK_PAIRS),
 ]
 CASES = [
     pytest.param(shape, language, where, html, gone, id=f"{kind}-{shape.__name__}-{language}-{i}")
