@@ -272,6 +272,17 @@ PRINT_VERSIONS = [
     (mailchimp, "it", "<p><a href='https://maree.example.it/stampa/41'>Versione stampabile</a></p>", ["Versione stampabile"]),
 ]
 
+# --- the other format, and "send this to a friend": the e-zines of the early 2000s -----------
+
+EZINE_LINES = [
+    (generic, "en", "<p>If you cannot read this email, <a href='https://tide.example.com/t/41'>view the text version</a>.</p>",
+     ["If you cannot read this email", "view the text version"]),
+    (generic, "de", "<p><a href='https://gezeiten.example.de/text/41'>Zur Nur-Text-Version</a></p>", ["Nur-Text-Version"]),
+    (mailchimp, "fr", "<p><a href='https://maree.example.fr/envoyer'>Envoyer à un ami</a></p>", ["Envoyer à un ami"]),
+    (generic, "es", "<p><a href='https://mareas.example.es/enviar'>Enviar a un amigo</a></p>", ["Enviar a un amigo"]),
+]
+
+
 # --- two links and little else at the foot ----------------------------------------------------
 
 LINK_PAIRS = [
@@ -296,6 +307,7 @@ KINDS = [
     ("subscribed-as", "foot", SUBSCRIBED_AS),
     ("print", "top", PRINT_VERSIONS),
     ("link-pair", "foot", LINK_PAIRS),
+    ("e-zine", "top", EZINE_LINES),
 ]
 CASES = [
     pytest.param(shape, language, where, html, gone, id=f"{kind}-{shape.__name__}-{language}-{i}")
@@ -502,6 +514,13 @@ HEAD_BUTTONS = [
 @pytest.mark.parametrize(("shape", "language", "top", "gone"), HEAD_BUTTONS, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in HEAD_BUTTONS])
 def test_a_lone_button_at_the_head_goes(shape, language, top, gone) -> None:
     check(clean(shape, language, top=top), language, gone)
+
+
+def test_prose_about_a_text_version_stays() -> None:
+    """The e-zine phrases name the email's other format, not any text version."""
+    article_html = ARTICLES["en"] + "<p>In the text version of the harbour rules, the ferry may leave an hour early.</p>"
+    html, headers = generic(article_html)
+    assert_kept(clean_html(html, headers=headers), "In the text version of the harbour rules")
 
 
 def test_a_link_in_the_article_that_repeats_nothing_stays() -> None:
