@@ -75,7 +75,9 @@ LABEL_MAX_ELEMENTS = 12
 SPONSOR_SECTION_MAX = 1500  # letters: a sponsor's blurb, never a whole issue
 _RULE_LINE = re.compile(r"^\s*(?:[-=_*~#+]\s*){3,}$")  # a plain-text rule: ----, ====, ____
 _E_MAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")  # a signature's or a list manager's address
-_RULE_IN_TEXT = re.compile(r"[-=_*~#+]{3}")
+_SIGNATURE_LINE = re.compile(r"^\s*--\s*$")  # "-- ": the signature follows (RFC 3676)
+SIGNATURE_MAX = 300  # letters: a signature, not a postscript
+_RULE_IN_TEXT = re.compile(r"[-=_*~#+]{3}|(?:^|\s)--(?:\s|$)")
 TRAILER_MAX = 600  # letters under a rule line at the end of a block: a footer, not a section
 _CONTINUED = re.compile(r"^\s*(?:[a-zà-ÿ]|\S+@\S+|https?://|www\.)")
 _SCHEME = re.compile(r"^(?:https?://|mailto:)(?:www\.)?")
@@ -847,14 +849,24 @@ class Cleaner:
         return clean * 2 >= u.size
 
     def _trailer_start(self, unit: _Unit, start: int, total: int) -> int:
-        """The index of the rule line that opens a block's footer tail, or past the end."""
+        """The index of the rule line that opens a block's footer tail, or past the end.
+
+        Under a rule, the tail must show a sign of furniture; under the "-- " signature
+        delimiter at the foot, being short is enough.
+        """
         sizes = [letters(getattr(node, attr) or "") for node, attr in unit.nodes]
+        at_foot = (start + sum(sizes)) / total >= FOOT
         before = start
         for index, (node, attr) in enumerate(unit.nodes):
             before += sizes[index]
-            if sizes[index] or (before / total) < 0.5 or not _RULE_LINE.match(getattr(node, attr) or ""):
+            value = getattr(node, attr) or ""
+            if sizes[index] or (before / total) < 0.5:
                 continue
             rest = collapse(" ".join(getattr(n, a) or "" for n, a in unit.nodes[index + 1 :]))
+            if at_foot and _SIGNATURE_LINE.match(value) and letters(rest) <= SIGNATURE_MAX:
+                return index
+            if not _RULE_LINE.match(value):
+                continue
             if letters(rest) <= TRAILER_MAX and (
                 self._scan(rest.lower()) or _E_MAIL.search(rest) or phrases.has_address(rest)
             ):

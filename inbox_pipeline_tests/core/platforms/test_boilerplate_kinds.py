@@ -408,6 +408,8 @@ PLAIN_ARTICLES = {
           "Der Fahrplan wurde einen Monat im Voraus aus den Gezeitentafeln gedruckt.\n",
     "fr": "Pendant quarante ans, le bac vers l'île partait dès que l'eau était assez profonde.\n"
           "Le tableau des départs était imprimé un mois à l'avance d'après l'annuaire des marées.\n",
+    "it": "Per quarant'anni il traghetto per l'isola partiva appena l'acqua era abbastanza profonda.\n"
+          "La tabella delle partenze veniva stampata un mese prima in base alle maree.\n",
 }
 PLAIN_KEPT = {
     "en": "The timetable was printed a month ahead from the harbour master's tide tables.",
@@ -438,6 +440,25 @@ def test_a_footer_under_a_rule_line_in_the_last_plain_text_paragraph_goes(langua
     html = text_to_html("TIDE NOTES, issue 41\n\n" + PLAIN_ARTICLES[language] + footer)
     article = clean_html(html)
     assert_kept(article, PLAIN_KEPT[language])
+    assert_dropped(article, *gone)
+
+
+SIGNATURES = [
+    ("en", "Thanks for joining. Your first tide table arrives on Monday.\n--\nTide Notes\nhttps://tide.example.com\n",
+     "Your first tide table arrives on Monday.", ["https://tide.example.com"]),
+    ("de", "Danke fürs Mitmachen. Die erste Gezeitentafel kommt am Montag.\n--\nGezeitenpost\nhttps://gezeiten.example.de\n",
+     "Die erste Gezeitentafel kommt am Montag.", ["https://gezeiten.example.de"]),
+    ("it", "Grazie per l'iscrizione. La prima tabella delle maree arriva lunedì.\n--\nLa Marea\nhttps://marea.example.it\n",
+     "La prima tabella delle maree arriva lunedì.", ["https://marea.example.it"]),
+]
+
+
+@pytest.mark.parametrize(("language", "paragraph", "kept", "gone"), SIGNATURES, ids=[lang for lang, *_ in SIGNATURES])
+def test_a_signature_under_the_dash_dash_line_in_the_last_paragraph_goes(language, paragraph, kept, gone) -> None:
+    """A plain-text welcome (Mandrill, Postmark) signs off inside its last paragraph."""
+    html = text_to_html(PLAIN_ARTICLES[language] + "\n" + paragraph)
+    article = clean_html(html)
+    assert_kept(article, kept)
     assert_dropped(article, *gone)
 
 
