@@ -24,10 +24,10 @@ from inbox_pipeline_tests.helpers import epub_text
 # ground fails the test.
 HELD_OUT_KEEP_TARGET = 0.98
 HELD_OUT_DROP_TARGET = 0.95
-HELD_OUT_KEEP_FLOOR = 0.97
+HELD_OUT_KEEP_FLOOR = 1.0
 HELD_OUT_DROP_FLOOR = 0.91
-KEEP_FLOOR = 0.98
-DROP_FLOOR = 0.95
+KEEP_FLOOR = 1.0
+DROP_FLOOR = 0.955
 
 
 @pytest.fixture(scope="module")
