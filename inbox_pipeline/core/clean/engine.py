@@ -74,7 +74,7 @@ FOOT = 0.8  # share of the text read before a block: past it, the block sits at 
 LABEL_MAX_ELEMENTS = 12
 SPONSOR_SECTION_MAX = 1500  # letters: a sponsor's blurb, never a whole issue
 _RULE_LINE = re.compile(r"^\s*(?:[-=_*~#+]\s*){3,}$")  # a plain-text rule: ----, ====, ____
-_E_MAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")  # a signature's or a list manager's address
+_E_MAIL = re.compile(r"\b[\w.+-]{1,64}@[\w-]{1,63}\.[a-z]{2,}", re.IGNORECASE)  # a signature's or a list manager's address
 _SIGNATURE_LINE = re.compile(r"^\s*--\s*$")  # "-- ": the signature follows (RFC 3676)
 SIGNATURE_MAX = 300  # letters: a signature, not a postscript
 _RULE_IN_TEXT = re.compile(r"[-=_*~#+]{3}|(?:^|\s)--(?:\s|$)")
@@ -852,26 +852,32 @@ class Cleaner:
         """The index of the rule line that opens a block's footer tail, or past the end.
 
         Under a rule, the tail must show a sign of furniture; under the "-- " signature
-        delimiter at the foot, being short is enough.
+        delimiter at the foot, being short is enough. Only the earliest rule whose tail is
+        short enough is judged (a later one's tail is part of it), so a block of thousands
+        of rule lines costs one pass.
         """
-        sizes = [letters(getattr(node, attr) or "") for node, attr in unit.nodes]
-        at_foot = (start + sum(sizes)) / total >= FOOT
+        nodes = unit.nodes
+        values = [getattr(node, attr) or "" for node, attr in nodes]
+        sizes = [letters(value) for value in values]
+        own = sum(sizes)
+        at_foot = (start + own) / total >= FOOT
         before = start
-        for index, (node, attr) in enumerate(unit.nodes):
+        after = own  # letters after the current node
+        for index, value in enumerate(values):
             before += sizes[index]
-            value = getattr(node, attr) or ""
-            if sizes[index] or (before / total) < 0.5:
+            after -= sizes[index]
+            if sizes[index] or before / total < 0.5 or after > TRAILER_MAX:
                 continue
-            rest = collapse(" ".join(getattr(n, a) or "" for n, a in unit.nodes[index + 1 :]))
-            if at_foot and _SIGNATURE_LINE.match(value) and letters(rest) <= SIGNATURE_MAX:
-                return index
-            if not _RULE_LINE.match(value):
+            signature = at_foot and after <= SIGNATURE_MAX and _SIGNATURE_LINE.match(value) is not None
+            if not signature and not _RULE_LINE.match(value):
                 continue
-            if letters(rest) <= TRAILER_MAX and (
-                self._scan(rest.lower()) or _E_MAIL.search(rest) or phrases.has_address(rest)
-            ):
+            if signature:
                 return index
-        return len(unit.nodes)
+            rest = collapse(" ".join(values[index + 1 :]))
+            if self._scan(rest.lower()) or _E_MAIL.search(rest) or phrases.has_address(rest):
+                return index
+            return len(nodes)
+        return len(nodes)
 
     def _collapse_containers(self, units: list[_Unit]) -> None:
         """Bottom-up sums, then top-down removal of blocks left holding only crumbs."""

@@ -7,6 +7,8 @@ Every case is one email: a real article (which must stay whole) with one piece o
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from inbox_pipeline.core.clean import CleanedArticle, clean_html
@@ -549,3 +551,22 @@ def test_a_link_in_the_article_that_repeats_nothing_stays() -> None:
     article_html = ARTICLES["en"].replace("</h2>", "</h2><p><a href='https://tide.example.com/tables'>The tide tables</a></p>", 1)
     html, headers = generic(article_html)
     assert_kept(clean_html(html, headers=headers), "The tide tables", KEPT["en"])
+
+
+# --- hostile plain text: the footer rules stay linear ----------------------------------------
+
+HOSTILE_PLAIN = {
+    "20k rule lines": PLAIN_ARTICLES["en"] * 40 + "-----\n" * 20_000 + "You are subscribed as reader@example.org\n",
+    "100k-letter word before -request@": PLAIN_ARTICLES["en"] * 40 + "-----\n" + "a-" * 50_000 + "request@x.org\n",
+    "leave- repeated": PLAIN_ARTICLES["en"] * 40 + "leave-" * 50_000 + "\n",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_PLAIN))
+def test_hostile_plain_text_footers_clean_in_linear_time(name: str) -> None:
+    html = text_to_html(HOSTILE_PLAIN[name])
+    start = time.process_time()
+    article = clean_html(html)
+    # CPU seconds, not wall clock: quadratic scans took over a minute on these.
+    assert time.process_time() - start < 5.0
+    assert_kept(article, PLAIN_KEPT["en"])
