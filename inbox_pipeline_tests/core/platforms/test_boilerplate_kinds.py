@@ -559,6 +559,7 @@ HOSTILE_PLAIN = {
     "20k rule lines": PLAIN_ARTICLES["en"] * 40 + "-----\n" * 20_000 + "You are subscribed as reader@example.org\n",
     "100k-letter word before -request@": PLAIN_ARTICLES["en"] * 40 + "-----\n" + "a-" * 50_000 + "request@x.org\n",
     "leave- repeated": PLAIN_ARTICLES["en"] * 40 + "leave-" * 50_000 + "\n",
+    "200k dots under a rule": PLAIN_ARTICLES["en"] * 40 + "-----\n" + "." * 200_000 + "\n",
 }
 
 
