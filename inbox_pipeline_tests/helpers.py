@@ -80,9 +80,25 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def via_ses(raw: bytes, to: str) -> bytes:
+    """``raw`` as SES stores it in the bucket: its own Received header on top, naming the envelope recipients
+    (the addresses in ``to``)."""
+    from email.utils import getaddresses
+
+    envelope = ", ".join(f"<{addr}>" for _, addr in getaddresses([to]) if addr)
+    header = (
+        "Received: from mail.sender.example (mail.sender.example [203.0.113.9])\r\n"
+        " by inbound-smtp.eu-west-1.amazonaws.com with SMTP id 7q0ub2kq1rl0e9t5\r\n"
+        f" for {envelope};\r\n Mon, 02 Mar 2026 06:00:00 +0000 (UTC)\r\n"
+    )
+    newline = b"\r\n" if b"\r\n" in raw[:2000] else b"\n"
+    return header.encode().replace(b"\r\n", newline) + raw
+
+
 def mime(n: int | str) -> bytes:
-    """A minimal raw email, different for each ``n``."""
-    return f"From: a@example.com\r\nTo: b@in.example.com\r\nSubject: issue {n}\r\n\r\nbody {n}\r\n".encode()
+    """A minimal raw email, different for each ``n``, received by SES for b@in.example.com."""
+    raw = f"From: a@example.com\r\nTo: b@in.example.com\r\nSubject: issue {n}\r\n\r\nbody {n}\r\n".encode()
+    return via_ses(raw, "b@in.example.com")
 
 
 class ListingMeter:

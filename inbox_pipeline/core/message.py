@@ -53,11 +53,29 @@ class Verdicts:
         return None
 
 
+# Who recorded an email's envelope recipients: SES's own Received header ("ses"), the
+# SES receipt of an SNS notification ("ses-receipt"), an inbound-parse provider's
+# envelope field ("postmark", "mailgun", "sendgrid"), the topmost Received header
+# of another server ("mta"), a Received header without a usable "for" clause or a
+# webhook without an envelope ("none"), or no mail server at all: the email has no
+# Received header ("unreceived", a file someone placed by hand).
+EnvelopeSource = Literal["ses", "ses-receipt", "postmark", "mailgun", "sendgrid", "mta", "none", "unreceived"]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The recipients a receiving system recorded (SMTP RCPT TO), never headers the sender wrote."""
+
+    recipients: tuple[str, ...] = ()  # lower-cased addr-specs, de-duplicated
+    recorded_by: EnvelopeSource = "none"
+    host: str = ""  # the Received header's "by" host, for "ses" and "mta"
+
+
 @dataclass(frozen=True)
 class ParsedEmail:
     message_id: str  # without angle brackets; synthesised from the content hash when missing
     sender: Address
-    recipients: tuple[str, ...]  # lower-cased addr-specs, envelope/SES first, de-duplicated
+    recipients: tuple[str, ...]  # the envelope's, then To/Cc (for the record: routing uses ``envelope``)
     subject: str
     date: datetime | None  # timezone-aware when known
     html: str | None  # the HTML body (text-only emails get simple generated HTML)
@@ -70,6 +88,7 @@ class ParsedEmail:
     forwarded: bool = False  # a Gmail-style "Forwarded message" wrapper was removed
     source: Literal["mime", "postmark", "mailgun", "sendgrid", "html"] = "mime"
     defects: tuple[str, ...] = ()  # what the parser had to repair, for the record
+    envelope: Envelope = Envelope()
 
     def header(self, name: str) -> str | None:
         name = name.lower()

@@ -26,6 +26,7 @@ from inbox_pipeline.core.message import (
     Address,
     Attachment,
     EmailParseError,
+    Envelope,
     InlinePart,
     ParsedEmail,
     Verdicts,
@@ -41,22 +42,12 @@ MAX_STRUCTURED_HEADER_CHARS = 2048  # what the modern policy's (slow, pure-Pytho
 MAX_CONTENT_TYPES = 10_000  # MIME parts; each costs the stdlib parser real time
 MAX_TOP_HEADER_LINES = 50_000
 
-# Headers that carry the envelope recipient (set by the receiving MTA), in the
-# order we trust them. SES itself puts the envelope recipient only in the
-# "for <addr>" clause of the Received header it prepends; Postfix/Dovecot add
-# Delivered-To and X-Original-To; Exim Envelope-To; Gmail forwarding
-# X-Forwarded-To / X-Forwarded-For.
-ENVELOPE_HEADERS = (
-    "x-original-to",
-    "delivered-to",
-    "x-forwarded-to",
-    "x-forwarded-for",
-    "envelope-to",
-    "x-envelope-to",
-    "x-rcpt-to",
-    "x-original-recipient",
-    "original-recipient",
-)
+# Envelope recipients come only from what the receiving system recorded: the
+# topmost Received header (the receiver prepends it above anything the sender
+# wrote) or a provider's envelope field. X-Original-To, Delivered-To,
+# Envelope-To, X-Rcpt-To and the like are read from nowhere: a sender can write
+# them. SES's inbound hosts are named inbound-smtp.<region>.amazonaws.com.
+SES_INBOUND_HOST = re.compile(r"inbound-smtp\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?")
 VISIBLE_RECIPIENT_HEADERS = ("to", "cc", "bcc", "resent-to", "resent-cc")
 
 # WHATWG-style overrides: labels that in practice mean a superset encoding.
@@ -78,7 +69,8 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WHITESPACE = re.compile(r"\s+")
 _SEPARATORS = re.compile(r"[\s<>,;:\"'()\[\]]+")
 _ANGLE = re.compile(r"<([^<>]*)>")
-_RECEIVED_FOR = re.compile(r"\bfor\s+<?([^\s<>;]+@[^\s<>;]+?)>?\s*;", re.IGNORECASE)
+_RECEIVED_BY = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)
+_RECEIVED_FOR = re.compile(r"\bfor\s+", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.IGNORECASE)
 _TAGS = re.compile(r"<[^<>]*+>")  # excludes "<" so a flood of "<" stays linear
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
@@ -184,6 +176,7 @@ def parse_mime(raw: bytes, *, source: str = "mime") -> ParsedEmail:
         message_id=message_id,
         sender=sender_from_headers(raw_headers),
         recipients=recipients_from_headers(raw_headers),
+        envelope=envelope_from_headers(raw_headers),
         subject=decode_value(first_raw(raw_headers, "subject") or ""),
         date=date,
         html=body.html,
@@ -596,20 +589,39 @@ def sender_from_headers(raw_headers: list[tuple[str, str]]) -> Address:
     return sender or Address(name="", email="")
 
 
+def envelope_from_headers(raw_headers: list[tuple[str, str]]) -> Envelope:
+    """The envelope recipients in the ``for`` clause of the topmost Received header, and who wrote it.
+
+    Only the topmost header is read: the receiving server prepends it, so every
+    Received below it (and any other header) may be the sender's. Within it, the
+    last ``by`` clause is the server's own (an SMTP client's HELO name comes
+    before it), and the ``for`` clause is the last one before the date.
+    """
+    received = all_raw(raw_headers, "received")
+    if not received:
+        return Envelope((), "unreceived")
+    top = " ".join(unescape_8bit(received[0])[:MAX_HEADER_CHARS].split())
+    by = None
+    for by in _RECEIVED_BY.finditer(top):
+        pass
+    if by is None:
+        return Envelope((), "none")
+    host = by.group(1).lower().rstrip(".")
+    source = "ses" if SES_INBOUND_HOST.fullmatch(host) else "mta"
+    tail = top[by.end():]
+    semicolon = tail.rfind(";")
+    clause = None
+    for clause in _RECEIVED_FOR.finditer(tail, 0, max(semicolon, 0)):
+        pass
+    if clause is None:
+        return Envelope((), source, host)  # type: ignore[arg-type]
+    found = addresses_in(tail[clause.end() : semicolon])
+    return Envelope(tuple(dict.fromkeys(found)), source, host)  # type: ignore[arg-type]
+
+
 def recipients_from_headers(raw_headers: list[tuple[str, str]]) -> tuple[str, ...]:
-    """Envelope recipients first (what the receiving MTA saw), then To/Cc; lower-case, unique."""
-    found: list[str] = []
-    for name in ENVELOPE_HEADERS:
-        for value in all_raw(raw_headers, name):
-            value = unescape_8bit(value)
-            if name in ("original-recipient", "x-original-recipient") and ";" in value:
-                value = value.split(";", 1)[1]
-            found.extend(addresses_in(value))
-    received = first_raw(raw_headers, "received")
-    if received:
-        match = _RECEIVED_FOR.search(" ".join(received[:4000].split()))
-        if match:
-            found.extend(addresses_in(match.group(1)))
+    """The envelope recipients, then To/Cc (for the record; routing reads only the envelope)."""
+    found: list[str] = list(envelope_from_headers(raw_headers).recipients)
     for name in VISIBLE_RECIPIENT_HEADERS:
         for value in all_raw(raw_headers, name):
             found.extend(a.email for a in parse_addresses(value) if a.email)
@@ -756,6 +768,7 @@ __all__ = [
     "MAX_BYTES",
     "decode_bytes",
     "decode_value",
+    "envelope_from_headers",
     "parse_email",
     "parse_html_document",
     "parse_mime",

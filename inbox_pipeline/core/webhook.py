@@ -4,7 +4,8 @@ Each provider posts the email already split into fields; we map those fields
 onto ParsedEmail. When the payload carries the full raw MIME as well
 (Postmark ``RawEmail``, Mailgun ``body-mime``, SendGrid ``email`` with "send
 raw" on, SES ``content``) we parse that instead, since it is the most faithful
-copy, and put the provider's envelope recipients first.
+copy. The envelope (what routing reads) is the provider's envelope field, or
+the SES receipt's recipients: never the payload's To/Cc or MIME headers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from inbox_pipeline.core.message import (
     Address,
     Attachment,
     EmailParseError,
+    Envelope,
     InlinePart,
     ParsedEmail,
     Verdicts,
@@ -139,13 +141,22 @@ def _json_field(value):
     return value
 
 
-def _with_envelope(email: ParsedEmail, envelope: Iterable[str], source: str, defects: Iterable[str] = ()) -> ParsedEmail:
-    recipients = tuple(dict.fromkeys([*envelope, *email.recipients]))
+def _envelope(recipients: Iterable[str], recorded_by: str) -> Envelope:
+    """The provider's envelope; an empty one is "none" (nothing recorded who it was for)."""
+    found = tuple(dict.fromkeys(r.strip().lower() for r in recipients if r and "@" in r))
+    return Envelope(found, recorded_by if found else "none")  # type: ignore[arg-type]
+
+
+def _with_envelope(email: ParsedEmail, envelope: Iterable[str], source: str, recorded_by: str) -> ParsedEmail:
+    # The raw MIME inside the payload went through the provider's servers: its
+    # Received headers are not ours to read, the provider's envelope field is.
+    trusted = _envelope(envelope, recorded_by)
+    recipients = tuple(dict.fromkeys([*trusted.recipients, *email.recipients]))
     return replace(
         email,
         recipients=recipients,
+        envelope=trusted,
         source=source,  # type: ignore[arg-type]
-        defects=tuple(dict.fromkeys([*email.defects, *defects])),
     )
 
 
@@ -184,8 +195,9 @@ def _build(
         date = parse_date(first_raw(headers, "date"))
     if date is None:
         defects.append("no usable Date")
-    recipients = [r.lower() for r in envelope if r]
-    recipients.extend(recipients_from_headers(headers))
+    trusted = _envelope(envelope, source)
+    recipients = list(trusted.recipients)
+    recipients.extend(recipients_from_headers([(k, v) for k, v in headers if k.lower() != "received"]))
     recipients.extend(r.lower() for r in visible if r)
     email = ParsedEmail(
         message_id=mid,
@@ -204,6 +216,7 @@ def _build(
             virus=_verdict(first_raw(headers, "x-ses-virus-verdict")),
         ),
         source=source,  # type: ignore[arg-type]
+        envelope=trusted,
     )
     return finish(email, defects)
 
@@ -257,7 +270,7 @@ def _from_ses_notification(payload: Mapping) -> ParsedEmail:
     virus = (receipt.get("virusVerdict") or {}).get("status") if isinstance(receipt.get("virusVerdict"), Mapping) else None
     if spam or virus:
         verdicts = Verdicts(spam=(spam or verdicts.spam), virus=(virus or verdicts.virus))
-    return replace(_with_envelope(email, envelope, "mime"), verdicts=verdicts)
+    return replace(_with_envelope(email, envelope, "mime", "ses-receipt"), verdicts=verdicts)
 
 
 # --- Postmark --------------------------------------------------------------------------
@@ -266,7 +279,7 @@ def _from_ses_notification(payload: Mapping) -> ParsedEmail:
 def _from_postmark(payload: Mapping, raw_bytes: bytes) -> ParsedEmail:
     envelope = _addresses(payload.get("OriginalRecipient"))
     if payload.get("RawEmail"):
-        return _with_envelope(parse_mime(_raw_mime(payload["RawEmail"])), envelope, "postmark")
+        return _with_envelope(parse_mime(_raw_mime(payload["RawEmail"])), envelope, "postmark", "postmark")
     headers = [
         (str(h.get("Name", "")), _str(h.get("Value")) or "")
         for h in payload.get("Headers") or []
@@ -327,7 +340,7 @@ def _from_mailgun(payload: Mapping, raw_bytes: bytes) -> ParsedEmail:
     envelope = _addresses(_get(payload, "recipient", "recipients"))
     mime = _get(payload, "body-mime")
     if mime:
-        return _with_envelope(parse_mime(_raw_mime(mime)), envelope, "mailgun")
+        return _with_envelope(parse_mime(_raw_mime(mime)), envelope, "mailgun", "mailgun")
     pairs = _json_field(_get(payload, "message-headers")) or []
     headers = [
         (str(pair[0]), _str(pair[1]) or "")
@@ -370,7 +383,7 @@ def _from_sendgrid(payload: Mapping, raw_bytes: bytes) -> ParsedEmail:
     envelope_field = _json_field(payload.get("envelope"))
     envelope = _addresses(envelope_field.get("to")) if isinstance(envelope_field, Mapping) else []
     if payload.get("email"):
-        return _with_envelope(parse_mime(_raw_mime(payload["email"])), envelope, "sendgrid")
+        return _with_envelope(parse_mime(_raw_mime(payload["email"])), envelope, "sendgrid", "sendgrid")
     headers: list[tuple[str, str]] = []
     header_block = payload.get("headers")
     if isinstance(header_block, str) and header_block.strip():

@@ -5,16 +5,19 @@ Public functions (all take a ``Session``; none commits):
 - ``register_inbound(session, *, storage_key, size, sha256, received_at) -> tuple[InboundEmail, bool]``
   idempotent on ``storage_key`` (INSERT .. ON CONFLICT DO NOTHING); ``True`` when new.
 - ``mark_parsed(session, email_id, *, message_id, subject, sender, recipients, now=None) -> InboundEmail``
-- ``route_inbound(session, email_id, *, recipients, message_id, content_sha256, now) -> RouteDecision``
-  resolves the first recipient with an enabled address (``alias+tag@`` -> alias,
-  case-insensitive) and de-duplicates per user by Message-ID and by content
-  hash. The winner's keys are written into columns with unique constraints, so
+- ``route_inbound(session, email_id, *, recipients, message_id, content_sha256, now, note="") -> RouteDecision``
+  resolves the envelope recipients to enabled addresses (``alias+tag@`` -> alias,
+  case-insensitive), one per user: the first user's is this email, every further
+  user gets a copy (a new row in ``received``, ``fanout_of_id`` -> this one, that
+  user's address), so each user gets the email once and is charged alone. Each
+  is de-duplicated per user by Message-ID and by content hash. The winner's keys are written into columns with unique constraints, so
   of two runs routing copies at the same time exactly one is ``routed`` and the
   other ``duplicate``. Calling it again for an email already decided returns the
   stored decision (safe for op retries).
 - ``set_state(session, email_id, state, reason, *, now=None, force=False) -> InboundEmail``
   a compare-and-set along ``TRANSITIONS``; raises ``InvalidTransition``.
 - ``get_inbound(session, email_id) -> InboundEmail``
+- ``raw_key(session, email) -> str`` the archived raw email a row reads (a copy reads its original's)
 - ``find_inbound(session, *, storage_key=None, message_id=None) -> list[InboundEmail]``
 - ``count_by_state(session, *, since=None) -> dict[str, int]``
 """
@@ -31,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from inbox_pipeline.db._sql import upsert_insert
 from inbox_pipeline.db.errors import InvalidTransition, NotFound
-from inbox_pipeline.db.models import InboundEmail, InboundState, User, utcnow
+from inbox_pipeline.db.models import InboundAddress, InboundEmail, InboundState, User, utcnow
 from inbox_pipeline.db.users import resolve_address
 
 S = InboundState
@@ -163,6 +166,13 @@ def _clean_message_id(message_id: str | None) -> str | None:
     return value[:998] or None
 
 
+def raw_key(session: Session, email: InboundEmail) -> str:
+    """The archived raw email this row reads: a fan-out copy reads its original's."""
+    if email.fanout_of_id is None:
+        return email.storage_key
+    return get_inbound(session, email.fanout_of_id).storage_key
+
+
 def route_inbound(
     session: Session,
     email_id: int,
@@ -171,7 +181,9 @@ def route_inbound(
     message_id: str | None,
     content_sha256: str | None,
     now: datetime,
+    note: str = "",
 ) -> RouteDecision:
+    """Decide who this email is for (see the module docstring); ``note`` says where the recipients came from."""
     email = get_inbound(session, email_id)
     state = InboundState(email.state)
     if state in _DECIDED:
@@ -179,32 +191,33 @@ def route_inbound(
 
     recipients = [r for r in recipients if r]
     message_id = _clean_message_id(message_id)
-    address = None
-    disabled: list[str] = []
-    for recipient in recipients:
-        candidate = resolve_address(session, recipient)
-        if candidate is None:
-            continue
-        if not candidate.enabled:
-            disabled.append(candidate.address)
-            continue
-        address = candidate
-        break
+    if email.fanout_of_id is not None:
+        copy_for = session.get(InboundAddress, email.address_id) if email.address_id else None
+        targets, disabled = ([copy_for], []) if copy_for and copy_for.enabled else ([], [copy_for.address] if copy_for else [])
+    else:
+        targets, disabled = _targets(session, recipients)
 
-    if address is None:
+    if not targets:
         if disabled:
             reason = f"inbound address {', '.join(disabled)} is disabled"
+        elif recipients:
+            reason = f"no inbound address matches the envelope recipients: {', '.join(recipients)}"
         else:
-            reason = f"no inbound address matches the recipients: {', '.join(recipients) or '(none)'}"
+            reason = note or "no envelope recipient recorded"
         email.recipients = recipients
         session.flush()
         set_state(session, email_id, S.UNROUTABLE, reason, now=now)
         return RouteDecision(S.UNROUTABLE, reason, None, None)
 
+    address = targets[0]
+    for other in targets[1:]:
+        _fan_out(session, email, other, now)
     user_email = session.scalar(select(User.email).where(User.id == address.user_id))
     original = _find_original(session, address.user_id, message_id, content_sha256, exclude=email_id)
     if original is None:
         reason = f"routed to {user_email} via {address.address}"
+        if len(targets) > 1:
+            reason += f" ({len(targets) - 1} more user(s) among the envelope recipients get their own copy)"
         try:
             with session.begin_nested():
                 result = session.execute(
@@ -257,6 +270,43 @@ def route_inbound(
 
 
 _ROUTABLE = {S.RECEIVED, S.PARSED, S.FAILED, S.WAITING}
+
+
+def _targets(session: Session, recipients: Sequence[str]) -> tuple[list[InboundAddress], list[str]]:
+    """The enabled addresses among ``recipients``, the first one per user, in envelope order; and the disabled ones."""
+    targets: dict[int, InboundAddress] = {}
+    disabled: list[str] = []
+    for recipient in recipients:
+        candidate = resolve_address(session, recipient)
+        if candidate is None:
+            continue
+        if not candidate.enabled:
+            disabled.append(candidate.address)
+        else:
+            targets.setdefault(candidate.user_id, candidate)
+    return list(targets.values()), disabled
+
+
+def _fan_out(session: Session, email: InboundEmail, address: InboundAddress, now: datetime) -> None:
+    """A copy of ``email`` for a further user, in ``received`` (the inbox sensor requests its run);
+    idempotent: the copy's key names the original and the address."""
+    session.execute(
+        upsert_insert(session, InboundEmail.__table__)
+        .values(
+            storage_key=f"{email.storage_key}#for={address.address}"[:1024],
+            size=email.size,
+            sha256=email.sha256,
+            state=S.RECEIVED.value,
+            reason=f"copy of inbound email #{email.id} for {address.address}: the envelope names several users",
+            received_at=email.received_at,
+            created_at=now,
+            state_changed_at=now,
+            fanout_of_id=email.id,
+            user_id=address.user_id,
+            address_id=address.id,
+        )
+        .on_conflict_do_nothing(index_elements=["storage_key"])
+    )
 
 
 def _find_original(

@@ -232,6 +232,9 @@ class InboundEmail(Base):
     dedup_message_id: Mapped[str | None] = mapped_column(String(998))
     dedup_content_sha256: Mapped[str | None] = mapped_column(String(64))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_emails.id", ondelete="SET NULL"))
+    # A copy for a further user among the envelope recipients: it reads the raw email
+    # of ``fanout_of_id`` and is routed to its own ``address_id`` only.
+    fanout_of_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_emails.id", ondelete="CASCADE"))
     received_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -122,8 +122,16 @@ class InboxObject:
     version: str = ""  # S3 ETag, or mtime+size for a file: tells a reused name apart
 
 
+# Who may have recorded the envelope of an email in an inbox (``Envelope.recorded_by``):
+# mail lands in a bucket only through SES (or as a webhook payload our own receiver
+# wrote), so a bucket trusts only those records. See docs/DEPLOY.md, "Routing".
+TRUSTED_RECEIVERS = frozenset({"ses", "ses-receipt", "postmark", "mailgun", "sendgrid"})
+
+
 class Inbox(ABC):
     """Pending raw emails, read and then archived once registered."""
+
+    trusted_receivers: frozenset[str] = TRUSTED_RECEIVERS
 
     @property
     @abstractmethod
@@ -211,6 +219,11 @@ def _check_limit(limit: int) -> int:
 
 class FolderInbox(Inbox):
     """Pending emails are files in ``path``; archived ones move to ``path/.archive``."""
+
+    # A folder is written by the operator's own machine: its mail server prepends the
+    # topmost Received header ("mta"), and a file with no Received header at all was
+    # placed there by hand ("unreceived", routed by its To/Cc).
+    trusted_receivers = TRUSTED_RECEIVERS | {"mta", "unreceived"}
 
     def __init__(self, path: str | os.PathLike[str], *, archive_dir: str | os.PathLike[str] | None = None):
         self.path = Path(path).expanduser().absolute()

@@ -132,7 +132,10 @@ def _clean_inbound(pipeline: Pipeline, report: CleanupReport, states: tuple[str,
     while True:
         with pipeline.sessions() as session:
             rows = session.execute(
-                select(InboundEmail.id, InboundEmail.storage_key, Newsletter.id, Newsletter.epub_key)
+                select(
+                    InboundEmail.id, InboundEmail.storage_key, Newsletter.id, Newsletter.epub_key,
+                    InboundEmail.fanout_of_id,
+                )
                 .outerjoin(Newsletter, Newsletter.inbound_email_id == InboundEmail.id)
                 .where(
                     InboundEmail.state.in_(states),
@@ -147,10 +150,11 @@ def _clean_inbound(pipeline: Pipeline, report: CleanupReport, states: tuple[str,
             return
         after_id = rows[-1][0]
         done: list[tuple[int, int | None]] = []
-        for email_id, storage_key, newsletter_id, epub_key in rows:
+        for email_id, storage_key, newsletter_id, epub_key, fanout_of_id in rows:
             try:
-                pipeline.inbox.delete_archived(storage_key)
-                report.raw_objects += 1
+                if fanout_of_id is None:  # a fan-out copy reads its original's raw email: it has none
+                    pipeline.inbox.delete_archived(storage_key)
+                    report.raw_objects += 1
                 if newsletter_id is not None:
                     from inbox_pipeline.services.process import WORK_FILES, work_key
 

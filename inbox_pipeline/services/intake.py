@@ -191,7 +191,7 @@ def unlaunched(
     now: datetime | None = None,
 ) -> list[Registered]:
     """Registered emails still in ``received`` after ``older_than``: their run may never have been requested."""
-    from sqlalchemy import select
+    from sqlalchemy import or_, select
 
     from inbox_pipeline.db.models import InboundEmail, InboundState
 
@@ -201,7 +201,8 @@ def unlaunched(
             select(InboundEmail.id, InboundEmail.storage_key, InboundEmail.size, InboundEmail.created_at)
             .where(
                 InboundEmail.state == InboundState.RECEIVED.value,
-                InboundEmail.created_at < now - older_than,
+                # A fan-out copy (made by routing, for a further user) has no run yet: request it at once.
+                or_(InboundEmail.created_at < now - older_than, InboundEmail.fanout_of_id.is_not(None)),
                 InboundEmail.created_at > now - UNLAUNCHED_WINDOW,
             )
             .order_by(InboundEmail.id)

@@ -44,13 +44,14 @@ class ParsedSummary:
     subject: str
     sender: str  # "Name <address>"
     sender_email: str
-    recipients: tuple[str, ...]
+    recipients: tuple[str, ...]  # the envelope's (see route.envelope_recipients): what routing reads
     content_sha256: str
     kind: str  # newsletter | confirmation | transactional
     kind_reason: str
     confirm_link: str | None = None
     quarantine_reason: str | None = None
     platform_hint: str | None = None  # from headers, for the UI only
+    envelope_note: str = ""  # where the recipients came from, or why there are none
 
 
 @dataclass(frozen=True)
@@ -235,17 +236,19 @@ def fail_email(pipeline: Pipeline, email_id: int, reason: str, *, newsletter_id:
 
 def parse_inbound(pipeline: Pipeline, email_id: int) -> ParsedSummary:
     from inbox_pipeline.core.classify import classify
-    from inbox_pipeline.db.intake import get_inbound, mark_parsed
+    from inbox_pipeline.db.intake import get_inbound, mark_parsed, raw_key
+    from inbox_pipeline.services.route import envelope_recipients
 
     with pipeline.sessions() as session:
         row = get_inbound(session, email_id)
-        storage_key, size = row.storage_key, row.size
+        storage_key, size = raw_key(session, row), row.size
     try:
         email = load_email(pipeline, storage_key)
     except PermanentStepError as exc:
         fail_email(pipeline, email_id, str(exc))
         raise
     classification = classify(email)
+    recipients, envelope_note = envelope_recipients(email, pipeline.inbox.trusted_receivers)
     with pipeline.sessions.begin() as session:
         mark_parsed(
             session,
@@ -253,7 +256,7 @@ def parse_inbound(pipeline: Pipeline, email_id: int) -> ParsedSummary:
             message_id=email.message_id,
             subject=email.subject,
             sender=str(email.sender),
-            recipients=list(email.recipients),
+            recipients=list(recipients),
         )
     return ParsedSummary(
         email_id=email_id,
@@ -263,7 +266,8 @@ def parse_inbound(pipeline: Pipeline, email_id: int) -> ParsedSummary:
         subject=email.subject,
         sender=str(email.sender),
         sender_email=email.sender.email,
-        recipients=tuple(email.recipients),
+        recipients=tuple(recipients),
+        envelope_note=envelope_note,
         content_sha256=content_hash(email),
         kind=classification.kind,
         kind_reason=classification.reason,

@@ -7,11 +7,16 @@ continues from there instead of deciding twice.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from inbox_pipeline.services.context import Pipeline, utcnow
 from inbox_pipeline.services.notify import claim_notification, send_claimed
 from inbox_pipeline.services.process import NewsletterRef, ParsedSummary, load_email
+
+if TYPE_CHECKING:
+    from inbox_pipeline.core.message import ParsedEmail
 
 # Inbound states after which the email goes on to its newsletter or forward step.
 _ONWARD = {"routed", "ready", "delivered", "over_quota", "confirmation_forwarded"}
@@ -34,6 +39,37 @@ class ForwardOutcome:
     to: str
     status: str  # "sent", "already_sent", "in_flight"
     reason: str
+
+
+_RECORDED_BY = {
+    "ses": "SES's Received header",
+    "ses-receipt": "the SES receipt",
+    "postmark": "Postmark's OriginalRecipient",
+    "mailgun": "Mailgun's recipient field",
+    "sendgrid": "SendGrid's envelope",
+    "mta": "the receiving server's Received header",
+    "unreceived": "To/Cc of a file placed by hand (no Received header)",
+}
+
+
+def envelope_recipients(email: "ParsedEmail", trusted_receivers: Collection[str]) -> tuple[tuple[str, ...], str]:
+    """The recipients routing may use, and where they came from (or why there are none).
+
+    Only what a receiving system the inbox trusts recorded; To, Cc, Delivered-To,
+    X-Original-To and the like are the sender's words and never route.
+    """
+    envelope = email.envelope
+    where = _RECORDED_BY.get(envelope.recorded_by)
+    if envelope.recorded_by not in trusted_receivers:
+        if envelope.recorded_by in ("mta", "unreceived"):
+            got = f"{where}{f' ({envelope.host})' if envelope.host else ''}"
+            return (), f"no envelope recorded by a receiver this inbox trusts (only {got})"
+        return (), "no envelope recipient recorded (headers naming recipients are not trusted)"
+    if envelope.recorded_by == "unreceived":
+        return email.recipients, where or ""
+    if not envelope.recipients:
+        return (), f"no envelope recipient in {where}"
+    return envelope.recipients, where or ""
 
 
 def route_parsed(pipeline: Pipeline, parsed: ParsedSummary) -> RouteOutcome:
@@ -60,6 +96,7 @@ def route_parsed(pipeline: Pipeline, parsed: ParsedSummary) -> RouteOutcome:
             message_id=parsed.message_id,
             content_sha256=parsed.content_sha256,
             now=utcnow(),
+            note=parsed.envelope_note,
         )
         state = InboundState(decision.state).value
         user_email = (

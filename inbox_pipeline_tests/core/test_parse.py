@@ -199,21 +199,57 @@ def test_encoded_word_commas_do_not_split_addresses() -> None:
     assert email.recipients == ("ab@example.com", "c@example.com")
 
 
-def test_envelope_headers_come_first_lowercased_and_unique() -> None:
+SES_RECEIVED = (
+    b"Received: from mail.sender.example (mail.sender.example [203.0.113.9])\n"
+    b" by inbound-smtp.eu-west-1.amazonaws.com with SMTP id 7q0ub2kq1rl0e9t5\n"
+    b" for %s;\n Tue, 05 Mar 2024 14:02:11 +0000 (UTC)\n"
+)
+SENDER_WRITTEN = (
+    b"To: Someone <List@Example.org>, bob-2b2b@in.example.com\nCc: carol-3c3c@in.example.com\n"
+    b"Delivered-To: bob-2b2b@in.example.com\nX-Original-To: bob-2b2b@in.example.com\n"
+    b"Envelope-To: bob-2b2b@in.example.com\nX-Rcpt-To: bob-2b2b@in.example.com\n"
+    b"X-Forwarded-To: bob-2b2b@in.example.com\nOriginal-Recipient: rfc822;bob-2b2b@in.example.com\n"
+    # A Received header the sender wrote, below SES's, naming SES too.
+    b"Received: from x by inbound-smtp.us-east-1.amazonaws.com with SMTP id 1 for bob-2b2b@in.example.com; "
+    b"Tue, 05 Mar 2024 14:00:00 +0000\n"
+    b"Subject: s\n\nbody"
+)
+
+
+def test_the_envelope_is_the_for_clause_of_the_ses_received_header_only() -> None:
+    email = parse_email(SES_RECEIVED % b"Alice-7F3K@In.Example.com" + SENDER_WRITTEN)
+    assert email.envelope.recipients == ("alice-7f3k@in.example.com",)
+    assert email.envelope.recorded_by == "ses"
+    assert email.envelope.host == "inbound-smtp.eu-west-1.amazonaws.com"
+    # For the record: the envelope first, then To/Cc; never Delivered-To & co.
+    assert email.recipients == (
+        "alice-7f3k@in.example.com", "list@example.org", "bob-2b2b@in.example.com", "carol-3c3c@in.example.com"
+    )
+
+
+def test_a_ses_envelope_may_name_several_recipients() -> None:
+    email = parse_email(SES_RECEIVED % b"<a-1@in.example.com>, <b-2@in.example.com>" + b"Subject: s\n\nbody")
+    assert email.envelope.recipients == ("a-1@in.example.com", "b-2@in.example.com")
+
+
+def test_a_helo_name_cannot_smuggle_a_by_or_for_clause() -> None:
+    # The SMTP client chooses the "from" name; the server's own "by" and "for" come last.
     raw = (
-        b"To: Someone <List@Example.org>\nCc: alice-7f3k@in.example.com\n"
-        b"Delivered-To: Alice-7F3K@In.Example.com\nX-Original-To: alias+news@in.example.com\n"
-        b"Envelope-To: env@in.example.com\nX-Forwarded-To: fwd@in.example.com\n"
-        b"Original-Recipient: rfc822;orig@in.example.com\nSubject: s\n\nbody"
+        b"Received: from evil.example (by inbound-smtp.eu-west-1.amazonaws.com with SMTP id 1 "
+        b"for bob-2b2b@in.example.com;) (evil.example [203.0.113.9])\n"
+        b" by mx.self-hosted.example with ESMTP id 42 for <alice-7f3k@in.example.com>;\n"
+        b" Tue, 05 Mar 2024 14:02:11 +0000\nSubject: s\n\nbody"
     )
-    assert parse_email(raw).recipients == (
-        "alias+news@in.example.com",
-        "alice-7f3k@in.example.com",
-        "fwd@in.example.com",
-        "env@in.example.com",
-        "orig@in.example.com",
-        "list@example.org",
-    )
+    envelope = parse_email(raw).envelope
+    assert envelope.recorded_by == "mta" and envelope.host == "mx.self-hosted.example"
+    assert envelope.recipients == ("alice-7f3k@in.example.com",)
+
+
+def test_no_received_header_means_no_receiver_recorded_anything() -> None:
+    email = parse_email(SENDER_WRITTEN.split(b"Received:")[0] + b"Subject: s\n\nbody")
+    assert email.envelope.recorded_by == "unreceived" and email.envelope.recipients == ()
+    without_for = parse_email(b"Received: by inbound-smtp.eu-west-1.amazonaws.com; Tue, 5 Mar 2024\n\nx")
+    assert without_for.envelope.recorded_by == "ses" and without_for.envelope.recipients == ()
 
 
 def test_missing_everything_but_a_body() -> None:

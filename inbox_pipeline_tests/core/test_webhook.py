@@ -142,3 +142,28 @@ def test_an_oversized_payload_is_refused_before_it_is_encoded_or_parsed() -> Non
     assert str(refused.value) == f"webhook payload too large: at least {len(text):,} bytes (limit {MAX_BYTES:,})"
     with pytest.raises(EmailParseError, match="webhook payload too large"):
         parse_webhook(b"{" + b" " * MAX_BYTES + b"}")
+
+
+@pytest.mark.parametrize(
+    ("name", "recorded_by", "envelope"),
+    [
+        ("postmark-inbound.json", "postmark", ("alice-7f3k+tides@in.example.com",)),
+        ("mailgun-inbound.json", "mailgun", ("alice-7f3k@in.example.com",)),
+        ("mailgun-mime.json", "mailgun", ("alice-7f3k@in.example.com",)),
+        ("sendgrid-inbound.json", "sendgrid", ("alice-7f3k@in.example.com",)),
+        ("sendgrid-raw.json", "sendgrid", ("alice-7f3k@in.example.com",)),
+        ("ses-sns-notification.json", "ses-receipt", ("alice-7f3k@in.example.com",)),
+    ],
+)
+def test_the_envelope_is_the_providers_field_only(name: str, recorded_by: str, envelope: tuple[str, ...]) -> None:
+    email = parse_email(load(name))
+    assert (email.envelope.recorded_by, email.envelope.recipients) == (recorded_by, envelope)
+
+
+def test_a_webhook_without_an_envelope_field_records_none_whatever_its_headers_say() -> None:
+    payload = json.loads(load("postmark-inbound.json"))
+    del payload["OriginalRecipient"]
+    payload["Headers"] = [{"Name": "X-Original-To", "Value": "bob-2b2b@in.example.com"},
+                          {"Name": "Delivered-To", "Value": "bob-2b2b@in.example.com"}]
+    email = parse_webhook(json.dumps(payload))
+    assert email.envelope.recorded_by == "none" and email.envelope.recipients == ()

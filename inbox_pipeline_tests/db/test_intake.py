@@ -85,7 +85,7 @@ def test_unknown_and_disabled_addresses_are_unroutable(factory, alice) -> None:
         e2, _ = _register(s, "k2")
         d2 = route_inbound(s, e2.id, recipients=[address], message_id="m2", content_sha256="c2", now=NOW)
     assert d1.state == InboundState.UNROUTABLE
-    assert d1.reason == "no inbound address matches the recipients: nobody@in.example.com"
+    assert d1.reason == "no inbound address matches the envelope recipients: nobody@in.example.com"
     assert d2.state == InboundState.UNROUTABLE and d2.reason == f"inbound address {address} is disabled"
     with factory.begin() as s:
         assert get_inbound(s, e2.id).reason == d2.reason
@@ -136,3 +136,38 @@ def test_set_state_follows_the_state_machine(factory) -> None:
         assert get_inbound(s, email.id).state == "delivered"
         set_state(s, email.id, "parsed", "forced", force=True)
         assert get_inbound(s, email.id).state == "parsed"
+
+
+def test_each_user_among_the_envelope_recipients_gets_one_copy(factory, alice) -> None:
+    alice_id, alice_address = alice
+    with factory.begin() as s:
+        bob_id = add_user(s, email="bob@example.com").id
+        bob_address = issue_address(s, bob_id, "news", domain="in.example.com").address
+        bob_second = issue_address(s, bob_id, "other", domain="in.example.com").address
+        email, _ = _register(s, "k-both")
+        envelope = [alice_address, bob_address, bob_second, alice_address.upper(), "stranger@in.example.com"]
+        decision = route_inbound(s, email.id, recipients=envelope, message_id="m", content_sha256="c", now=NOW)
+        # A retry changes nothing: no second copy.
+        assert route_inbound(s, email.id, recipients=envelope, message_id="m", content_sha256="c", now=NOW) == decision
+    assert decision.state == InboundState.ROUTED and decision.user_id == alice_id
+    assert decision.reason.endswith("(1 more user(s) among the envelope recipients get their own copy)")
+    with factory.begin() as s:
+        rows = find_inbound(s)
+        assert len(rows) == 2
+        copy = rows[1]
+        assert (copy.state, copy.fanout_of_id, copy.user_id) == ("received", email.id, bob_id)
+        assert copy.reason == f"copy of inbound email #{email.id} for {bob_address}: the envelope names several users"
+        # The copy is routed to its own user only, whatever the envelope says, and counts as bob's.
+        routed = route_inbound(s, copy.id, recipients=envelope, message_id="m", content_sha256="c", now=NOW)
+        assert (routed.state, routed.user_id) == (InboundState.ROUTED, bob_id)
+        assert routed.reason == f"routed to bob@example.com via {bob_address}"
+        assert len(find_inbound(s)) == 2
+
+
+def test_no_envelope_recipient_is_unroutable_with_where_we_looked(factory) -> None:
+    with factory.begin() as s:
+        email, _ = _register(s, "k-none")
+        decision = route_inbound(s, email.id, recipients=[], message_id="m", content_sha256="c", now=NOW,
+                                 note="no envelope recipient in SES's Received header")
+    assert decision.state == InboundState.UNROUTABLE
+    assert decision.reason == "no envelope recipient in SES's Received header"

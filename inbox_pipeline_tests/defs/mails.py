@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
+from inbox_pipeline_tests.helpers import via_ses
+
 TOPICS = [
     ("Ferries", "the night ferry that still carries the post to the outer islands"),
     ("Orchards", "grafting old apple varieties onto young rootstock in a cold spring"),
@@ -75,7 +77,7 @@ def newsletter(n: int, to: str, *, msgid: str | None = None, platform: str | Non
     msg["List-Unsubscribe"] = f"<https://{topic.lower()}.example/unsubscribe?n={n}>"
     msg.set_content(f"{topic} #{n}: {line}.")
     msg.add_alternative(article_html(n, topic, line, platform), subtype="html")
-    return msg.as_bytes()
+    return via_ses(msg.as_bytes(), to)
 
 
 def confirmation(to: str, *, n: int = 1) -> bytes:
@@ -92,7 +94,7 @@ def confirmation(to: str, *, n: int = 1) -> bytes:
         f'<p><a href="{link}">Confirm my subscription</a></p></body></html>',
         subtype="html",
     )
-    return msg.as_bytes()
+    return via_ses(msg.as_bytes(), to)
 
 
 CONFIRM_LINK = "https://tidetables.example/confirm?token=tok-{n}"

@@ -19,7 +19,7 @@ from email.parser import BytesParser
 from email.utils import format_datetime
 from pathlib import Path
 
-from inbox_pipeline_tests.helpers import epub_chapter_texts, normalise
+from inbox_pipeline_tests.helpers import epub_chapter_texts, normalise, via_ses
 
 SENDER = "digests@pipeline.example"
 DOMAIN = "in.example"
@@ -83,7 +83,7 @@ def newsletter_mime(
     if image:
         html_part = msg.get_payload()[1]
         html_part.add_related(image, maintype="image", subtype="jpeg", cid="<photo@digest-test>")
-    return msg.as_bytes()
+    return via_ses(msg.as_bytes(), to)
 
 
 @dataclass
