@@ -526,32 +526,39 @@ def build_forward_email(
     original_html: str | None,
     original_text: str | None,
 ) -> EmailMessage:
-    """Forwards a subscription confirmation to the user's own email: the confirm link first."""
+    """A subscription confirmation rebuilt for the user's own email: the confirm link first, then
+    the original made inert (see ``core.clean.inert``) and quoted under its sender's bare address
+    (``original_sender``; a display name could pass for us or for Amazon)."""
+    from inbox_pipeline.core.clean.inert import inert_fragment
+
     msg = _new_message(sender=sender, to=to, subject=subject)
-    who = _one_line(original_sender) or "a newsletter"
-    if confirm_link:
-        lead = f"{who} asks you to confirm your subscription. Confirm here:\n{confirm_link}\n"
+    who = _one_line(original_sender) or "an unknown sender"
+    link = confirm_link if re.match(r"(?i)^https?://[^\s<>\"']+$", confirm_link or "") else None
+    if link:
+        lead = f"A newsletter sent from {who} asks you to confirm your subscription. Confirm here:\n{link}\n"
     else:
-        lead = f"{who} asks you to confirm your subscription. Follow the confirmation link in the message below.\n"
-    header = f"From: {who}\nSubject: {_one_line(original_subject)}\n"
+        lead = f"A newsletter sent from {who} asks you to confirm your subscription: look for the link below.\n"
     text_original = original_text or (re.sub(r"<[^>]+>", " ", _body_inner(original_html)) if original_html else "")
-    msg.set_content(f"{lead}\n---------- Original message ----------\n{header}\n{text_original.strip()}\n")
-    href = _safe_href(confirm_link or "")
-    if href:
+    quoted = "\n".join(f"> {line}" for line in text_original.strip().splitlines())
+    msg.set_content(
+        f"{lead}\n---------- Original message ----------\nFrom: {who}\n"
+        f"Subject: {_one_line(original_subject)}\n\n{quoted}\n"
+    )
+    if link:
         lead_html = (
-            f"<p>{html.escape(who)} asks you to confirm your subscription.</p>"
-            f'<p style="font-size:1.2em"><a href="{html.escape(href, quote=True)}">Confirm your subscription</a></p>'
-            f"<p>{html.escape(href)}</p>"
+            f"<p>A newsletter sent from <code>{html.escape(who)}</code> asks you to confirm your subscription.</p>"
+            f'<p><a href="{html.escape(link, quote=True)}">Confirm your subscription</a></p>'
+            f"<p>{html.escape(link)}</p>"
         )
     else:
         lead_html = (
-            f"<p>{html.escape(who)} asks you to confirm your subscription. "
-            "Follow the confirmation link in the message below.</p>"
+            f"<p>A newsletter sent from <code>{html.escape(who)}</code> asks you to confirm your subscription: "
+            "look for the link below.</p>"
         )
-    original = _body_inner(original_html) if original_html else f"<pre>{html.escape(text_original)}</pre>"
+    original = inert_fragment(original_html) if original_html else f"<pre>{html.escape(text_original)}</pre>"
     msg.add_alternative(
-        f"<html><body>{lead_html}<hr><p>From: {html.escape(who)}<br>"
-        f"Subject: {html.escape(_one_line(original_subject))}</p>{original}</body></html>",
+        f"<html><body>{lead_html}<hr><p>Original message from <code>{html.escape(who)}</code><br>"
+        f"Subject: {html.escape(_one_line(original_subject))}</p><blockquote>{original}</blockquote></body></html>",
         subtype="html",
     )
     return msg

@@ -204,7 +204,7 @@ def forward_to_user(pipeline: Pipeline, parsed: ParsedSummary, routed: RouteOutc
                 to=to,
                 subject=subject,
                 confirm_link=parsed.confirm_link,
-                original_sender=str(email.sender),
+                original_sender=email.sender.email,
                 original_subject=email.subject,
                 original_html=email.html,
                 original_text=email.text,

