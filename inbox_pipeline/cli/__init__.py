@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - the promise is one line, never a traceback
+        print(f"inbox-pipeline: error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

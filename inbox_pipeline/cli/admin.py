@@ -14,6 +14,14 @@ from datetime import timedelta
 from typing import Any
 
 from inbox_pipeline.cli import CliError
+from inbox_pipeline.cli.validate import (
+    OwnAddresses,
+    control_free,
+    count_arg,
+    hours_arg,
+    mail_address,
+    user_ref,
+)
 
 Handler = Callable[..., int]
 
@@ -76,30 +84,17 @@ def register(subparsers: Any) -> None:
     p = plan.add_parser("set", help="create a plan or change its monthly limit")
     p.add_argument("name", metavar="NAME")
     limit = p.add_mutually_exclusive_group(required=True)
-    limit.add_argument("--monthly-limit", type=_non_negative_int, metavar="N", help="newsletters per month")
+    limit.add_argument("--monthly-limit", type=count_arg, metavar="N", help="newsletters per month")
     limit.add_argument("--unlimited", action="store_true", help="no monthly limit")
     p.set_defaults(func=cmd_plan_set)
     p = plan.add_parser("list", help="list plans")
     p.set_defaults(func=cmd_plan_list)
 
     p = subparsers.add_parser("status", help="emails per state with their reasons, and deliveries, recently")
-    p.add_argument("--hours", type=_positive_int, default=24, metavar="N", help="look back N hours (default 24)")
-    p.add_argument("--reasons", type=_non_negative_int, default=3, metavar="N",
+    p.add_argument("--hours", type=hours_arg, default=24, metavar="N", help="look back N hours (default 24)")
+    p.add_argument("--reasons", type=count_arg, default=3, metavar="N",
                    help="the N most frequent reasons per state (default 3; 0: counts only)")
     p.set_defaults(func=cmd_status)
-
-
-def _non_negative_int(value: str) -> int:
-    if not value.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {value!r}")
-    return int(value)
-
-
-def _positive_int(value: str) -> int:
-    number = _non_negative_int(value)
-    if number == 0:
-        raise argparse.ArgumentTypeError("expected a number above 0")
-    return number
 
 
 # --- plumbing -------------------------------------------------------------------
@@ -167,6 +162,14 @@ def _session() -> Iterator[Any]:
         engine.dispose()
 
 
+def _refuse_inbound_address(session: Any, address: str, what: str) -> None:
+    """An inbound address of ours (on any domain it was issued for) would loop mail back to us."""
+    from inbox_pipeline.db.users import resolve_address
+
+    if resolve_address(session, address) is not None:
+        raise CliError(f"{what} {address} cannot be used: it is one of our inbound addresses (a mail loop)")
+
+
 def _describe_user(user: Any) -> str:
     from inbox_pipeline.db.users import format_delivery
 
@@ -207,10 +210,16 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 def cmd_user_add(args: argparse.Namespace) -> int:
     from inbox_pipeline.db.users import add_user
 
+    ours = OwnAddresses.from_settings(_settings())
+    email = mail_address(args.email, "user email", ours=ours)
+    kindle = mail_address(args.kindle, "Kindle address", ours=ours) if args.kindle is not None else None
+    tz, delivery, plan = (control_free(v, what) for v, what in ((args.tz, "timezone"), (args.delivery, "delivery"),
+                                                                  (args.plan, "plan")))
     with _session() as session:
-        user = add_user(
-            session, email=args.email, timezone=args.tz, delivery=args.delivery, plan=args.plan, kindle=args.kindle
-        )
+        _refuse_inbound_address(session, email, "user email")
+        if kindle:
+            _refuse_inbound_address(session, kindle, "Kindle address")
+        user = add_user(session, email=email, timezone=tz, delivery=delivery, plan=plan, kindle=kindle)
         session.refresh(user)
         print(f"added user #{user.id} {_describe_user(user)}")
     return 0
@@ -242,9 +251,11 @@ def cmd_user_set(args: argparse.Namespace) -> int:
 
     if args.tz is None and args.delivery is None and args.plan is None:
         raise CliError("nothing to change: give --tz, --delivery or --plan")
+    tz, delivery, plan = (None if v is None else control_free(v, what)
+                          for v, what in ((args.tz, "timezone"), (args.delivery, "delivery"), (args.plan, "plan")))
     with _session() as session:
-        user = get_user(session, args.user)
-        user = update_user(session, user.id, timezone=args.tz, delivery=args.delivery, plan=args.plan)
+        user = get_user(session, user_ref(args.user))
+        user = update_user(session, user.id, timezone=tz, delivery=delivery, plan=plan)
         print(f"updated user #{user.id} {_describe_user(user)}")
     return 0
 
@@ -254,9 +265,10 @@ def cmd_address_add(args: argparse.Namespace) -> int:
     from inbox_pipeline.db.users import get_user, issue_address
 
     domain = _settings().inbound_domain
+    label = control_free(args.label, "label", max_len=64) if args.label is not None else None
     with _session() as session:
-        user = get_user(session, args.user)
-        address = issue_address(session, user.id, args.label, domain=domain)
+        user = get_user(session, user_ref(args.user))
+        address = issue_address(session, user.id, label, domain=domain)
         print(address.address)
     return 0
 
@@ -271,7 +283,7 @@ def cmd_address_list(args: argparse.Namespace) -> int:
     with _session() as session:
         query = select(InboundAddress, User.email).join(User).order_by(InboundAddress.id)
         if args.user:
-            query = query.where(InboundAddress.user_id == get_user(session, args.user).id)
+            query = query.where(InboundAddress.user_id == get_user(session, user_ref(args.user)).id)
         rows = [("ADDRESS", "USER", "LABEL", "STATE")]
         for address, email in session.execute(query):
             rows.append((address.address, email, address.label or "-", "enabled" if address.enabled else "disabled"))
@@ -286,8 +298,9 @@ def cmd_address_list(args: argparse.Namespace) -> int:
 def cmd_address_enable(args: argparse.Namespace, *, enabled: bool) -> int:
     from inbox_pipeline.db.users import set_address_enabled
 
+    address = mail_address(args.address, "inbound address")
     with _session() as session:
-        row = set_address_enabled(session, args.address, enabled)
+        row = set_address_enabled(session, address, enabled)
         print(f"{row.address} is {'enabled' if enabled else 'disabled'}")
     return 0
 
@@ -296,9 +309,12 @@ def cmd_address_enable(args: argparse.Namespace, *, enabled: bool) -> int:
 def cmd_kindle_set(args: argparse.Namespace) -> int:
     from inbox_pipeline.db.users import get_user, set_kindle
 
+    kindle = mail_address(args.address, "Kindle address", ours=OwnAddresses.from_settings(_settings()))
+    name = control_free(args.name, "device name", max_len=64) if args.name is not None else None
     with _session() as session:
-        user = get_user(session, args.user)
-        device = set_kindle(session, user.id, args.address, name=args.name)
+        user = get_user(session, user_ref(args.user))
+        _refuse_inbound_address(session, kindle, "Kindle address")
+        device = set_kindle(session, user.id, kindle, name=name)
         print(f"{user.email} now receives EPUBs at {device.email}")
     return 0
 
@@ -308,7 +324,8 @@ def cmd_plan_set(args: argparse.Namespace) -> int:
     from inbox_pipeline.db.users import set_plan
 
     with _session() as session:
-        plan = set_plan(session, args.name, monthly_limit=None if args.unlimited else args.monthly_limit)
+        name = control_free(args.name, "plan name", max_len=64)
+        plan = set_plan(session, name, monthly_limit=None if args.unlimited else args.monthly_limit)
         limit = "unlimited" if plan.monthly_limit is None else f"{plan.monthly_limit} newsletters a month"
         print(f"plan {plan.name}: {limit}")
     return 0

@@ -98,7 +98,7 @@ def parse_delivery(spec: str) -> DeliveryPreference:
 
 def _hour(value: str, usage: str) -> int:
     value = value.removesuffix(":00")
-    if not value.isdigit() or not 0 <= int(value) <= 23:
+    if not (value.isascii() and value.isdigit()) or not 0 <= int(value) <= 23:  # int() also reads "²"
         raise InvalidInput(usage)
     return int(value)
 
@@ -178,7 +178,7 @@ def add_user(
 def get_user(session: Session, ref: int | str) -> User:
     """A user by id or by email (case-insensitive)."""
     user: User | None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isascii() and ref.strip().isdigit()):
         user = session.get(User, int(ref))
     else:
         user = session.scalar(select(User).where(User.email == ref.strip().lower()))

@@ -210,3 +210,69 @@ def test_console_script_with_default_sqlite_in_data_dir(tmp_path: Path) -> None:
     module = subprocess.run([sys.executable, "-m", "inbox_pipeline.cli", "user", "list"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert module.returncode == 0 and "erin@example.com" in module.stdout, module.stderr
+
+
+def test_admin_input_is_validated_in_one_line(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INBOX_PIPELINE_SENDER", "Kindle Books <Kindle@Books.example>")
+    assert cli("db", "upgrade")[0] == 0
+    assert cli("user", "add", "carol@example.com")[0] == 0
+    code, issued, _ = cli("address", "add", "carol@example.com")
+    assert code == 0
+    long_local = "a" * 65 + "@example.com"
+    long_address = "a@" + ".".join(["d" * 50] * 5) + ".example"
+    cases = [
+        (("user", "add", "dave@example.com", "--delivery", "daily@²"),
+         "inbox-pipeline: error: bad delivery 'daily@²': use instant, daily@HH or weekly@DAY@HH (e.g. weekly@sun@07)"),
+        (("user", "add", "da\x07ve@example.com"),
+         "inbox-pipeline: error: user email contains a control character (U+0007): 'da\\x07ve@example.com'"),
+        (("user", "add", "dave@example.com", "--tz", "Europe/Berlin\n"),
+         None),  # a trailing newline is whitespace, stripped: accepted
+        (("user", "add", "eve@example.com", "--tz", "Europe/\u202eBerlin"),
+         "inbox-pipeline: error: timezone contains a control character (U+202E): 'Europe/\\u202eBerlin'"),
+        (("user", "add", long_local),
+         f"inbox-pipeline: error: user email '{long_local}': the part before @ is 65 bytes (at most 64)"),
+        (("user", "add", long_address),
+         f"inbox-pipeline: error: user email '{long_address}' is {len(long_address)} bytes long (at most 254)"),
+        (("user", "add", "someone@in.example.com"),
+         "inbox-pipeline: error: user email someone@in.example.com cannot be used: it is on the inbound domain "
+         "in.example.com (mail to it would come back to us in a loop)"),
+        (("user", "add", "frank@example.com", "--kindle", "KINDLE@books.example"),
+         "inbox-pipeline: error: Kindle address kindle@books.example cannot be used: it is the sender address our "
+         "mail comes from (mail to it would come back to us in a loop)"),
+        (("kindle", "set", "carol@example.com", "x@sub.in.example.com"),
+         "inbox-pipeline: error: Kindle address x@sub.in.example.com cannot be used: it is on the inbound domain "
+         "in.example.com (mail to it would come back to us in a loop)"),
+        (("kindle", "set", "carol@example.com", "c@kindle.com", "--name", "my\nkindle"),
+         "inbox-pipeline: error: device name contains a control character (U+000A): 'my\\nkindle'"),
+        (("address", "add", "99999999999999999999999"),
+         "inbox-pipeline: error: no user 99999999999999999999999 (ids go up to 2147483647)"),
+        (("user", "set", "²", "--tz", "UTC"), "inbox-pipeline: error: no user '²'"),
+        (("address", "add", "carol@example.com", "--label", "news\x00"),
+         "inbox-pipeline: error: label contains a control character (U+0000): 'news\\x00'"),
+        (("plan", "set", "te\x1bam", "--unlimited"),
+         "inbox-pipeline: error: plan name contains a control character (U+001B): 'te\\x1bam'"),
+    ]
+    for args, message in cases:
+        if message is None:
+            assert cli(*args)[0] == 0, args
+        else:
+            assert _error(cli(*args)) == message, args
+    # An inbound address issued on a domain we no longer receive on is still ours.
+    monkeypatch.setenv("INBOX_PIPELINE_INBOUND_DOMAIN", "mail.example.net")
+    assert _error(cli("kindle", "set", "carol@example.com", issued.strip().upper())) == (
+        f"inbox-pipeline: error: Kindle address {issued.strip()} cannot be used: it is one of our inbound addresses "
+        "(a mail loop)"
+    )
+    # argparse's type checks: usage plus one error line, exit 2.
+    for args, tail in [
+        (("plan", "set", "team", "--monthly-limit", "99999999999999999999"),
+         "argument --monthly-limit: '99999999999999999999' is too large (at most 2147483647)"),
+        (("plan", "set", "team", "--monthly-limit", "٣"),
+         "argument --monthly-limit: expected a whole number of 0 or more, got '٣'"),
+        (("status", "--hours", "9" * 30), f"argument --hours: '{'9' * 30}' is too large (at most 2147483647)"),
+        (("status", "--hours", "1000000"), "argument --hours: expected 1 to 87840 hours, got '1000000'"),
+        (("status", "--hours", "0"), "argument --hours: expected 1 to 87840 hours, got '0'"),
+    ]:
+        code, out, err = cli(*args)
+        assert code == 2 and err.strip().splitlines()[-1].endswith(tail), (args, err)
+    assert cli("status", "--hours", "87840")[0] == 0
