@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -40,24 +41,36 @@ def collect_inputs(paths: list[str]) -> list[Path]:
 
 
 def output_paths(files: list[Path], output: str | None, batch: bool) -> list[Path]:
+    """One target per input: never an input itself, and in a batch never the same twice."""
+    inputs = {_identity(f) for f in files}
     if not batch:
         target = Path(output) if output else files[0].with_suffix(".epub")
         if target.is_dir():
             target = target / files[0].with_suffix(".epub").name
+        if _identity(target) in inputs:
+            raise CliError(f"{target}: this is the input; name another output with -o")
         return [target]
     folder = Path(output) if output else Path.cwd()
     if folder.exists() and not folder.is_dir():
         raise CliError(f"{folder}: with several inputs, -o must name a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     targets = []
     for f in files:
-        name = f.stem
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name}-{seen[name]}"
-        targets.append(folder / f"{name}.epub")
+        number = 1
+        while True:  # a.eml and a.html both want a.epub, and a-2.eml may hold a-2.epub already
+            name = f.stem if number == 1 else f"{f.stem}-{number}"
+            target = folder / f"{name}.epub"
+            if name.casefold() not in taken and _identity(target) not in inputs:
+                break
+            number += 1
+        taken.add(name.casefold())  # casefold: a.eml and A.eml collide on macOS and Windows
+        targets.append(target)
     return targets
+
+
+def _identity(path: Path) -> str:
+    return os.path.normcase(str(path.resolve()))
 
 
 def summary_line(source: Path, target: Path, conv) -> str:

@@ -70,3 +70,34 @@ def test_a_3_gb_input_is_too_large_from_its_size_without_being_read(tmp_path: Pa
     )
     assert not (tmp_path / "huge.epub").exists()
 
+
+def test_batch_outputs_never_overwrite_each_other_or_an_input(tmp_path: Path, capsys) -> None:
+    eml = (FIXTURES / "field-notes.eml").read_bytes()
+    (tmp_path / "a-2.eml").write_bytes(eml.replace(b"The quiet orchard", b"Issue a-2"))
+    (tmp_path / "a.eml").write_bytes(eml.replace(b"The quiet orchard", b"Issue a"))
+    (tmp_path / "a.html").write_text("<html><head><title>Issue html</title></head><body><p>A page of a.</p></body></html>")
+    precious = tmp_path / "a-3.epub"  # an input whose name the third output would take
+    precious.write_bytes(b"not an email, and not to be overwritten")
+    files = [tmp_path / n for n in ("a-2.eml", "a.eml", "a.html", "a-3.epub")]
+
+    main(["convert", *map(str, files), "-o", str(tmp_path), "--no-images"])  # a-3.epub is no email: 0 or 1
+
+    assert precious.read_bytes() == b"not an email, and not to be overwritten"
+    made = [p for p in tmp_path.glob("a*.epub") if p.name not in ("a-3.epub", "a-3-2.epub")]  # a-3-2: the bad input's
+    titles = {p.name: epub_text(p.read_bytes()) for p in made}
+    assert sorted(titles) == ["a-2.epub", "a-4.epub", "a.epub"]
+    assert "Issue a-2" in titles["a-2.epub"] and "Issue a" in titles["a.epub"]
+    assert "A page of a." in titles["a-4.epub"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_convert_refuses_to_overwrite_its_input(tmp_path: Path, capsys) -> None:
+    book = tmp_path / "x.epub"
+    book.write_bytes(b"PK\x03\x04 an EPUB someone wants to keep")
+    assert main(["convert", str(book), "-o", str(book)]) == 2
+    assert capsys.readouterr().err.strip() == f"inbox-pipeline: error: {book}: this is the input; name another output with -o"
+    assert book.read_bytes() == b"PK\x03\x04 an EPUB someone wants to keep"
+    eml = tmp_path / "y.eml"
+    eml.write_bytes((FIXTURES / "field-notes.eml").read_bytes())
+    assert main(["convert", str(eml), "-o", str(tmp_path / "." / "y.eml")]) == 2
+    assert eml.read_bytes() == (FIXTURES / "field-notes.eml").read_bytes()
