@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -109,7 +109,14 @@ def pipeline_env(
     return env
 
 
-def seed(app_db: str, readers: list[dict]) -> dict[str, str]:
+# Two users with a Kindle each: the usual cast of the daemon tests.
+ALICE_AND_BOB = (
+    {"email": "alice@example.org", "kindle": "alice_k@kindle.example"},
+    {"email": "bob@example.org", "kindle": "bob_k@kindle.example"},
+)
+
+
+def seed(app_db: str, readers: Sequence[dict]) -> dict[str, str]:
     """Users with one inbound address each; returns email -> address."""
     from inbox_pipeline.db.engine import make_engine, session_factory, upgrade
     from inbox_pipeline.db.users import add_user, issue_address, set_plan

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.e2e.conftest import Daemon, pipeline_env, seed, wait_for, write_instance
+from inbox_pipeline_tests.e2e.conftest import ALICE_AND_BOB, Daemon, pipeline_env, seed, wait_for, write_instance
 from inbox_pipeline_tests.e2e.test_daemon import finished_runs, open_instance, rows, wait_all_final
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -33,13 +33,7 @@ def test_a_burst_goes_through_batch_runs_a_broken_email_fails_alone_and_a_quiet_
         EPUBCHECK="false",
         BATCH_SIZE="10",
     )
-    addresses = seed(
-        postgres_url,
-        [
-            {"email": "alice@example.org", "kindle": "alice_k@kindle.example"},
-            {"email": "bob@example.org", "kindle": "bob_k@kindle.example"},
-        ],
-    )
+    addresses = seed(postgres_url, ALICE_AND_BOB)
     alice, bob = addresses["alice@example.org"], addresses["bob@example.org"]
     s3 = boto3.client("s3", endpoint_url=moto_server)
     burst = [mails.newsletter(n, alice) for n in range(1, 13)] + [mails.newsletter(n, bob) for n in range(21, 33)]

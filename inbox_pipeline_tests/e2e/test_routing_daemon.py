@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.e2e.conftest import Daemon, pipeline_env, seed, wait_for, write_instance
+from inbox_pipeline_tests.e2e.conftest import ALICE_AND_BOB, Daemon, pipeline_env, seed, wait_for, write_instance
 from inbox_pipeline_tests.e2e.test_daemon import finished_runs, open_instance, rows, wait_all_final
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -57,13 +57,7 @@ def test_only_the_envelope_routes_and_each_user_in_it_gets_the_email_once(
     env = pipeline_env(
         tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=moto_server, smtp_url=smtp_sink.url
     )
-    addresses = seed(
-        postgres_url,
-        [
-            {"email": "alice@example.org", "kindle": "alice_k@kindle.example"},
-            {"email": "bob@example.org", "kindle": "bob_k@kindle.example"},
-        ],
-    )
+    addresses = seed(postgres_url, ALICE_AND_BOB)
     alice, bob = addresses["alice@example.org"], addresses["bob@example.org"]
     s3 = boto3.client("s3", endpoint_url=moto_server)
     s3.put_object(Bucket=s3_bucket, Key=f"incoming/{uuid.uuid4().hex}", Body=forged_for(bob, alice))

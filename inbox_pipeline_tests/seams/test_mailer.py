@@ -467,6 +467,13 @@ def test_link_email_carries_the_link() -> None:
     assert list(msg.iter_attachments()) == []
 
 
+def forward(**given: str | None):
+    """``build_forward_email`` to alice from our sender, with ``given`` fields."""
+    fields = dict(sender=SENDER, to="alice@example.com", subject="Confirm", confirm_link=None,
+                  original_sender="x@news.example", original_subject="Confirm", original_html=None, original_text=None)
+    return build_forward_email(**(fields | given))
+
+
 def test_forward_email_puts_the_confirm_link_first() -> None:
     original_html = (
         "<html><head><style>p{color:red}</style></head><body>"
@@ -474,15 +481,10 @@ def test_forward_email_puts_the_confirm_link_first() -> None:
         '<p><a href="https://fieldnotes.example/confirm?t=1">Yes, subscribe me</a></p>'
         "</body></html>"
     )
-    msg = build_forward_email(
-        sender=SENDER,
-        to="alice@example.com",
-        subject="Confirm your subscription to Field Notes",
+    msg = forward(
         confirm_link="https://fieldnotes.example/confirm?t=1",
         original_sender="hello@fieldnotes.example",
-        original_subject="Please confirm",
         original_html=original_html,
-        original_text=None,
     )
 
     text = msg.get_body(("plain",)).get_content()
@@ -493,16 +495,7 @@ def test_forward_email_puts_the_confirm_link_first() -> None:
 
 
 def test_forward_email_without_a_link_still_shows_the_original() -> None:
-    msg = build_forward_email(
-        sender=SENDER,
-        to="alice@example.com",
-        subject="Confirm your subscription",
-        confirm_link="javascript:alert(1)",
-        original_sender="x@news.example",
-        original_subject="Confirm",
-        original_html=None,
-        original_text="Reply YES to confirm.",
-    )
+    msg = forward(confirm_link="javascript:alert(1)", original_text="Reply YES to confirm.")
 
     html = msg.get_body(("html",)).get_content()
     assert "javascript:" not in html.split("<hr>")[0].replace("<pre>", "")
@@ -525,15 +518,10 @@ HOSTILE_CONFIRMATION = """<html><head><style>body{background:url(https://t.examp
 
 
 def test_a_forward_is_built_from_inert_content_never_relayed() -> None:
-    msg = build_forward_email(
-        sender=SENDER,
-        to="alice@example.com",
-        subject="Confirm: your subscription",
+    msg = forward(
         confirm_link="https://news.example/confirm?t=9",
         original_sender="kindle-support@news.example",
-        original_subject="Please confirm",
         original_html=HOSTILE_CONFIRMATION,
-        original_text=None,
     )
 
     body = msg.get_body(("html",)).get_content()
@@ -552,16 +540,7 @@ def test_a_forward_is_built_from_inert_content_never_relayed() -> None:
 
 
 def test_a_forward_names_the_sender_by_address_and_refuses_a_foreign_confirm_link() -> None:
-    msg = build_forward_email(
-        sender=SENDER,
-        to="alice@example.com",
-        subject="Confirm",
-        confirm_link="file:///etc/passwd",
-        original_sender="x@news.example",
-        original_subject="Confirm",
-        original_html=None,
-        original_text="Amazon Kindle Support: reply YES.",
-    )
+    msg = forward(confirm_link="file:///etc/passwd", original_text="Amazon Kindle Support: reply YES.")
     text = msg.get_body(("plain",)).get_content()
     assert "file:" not in msg.get_body(("html",)).get_content() and "file:" not in text
     assert "sent from x@news.example" in text and "> Amazon Kindle Support: reply YES." in text
