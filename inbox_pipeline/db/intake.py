@@ -10,9 +10,9 @@ Public functions (all take a ``Session``; none commits):
   case-insensitive), one per user: the first user's is this email, every further
   user gets a copy (a new row in ``received``, ``fanout_of_id`` -> this one, that
   user's address), so each user gets the email once and is charged alone. Each
-  is de-duplicated per user by Message-ID and by content hash. The winner's keys are written into columns with unique constraints, so
-  of two runs routing copies at the same time exactly one is ``routed`` and the
-  other ``duplicate``. Calling it again for an email already decided returns the
+  is de-duplicated per user by Message-ID and by content hash. The winner's
+  keys are written into columns with unique constraints, so of two runs routing
+  copies at the same time exactly one is ``routed`` and the other ``duplicate``. Calling it again for an email already decided returns the
   stored decision (safe for op retries).
 - ``set_state(session, email_id, state, reason, *, now=None, force=False) -> InboundEmail``
   a compare-and-set along ``TRANSITIONS``; raises ``InvalidTransition``.
@@ -192,8 +192,11 @@ def route_inbound(
     recipients = [r for r in recipients if r]
     message_id = _clean_message_id(message_id)
     if email.fanout_of_id is not None:
+        # A fan-out copy is for its own address only, whatever the envelope names.
         copy_for = session.get(InboundAddress, email.address_id) if email.address_id else None
-        targets, disabled = ([copy_for], []) if copy_for and copy_for.enabled else ([], [copy_for.address] if copy_for else [])
+        enabled = copy_for is not None and copy_for.enabled
+        targets = [copy_for] if enabled else []
+        disabled = [copy_for.address] if copy_for is not None and not enabled else []
     else:
         targets, disabled = _targets(session, recipients)
 
