@@ -187,7 +187,9 @@ def newsletter(n: int, to: str, rng: random.Random) -> bytes:
     msg["List-Unsubscribe"] = "<https://news.example/unsubscribe>"
     msg.set_content(f"{title}\n\nRead it on your Kindle.")
     msg.add_alternative("".join(parts), subtype="html")
-    return msg.as_bytes()
+    from inbox_pipeline_tests.helpers import via_ses
+
+    return via_ses(msg.as_bytes(), to)  # as SES stores it: routing reads only its envelope
 
 
 # --- one deployment ---------------------------------------------------------------
