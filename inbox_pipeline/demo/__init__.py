@@ -70,8 +70,16 @@ def seed_demo(settings: "Settings", *, migrate: bool = True) -> DemoSeed:
 
 
 def addressed_sample(path: Path, address: str, *, fresh_ids: bool = False) -> bytes:
-    """A sample's bytes addressed to ``address`` (and with a new Message-ID if ``fresh_ids``)."""
+    """A sample's bytes addressed to ``address`` (and with a new Message-ID if ``fresh_ids``), with the
+    Received header SES prepends: routing reads the envelope there, in a bucket as in a folder."""
     data = path.read_bytes().replace(PLACEHOLDER_ADDRESS, address.encode("ascii"))
+    newline = b"\r\n" if b"\r\n" in data[:2000] else b"\n"
+    received = (
+        "Received: from demo.localhost (demo.localhost [127.0.0.1])\n"
+        " by inbound-smtp.us-east-1.amazonaws.com with SMTP id inbox-pipeline-demo\n"
+        f" for {address};\n Tue, 03 Mar 2026 06:12:00 +0000 (UTC)\n"
+    )
+    data = received.encode("ascii").replace(b"\n", newline) + data
     if fresh_ids:
         data = data.replace(b"Message-ID: <demo-", f"Message-ID: <demo-{uuid.uuid4().hex[:8]}-".encode(), 1)
     return data
