@@ -214,7 +214,7 @@ def forward_to_user(pipeline: Pipeline, parsed: ParsedSummary, routed: RouteOutc
                 sender=pipeline.options.sender,
                 to=to,
                 subject=subject,
-                body_text=f"From: {email.sender}\nSubject: {email.subject}\n\n{email.text or ''}",
+                body_text=f"From: {email.sender.email}\nSubject: {email.subject}\n\n{email.text or ''}",
             )
         send_claimed(pipeline, notification_id, message)
         status = "sent"
