@@ -154,13 +154,12 @@ def parse_mime(raw: bytes, *, source: str = "mime") -> ParsedEmail:
     msg = BytesParser(policy=CAPPED_POLICY).parsebytes(raw)
     defects: list[str] = []
     raw_headers = list(msg.raw_items())
-    if not raw_headers:
-        defects.append("no headers")
-    if not raw_headers and not msg.get_payload():
-        raise EmailParseError("not an email: no headers and no body")
-
+    check_is_mail(raw_headers)
     headers = decoded_headers(raw_headers)
     body = extract_bodies(msg, defects)
+    check_body_is_text(body.html, body.text)
+    if body.html:
+        body.html = flatten_deep_html(body.html, body.defects)
 
     message_id = clean_message_id(first_raw(raw_headers, "message-id")) or ""
     if not message_id:
@@ -685,12 +684,98 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
         return data.decode("utf-8", errors="replace")
 
 
+# --- what counts as an email ------------------------------------------------------------
+# Anyone can drop anything into an inbox. An email is a header block that parses (the first
+# line is a header) naming at least one of the headers every mail program writes, or a bare
+# MIME entity (Content-Type / MIME-Version), whose body is text rather than binary data.
+# Random bytes, an image renamed .eml and plain text without headers are refused; a bare
+# HTML document is accepted on purpose (``parse_html_document``: previews of saved pages).
+
+MAIL_HEADERS = ("from", "to", "subject", "date", "message-id")
+MIME_HEADERS = ("content-type", "mime-version")
+# A body whose first characters hold more than this share of control characters is binary data
+# (an image, an archive, random bytes) decoded as text; real text has none.
+MAX_CONTROL_SHARE = 0.02
+_BINARY_SAMPLE = 65536
+_BINARY_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def check_is_mail(raw_headers: list[tuple[str, str]]) -> None:
+    """Raise ``EmailParseError`` unless the header block names a mail or MIME header."""
+    names = {name.strip().lower() for name, _ in raw_headers[:MAX_HEADERS]}
+    if names.intersection(MAIL_HEADERS) or names.intersection(MIME_HEADERS):
+        return
+    if not raw_headers:
+        raise EmailParseError(
+            "not an email: it does not start with mail headers (From, To, Subject, Date or Message-ID)"
+        )
+    shown = ", ".join(sorted(names)[:5])
+    raise EmailParseError(
+        f"not an email: none of From, To, Subject, Date, Message-ID or Content-Type among its headers ({shown})"
+    )
+
+
+def check_body_is_text(html: str | None, text: str | None) -> None:
+    """Raise ``EmailParseError`` when the body is binary data decoded as text."""
+    for label, body in (("HTML", html), ("text", text)):
+        if not body:
+            continue
+        sample = body[:_BINARY_SAMPLE]
+        controls = len(_BINARY_CONTROLS.findall(sample))
+        if controls > 16 and controls > MAX_CONTROL_SHARE * len(sample):
+            share = controls / len(sample)
+            raise EmailParseError(
+                f"not an email: its {label} body is binary data, not text ({share:.0%} control characters)"
+            )
+
+
+# HTML nested deeper than this is flattened: the cleaner's parser (libxml2) stops reading at a
+# depth of 2048 and drops everything below it, and the cleaning steps walk the tree.
+MAX_HTML_DEPTH = 256
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*?(/?)>")
+# Elements that never hold content, or whose end tag HTML lets authors leave out: they do not
+# deepen the tree as written, so they are not counted.
+_UNCOUNTED = frozenset(
+    "area base br col embed hr img input link meta param source track wbr "
+    "p li dt dd tr td th thead tbody tfoot option optgroup colgroup caption rb rt rtc rp".split()
+)
+
+
+def flatten_deep_html(html: str, defects: list[str]) -> str:
+    """``html`` with the tags nested below ``MAX_HTML_DEPTH`` removed, their text kept in place."""
+    depth = deepest = 0
+    for match in _TAG.finditer(html):
+        if match.group(3) or match.group(2).lower() in _UNCOUNTED:
+            continue
+        depth = max(0, depth - 1) if match.group(1) else depth + 1
+        deepest = max(deepest, depth)
+    if deepest <= MAX_HTML_DEPTH:
+        return html
+    pieces: list[str] = []
+    depth = last = 0
+    for match in _TAG.finditer(html):
+        if match.group(3) or match.group(2).lower() in _UNCOUNTED:
+            continue
+        closing = bool(match.group(1))
+        keep = depth <= MAX_HTML_DEPTH if closing else depth < MAX_HTML_DEPTH
+        depth = max(0, depth - 1) if closing else depth + 1
+        if not keep:
+            pieces.append(html[last : match.start()])
+            last = match.end()
+    pieces.append(html[last:])
+    defects.append(f"HTML nested {deepest:,} elements deep; flattened below {MAX_HTML_DEPTH} (text kept)")
+    return "".join(pieces)
+
+
 # --- bare HTML documents ---------------------------------------------------------------
 
 
 def parse_html_document(raw: bytes) -> ParsedEmail:
     """A bare HTML body (no headers): subject from <title>, id from the content hash."""
     text = decode_html_bytes(raw)
+    check_body_is_text(text, None)
+    defects: list[str] = ["bare HTML document: no headers"]
+    text = flatten_deep_html(text, defects)
     subject = _html_title(text)
     email = ParsedEmail(
         message_id=synthetic_message_id(raw),
@@ -702,7 +787,7 @@ def parse_html_document(raw: bytes) -> ParsedEmail:
         text=None,
         source="html",
     )
-    return finish(email, ["bare HTML document: no headers"])
+    return finish(email, defects)
 
 
 def _html_title(text: str) -> str:
@@ -766,6 +851,9 @@ def _linkify(line: str) -> str:
 
 __all__ = [
     "MAX_BYTES",
+    "check_body_is_text",
+    "check_is_mail",
+    "flatten_deep_html",
     "decode_bytes",
     "decode_value",
     "envelope_from_headers",

@@ -101,3 +101,51 @@ def test_convert_refuses_to_overwrite_its_input(tmp_path: Path, capsys) -> None:
     eml.write_bytes((FIXTURES / "field-notes.eml").read_bytes())
     assert main(["convert", str(eml), "-o", str(tmp_path / "." / "y.eml")]) == 2
     assert eml.read_bytes() == (FIXTURES / "field-notes.eml").read_bytes()
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_input_that_is_not_mail_is_refused_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    import random
+
+    cases = {
+        "photo.eml": _png(),  # an image renamed .eml
+        "noise.eml": random.Random(9).randbytes(4096),
+        "note.txt": b"Dear reader,\n\nthis is a note with no headers at all.\n\nBye\n",
+    }
+    for name, data in cases.items():
+        source = tmp_path / name
+        source.write_bytes(data)
+        target = tmp_path / f"{name}.epub"
+        proc = subprocess.run(
+            [sys.executable, "-m", "inbox_pipeline.cli", "convert", str(source), "-o", str(target), "--no-images"],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 1, name
+        assert proc.stderr.count("\n") == 1 and proc.stdout == "", (name, proc.stderr)
+        assert proc.stderr.startswith(f"{name}: error: not an email: it does not start with mail headers")
+        assert not target.exists()
+
+
+def test_deeply_nested_html_keeps_its_text(tmp_path: Path, capsys) -> None:
+    depth = 100_000
+    body = "<p>Before the deep part.</p>" + "<div>" * depth + "<p>The well has a bottom.</p>" + "</div>" * depth
+    source = tmp_path / "deep.eml"
+    source.write_bytes(
+        b"From: Deep Letters <deep@letters.example>\r\nTo: reader@in.example\r\nSubject: Deep\r\n"
+        b"Message-ID: <deep-1@letters.example>\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        + f"<html><body>{body}<p>After the deep part.</p></body></html>".encode()
+    )
+    out = tmp_path / "deep.epub"
+    assert main(["convert", str(source), "-o", str(out), "--no-images"]) == 0
+    text = epub_text(out.read_bytes())
+    assert "Before the deep part." in text and "The well has a bottom." in text and "After the deep part." in text

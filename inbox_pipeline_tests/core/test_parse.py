@@ -252,10 +252,41 @@ def test_no_received_header_means_no_receiver_recorded_anything() -> None:
     assert without_for.envelope.recorded_by == "ses" and without_for.envelope.recipients == ()
 
 
-def test_missing_everything_but_a_body() -> None:
-    email = parse_email(b"\n\njust a body line\n")
-    assert email.subject == "" and email.date is None and email.sender.email == ""
-    assert "just a body line" in email.html
+def test_input_that_is_not_mail_is_refused_with_a_reason() -> None:
+    import io
+    import random
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, "PNG")
+    headerless = "not an email: it does not start with mail headers"
+    for raw in (random.Random(3).randbytes(5000), png.getvalue(), b"Hello,\n\nsome plain text.\n"):
+        with pytest.raises(EmailParseError, match=headerless):
+            parse_email(raw)
+    with pytest.raises(EmailParseError, match="none of From, To, Subject, Date, Message-ID or Content-Type"):
+        parse_email(b"X-Spool: 7\nReceived-SPF: none\n\nA body under two made-up headers.\n")
+    with pytest.raises(EmailParseError, match="its text body is binary data, not text"):
+        parse_email(b"From: a@b.example\nSubject: junk\nContent-Type: text/plain\n\n" + random.Random(4).randbytes(4000))
+    # A MIME entity without envelope headers is still mail, and so is a UTF-16 body.
+    assert "entity" in parse_email(b"Content-Type: text/plain\n\nA bare MIME entity.\n").html
+    utf16 = "Grüße aus Köln, a whole paragraph.".encode("utf-16")
+    assert "Köln" in parse_email(b"Subject: x\nContent-Type: text/plain; charset=utf-16\n\n" + utf16).html
+
+
+def test_deep_nesting_is_flattened_and_the_text_kept() -> None:
+    deep = "<div>" * 50_000 + "<p>At the bottom.</p>" + "</div>" * 50_000
+    email = parse_email(f"Subject: deep\nContent-Type: text/html\n\n<p>Top.</p>{deep}<p>After.</p>".encode())
+    assert any("nested 50,000 elements deep" in d for d in email.defects)
+    assert "At the bottom." in email.html and "After." in email.html
+    assert email.html.count("<div>") <= 256
+    shallow = "<div>" * 100 + "<p>Kept as written.</p>" + "</div>" * 100
+    assert parse_email(f"Subject: s\nContent-Type: text/html\n\n{shallow}".encode()).html == shallow
+
+
+def test_a_body_without_any_header_is_not_an_email() -> None:
+    with pytest.raises(EmailParseError, match="not an email: it does not start with mail headers"):
+        parse_email(b"\n\njust a body line\n")
 
 
 def test_declared_boundary_never_matching_is_salvaged() -> None:
@@ -400,6 +431,8 @@ def test_every_cpython_email_test_message(capsys: pytest.CaptureFixture[str]) ->
         print(f"\nCPython email data: {parsed} parsed, {len(errors)} clear errors of {len(messages)}")
     assert parsed + len(errors) == len(messages) >= 40
     assert parsed >= len(messages) - 2, errors
+    # msg_19 is a mailing-list digest's plain text without headers: not an email.
+    assert [e.split(":")[0] for e in errors if "not an email" in e] == ["msg_19.txt"]
 
 
 def test_parsing_150kb_takes_milliseconds(corpus_dir: Path) -> None:
