@@ -63,6 +63,7 @@ class InboundState(enum.StrEnum):
     UNROUTABLE = "unroutable"
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
+    UNREADABLE = "unreadable"  # not an email (binary data, an image, text without headers)
     CONFIRMATION_FORWARDED = "confirmation_forwarded"
     OVER_QUOTA = "over_quota"
     READY = "ready"

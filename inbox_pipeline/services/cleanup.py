@@ -50,7 +50,9 @@ BATCH = 200  # rows per transaction
 # period); keep it past the longest period plus the previous-period catch-up (two weeks).
 DIGEST_ROW_MIN_DAYS = 15
 
-FINISHED_STATES = ("delivered", "unroutable", "duplicate", "quarantined", "confirmation_forwarded", "over_quota")
+FINISHED_STATES = (
+    "delivered", "unroutable", "duplicate", "quarantined", "unreadable", "confirmation_forwarded", "over_quota"
+)
 FAILED_STATES = ("failed",)
 
 

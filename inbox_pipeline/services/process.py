@@ -55,6 +55,20 @@ class ParsedSummary:
 
 
 @dataclass(frozen=True)
+class UnreadableEmail:
+    """Input that is not an email: recorded as ``unreadable`` with its reason, nothing more to do."""
+
+    email_id: int
+    storage_key: str
+    size: int
+    reason: str
+
+
+class NotAnEmail(PermanentStepError):
+    """The raw bytes are not an email (``EmailParseError``): an answer about the input, not a fault."""
+
+
+@dataclass(frozen=True)
 class NewsletterRef:
     newsletter_id: int
     email_id: int
@@ -199,7 +213,7 @@ def load_email(pipeline: Pipeline, storage_key: str) -> "ParsedEmail":
     try:
         email = parse_email(raw)
     except EmailParseError as exc:
-        raise PermanentStepError(f"not a readable email: {exc}") from None
+        raise NotAnEmail(str(exc)) from None
     with _cache_lock:
         _cache[cache_key] = email
         while len(_cache) > _CACHE_SIZE:
@@ -234,9 +248,11 @@ def fail_email(pipeline: Pipeline, email_id: int, reason: str, *, newsletter_id:
 # --- steps -----------------------------------------------------------------------
 
 
-def parse_inbound(pipeline: Pipeline, email_id: int) -> ParsedSummary:
+def parse_inbound(pipeline: Pipeline, email_id: int) -> ParsedSummary | UnreadableEmail:
+    """What parsing found; input that is not an email ends ``unreadable`` (terminal, nobody alerted)."""
     from inbox_pipeline.core.classify import classify
-    from inbox_pipeline.db.intake import get_inbound, mark_parsed, raw_key
+    from inbox_pipeline.db.intake import get_inbound, mark_parsed, raw_key, set_state
+    from inbox_pipeline.db.models import InboundState
     from inbox_pipeline.services.route import envelope_recipients
 
     with pipeline.sessions() as session:
@@ -244,6 +260,11 @@ def parse_inbound(pipeline: Pipeline, email_id: int) -> ParsedSummary:
         storage_key, size = raw_key(session, row), row.size
     try:
         email = load_email(pipeline, storage_key)
+    except NotAnEmail as exc:
+        reason = str(exc)[:2000]
+        with pipeline.sessions.begin() as session:
+            set_state(session, email_id, InboundState.UNREADABLE, reason)
+        return UnreadableEmail(email_id, storage_key, size, reason)
     except PermanentStepError as exc:
         fail_email(pipeline, email_id, str(exc))
         raise

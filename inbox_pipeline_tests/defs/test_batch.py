@@ -19,7 +19,9 @@ def requests_of(result) -> list[dg.RunRequest]:
 def test_a_burst_runs_in_batches_each_email_once_and_a_broken_one_fails_alone(
     monkeypatch, tmp_path, database_url, smtp_sink
 ) -> None:
-    with deployment(monkeypatch, tmp_path, DATABASE_URL=database_url, MAILER=smtp_sink.url, BATCH_SIZE="4") as dep:
+    """One email whose raw copy vanished fails alone; one that is not an email ends unreadable and
+    fails nothing."""
+    with deployment(monkeypatch, tmp_path, DATABASE_URL=database_url, MAILER=smtp_sink.url, BATCH_SIZE="5") as dep:
         alice = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
         bob = add_reader(dep, "bob@example.org", kindle="bob_k@kindle.example")
         inbox = dep.pipeline().inbox
@@ -30,13 +32,16 @@ def test_a_burst_runs_in_batches_each_email_once_and_a_broken_one_fails_alone(
         for n in range(11, 13):
             inbox.put(f"b{n}.eml", mails.newsletter(n, bob))
         inbox.put("confirm.eml", mails.confirmation(bob))
+        inbox.put("gone.eml", mails.newsletter(13, bob))
 
         requests = requests_of(dep.tick())
-        # 8 emails, at most 4 a run: two batch runs of four, every email in exactly one.
+        # 9 emails, at most 5 a run: two batch runs, every email in exactly one.
         assert [r.job_name for r in requests] == ["process_inbox_batch"] * 2
         ids = sorted(i for r in requests for i in requested_emails(r))
-        assert ids == sorted(r[0] for r in dep.rows()) and len(ids) == 8
-        assert [r.tags["inbox-pipeline/email-count"] for r in requests] == ["4", "4"]
+        assert ids == sorted(r[0] for r in dep.rows()) and len(ids) == 9
+        assert [r.tags["inbox-pipeline/email-count"] for r in requests] == ["5", "4"]
+        (gone_id,) = [i for i, _, _, _ in dep.rows() if _storage_key(dep, i) == "gone.eml"]
+        inbox.delete_archived("gone.eml")  # lost before its run reads it: a permanent error
         assert len({r.run_key for r in requests}) == 2
         root = dep.pipeline().storage.path
         blocker = root / "work"  # a file where the durable work area's folder would go
@@ -46,14 +51,17 @@ def test_a_burst_runs_in_batches_each_email_once_and_a_broken_one_fails_alone(
         assert requests_of(dep.tick()) == []
 
         (broken_id,) = [i for i, _, _, _ in dep.rows() if _storage_key(dep, i) == "broken.json"]
-        # The run holding the broken email ends failed; the other succeeds.
-        failed = [r for r, q in zip(runs, requests) if broken_id in requested_emails(q)]
+        # The run holding the vanished email ends failed; the other succeeds.
+        failed = [r for r, q in zip(runs, requests) if gone_id in requested_emails(q)]
         assert len(failed) == 1 and not failed[0].success
         assert [r.success for r in runs if r is not failed[0]] == [True]
-        # ... and only the broken email's own step failed, once (a permanent error: no retries).
-        failures = [e for e in failed[0].all_events if e.event_type_value == "STEP_FAILURE"]
-        assert [e.step_key for e in failures] == [f"email.prepare_email[e{broken_id}]"]
+        # ... and only that email's own step failed, once (a permanent error: no retries); the
+        # unreadable one's step succeeded, wherever it ran.
+        failures = [e for r in runs for e in r.all_events if e.event_type_value == "STEP_FAILURE"]
+        assert [e.step_key for e in failures] == [f"email.prepare_email[e{gone_id}]"]
         assert not [e for e in failed[0].all_events if e.event_type_value == "STEP_RESTARTED"]
+        done = {e.step_key for r in runs for e in r.all_events if e.event_type_value == "STEP_SUCCESS"}
+        assert f"email.prepare_email[e{broken_id}]" in done
 
         # At the SMTP server: each newsletter once, the confirmation to bob's own address.
         sent = [(tuple(m["to"]), " ".join(str(p["Subject"]).split())) for m, p in zip(smtp_sink.messages, smtp_sink.parsed())]
@@ -64,9 +72,10 @@ def test_a_burst_runs_in_batches_each_email_once_and_a_broken_one_fails_alone(
 
         rows = {i: (state, reason) for i, state, reason, _ in dep.rows()}
         assert sorted(state for state, _ in rows.values()) == sorted(
-            ["delivered"] * 5 + ["duplicate", "confirmation_forwarded", "failed"]
+            ["delivered"] * 5 + ["duplicate", "confirmation_forwarded", "unreadable", "failed"]
         )
-        assert rows[broken_id][0] == "failed" and "not a readable email" in rows[broken_id][1]
+        assert rows[broken_id][0] == "unreadable" and rows[broken_id][1].startswith("not valid JSON: ")
+        assert rows[gone_id][0] == "failed" and "the raw email is missing from the archive" in rows[gone_id][1]
 
         # A run-failure handler marking the failed run's emails (services.process.record_run_failure
         # per email) leaves the delivered ones alone: per-email state decides, not the run's status.
@@ -78,7 +87,10 @@ def test_a_burst_runs_in_batches_each_email_once_and_a_broken_one_fails_alone(
 
         # Each email is found in the UI by its materializations: Message-ID and subject lead to the run.
         records = dep.instance.fetch_materializations(dg.AssetKey("inbox_email"), limit=50).records
-        (bob_run,) = {r.run_id for r in records if r.asset_materialization.metadata["message_id"].value == mails.message_id(12)}
+        (bob_run,) = {
+            r.run_id for r in records
+            if getattr(r.asset_materialization.metadata.get("message_id"), "value", None) == mails.message_id(12)
+        }
         assert any(q.run_key == dep.instance.get_run_by_id(bob_run).tags["dagster/run_key"] for q in requests)
         steps = {e.step_key for e in dep.instance.all_logs(bob_run) if e.step_key}
         email_12 = next(i for i, _, _, subject in dep.rows() if subject == mails.subject(12))

@@ -265,13 +265,17 @@ def test_too_large_for_email_sends_a_download_link_to_the_user(
         assert delivery.recipient == "alice@example.org" and delivery.status == "sent"
 
 
-def test_an_unreadable_email_is_failed_with_a_reason_not_retried(monkeypatch, tmp_path) -> None:
+def test_input_that_is_not_an_email_ends_unreadable_in_a_green_run(monkeypatch, tmp_path) -> None:
+    """Not an email is an answer, not a fault: a terminal state with its reason, no retry, no alert."""
     with deployment(monkeypatch, tmp_path, RETRY_DELAY_SECONDS="30") as dep:
         dep.pipeline().inbox.put("junk.eml", b"\x00\x01 not an email at all \xff" * 3)
         (run,) = dep.drain()
+        assert run.success
         ((_, state, reason, _),) = dep.rows()
-        if run.success:  # the parser may accept it as a text email; then it must be unroutable
-            assert state == "unroutable"
-        else:
-            assert state == "failed" and reason
-            assert not [e for e in run.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+        assert state == "unreadable"
+        assert reason == "not an email: it does not start with mail headers (From, To, Subject, Date or Message-ID)"
+        assert not [e for e in run.all_events if e.event_type_value in ("STEP_UP_FOR_RETRY", "STEP_FAILURE")]
+        assert dep.instance.get_run_by_id(run.run_id).tags["inbox-pipeline/outcome"] == "unreadable"
+        (record,) = dep.instance.fetch_materializations(dg.AssetKey("inbox_email"), limit=5).records
+        assert record.asset_materialization.metadata["state"].value == "unreadable"
+        assert dep.notifications() == [] and dep.deliveries() == []

@@ -177,10 +177,29 @@ def _email_metadata(subject: str, sender: str, email_id: int) -> dict[str, Any]:
 
 
 def _parse(context: dg.OpExecutionContext, p, email_id: int):
-    from inbox_pipeline.services.process import parse_inbound
+    """What parsing found, or None for input that is not an email (recorded ``unreadable``: the run
+    ends green, since there is nothing to retry and nobody to alert)."""
+    from inbox_pipeline.services.process import UnreadableEmail, parse_inbound
 
     with step(context, p, email_id):
         parsed = parse_inbound(p, email_id)
+    if isinstance(parsed, UnreadableEmail):
+        tag_run(context, {TAG_OUTCOME: "unreadable"})
+        context.log.info(f"unreadable: {parsed.reason}")
+        context.log_event(
+            dg.AssetMaterialization(
+                INBOX_EMAIL,
+                description=f"unreadable: {parsed.reason}",
+                metadata={
+                    "inbound_email_id": parsed.email_id,
+                    "state": "unreadable",
+                    "reason": parsed.reason,
+                    "bytes": parsed.size,
+                    "storage_key": parsed.storage_key,
+                },
+            )
+        )
+        return None
     tag_run(
         context,
         {
@@ -382,11 +401,17 @@ def _deliver(context: dg.OpExecutionContext, p, epub):
 
 @dg.op(
     description="Read the raw email from the inbox archive, parse it (MIME or inbound-parse JSON) and classify it; "
-    "tags the run with its Message-ID, subject and sender.",
-    out=dg.Out(description="What parsing found (ids, headers, kind); the email itself stays in the archive."),
+    "tags the run with its Message-ID, subject and sender. Input that is not an email is recorded as unreadable "
+    "and the run ends here.",
+    out=dg.Out(
+        is_required=False,
+        description="What parsing found (ids, headers, kind); the email itself stays in the archive.",
+    ),
 )
 def parse_email(context: dg.OpExecutionContext, config: EmailConfig, pipeline: PipelineResource):
-    return _parse(context, pipeline.pipeline(), config.inbound_email_id)
+    parsed = _parse(context, pipeline.pipeline(), config.inbound_email_id)
+    if parsed is not None:
+        yield dg.Output(parsed)
 
 
 @dg.op(
@@ -514,6 +539,8 @@ def prepare_email(context: dg.OpExecutionContext, email_id: int, pipeline: Pipel
 
 def _prepare(context: dg.OpExecutionContext, p, email_id: int):
     parsed = _parse(context, p, email_id)
+    if parsed is None:
+        return
     routed = _route(context, p, parsed)
     if routed.path == "forward":
         _forward(context, p, parsed, routed)
