@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import errno
 import filecmp
+import hashlib
 import heapq
 import json
 import logging
@@ -94,6 +95,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectTooLarge",
     "S3Inbox",
+    "archive_name",
     "inbox_from_uri",
 ]
 
@@ -112,6 +114,12 @@ _SQS_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo")
 _SQS_MISSING_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
 logger = logging.getLogger(__name__)
+
+# Archived names (and so the registered storage keys, run tags and log lines) are plain,
+# printable UTF-8 of at most this many bytes, so that the archive's "-dupN" suffix, a file
+# system's 255-byte names and S3's 1024-byte keys (prefix included) always fit.
+MAX_ARCHIVE_NAME_BYTES = 200
+_UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -197,6 +205,30 @@ class Inbox(ABC):
         """``key`` is no longer pending (archived meanwhile): drop its announcement."""
 
 
+def archive_name(key: str) -> str:
+    """The name a pending object is archived and registered under: ``key`` itself when it is a
+    plain name, else a readable stand-in made unique by a hash of the original name (a backslash,
+    control characters, bytes that are not UTF-8 in a file name, or a name too long to archive)."""
+    if not _UNSAFE_NAME_CHARS.search(key) and len(key.encode("utf-8")) <= MAX_ARCHIVE_NAME_BYTES:
+        return check_key(key, flat=True)
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    cleaned = _UNSAFE_NAME_CHARS.sub("_", key)
+    stem, dot, ext = cleaned.rpartition(".")
+    if not dot or not stem or len(ext) > 10:
+        stem, ext = cleaned, ""
+    suffix = f"~{digest}" + (f".{ext}" if ext else "")
+    stem = stem.encode("utf-8")[: MAX_ARCHIVE_NAME_BYTES - len(suffix.encode("utf-8"))].decode("utf-8", "ignore")
+    return (stem.lstrip(".") or "email") + suffix
+
+
+def _pending_key(key: str) -> str:
+    """A pending object's name as the inbox holds it: any name without "/" (a backslash, control
+    characters or undecodable bytes included: senders and writers choose them, not us)."""
+    if not isinstance(key, str) or not key or "/" in key or "\x00" in key or key in {".", ".."}:
+        raise ValueError(f"invalid inbox key {key!r}: a pending email's name has no '/' and is not '.' or '..'")
+    return key
+
+
 def _ignored_name(name: str) -> bool:
     return name.startswith(".") or name.endswith(_PARTIAL_SUFFIXES) or name == _SES_SETUP_OBJECT
 
@@ -244,7 +276,7 @@ class FolderInbox(Inbox):
         return str(self._archived(archived_key))
 
     def _pending(self, key: str) -> Path:
-        return self.path / check_key(key, flat=True)
+        return self.path / _pending_key(key)
 
     def _archived(self, archived_key: str) -> Path:
         return self.archive_path / check_key(archived_key, flat=True)
@@ -292,11 +324,12 @@ class FolderInbox(Inbox):
 
     def archive(self, key: str) -> str:
         src = self._pending(key)
+        name = archive_name(key)
         if not src.is_file():
-            if self._archived(key).is_file():
-                return key  # archived by an earlier call that was not recorded
+            if self._archived(name).is_file():
+                return name  # archived by an earlier call that was not recorded
             raise ObjectNotFound(f"no pending or archived email {key!r} in {self.uri}")
-        candidate, n = key, 0
+        candidate, n = name, 0
         while True:
             dest = self._archived(candidate)
             if not dest.exists():
@@ -305,7 +338,7 @@ class FolderInbox(Inbox):
                 src.unlink(missing_ok=True)  # the same email, archived before
                 return candidate
             n += 1
-            candidate = _dup_name(key, n)
+            candidate = _dup_name(name, n)
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             _move(src, dest)
@@ -512,7 +545,7 @@ class S3Inbox(Inbox):
         return data
 
     def read(self, key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> bytes:
-        return self._get(self.prefix + check_key(key, flat=True), "pending email", max_bytes)
+        return self._get(self.prefix + _pending_key(key), "pending email", max_bytes)
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key, flat=True), Body=data)
@@ -523,14 +556,15 @@ class S3Inbox(Inbox):
         return archived
 
     def _archive(self, key: str) -> str:
-        src = self.prefix + check_key(key, flat=True)
+        src = self.prefix + _pending_key(key)
+        name = archive_name(key)
         head = self._head(src)
         if head is None:
-            if self._head(self.archive_prefix + key) is not None:
-                return key  # archived by an earlier call that was not recorded
+            if self._head(self.archive_prefix + name) is not None:
+                return name  # archived by an earlier call that was not recorded
             raise ObjectNotFound(f"no pending or archived email {key!r} in {self.uri}")
         etag = str(head["ETag"]).strip('"')
-        candidate, n = key, 0
+        candidate, n = name, 0
         while True:
             dest_head = self._head(self.archive_prefix + candidate)
             if dest_head is None:
@@ -542,7 +576,7 @@ class S3Inbox(Inbox):
                 self.client.delete_object(Bucket=self.bucket, Key=src)
                 return candidate
             n += 1
-            candidate = _dup_name(key, n)
+            candidate = _dup_name(name, n)
         self.client.copy_object(
             Bucket=self.bucket,
             Key=self.archive_prefix + candidate,

@@ -65,7 +65,7 @@ class Registered:
 class IntakeTick:
     registered: list[Registered] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already registered, not pending anymore
-    error: str | None = None  # the first error: the rest of the batch waits for the next tick
+    errors: list[str] = field(default_factory=list)  # objects that could not be taken (still pending; the rest went on)
     listed: int = 0  # objects the listing returned (0 when the prefix was not listed)
     announced: int | None = None  # objects announced; None: the inbox has no announcement source
     reconciled: bool = False  # the prefix was listed (always, without an announcement source)
@@ -85,10 +85,9 @@ def take_new_emails(
     With an announcing inbox the announced objects are taken, and with
     ``reconcile`` the prefix is listed too; without announcements it is always
     listed. Listing and queue errors propagate (the tick fails and the next one
-    starts over); an error on one object is reported and the objects after it
-    (in key order) wait for the next tick; every object taken before it, and any
-    finished meanwhile by another thread, is kept (each is complete on its own,
-    see above).
+    starts over); an error on one object is reported in ``errors`` and the object
+    stays pending, while every other object is taken (each is complete on its own,
+    see above): one bad object never holds the others back.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -96,11 +95,8 @@ def take_new_emails(
     pending = _pending(pipeline.inbox, limit, reconcile, tick)
     if not pending:
         return tick  # the common tick: no threads to start
-    stop = False
 
     def take(obj):
-        if stop:
-            return None
         try:
             return _take_one(pipeline, obj, now)
         except Exception as exc:  # noqa: BLE001 - reported by the sensor; the next tick retries
@@ -109,9 +105,7 @@ def take_new_emails(
     with ThreadPoolExecutor(min(INTAKE_THREADS, len(pending)), thread_name_prefix="intake") as pool:
         for obj, result in zip(pending, pool.map(take, pending)):
             if isinstance(result, Exception):
-                if tick.error is None:
-                    tick.error = f"{obj.key}: {type(result).__name__}: {result}"
-                stop = True  # the rest wait for the next tick
+                tick.errors.append(f"{obj.key!r}: {type(result).__name__}: {result}")
             elif isinstance(result, Registered):
                 tick.registered.append(result)
             elif isinstance(result, str):
@@ -141,6 +135,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | st
     from inbox_pipeline.db.intake import register_inbound
     from inbox_pipeline.db.models import InboundState
     from inbox_pipeline.seams.inbox import ObjectNotFound, ObjectTooLarge
+    from inbox_pipeline.seams.inbox import archive_name as inbox_archive_name
 
     inbox, sessions = pipeline.inbox, pipeline.sessions
     try:
@@ -153,8 +148,9 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | st
         # Registered unread (its size says enough), so it is recorded, not retried: parsing fails it.
         size, sha = exc.size, hashlib.sha256(f"unread {obj.key} {obj.version}".encode()).hexdigest()
     received_at = obj.last_modified or now or utcnow()
+    name = inbox_archive_name(obj.key)  # a plain, registrable name, whatever the sender or writer chose
     with sessions.begin() as session:
-        row, created = register_inbound(session, storage_key=obj.key, size=size, sha256=sha, received_at=received_at)
+        row, created = register_inbound(session, storage_key=name, size=size, sha256=sha, received_at=received_at)
         row_id, row_sha, row_state, row_created = row.id, row.sha256, row.state, row.created_at
     if not created and row_sha != sha:
         # The name was used before by another email: archive first (the
@@ -167,7 +163,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | st
             row_id, row_state, row_created = row.id, row.state, row.created_at
     else:
         archived = inbox.archive(obj.key)
-        if archived != obj.key:
+        if archived != name:
             _rename_storage_key(pipeline, row_id, archived)
     if row_state == InboundState.RECEIVED.value:
         return Registered(row_id, archived, size, created, row_created)

@@ -54,7 +54,7 @@ def test_announced_emails_are_taken_without_listing_and_their_messages_deleted(
     tick = take_new_emails(announced, limit=10, reconcile=False)
 
     assert sorted(r.storage_key for r in tick.registered) == ["m1", "m2"]
-    assert (tick.announced, tick.reconciled, tick.listed, tick.error) == (2, False, 0, None)
+    assert (tick.announced, tick.reconciled, tick.listed, tick.errors) == (2, False, 0, [])
     assert listings.calls == 0
     assert registered_keys(announced) == ["m1", "m2"]
     assert announced.inbox.list_pending(10) == []  # archived
@@ -106,7 +106,7 @@ def test_an_announcement_for_an_email_already_archived_is_dropped(
 
     tick = take_new_emails(announced, limit=10, reconcile=False)
 
-    assert (tick.announced, tick.registered, tick.skipped, tick.error) == (1, [], [], None)
+    assert (tick.announced, tick.registered, tick.skipped, tick.errors) == (1, [], [], [])
     assert registered_keys(announced) == ["early"]
     assert event_queue.messages() == 0, "the stale announcement is deleted, it does not come back"
 
@@ -137,7 +137,7 @@ def test_a_3_gb_email_is_registered_unread_and_fails_as_too_large_while_the_othe
     assert bytes_read() - before < 10 * 1024 * 1024
 
     registered = {r.storage_key: r for r in tick.registered}
-    assert sorted(registered) == ["a-small", "b-huge"] and tick.error is None
+    assert sorted(registered) == ["a-small", "b-huge"] and tick.errors == []
     assert registered["b-huge"].size == 3 * 1024**3
     assert pipeline.inbox.list_pending(10) == []  # both archived: nothing is retried every tick
 
@@ -151,3 +151,63 @@ def test_a_3_gb_email_is_registered_unread_and_fails_as_too_large_while_the_othe
             "not a readable email: archived email 'b-huge' too large: 3,221,225,472 bytes (limit 52,428,800)"
         )
     dispose_engines()
+
+
+# --- poison objects: names nobody should have chosen never hold the inbox up -----------------
+
+LONG = "n" * 240 + ".eml"  # fits a file name (255 bytes) but not with "-dup1" added
+
+
+def _drop(pipeline: Pipeline, name: str | bytes, data: bytes) -> None:
+    """Write a pending object as a mail server or a person would, with whatever name they chose."""
+    inbox = pipeline.inbox
+    if hasattr(inbox, "client"):
+        inbox.client.put_object(Bucket=inbox.bucket, Key=inbox.prefix + name, Body=data)
+    else:
+        inbox.path.mkdir(parents=True, exist_ok=True)
+        path = (bytes(inbox.path) + b"/" + name) if isinstance(name, bytes) else inbox.path / name
+        with open(path, "wb") as fh:
+            fh.write(data)
+
+
+@pytest.fixture(params=["folder", "s3", "s3+queue"])
+def any_inbox(request, sqlite_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+    if request.param == "folder":
+        uri = str(tmp_path / "inbox")
+    else:
+        bucket = request.getfixturevalue("s3_bucket")
+        uri = f"s3://{bucket}/incoming/"
+        if request.param == "s3+queue":
+            queue = request.getfixturevalue("event_queue")
+            queue.notify(bucket)
+            uri += f"?queue={queue.url}"
+    yield pipeline_for(sqlite_url, uri, tmp_path)
+    dispose_engines()
+
+
+def test_poison_names_are_registered_under_plain_names_and_the_rest_goes_on(any_inbox: Pipeline) -> None:
+    inbox = any_inbox.inbox
+    drops: dict[str | bytes, bytes] = {"back\\slash.eml": mime("backslash"), LONG: mime("long"), "good": mime("good")}
+    if not hasattr(inbox, "client"):
+        drops[b"caf\xe9-latin1.eml"] = mime("latin-1 name")  # a file name that is not UTF-8
+        drops["tab\there.eml"] = mime("tab")
+    for name, data in drops.items():
+        _drop(any_inbox, name, data)
+
+    tick = take_new_emails(any_inbox, limit=10, reconcile=True)
+
+    assert tick.errors == [] and len(tick.registered) == len(drops)
+    assert inbox.list_pending(10) == []
+    keys = registered_keys(any_inbox)
+    assert "good" in keys and LONG not in keys
+    for key in keys:  # every registered name is plain, short and archived with its bytes
+        assert "\\" not in key and key.isprintable() and len(key.encode()) <= 200
+        assert inbox.read_archived(key) in drops.values()
+    assert sorted(inbox.read_archived(k) for k in keys) == sorted(drops.values())
+
+    # The same long name again, other bytes: archived beside the first ("-dup1"), not lost.
+    _drop(any_inbox, LONG, mime("long, second issue"))
+    again = take_new_emails(any_inbox, limit=10, reconcile=True)
+    (second,) = again.registered
+    assert again.errors == [] and second.storage_key.endswith("-dup1.eml")
+    assert inbox.read_archived(second.storage_key) == mime("long, second issue")

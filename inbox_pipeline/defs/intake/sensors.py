@@ -156,8 +156,8 @@ def build_inbox_sensor(
         tick = take_new_emails(p, limit=max_emails_per_tick, reconcile=reconcile)
         cursor = _cursor_after(tick, started, max_emails_per_tick)
         requests = run_requests_for(tick.registered, batch_size)
-        if tick.error:
-            context.log.error(f"intake stopped after {len(tick.registered)} email(s); the rest wait: {tick.error}")
+        for error in tick.errors:
+            context.log.error(f"could not take this email from the inbox (it stays there; the others go on): {error}")
         if tick.unannounced:
             context.log.info(
                 f"reconcile: {tick.unannounced} pending email(s) had not been announced on the queue "
@@ -206,7 +206,7 @@ def _reconciled_at(cursor: str | None) -> float | None:
 
 def _cursor_after(tick, started: float, limit: int) -> str | None:
     """The new cursor when this tick completed a reconcile of an announced inbox, else None (unchanged)."""
-    complete = tick.reconciled and not tick.error and tick.listed < limit  # else: again next tick
+    complete = tick.reconciled and not tick.errors and tick.listed < limit  # else: again next tick
     if tick.announced is None or not complete:
         return None
     return json.dumps({"reconciled_at": started})
