@@ -36,7 +36,6 @@ class Settings:
     max_emails_per_tick: int
     size_budget_bytes: int
     sensor_interval_seconds: int  # how often the inbox sensor looks
-    relaunch_after_seconds: float  # a registered email with no run after this long is requested again
     batch_size: int  # most emails in one batch run; 1: one run per email
     reconcile_seconds: float  # an announced inbox (?queue=) is also listed at most this often
 
@@ -64,7 +63,6 @@ class Settings:
             # SES refuses messages over 40 MB after base64 (4/3 growth) and headers.
             size_budget_bytes=int(get("SIZE_BUDGET_BYTES", str(29 * 1024 * 1024))),
             sensor_interval_seconds=max(1, int(float(get("SENSOR_INTERVAL_SECONDS", "30")))),
-            relaunch_after_seconds=max(0.0, float(get("RELAUNCH_AFTER_SECONDS", "120"))),
             batch_size=max(1, int(float(get("BATCH_SIZE", "100")))),
             reconcile_seconds=max(0.0, float(get("RECONCILE_SECONDS", "600"))),
         )

@@ -43,7 +43,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 process_batch,
                 interval_seconds=settings.sensor_interval_seconds,
                 max_emails_per_tick=settings.max_emails_per_tick,
-                relaunch_after_seconds=settings.relaunch_after_seconds,
                 batch_size=settings.batch_size,
                 reconcile_seconds=settings.reconcile_seconds,
                 announced=inbox_from_uri(settings.inbox).announces,  # parses the URI only: no AWS

@@ -167,6 +167,10 @@ class Inbox(ABC):
         """
 
     @abstractmethod
+    def is_pending(self, key: str) -> bool:
+        """Whether ``key`` is still pending (not archived yet)."""
+
+    @abstractmethod
     def archive(self, key: str) -> str:
         """Move a pending object to the archive and return its archived key (idempotent)."""
 
@@ -318,6 +322,9 @@ class FolderInbox(Inbox):
             return read_file_within(self._pending(key), max_bytes, f"pending email {key!r}")
         except FileNotFoundError:
             raise ObjectNotFound(f"no pending email {key!r} in {self.uri}") from None
+
+    def is_pending(self, key: str) -> bool:
+        return self._pending(key).is_file()
 
     def put(self, key: str, data: bytes) -> None:
         write_atomically(self._pending(key), data)
@@ -546,6 +553,9 @@ class S3Inbox(Inbox):
 
     def read(self, key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> bytes:
         return self._get(self.prefix + _pending_key(key), "pending email", max_bytes)
+
+    def is_pending(self, key: str) -> bool:
+        return self._head(self.prefix + _pending_key(key)) is not None
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key, flat=True), Body=data)

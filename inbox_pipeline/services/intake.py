@@ -1,111 +1,168 @@
-"""Intake: take new objects from the inbox, register each once, archive it.
+"""Intake: find new objects in the inbox (the sensor), then register and archive each once (the run).
 
-Crash safety, step by step (the sensor may be killed between any two):
+Finding is free of side effects, so that a sensor tick previewed in the UI (a
+dry run whose requests are thrown away) changes nothing: ``find_pending`` only
+lists the inbox or reads its queue, and the run requested for an object takes
+it (``take_pending``, the run's first op). Dagster's run key (the object's name
+and version) and the objects named by runs still going (``busy``) keep each
+object in exactly one run.
+
+Crash safety of taking, step by step (the run may be killed between any two):
 
 1. ``read`` the pending object (size, sha256): nothing written yet.
-2. ``register_inbound`` under the pending name: idempotent on the key, so a
-   tick that dies after this and before 3 redoes it next tick (same row).
+2. ``register_inbound`` under its archive name: idempotent on the key, so a
+   retry or re-execution that follows redoes it (same row).
 3. ``archive`` (move out of the pending listing): idempotent, returns the
-   archived key. Dying after this and before the run is requested leaves a row
-   in ``received`` with no run: ``unlaunched`` finds those rows and the sensor
-   requests them again. Every request uses the storage key as Dagster's run
-   key, which Dagster de-duplicates, so a row never gets two runs.
-4. The sensor yields the run requests.
+   archived key; the email's later steps read it from there.
 
 Where the objects come from: an inbox with an announcement source (S3 event
 notifications through SQS, ``?queue=``) hands over the objects announced since
 the last tick, so a tick's cost does not depend on the bucket; a reconciling
 tick also lists the inbox prefix, for objects whose notification was lost
 (the queue created after they arrived, messages expired). An inbox without
-announcements is listed on every tick. An announcement whose object is no
-longer pending (taken by a reconciling tick before its message arrived) is
-dropped (``forget``).
+announcements is listed on every tick. An announcement is left in the queue
+until its object is archived: it comes back after the queue's visibility
+timeout, and is deleted (``forget``) once the object is no longer pending.
 
 A pending name that was used before by a *different* email (same name, other
 bytes: a person dropping ``issue.eml`` twice) is archived first, because the
 archive picks its ``-dupN`` name, and registered under that name after: the
 one window where a crash between the two leaves the object only in the
-archive (it is still there, never deleted, and the log says which).
+archive (it is still there, never deleted, and the log says which). A name
+nobody should have chosen (a backslash, control characters, bytes that are not
+UTF-8, too long to archive) is archived and registered under a plain stand-in
+(``seams.inbox.archive_name``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from inbox_pipeline.services.context import Pipeline, utcnow
 
 if TYPE_CHECKING:
-    from inbox_pipeline.seams.inbox import Inbox, InboxObject
+    from collections.abc import Collection
 
-# A registered email whose run has not started after this long is requested again.
-UNLAUNCHED_AFTER = timedelta(minutes=2)
-# ... but only within this window: older rows need a person (they are listed by status).
-UNLAUNCHED_WINDOW = timedelta(days=2)
+    from inbox_pipeline.seams.inbox import InboxObject
+
 
 
 @dataclass(frozen=True)
 class Registered:
     email_id: int
-    storage_key: str  # the archived key: what the run reads, and its Dagster run key
+    storage_key: str  # the archived key: what the run reads
     size: int
-    new: bool  # False when an earlier tick registered it (the run request is repeated safely)
+    new: bool  # False when an earlier attempt registered it (a retry or re-execution)
     registered_at: datetime | None = None
-
-    @property
-    def run_key(self) -> str:
-        """Stable for this registration (Dagster launches one run per key), new if the row is ever re-created."""
-        stamp = f"{self.registered_at:%Y%m%dT%H%M%S.%f}" if self.registered_at else "-"
-        return f"{self.storage_key}#{self.email_id}@{stamp}"
 
 
 @dataclass
-class IntakeTick:
-    registered: list[Registered] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # already registered, not pending anymore
-    errors: list[str] = field(default_factory=list)  # objects that could not be taken (still pending; the rest went on)
+class PendingTick:
+    """What a sensor tick found: the new objects to request runs for, and how it found them."""
+
+    new: list["InboxObject"] = field(default_factory=list)
+    busy: int = 0  # pending objects a run already has (requested, running, or failed recently)
     listed: int = 0  # objects the listing returned (0 when the prefix was not listed)
     announced: int | None = None  # objects announced; None: the inbox has no announcement source
     reconciled: bool = False  # the prefix was listed (always, without an announcement source)
     unannounced: int = 0  # listed objects that were not announced (a lost or late notification)
+    settled: int = 0  # announcements dropped: their object was archived meanwhile
+
+
+@dataclass
+class IntakeTick:
+    """What taking some pending objects did."""
+
+    registered: list[Registered] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already registered, not pending anymore
+    errors: list[str] = field(default_factory=list)  # objects that could not be taken (still pending)
+    not_taken: list[tuple[str, str]] = field(default_factory=list)  # (key, why) of the same objects
+    found: PendingTick = field(default_factory=PendingTick)
+
+    # How the objects were found (``take_new_emails``), as the sensor reports it.
+    @property
+    def listed(self) -> int:
+        return self.found.listed
+
+    @property
+    def announced(self) -> int | None:
+        return self.found.announced
+
+    @property
+    def reconciled(self) -> bool:
+        return self.found.reconciled
+
+    @property
+    def unannounced(self) -> int:
+        return self.found.unannounced
 
 
 # Objects are taken in parallel: each is a few S3 and database round trips, so a burst of
-# 200 waits ~1/8 as long before its runs are requested.
+# 200 waits ~1/8 as long before its emails go on.
 INTAKE_THREADS = 8
 
 
-def take_new_emails(
-    pipeline: Pipeline, *, limit: int, now: datetime | None = None, reconcile: bool = True
-) -> IntakeTick:
-    """Register and archive up to ``limit`` pending emails.
+def find_pending(
+    pipeline: Pipeline, *, limit: int, reconcile: bool = True, busy: "Collection[str]" = ()
+) -> PendingTick:
+    """Up to ``limit`` pending objects that no run has yet (``busy``: their names), in key order.
 
-    With an announcing inbox the announced objects are taken, and with
-    ``reconcile`` the prefix is listed too; without announcements it is always
-    listed. Listing and queue errors propagate (the tick fails and the next one
-    starts over); an error on one object is reported in ``errors`` and the object
-    stays pending, while every other object is taken (each is complete on its own,
-    see above): one bad object never holds the others back.
+    Writes nothing: announced objects are looked up (still pending?) and an
+    announcement whose object is gone is deleted from the queue, the one change,
+    to a message that has done its work. Listing and queue errors propagate.
     """
+    inbox = pipeline.inbox
+    tick = PendingTick()
+    found: dict[str, "InboxObject"] = {}
+    announced = inbox.take_announced(limit)
+    tick.announced = None if announced is None else len(announced)
+    for obj in announced or ():
+        if obj.key in busy or obj.key in found:
+            tick.busy += 1
+        elif inbox.is_pending(obj.key):
+            found[obj.key] = obj
+        else:
+            inbox.forget(obj.key)  # archived meanwhile: its announcement has done its work
+            tick.settled += 1
+    if announced is None or reconcile:
+        # Busy objects come first in the listing as often as not: list past them.
+        listed = inbox.list_pending(limit + len(busy))
+        tick.listed, tick.reconciled = len(listed), True
+        taken = {obj.key for obj in announced or ()}
+        for obj in listed:
+            if obj.key in busy:
+                tick.busy += 1
+                continue
+            if announced is not None and obj.key not in taken:
+                tick.unannounced += 1  # its notification was lost or is late
+            found.setdefault(obj.key, obj)
+    tick.new = sorted(found.values(), key=lambda obj: obj.key)[:limit]
+    return tick
+
+
+def take_pending(pipeline: Pipeline, objects: "list[InboxObject]", *, now: datetime | None = None) -> IntakeTick:
+    """Register and archive each object (the run's first op); one object's error is reported in
+    ``errors`` and never holds back the others (each is complete on its own, see above)."""
     from concurrent.futures import ThreadPoolExecutor
 
     tick = IntakeTick()
-    pending = _pending(pipeline.inbox, limit, reconcile, tick)
-    if not pending:
-        return tick  # the common tick: no threads to start
+    if not objects:
+        return tick
 
     def take(obj):
         try:
             return _take_one(pipeline, obj, now)
-        except Exception as exc:  # noqa: BLE001 - reported by the sensor; the next tick retries
+        except Exception as exc:  # noqa: BLE001 - reported; the object stays pending
             return exc
 
-    with ThreadPoolExecutor(min(INTAKE_THREADS, len(pending)), thread_name_prefix="intake") as pool:
-        for obj, result in zip(pending, pool.map(take, pending)):
+    with ThreadPoolExecutor(min(INTAKE_THREADS, len(objects)), thread_name_prefix="intake") as pool:
+        for obj, result in zip(objects, pool.map(take, objects)):
             if isinstance(result, Exception):
                 tick.errors.append(f"{obj.key!r}: {type(result).__name__}: {result}")
+                tick.not_taken.append((obj.key, f"{type(result).__name__}: {result}"))
             elif isinstance(result, Registered):
                 tick.registered.append(result)
             elif isinstance(result, str):
@@ -113,42 +170,63 @@ def take_new_emails(
     return tick
 
 
-def _pending(inbox: "Inbox", limit: int, reconcile: bool, tick: IntakeTick) -> "list[InboxObject]":
-    """Announced objects, plus (reconciling, or with no announcements) the listed ones, in key order."""
-    announced = inbox.take_announced(limit)
-    tick.announced = None if announced is None else len(announced)
-    if announced is not None and not reconcile:
-        return announced
-    listed = inbox.list_pending(limit)
-    tick.listed, tick.reconciled = len(listed), True
-    if announced is None:
-        return listed
-    taken = {obj.key for obj in announced}
-    missed = [obj for obj in listed if obj.key not in taken]  # their notification was lost or is late
-    tick.unannounced = len(missed)
-    return sorted(announced + missed[: max(0, limit - len(announced))], key=lambda obj: obj.key)
+def give_up_taking(pipeline: Pipeline, not_taken: list[tuple[str, str]]) -> None:
+    """After the last attempt: an object registered but never archived gets its row failed with the
+    reason (the object itself stays pending, for a person or a later run)."""
+    from inbox_pipeline.db.errors import InvalidTransition
+    from inbox_pipeline.db.intake import find_inbound, set_state
+    from inbox_pipeline.db.models import InboundState
+    from inbox_pipeline.seams.inbox import archive_name
+
+    for key, why in not_taken:
+        with pipeline.sessions.begin() as session:
+            for row in find_inbound(session, storage_key=archive_name(key)):
+                try:
+                    with session.begin_nested():
+                        reason = f"could not move it out of the inbox: {why}"
+                        set_state(session, row.id, InboundState.FAILED, reason[:2000])
+                except InvalidTransition:
+                    pass  # finished before: an older email under the same name
+
+
+def take_new_emails(
+    pipeline: Pipeline, *, limit: int, now: datetime | None = None, reconcile: bool = True
+) -> IntakeTick:
+    """Find and take up to ``limit`` pending emails in one go (scripts, benchmarks and tests)."""
+    found = find_pending(pipeline, limit=limit, reconcile=reconcile)
+    tick = take_pending(pipeline, found.new, now=now)
+    tick.found = found
+    return tick
+
+
+# A registered email in one of these states still has work to do: a retry or re-execution of
+# the run that took it carries on with it (every later stage is idempotent).
+_UNFINISHED = ("received", "parsed", "routed", "ready", "failed")
 
 
 def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | str | None":
-    """Register and archive one pending object: its registration, its archived key when it was
-    registered and finished before (skipped), or None when another tick archived it meanwhile."""
-    from inbox_pipeline.db.intake import register_inbound
-    from inbox_pipeline.db.models import InboundState
+    """Register and archive one pending object: its registration (also when an earlier attempt of
+    the run took it), its archived key when it was registered and finished before (skipped), or
+    None when it is gone (taken by another run and not registered here)."""
+    from inbox_pipeline.db.intake import find_inbound, register_inbound
     from inbox_pipeline.seams.inbox import ObjectNotFound, ObjectTooLarge
     from inbox_pipeline.seams.inbox import archive_name as inbox_archive_name
 
     inbox, sessions = pipeline.inbox, pipeline.sessions
+    name = inbox_archive_name(obj.key)  # a plain, registrable name, whatever the sender or writer chose
     try:
         data = inbox.read(obj.key)
         size, sha = len(data), hashlib.sha256(data).hexdigest()
     except ObjectNotFound:
-        inbox.forget(obj.key)  # archived meanwhile (by another tick, or announced after a listing took it)
-        return None
+        inbox.forget(obj.key)
+        with sessions() as session:  # archived by an earlier attempt of this run?
+            rows = [r for r in find_inbound(session, storage_key=name) if r.state in _UNFINISHED]
+            taken = [Registered(r.id, r.storage_key, int(r.size), False, r.created_at) for r in rows]
+        return taken[0] if taken else None
     except ObjectTooLarge as exc:
         # Registered unread (its size says enough), so it is recorded, not retried: parsing fails it.
         size, sha = exc.size, hashlib.sha256(f"unread {obj.key} {obj.version}".encode()).hexdigest()
     received_at = obj.last_modified or now or utcnow()
-    name = inbox_archive_name(obj.key)  # a plain, registrable name, whatever the sender or writer chose
     with sessions.begin() as session:
         row, created = register_inbound(session, storage_key=name, size=size, sha256=sha, received_at=received_at)
         row_id, row_sha, row_state, row_created = row.id, row.sha256, row.state, row.created_at
@@ -165,7 +243,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | st
         archived = inbox.archive(obj.key)
         if archived != name:
             _rename_storage_key(pipeline, row_id, archived)
-    if row_state == InboundState.RECEIVED.value:
+    if row_state in _UNFINISHED:
         return Registered(row_id, archived, size, created, row_created)
     return archived
 
@@ -179,29 +257,22 @@ def _rename_storage_key(pipeline: Pipeline, email_id: int, archived_key: str) ->
         session.execute(update(InboundEmail).where(InboundEmail.id == email_id).values(storage_key=archived_key))
 
 
-def unlaunched(
-    pipeline: Pipeline,
-    *,
-    older_than: timedelta = UNLAUNCHED_AFTER,
-    limit: int = 100,
-    now: datetime | None = None,
-) -> list[Registered]:
-    """Registered emails still in ``received`` after ``older_than``: their run may never have been requested."""
-    from sqlalchemy import or_, select
+def fanout_copies(pipeline: Pipeline, *, limit: int = 100) -> list[int]:
+    """Copies that routing made for further users among an email's envelope recipients, not yet processed.
+
+    They have no inbox object, so the sensor requests a run by their id (its run key keeps it to one).
+    Reads only: a previewed tick changes nothing.
+    """
+    from sqlalchemy import select
 
     from inbox_pipeline.db.models import InboundEmail, InboundState
 
-    now = now or utcnow()
     with pipeline.sessions() as session:
-        rows = session.execute(
-            select(InboundEmail.id, InboundEmail.storage_key, InboundEmail.size, InboundEmail.created_at)
-            .where(
-                InboundEmail.state == InboundState.RECEIVED.value,
-                # A fan-out copy (made by routing, for a further user) has no run yet: request it at once.
-                or_(InboundEmail.created_at < now - older_than, InboundEmail.fanout_of_id.is_not(None)),
-                InboundEmail.created_at > now - UNLAUNCHED_WINDOW,
+        return list(
+            session.scalars(
+                select(InboundEmail.id)
+                .where(InboundEmail.state == InboundState.RECEIVED.value, InboundEmail.fanout_of_id.is_not(None))
+                .order_by(InboundEmail.id)
+                .limit(limit)
             )
-            .order_by(InboundEmail.id)
-            .limit(limit)
-        ).all()
-    return [Registered(row.id, row.storage_key, int(row.size), False, row.created_at) for row in rows]
+        )

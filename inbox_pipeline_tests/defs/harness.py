@@ -32,11 +32,11 @@ def inbox_batch_job() -> dg.JobDefinition:
     return build_definitions().resolve_job_def("process_inbox_batch")
 
 
-def requested_emails(request: dg.RunRequest) -> list[int]:
-    """The inbound email ids a run request names (one for process_email, several for a batch)."""
-    from inbox_pipeline.defs.email.job import email_ids_of_run
+def requested_emails(request: dg.RunRequest) -> list[str]:
+    """The names of the pending inbox objects a run request names (one for process_email, several for a batch)."""
+    from inbox_pipeline.defs.email.job import inbox_objects_of_run
 
-    return email_ids_of_run(request)
+    return inbox_objects_of_run(request)
 
 
 def job_for(job_name: str | None):
@@ -94,6 +94,20 @@ class Deployment:
         ) as result:
             self.results.append(result)
             return result
+
+    def emails_of(self, result: dg.ExecuteJobResult) -> list[int]:
+        """The inbound email ids a run registered (its first op tags them)."""
+        from inbox_pipeline.defs.email.job import email_ids_of_run
+
+        return email_ids_of_run(self.instance.get_run_by_id(result.run_id))
+
+    def queue(self, request: dg.RunRequest) -> dg.DagsterRun:
+        """The run the daemon creates for ``request``, not started yet (waiting in the queue)."""
+        return self.instance.create_run_for_job(
+            job_for(request.job_name).get_definition(),
+            run_config=request.run_config,
+            tags={**request.tags, "dagster/run_key": request.run_key or ""},
+        )
 
     def reexecute(self, parent_run_id: str, *, from_failure: bool = True, step_selection=None) -> dg.ExecuteJobResult:
         job = job_for(self.instance.get_run_by_id(parent_run_id).job_name)

@@ -29,23 +29,42 @@ def test_a_tick_takes_at_most_the_cap_and_the_rest_wait_for_the_next(monkeypatch
             requests = requests_of(dep.tick())
             sizes.append(sum(len(requested_emails(r)) for r in requests))
             keys += [r.run_key for r in requests]
-            # Each request names its emails in config and tags, for the run and the UI: a lone
-            # email gets a per-email run, two taken together one batch run.
-            ids += [i for r in requests for i in requested_emails(r)]
             for r in requests:
+                # A lone email gets a per-email run, two found together one batch run.
                 if r.job_name == "process_inbox_batch":
                     assert r.tags["inbox-pipeline/email-count"] == str(len(requested_emails(r)))
                 else:
-                    assert r.tags["inbox-pipeline/email-id"]
+                    assert r.tags["inbox-pipeline/inbox-key"] == "m4.eml"
+                result = dep.run(r)
+                assert result.success
+                ids += dep.emails_of(result)  # the run registered them and tagged itself
         assert sizes == [2, 2, 1, 0]
         assert len(set(keys)) == 3 and sorted(ids) == sorted(r[0] for r in dep.rows())
-        assert sorted(r[1] for r in dep.rows()) == ["received"] * 5
+        assert sorted(r[1] for r in dep.rows()) == ["delivered"] * 5
         skipped = dep.tick()
         assert isinstance(skipped, dg.SensorResult) and "no new email" in (skipped.skip_reason.skip_message or "")
 
 
-def test_restart_between_register_and_archive_registers_once(monkeypatch, tmp_path) -> None:
-    """A daemon killed after registering but before archiving: the next tick finishes the job, same row."""
+def test_emails_whose_run_waits_in_the_queue_are_not_requested_again(monkeypatch, tmp_path) -> None:
+    """The daemon created the run (queued): the next tick leaves its emails alone and finds only new ones."""
+    with deployment(monkeypatch, tmp_path) as dep:
+        address = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
+        inbox = dep.pipeline().inbox
+        for n in range(3):
+            inbox.put(f"q{n}.eml", mails.newsletter(n, address))
+        (first,) = requests_of(dep.tick())
+        again = requests_of(dep.tick())  # the daemon died before creating the run: the same request
+        assert [(r.run_key, r.run_config) for r in again] == [(first.run_key, first.run_config)]
+        dep.queue(first)
+        assert requests_of(dep.tick()) == []
+        inbox.put("late.eml", mails.newsletter(9, address))
+        (late,) = requests_of(dep.tick())
+        assert requested_emails(late) == ["late.eml"]
+        assert dep.rows() == []  # only runs register
+
+
+def test_a_run_killed_between_register_and_archive_is_retaken_by_its_retry_same_row(monkeypatch, tmp_path) -> None:
+    """A run killed after registering but before archiving: its retry (or re-execution) finishes the job."""
     from inbox_pipeline.db.intake import register_inbound
 
     with deployment(monkeypatch, tmp_path) as dep:
@@ -53,34 +72,17 @@ def test_restart_between_register_and_archive_registers_once(monkeypatch, tmp_pa
         data = mails.newsletter(1, address)
         inbox = dep.pipeline().inbox
         inbox.put("m1.eml", data)
+        (request,) = requests_of(dep.tick())
         (obj,) = inbox.list_pending(10)
-        with dep.pipeline().sessions.begin() as session:  # what the killed tick had done
+        with dep.pipeline().sessions.begin() as session:  # what the killed attempt had done
             row, created = register_inbound(
                 session, storage_key="m1.eml", size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                 received_at=obj.last_modified,
             )
             first_id = row.id
-        (request,) = requests_of(dep.tick())
-        assert request.tags["inbox-pipeline/email-id"] == str(first_id)
+        result = dep.run(request)
+        assert result.success and dep.emails_of(result) == [first_id]
         assert inbox.list_pending(10) == []
-        assert len(dep.rows()) == 1
-        assert dep.run(request).success
-        assert [r[1] for r in dep.rows()] == ["delivered"]
-
-
-def test_restart_after_archive_before_the_run_is_requested_again_with_the_same_key(monkeypatch, tmp_path) -> None:
-    """A daemon killed after archiving but before launching: the run is requested again, under the same run key."""
-    with deployment(monkeypatch, tmp_path, RELAUNCH_AFTER_SECONDS="2") as dep:
-        address = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
-        dep.pipeline().inbox.put("m1.eml", mails.newsletter(1, address))
-        (lost,) = requests_of(dep.tick())  # the daemon dies before launching it
-        assert requests_of(dep.tick()) == []  # too fresh to be called lost
-        time.sleep(2.5)
-        (again,) = requests_of(dep.tick())
-        assert again.run_key == lost.run_key  # Dagster launches one run per run key
-        assert again.run_config == lost.run_config
-        assert dep.run(again).success
-        assert requests_of(dep.tick()) == []
         assert [r[1] for r in dep.rows()] == ["delivered"]
 
 
@@ -111,7 +113,7 @@ def test_s3_unreachable_during_a_tick_loses_nothing(monkeypatch, tmp_path, s3_vi
         proxy.reconnect()
         runs = dep.drain()
         assert all(r.success for r in runs)
-        assert sorted(i for r in dep.requested for i in requested_emails(r)) == sorted(r[0] for r in dep.rows())
+        assert sorted(i for r in runs for i in dep.emails_of(r)) == sorted(r[0] for r in dep.rows())
         assert sorted(r[1] for r in dep.rows()) == ["delivered"] * 6
         assert len(smtp_sink.messages) == 6
         subjects = sorted(" ".join(str(m["Subject"]).split()) for m in smtp_sink.parsed())
@@ -127,14 +129,18 @@ def test_tick_cost_does_not_grow_with_the_emails_already_processed(monkeypatch, 
         def one_tick_bytes(name: str) -> int:
             inbox.put(name, mails.newsletter(1, address))
             before = proxy.bytes_down
-            assert len(requests_of(dep.tick())) == 1
-            return proxy.bytes_down - before
+            (request,) = requests_of(dep.tick())
+            spent = proxy.bytes_down - before
+            assert dep.run(request).success
+            return spent
 
         first = one_tick_bytes("first")
         # Many emails arrive in the same second, all are taken.
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda n: inbox.put(f"burst-{n:03d}", mails.newsletter(n, address)), range(80)))
-        assert sum(len(requested_emails(r)) for r in requests_of(dep.tick())) == 80
+        burst = requests_of(dep.tick())
+        assert sum(len(requested_emails(r)) for r in burst) == 80
+        assert all(dep.run(r).success for r in burst)
         later = one_tick_bytes("later")
         assert later <= first * 1.3 + 2000, (first, later)
         s3 = boto3.client("s3")
@@ -151,15 +157,23 @@ def test_an_announced_inbox_reconciles_on_the_first_tick_then_only_after_the_int
     import json
 
     inbox_uri = f"s3://{s3_bucket}/incoming/?queue={event_queue.url}"
-    with deployment(monkeypatch, tmp_path, INBOX=inbox_uri, RECONCILE_SECONDS="2") as dep:
+    with deployment(monkeypatch, tmp_path, INBOX=inbox_uri, RECONCILE_SECONDS="600") as dep:
         address = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
         inbox = dep.pipeline().inbox
+
+        def tick_and_run() -> list[str]:
+            """The inbox keys the tick's runs took (each run executed, as the daemon would)."""
+            keys = []
+            for request in requests_of(dep.tick()):
+                keys.append(request.tags["inbox-pipeline/inbox-key"])
+                assert dep.run(request).success
+            return keys
+
         inbox.put("before-the-queue", mails.newsletter(1, address))  # never announced
         event_queue.notify(s3_bucket)
 
         first = time.time()
-        (run,) = requests_of(dep.tick())  # no cursor yet: reconcile
-        assert run.tags["inbox-pipeline/inbox-key"] == "before-the-queue"
+        assert tick_and_run() == ["before-the-queue"]  # no cursor yet: reconcile
         reconciled_at = json.loads(dep.cursors["inbox_sensor"])["reconciled_at"]
         assert first <= reconciled_at <= time.time()
 
@@ -167,26 +181,28 @@ def test_an_announced_inbox_reconciles_on_the_first_tick_then_only_after_the_int
         inbox.put("lost", mails.newsletter(2, address))  # its notification is lost
         event_queue.notify(s3_bucket)
         inbox.put("announced", mails.newsletter(3, address))
-        (run,) = requests_of(dep.tick())  # within the interval: the queue only
-        assert run.tags["inbox-pipeline/inbox-key"] == "announced"
+        assert tick_and_run() == ["announced"]  # within the interval: the queue only
         assert json.loads(dep.cursors["inbox_sensor"])["reconciled_at"] == reconciled_at
-        assert requests_of(dep.tick()) == []
+        assert tick_and_run() == []
 
-        time.sleep(2.1)
-        (run,) = requests_of(dep.tick())  # the interval has passed: the listing finds it
-        assert run.tags["inbox-pipeline/inbox-key"] == "lost"
+        dep.cursors["inbox_sensor"] = json.dumps({"reconciled_at": time.time() - 601})  # the interval has passed
+        assert tick_and_run() == ["lost"]  # the listing finds it
         assert json.loads(dep.cursors["inbox_sensor"])["reconciled_at"] > reconciled_at
 
         event_queue.stop_notifying(s3_bucket)
         inbox.put("lost-again", mails.newsletter(4, address))
         dep.cursors["inbox_sensor"] = "garbled"  # an unreadable cursor means: reconcile now
-        (run,) = requests_of(dep.tick())
-        assert run.tags["inbox-pipeline/inbox-key"] == "lost-again"
+        assert tick_and_run() == ["lost-again"]
         json.loads(dep.cursors["inbox_sensor"])
 
-        assert sorted(r[1] for r in dep.rows()) == ["received"] * 4
-        assert event_queue.messages() == 0
+        assert sorted(r[1] for r in dep.rows()) == ["delivered"] * 4
         assert inbox.list_pending(10) == []
+        # An announcement stays in the queue until its object is archived; the first tick that
+        # reads it again (after the queue's visibility timeout) deletes it.
+        deadline = time.monotonic() + 30
+        while event_queue.messages() and time.monotonic() < deadline:
+            assert tick_and_run() == []
+        assert event_queue.messages() == 0
 
 
 def test_the_sensor_description_says_where_new_emails_come_from(monkeypatch, tmp_path) -> None:
@@ -200,3 +216,78 @@ def test_the_sensor_description_says_where_new_emails_come_from(monkeypatch, tmp
     announced = description(INBOX="s3://bucket/incoming/?queue=inbox-events", RECONCILE_SECONDS="900")
     assert "S3 event notifications on an SQS queue" in announced and "every 900 s" in announced
     assert "every 600 s" in description(INBOX="s3://bucket/incoming/?queue=inbox-events")
+
+
+PREVIEW = """
+mutation Preview($selector: SensorSelector!, $cursor: String) {
+  sensorDryRun(selectorData: $selector, cursor: $cursor) {
+    __typename
+    ... on DryRunInstigationTick {
+      evaluationResult { runRequests { runKey jobName } skipReason error { message } }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("inbox", ["folder", "s3+queue"])
+def test_previewing_a_tick_in_the_ui_changes_no_row_object_or_run(monkeypatch, tmp_path, inbox, request) -> None:
+    """The UI's "Preview tick result" (GraphQL sensorDryRun, through the workspace the webserver
+    loads) shows the runs a tick would request and changes nothing; the real tick then takes all."""
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    from inbox_pipeline_tests.e2e.conftest import ROOT
+
+    values = {}
+    if inbox == "s3+queue":
+        bucket, queue = request.getfixturevalue("s3_bucket"), request.getfixturevalue("event_queue")
+        queue.notify(bucket)
+        values["INBOX"] = f"s3://{bucket}/incoming/?queue={queue.url}"
+    with deployment(monkeypatch, tmp_path, **values) as dep:
+        address = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
+        inbox_seam = dep.pipeline().inbox
+        for n in range(2):
+            inbox_seam.put(f"m{n}.eml", mails.newsletter(n, address))
+        pending = [o.key for o in inbox_seam.list_pending(10)]
+
+        selector = {"repositoryLocationName": "inbox_pipeline", "repositoryName": "__repository__",
+                    "sensorName": "inbox_sensor"}
+        with WorkspaceProcessContext(dep.instance, WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")])) as ws:
+            for _ in range(2):  # previewed twice: the same answer, nothing consumed
+                result = execute_dagster_graphql(ws.create_request_context(), PREVIEW, {"selector": selector, "cursor": None})
+                preview = result.data["sensorDryRun"]
+                assert preview["__typename"] == "DryRunInstigationTick", preview
+                evaluation = preview["evaluationResult"]
+                assert evaluation["error"] is None, evaluation["error"]
+                assert [r["jobName"] for r in evaluation["runRequests"]] == ["process_inbox_batch"]
+
+        assert dep.rows() == []
+        assert [o.key for o in inbox_seam.list_pending(10)] == pending
+        assert dep.instance.get_runs() == []
+
+        (real,) = requests_of(dep.tick())
+        assert real.run_key == evaluation["runRequests"][0]["runKey"]
+        assert dep.run(real).success
+        assert sorted(r[1] for r in dep.rows()) == ["delivered"] * 2
+        assert inbox_seam.list_pending(10) == []
+
+
+def test_poison_names_go_through_the_sensor_and_their_run_under_plain_names(monkeypatch, tmp_path) -> None:
+    """A backslash and a file name that is not UTF-8: requested, taken, delivered, never stuck."""
+    with deployment(monkeypatch, tmp_path) as dep:
+        address = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
+        inbox = dep.pipeline().inbox
+        inbox.path.mkdir(parents=True, exist_ok=True)
+        for n, name in enumerate([b"back\\slash.eml", b"caf\xe9.eml"]):
+            with open(bytes(inbox.path) + b"/" + name, "wb") as fh:
+                fh.write(mails.newsletter(n, address))
+
+        (request,) = requests_of(dep.tick())
+        assert all(value.isprintable() for value in [request.run_key, *request.tags.values()])
+        assert dep.run(request).success
+
+        assert [r[1] for r in dep.rows()] == ["delivered", "delivered"]
+        assert inbox.list_pending(10) == [] and requests_of(dep.tick()) == []

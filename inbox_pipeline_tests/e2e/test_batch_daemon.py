@@ -1,8 +1,7 @@
-"""Run sizing with the real daemon: a burst in batch runs, a broken email failing alone, a quiet email alone."""
+"""Run sizing with the real daemon: a burst in batch runs, an unreadable email failing nothing, a quiet email alone."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 
@@ -19,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 BROKEN = b'{"From": "a@b.example", "Subject": "cut off'  # an inbound-parse webhook body cut short
 
 
-def test_a_burst_goes_through_batch_runs_a_broken_email_fails_alone_and_a_quiet_one_runs_alone(
+def test_a_burst_goes_through_batch_runs_an_unreadable_email_fails_nothing_and_a_quiet_one_runs_alone(
     tmp_path, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink
 ) -> None:
     home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
@@ -46,7 +45,6 @@ def test_a_burst_goes_through_batch_runs_a_broken_email_fails_alone_and_a_quiet_
     try:
         wait_all_final(postgres_url, 25, daemon, instance, timeout=180)
         runs = wait_for(lambda: finished_runs(instance), timeout=60, what="the batch runs to finish")
-        time.sleep(3)  # room for any run-failure handling to act on the failed batch
         burst_rows = rows(postgres_url)
 
         # A quiet inbox: one email, its own per-email run.
@@ -66,14 +64,12 @@ def test_a_burst_goes_through_batch_runs_a_broken_email_fails_alone_and_a_quiet_
     assert sorted(r.job_name for r in runs) == ["process_inbox_batch"] * 3
     in_runs = Counter(i for r in runs for i in email_ids_of_run(r))
     assert sorted(in_runs) == [i for i, _, _, _ in burst_rows] and set(in_runs.values()) == {1}
-    (broken_id,) = [i for i, state, _, _ in burst_rows if state == "failed"]
-    # The broken email's run ends failed, the other two succeed; every other email was delivered once.
-    statuses = {r.status for r in runs if broken_id in email_ids_of_run(r)}
-    assert statuses == {dg.DagsterRunStatus.FAILURE}
-    assert [r.status for r in runs if broken_id not in email_ids_of_run(r)] == [dg.DagsterRunStatus.SUCCESS] * 2
+    (broken_id,) = [i for i, state, _, _ in burst_rows if state == "unreadable"]
+    # The email that is not an email ends unreadable in a green run; every other one was delivered once.
+    assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 3
     states = Counter(state for _, state, _, _ in burst_rows)
-    assert states == {"delivered": 24, "failed": 1}, states
-    assert "not a readable email" in next(reason for i, _, reason, _ in burst_rows if i == broken_id)
+    assert states == {"delivered": 24, "unreadable": 1}, states
+    assert next(reason for i, _, reason, _ in burst_rows if i == broken_id).startswith("not valid JSON: ")
     sent = Counter((tuple(m["to"]), " ".join(str(p["Subject"]).split())) for m, p in zip(smtp_sink.messages, smtp_sink.parsed()))
     assert set(sent.values()) == {1} and len(sent) == 25
     assert sum(n for (to, _), n in sent.items() if to == ("alice_k@kindle.example",)) == 12
@@ -83,4 +79,4 @@ def test_a_burst_goes_through_batch_runs_a_broken_email_fails_alone_and_a_quiet_
     (run,) = quiet
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert run.tags["inbox-pipeline/message-id"] == mails.message_id(41)
-    assert Counter(state for _, state, _, _ in rows(postgres_url)) == {"delivered": 25, "failed": 1}
+    assert Counter(state for _, state, _, _ in rows(postgres_url)) == {"delivered": 25, "unreadable": 1}

@@ -22,7 +22,9 @@ from inbox_pipeline_tests.e2e.proxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-TERMINAL = {"delivered", "unroutable", "duplicate", "quarantined", "confirmation_forwarded", "over_quota", "failed"}
+TERMINAL = {
+    "delivered", "unroutable", "duplicate", "quarantined", "unreadable", "confirmation_forwarded", "over_quota", "failed"
+}
 
 
 def rows(app_db: str) -> list[tuple[int, str, str, str | None]]:

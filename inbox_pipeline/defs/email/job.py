@@ -37,6 +37,7 @@ from inbox_pipeline.defs.email.ops import (
     embed_images,
     forward_confirmation,
     inbox_batch,
+    inbox_not_taken,
     network_retry,
     parse_email,
     prepare_email,
@@ -110,8 +111,8 @@ def build_process_inbox_batch_job(retry_delay_seconds: float = 60) -> dg.JobDefi
     @dg.job(
         name=BATCH_JOB_NAME,
         description=(
-            "A burst of inbound emails in one run: the first op lists them (from the sensor's run config) and "
-            "each email goes through the same steps as process_email on its own (step keys end in [e<email id>]; "
+            "A burst of inbound emails in one run: the first op takes them from the inbox (registers and archives "
+            "each; the sensor's run config names them) and each email goes through the same steps as process_email on its own (step keys end in [e<email id>]; "
             "each step retries alone; one email failing does not stop the others, though the run then ends "
             "failed). Find an email: its `inbox_email` materialization (Message-ID, subject, sender, id) links "
             "to its run; the run's tags give the first and last email id and the count."
@@ -120,28 +121,54 @@ def build_process_inbox_batch_job(retry_delay_seconds: float = 60) -> dg.JobDefi
         executor_def=dg.in_process_executor,
     )
     def process_inbox_batch() -> None:
-        inbox_batch().map(email)
+        emails, not_taken = inbox_batch.with_retry_policy(retry)()
+        emails.map(email)
+        inbox_not_taken(not_taken)
 
     return process_inbox_batch
 
 
-def batch_run_config(emails: list[tuple[int, str]]) -> dict:
-    """Run config of ``process_inbox_batch`` for (email id, inbox key) pairs."""
-    return {"ops": {BATCH_OP: {"config": {"emails": [{"id": i, "key": k} for i, k in emails]}}}}
+def object_config(obj) -> dict:
+    """What a run needs to take one pending inbox object (``InboxObject``) itself."""
+    return {"key": obj.key, "version": obj.version, "received_at": obj.last_modified.isoformat()}
 
 
-def email_ids_of_run(run: dg.DagsterRun | dg.RunRequest) -> list[int]:
-    """The inbound email ids a run (or the sensor's request for one) of either job works on (for
-    failure handling and the UI)."""
+def run_config_for(obj) -> dict:
+    """Run config of ``process_email`` taking one pending inbox object."""
+    return {"ops": {"parse_email": {"config": {"inbox": object_config(obj)}}}}
+
+
+def batch_run_config(objects: list) -> dict:
+    """Run config of ``process_inbox_batch`` taking pending inbox objects."""
+    return {"ops": {BATCH_OP: {"config": {"emails": [object_config(o) for o in objects]}}}}
+
+
+def inbox_objects_of_run(run: dg.DagsterRun | dg.RunRequest) -> list[str]:
+    """The names of the pending inbox objects a run of either job takes."""
+    ops = (run.run_config or {}).get("ops", {})
+    if run.job_name == BATCH_JOB_NAME:
+        entries = ops.get(BATCH_OP, {}).get("config", {}).get("emails", [])
+    elif run.job_name == JOB_NAME:
+        entries = [ops.get("parse_email", {}).get("config", {}).get("inbox") or {}]
+    else:
+        return []
+    return [e["key"] for e in entries if isinstance(e, dict) and e.get("key")]
+
+
+def email_ids_of_run(run: dg.DagsterRun) -> list[int]:
+    """The inbound email ids a run of either job worked on, from the tags its first op adds once
+    it has registered them (a run that has not got that far has none yet)."""
+    from inbox_pipeline.defs.alerts import TAG_EMAIL_IDS
     from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID
 
     ops = (run.run_config or {}).get("ops", {})
-    if run.job_name == BATCH_JOB_NAME:
-        return [int(e["id"]) for e in ops.get(BATCH_OP, {}).get("config", {}).get("emails", [])]
-    if run.tags.get(TAG_EMAIL_ID):
-        return [int(run.tags[TAG_EMAIL_ID])]
-    email_id = ops.get("parse_email", {}).get("config", {}).get("inbound_email_id")
-    return [int(email_id)] if email_id is not None else []
+    ids = [int(i) for i in run.tags.get(TAG_EMAIL_IDS, "").split(",") if i.strip().isdigit()]
+    if run.tags.get(TAG_EMAIL_ID, "").isdigit():
+        ids.append(int(run.tags[TAG_EMAIL_ID]))
+    email_id = ops.get("parse_email", {}).get("config", {}).get("inbound_email_id")  # a replay by id
+    if email_id and int(email_id) not in ids:
+        ids.append(int(email_id))
+    return ids
 
 
 __all__ = [
@@ -152,4 +179,6 @@ __all__ = [
     "build_process_email_job",
     "build_process_inbox_batch_job",
     "email_ids_of_run",
+    "inbox_objects_of_run",
+    "run_config_for",
 ]

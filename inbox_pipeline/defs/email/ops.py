@@ -39,27 +39,60 @@ ON_THE_WAY = ("routed", "ready")  # routing's outcome for an email that goes on 
 DELIVERED_OUTCOMES = ON_THE_WAY + ("sent", "link_sent", "delivered", "already_sent")  # nothing to point out
 
 
-class EmailConfig(dg.Config):
-    """Which registered inbound email this run processes (set by the inbox sensor)."""
+class InboxObjectConfig(dg.Config):
+    """A pending inbox object the run takes (registers and archives) itself."""
 
-    inbound_email_id: int
+    key: str
+    version: str = ""
+    received_at: str = ""  # ISO 8601, when the inbox got it
+
+
+class EmailConfig(dg.Config):
+    """Which email this run processes: a pending inbox object (set by the inbox sensor), or an
+    inbound email registered before (an operator's replay by id)."""
+
+    inbox: InboxObjectConfig | None = None
+    inbound_email_id: int = 0
     storage_key: str = ""
 
 
-class BatchEmail(dg.Config):
-    id: int
-    key: str = ""  # the inbox archive key, for the UI
-
-
 class BatchConfig(dg.Config):
-    """The registered inbound emails one batch run processes (set by the inbox sensor)."""
+    """The pending inbox objects one batch run takes and processes (set by the inbox sensor)."""
 
-    emails: list[BatchEmail]
+    emails: list[InboxObjectConfig]
 
 
 def mapping_key(email_id: int) -> str:
     """The email's mapping key in a batch run: its steps are ``email.<op>[e<id>]``."""
     return f"e{email_id}"
+
+
+def take_from_inbox(context: dg.OpExecutionContext, p, objects: list[InboxObjectConfig]):
+    """Register and archive the run's pending objects (the sensor only found them, so that a
+    previewed tick changes nothing). Errors are retried with the op (taking is idempotent); on the
+    last attempt the objects taken go on and the rest are returned as errors."""
+    from datetime import datetime, timezone
+
+    from inbox_pipeline.seams.inbox import InboxObject
+    from inbox_pipeline.services.intake import take_pending
+
+    def received(text: str) -> datetime:
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            return datetime.now(timezone.utc)
+
+    found = [InboxObject(o.key, 0, received(o.received_at), o.version) for o in objects]
+    tick = take_pending(p, found)
+    if tick.errors and context.retry_number < MAX_RETRIES:
+        raise RuntimeError(f"{len(tick.errors)} email(s) could not be taken from the inbox: {tick.errors[0]}")
+    if tick.not_taken:
+        from inbox_pipeline.services.intake import give_up_taking
+
+        give_up_taking(p, tick.not_taken)
+    for skipped in tick.skipped:
+        _note(context, f"{skipped}: taken and finished before (nothing to do)", routine=False)
+    return tick
 
 
 def tag_run(context: dg.OpExecutionContext, tags: dict[str, str]) -> None:
@@ -409,7 +442,17 @@ def _deliver(context: dg.OpExecutionContext, p, epub):
     ),
 )
 def parse_email(context: dg.OpExecutionContext, config: EmailConfig, pipeline: PipelineResource):
-    parsed = _parse(context, pipeline.pipeline(), config.inbound_email_id)
+    p = pipeline.pipeline()
+    email_id = config.inbound_email_id
+    if config.inbox is not None:
+        tick = take_from_inbox(context, p, [config.inbox])
+        if tick.errors:
+            raise dg.Failure(description=f"could not take the email from the inbox: {tick.errors[0]}")
+        if not tick.registered:
+            return  # taken and finished by an earlier run
+        email_id = tick.registered[0].email_id
+        tag_run(context, {TAG_EMAIL_ID: str(email_id), TAG_INBOX_KEY: tick.registered[0].storage_key})
+    parsed = _parse(context, p, email_id)
     if parsed is not None:
         yield dg.Output(parsed)
 
@@ -514,13 +557,38 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
 
 
 @dg.op(
-    description="List the batch's emails (from the run config): one mapped output per email, so each goes "
-    "through its own steps.",
-    out=dg.DynamicOut(int, description="An inbound email id; the mapping key is e<id>."),
+    description="Take the batch's emails from the inbox (named in the run config): register each once and move "
+    "it to the archive; one mapped output per email, so each goes through its own steps.",
+    out={
+        "emails": dg.DynamicOut(int, description="An inbound email id; the mapping key is e<id>."),
+        "not_taken": dg.Out(list, is_required=False, description="Objects that could not be taken, with why."),
+    },
 )
-def inbox_batch(context: dg.OpExecutionContext, config: BatchConfig):
-    for email in config.emails:
-        yield dg.DynamicOutput(email.id, mapping_key=mapping_key(email.id))
+def inbox_batch(context: dg.OpExecutionContext, config: BatchConfig, pipeline: PipelineResource):
+    from inbox_pipeline.defs.alerts import TAG_EMAIL_IDS
+
+    tick = take_from_inbox(context, pipeline.pipeline(), config.emails)
+    ids = sorted(r.email_id for r in tick.registered)
+    if ids:
+        context.instance.add_run_tags(context.run_id, {TAG_EMAIL_IDS: ",".join(map(str, ids))})
+    for email_id in ids:
+        yield dg.DynamicOutput(email_id, output_name="emails", mapping_key=mapping_key(email_id))
+    if tick.errors:
+        yield dg.Output(tick.errors, output_name="not_taken")
+
+
+@dg.op(
+    description="Fails the run (so the operator is alerted) when some of the batch's emails could not be taken "
+    "from the inbox; they stay there, and the sensor requests them again a day later.",
+    out={},
+)
+def inbox_not_taken(context: dg.OpExecutionContext, not_taken: list):
+    for error in not_taken:
+        context.log.error(f"could not take this email from the inbox (it stays there): {error}")
+    raise dg.Failure(
+        description=f"{len(not_taken)} email(s) could not be taken from the inbox: {'; '.join(not_taken)[:1000]}",
+        allow_retries=False,
+    )
 
 
 @dg.op(

@@ -1,8 +1,16 @@
-"""The inbox sensor: new emails -> registered rows -> runs.
+"""The inbox sensor: pending emails -> runs that take them.
 
-Run sizing (README "Throughput"): a tick that takes one email launches the
+The sensor only finds pending objects and requests runs; the run's first op
+registers and archives them (``services.intake``). So "Preview tick result" in
+the UI, a dry run whose requests are dropped, changes no row, object or run. A
+pending object already named by a run that has not finished (queued, starting,
+running), or by one that failed in the last ``retake_after_seconds`` (default a
+day; the run-failure sensor has alerted), is left alone; the run key (the
+object's name and version) keeps it in exactly one run if a tick is repeated.
+
+Run sizing (README "Throughput"): a tick that finds one email launches the
 per-email job (lowest latency; the run is tagged with the email's Message-ID,
-user and subject). A tick that takes several launches ``process_inbox_batch``
+user and subject). A tick that finds several launches ``process_inbox_batch``
 runs of at most ``INBOX_PIPELINE_BATCH_SIZE`` emails each (default 100), split
 evenly (and in two from 20 emails on) so that several runs share the cores; each email keeps its own steps and
 retries inside the run. ``INBOX_PIPELINE_BATCH_SIZE=1`` means one run per email
@@ -24,85 +32,92 @@ import time
 
 import dagster as dg
 
-from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_INBOX_KEY
+from inbox_pipeline.defs.email.ops import TAG_INBOX_KEY
 from inbox_pipeline.defs.resources import PipelineResource
 
 INBOX_SENSOR = "inbox_sensor"
 # A burst of at least this many emails is split into at least two runs, so both cores of a
 # small machine work on it (a run executes its steps one at a time).
 SPLIT_FROM = 20
-# Batch runs: the emails' id range ("12..61") and how many; each email's own
-# materializations (Message-ID, subject, sender, id) link to the run.
-TAG_EMAILS = "inbox-pipeline/emails"
+# Batch runs: how many emails (their ids are tagged once the run has registered them); each
+# email's own materializations (Message-ID, subject, sender, id) link to the run.
 TAG_EMAIL_COUNT = "inbox-pipeline/email-count"
+# Objects of a run that failed (it alerted) are requested again only after this long.
+RETAKE_AFTER_SECONDS = 24 * 3600
 
 
-def run_request_for(registered) -> dg.RunRequest:
-    from inbox_pipeline.defs.email.job import JOB_NAME
+def run_key_for(obj) -> str:
+    """One object's run key: its (printable) name and version, so a reused name is a new run."""
+    from inbox_pipeline.seams.inbox import archive_name
+
+    return f"inbox:{archive_name(obj.key)}@{obj.version}"
+
+
+def run_request_for(obj) -> dg.RunRequest:
+    from inbox_pipeline.defs.email.job import JOB_NAME, run_config_for
+    from inbox_pipeline.seams.inbox import archive_name
 
     return dg.RunRequest(
-        run_key=registered.run_key,
+        run_key=run_key_for(obj),
         job_name=JOB_NAME,
-        run_config={
-            "ops": {
-                "parse_email": {
-                    "config": {"inbound_email_id": registered.email_id, "storage_key": registered.storage_key}
-                }
-            }
-        },
-        tags={TAG_EMAIL_ID: str(registered.email_id), TAG_INBOX_KEY: registered.storage_key},
+        run_config=run_config_for(obj),
+        tags={TAG_INBOX_KEY: archive_name(obj.key)},
     )
 
 
 def batch_run_request_for(batch: list) -> dg.RunRequest:
-    """One run for several registered emails; its run key is stable for the same registrations."""
+    """One run for several pending objects; its run key is stable for the same objects."""
     from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, batch_run_config
 
-    batch = sorted(batch, key=lambda r: r.email_id)
-    digest = hashlib.sha256("\n".join(sorted(r.run_key for r in batch)).encode()).hexdigest()[:20]
-    first, last = batch[0].email_id, batch[-1].email_id
+    batch = sorted(batch, key=lambda o: o.key)
+    digest = hashlib.sha256("\n".join(run_key_for(o) for o in batch).encode("utf-8", "surrogateescape")).hexdigest()
     return dg.RunRequest(
-        run_key=f"batch:{first}-{last}:{len(batch)}:{digest}",
+        run_key=f"batch:{len(batch)}:{digest[:24]}",
         job_name=BATCH_JOB_NAME,
-        run_config=batch_run_config([(r.email_id, r.storage_key) for r in batch]),
-        tags={TAG_EMAILS: f"{first}..{last}", TAG_EMAIL_COUNT: str(len(batch))},
+        run_config=batch_run_config(batch),
+        tags={TAG_EMAIL_COUNT: str(len(batch))},
     )
 
 
-def run_requests_for(registered: list, batch_size: int) -> list[dg.RunRequest]:
+def run_requests_for(found: list, batch_size: int) -> list[dg.RunRequest]:
     """One email: a per-email run. Several: ceil(n / batch_size) batch runs of even size (two from
     SPLIT_FROM emails on)."""
-    if not registered:
+    if not found:
         return []
-    if batch_size <= 1 or len(registered) == 1:
-        return [run_request_for(r) for r in registered]
-    ordered = sorted(registered, key=lambda r: r.email_id)
+    if batch_size <= 1 or len(found) == 1:
+        return [run_request_for(o) for o in found]
+    ordered = sorted(found, key=lambda o: o.key)
     runs = max(math.ceil(len(ordered) / batch_size), 2 if len(ordered) >= SPLIT_FROM else 1)
     size = math.ceil(len(ordered) / runs)
     chunks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
     return [batch_run_request_for(c) if len(c) > 1 else run_request_for(c[0]) for c in chunks]
 
 
-def _already_in_a_run(instance: dg.DagsterInstance, stale: list) -> set[int]:
-    """Emails of ``stale`` that a batch run created since the oldest of them already covers.
+_UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
-    Per-email requests are de-duplicated by their run key; a batch's composition cannot be
-    rebuilt from the database, so its emails are looked up in the runs' config (queued runs
-    wait here, sometimes longer than the relaunch delay, during a burst).
-    """
-    from datetime import timedelta
 
-    from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, email_ids_of_run
+def busy_objects(instance: dg.DagsterInstance, *, retake_after_seconds: float, now: float) -> set[str]:
+    """Names of the inbox objects that a run already has: runs not finished, and runs that failed
+    or were canceled within ``retake_after_seconds``. Costs O(runs in flight + recent failures),
+    never O(history): a finished run has archived its objects, so they are no longer pending."""
+    from datetime import datetime, timezone
 
-    oldest = min(r.registered_at for r in stale if r.registered_at is not None) if stale else None
-    filters = dg.RunsFilter(
-        job_name=BATCH_JOB_NAME,
-        created_after=(oldest - timedelta(minutes=5)) if oldest is not None else None,
+    from inbox_pipeline.defs.email.job import inbox_objects_of_run
+
+    since = datetime.fromtimestamp(now - retake_after_seconds, tz=timezone.utc)
+    runs = list(instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED)))
+    runs += instance.get_runs(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED], created_after=since
+        )
     )
-    covered: set[int] = set()
-    for run in instance.get_runs(filters=filters):
-        covered.update(email_ids_of_run(run))
-    return covered
+    return {key for run in runs for key in inbox_objects_of_run(run)}
 
 
 def build_inbox_sensor(
@@ -111,7 +126,7 @@ def build_inbox_sensor(
     *,
     interval_seconds: int = 30,
     max_emails_per_tick: int = 200,
-    relaunch_after_seconds: float = 120,
+    retake_after_seconds: float = RETAKE_AFTER_SECONDS,
     batch_size: int = 100,
     reconcile_seconds: float = 600,
     announced: bool = False,
@@ -137,46 +152,35 @@ def build_inbox_sensor(
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            f"Watches the inbox (S3 prefix or folder). {source} Each tick takes up to "
-            f"{max_emails_per_tick} pending emails, registers each once in the database, moves it to the archive "
-            f"and launches runs: {mode} (run key = the registrations, so a restart never runs one twice). "
-            "Its cost follows the new emails only; the rest wait for the next tick. Registered emails whose run "
-            f"never started after {relaunch_after_seconds:g} s are requested again."
+            f"Watches the inbox (S3 prefix or folder). {source} Each tick finds up to "
+            f"{max_emails_per_tick} pending emails that no run has yet and launches runs: {mode}. The run, not the "
+            "sensor, registers each email once and moves it to the archive, so previewing a tick changes nothing "
+            "(run key = the email's name and version, so a repeated tick never runs one twice). Its cost follows "
+            "the pending emails and the runs in flight only; the rest wait for the next tick. Emails of a run that "
+            f"failed are requested again after {retake_after_seconds / 3600:g} h."
         ),
     )
     def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
-        from datetime import timedelta
-
-        from inbox_pipeline.services.intake import take_new_emails, unlaunched
+        from inbox_pipeline.services.intake import find_pending
 
         p = pipeline.pipeline()
         started = time.time()
         reconcile = reconcile_due(context.cursor, started, reconcile_seconds)
+        busy = busy_objects(context.instance, retake_after_seconds=retake_after_seconds, now=started)
         # A listing or queue error fails the tick: nothing is lost, the cursor stays.
-        tick = take_new_emails(p, limit=max_emails_per_tick, reconcile=reconcile)
-        cursor = _cursor_after(tick, started, max_emails_per_tick)
-        requests = run_requests_for(tick.registered, batch_size)
-        for error in tick.errors:
-            context.log.error(f"could not take this email from the inbox (it stays there; the others go on): {error}")
-        if tick.unannounced:
+        found = find_pending(p, limit=max_emails_per_tick, reconcile=reconcile, busy=busy)
+        cursor = _cursor_after(found, started, max_emails_per_tick + len(busy))
+        requests = run_requests_for(found.new, batch_size)
+        if found.unannounced:
             context.log.info(
-                f"reconcile: {tick.unannounced} pending email(s) had not been announced on the queue "
+                f"reconcile: {found.unannounced} pending email(s) had not been announced on the queue "
                 "(lost or late S3 event notifications)"
             )
-        taken = {r.email_id for r in tick.registered}
-        stale = unlaunched(p, older_than=timedelta(seconds=relaunch_after_seconds), limit=max_emails_per_tick)
-        recovered = [r for r in stale if r.email_id not in taken]
-        if recovered and batch_size > 1:
-            covered = _already_in_a_run(context.instance, recovered)
-            recovered = [r for r in recovered if r.email_id not in covered]
-        requests += run_requests_for(recovered, batch_size)
-        if recovered:
-            context.log.info(f"requesting {len(recovered)} registered email(s) again (Dagster skips known run keys)")
         if not requests:
-            return dg.SensorResult(skip_reason=f"no new email in {p.inbox.uri}", cursor=cursor)
+            waiting = f"; {found.busy} pending in runs already" if found.busy else ""
+            return dg.SensorResult(skip_reason=f"no new email in {p.inbox.uri}{waiting}", cursor=cursor)
         context.log.info(
-            f"{len(tick.registered)} new email(s) of {_found(tick)}, {len(recovered)} re-requested, "
-            f"{len(requests)} run(s)"
+            f"{len(found.new)} new email(s) of {_found(found)}, {found.busy} in runs already, {len(requests)} run(s)"
         )
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
@@ -206,7 +210,7 @@ def _reconciled_at(cursor: str | None) -> float | None:
 
 def _cursor_after(tick, started: float, limit: int) -> str | None:
     """The new cursor when this tick completed a reconcile of an announced inbox, else None (unchanged)."""
-    complete = tick.reconciled and not tick.errors and tick.listed < limit  # else: again next tick
+    complete = tick.reconciled and tick.listed < limit  # else: again next tick
     if tick.announced is None or not complete:
         return None
     return json.dumps({"reconciled_at": started})
