@@ -237,7 +237,8 @@ def _ignored_name(name: str) -> bool:
     return name.startswith(".") or name.endswith(_PARTIAL_SUFFIXES) or name == _SES_SETUP_OBJECT
 
 
-def _dup_name(key: str, n: int) -> str:
+def dup_name(key: str, n: int) -> str:
+    """The archive name of the ``n``-th other email that reused ``key``."""
     stem, dot, ext = key.rpartition(".")
     if not dot or not stem:  # no extension (SES message ids) or a dot-leading name
         return f"{key}-dup{n}"
@@ -345,7 +346,7 @@ class FolderInbox(Inbox):
                 src.unlink(missing_ok=True)  # the same email, archived before
                 return candidate
             n += 1
-            candidate = _dup_name(name, n)
+            candidate = dup_name(name, n)
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             _move(src, dest)
@@ -586,7 +587,7 @@ class S3Inbox(Inbox):
                 self.client.delete_object(Bucket=self.bucket, Key=src)
                 return candidate
             n += 1
-            candidate = _dup_name(name, n)
+            candidate = dup_name(name, n)
         self.client.copy_object(
             Bucket=self.bucket,
             Key=self.archive_prefix + candidate,

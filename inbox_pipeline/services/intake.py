@@ -77,7 +77,6 @@ class IntakeTick:
     """What taking some pending objects did."""
 
     registered: list[Registered] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # already registered, not pending anymore
     errors: list[str] = field(default_factory=list)  # objects that could not be taken (still pending)
     not_taken: list[tuple[str, str]] = field(default_factory=list)  # (key, why) of the same objects
     found: PendingTick = field(default_factory=PendingTick)
@@ -165,8 +164,6 @@ def take_pending(pipeline: Pipeline, objects: "list[InboxObject]", *, now: datet
                 tick.not_taken.append((obj.key, f"{type(result).__name__}: {result}"))
             elif isinstance(result, Registered):
                 tick.registered.append(result)
-            elif isinstance(result, str):
-                tick.skipped.append(result)
     return tick
 
 
@@ -199,17 +196,19 @@ def take_new_emails(
     return tick
 
 
-# A registered email in one of these states still has work to do: a retry or re-execution of
-# the run that took it carries on with it (every later stage is idempotent).
-_UNFINISHED = ("received", "parsed", "routed", "ready", "failed")
+# An object archived under a reused name gets "-dup1", "-dup2", ...: a retry looks this far.
+_DUP_LOOKUP = 20
 
 
-def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | str | None":
-    """Register and archive one pending object: its registration (also when an earlier attempt of
-    the run took it), its archived key when it was registered and finished before (skipped), or
-    None when it is gone (taken by another run and not registered here)."""
-    from inbox_pipeline.db.intake import find_inbound, register_inbound
-    from inbox_pipeline.seams.inbox import ObjectNotFound, ObjectTooLarge
+def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | None":
+    """Register and archive one pending object and return its registration, also when it was
+    registered before (a retry or re-execution of the run carries on with it: every later stage
+    is idempotent), or None when it is gone and was never registered."""
+    from sqlalchemy import select
+
+    from inbox_pipeline.db.intake import register_inbound
+    from inbox_pipeline.db.models import InboundEmail
+    from inbox_pipeline.seams.inbox import ObjectNotFound, ObjectTooLarge, dup_name
     from inbox_pipeline.seams.inbox import archive_name as inbox_archive_name
 
     inbox, sessions = pipeline.inbox, pipeline.sessions
@@ -219,10 +218,11 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | st
         size, sha = len(data), hashlib.sha256(data).hexdigest()
     except ObjectNotFound:
         inbox.forget(obj.key)
-        with sessions() as session:  # archived by an earlier attempt of this run?
-            rows = [r for r in find_inbound(session, storage_key=name) if r.state in _UNFINISHED]
-            taken = [Registered(r.id, r.storage_key, int(r.size), False, r.created_at) for r in rows]
-        return taken[0] if taken else None
+        names = [name] + [dup_name(name, n) for n in range(1, _DUP_LOOKUP + 1)]
+        with sessions() as session:  # archived by an earlier attempt: the newest email of that name
+            newest = select(InboundEmail).where(InboundEmail.storage_key.in_(names)).order_by(InboundEmail.id.desc())
+            row = session.scalars(newest.limit(1)).first()
+            return None if row is None else Registered(row.id, row.storage_key, int(row.size), False, row.created_at)
     except ObjectTooLarge as exc:
         # Registered unread (its size says enough), so it is recorded, not retried: parsing fails it.
         size, sha = exc.size, hashlib.sha256(f"unread {obj.key} {obj.version}".encode()).hexdigest()
@@ -243,9 +243,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | st
         archived = inbox.archive(obj.key)
         if archived != name:
             _rename_storage_key(pipeline, row_id, archived)
-    if row_state in _UNFINISHED:
-        return Registered(row_id, archived, size, created, row_created)
-    return archived
+    return Registered(row_id, archived, size, created, row_created)
 
 
 def _rename_storage_key(pipeline: Pipeline, email_id: int, archived_key: str) -> None:

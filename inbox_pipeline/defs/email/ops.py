@@ -90,8 +90,6 @@ def take_from_inbox(context: dg.OpExecutionContext, p, objects: list[InboxObject
         from inbox_pipeline.services.intake import give_up_taking
 
         give_up_taking(p, tick.not_taken)
-    for skipped in tick.skipped:
-        _note(context, f"{skipped}: taken and finished before (nothing to do)", routine=False)
     return tick
 
 
@@ -449,7 +447,8 @@ def parse_email(context: dg.OpExecutionContext, config: EmailConfig, pipeline: P
         if tick.errors:
             raise dg.Failure(description=f"could not take the email from the inbox: {tick.errors[0]}")
         if not tick.registered:
-            return  # taken and finished by an earlier run
+            context.log.info(f"{config.inbox.key!r} is no longer in the inbox and was never registered: nothing to do")
+            return
         email_id = tick.registered[0].email_id
         tag_run(context, {TAG_EMAIL_ID: str(email_id), TAG_INBOX_KEY: tick.registered[0].storage_key})
     parsed = _parse(context, p, email_id)
