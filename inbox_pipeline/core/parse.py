@@ -732,9 +732,10 @@ def check_body_is_text(html: str | None, text: str | None) -> None:
 # HTML nested deeper than this is flattened: the cleaner's parser (libxml2) stops reading at a
 # depth of 2048 and drops everything below it, and the cleaning steps walk the tree.
 MAX_HTML_DEPTH = 256
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*?(/?)>")
+_TAG_NAME = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)")  # findall on this costs ~0.3 ms for 100 KB
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*>")
 # Elements that never hold content, or whose end tag HTML lets authors leave out: they do not
-# deepen the tree as written, so they are not counted.
+# deepen the tree as written, so they are not counted. ("<div/>" opens a div in HTML.)
 _UNCOUNTED = frozenset(
     "area base br col embed hr img input link meta param source track wbr "
     "p li dt dd tr td th thead tbody tfoot option optgroup colgroup caption rb rt rtc rp".split()
@@ -744,17 +745,21 @@ _UNCOUNTED = frozenset(
 def flatten_deep_html(html: str, defects: list[str]) -> str:
     """``html`` with the tags nested below ``MAX_HTML_DEPTH`` removed, their text kept in place."""
     depth = deepest = 0
-    for match in _TAG.finditer(html):
-        if match.group(3) or match.group(2).lower() in _UNCOUNTED:
+    for closing, name in _TAG_NAME.findall(html):
+        if name.lower() in _UNCOUNTED:
             continue
-        depth = max(0, depth - 1) if match.group(1) else depth + 1
-        deepest = max(deepest, depth)
+        if closing:
+            depth = max(0, depth - 1)
+        else:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
     if deepest <= MAX_HTML_DEPTH:
         return html
     pieces: list[str] = []
     depth = last = 0
     for match in _TAG.finditer(html):
-        if match.group(3) or match.group(2).lower() in _UNCOUNTED:
+        if match.group(2).lower() in _UNCOUNTED:
             continue
         closing = bool(match.group(1))
         keep = depth <= MAX_HTML_DEPTH if closing else depth < MAX_HTML_DEPTH

@@ -229,7 +229,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
     received_at = obj.last_modified or now or utcnow()
     with sessions.begin() as session:
         row, created = register_inbound(session, storage_key=name, size=size, sha256=sha, received_at=received_at)
-        row_id, row_sha, row_state, row_created = row.id, row.sha256, row.state, row.created_at
+        row_id, row_sha, row_created = row.id, row.sha256, row.created_at
     if not created and row_sha != sha:
         # The name was used before by another email: archive first (the
         # archive chooses the new name), then register that name.
@@ -238,7 +238,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
             row, created = register_inbound(
                 session, storage_key=archived, size=size, sha256=sha, received_at=received_at
             )
-            row_id, row_state, row_created = row.id, row.state, row.created_at
+            row_id, row_created = row.id, row.created_at
     else:
         archived = inbox.archive(obj.key)
         if archived != name:
