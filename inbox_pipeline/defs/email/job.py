@@ -138,6 +138,11 @@ def run_config_for(obj) -> dict:
     return {"ops": {"parse_email": {"config": {"inbox": object_config(obj)}}}}
 
 
+def run_config_for_email(email_id: int) -> dict:
+    """Run config of ``process_email`` for an inbound email registered before (a fan-out copy, a replay)."""
+    return {"ops": {"parse_email": {"config": {"inbound_email_id": email_id}}}}
+
+
 def batch_run_config(objects: list) -> dict:
     """Run config of ``process_inbox_batch`` taking pending inbox objects."""
     return {"ops": {BATCH_OP: {"config": {"emails": [object_config(o) for o in objects]}}}}

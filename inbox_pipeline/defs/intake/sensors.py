@@ -32,7 +32,7 @@ import time
 
 import dagster as dg
 
-from inbox_pipeline.defs.email.ops import TAG_INBOX_KEY
+from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_INBOX_KEY
 from inbox_pipeline.defs.resources import PipelineResource
 
 INBOX_SENSOR = "inbox_sensor"
@@ -62,6 +62,18 @@ def run_request_for(obj) -> dg.RunRequest:
         job_name=JOB_NAME,
         run_config=run_config_for(obj),
         tags={TAG_INBOX_KEY: archive_name(obj.key)},
+    )
+
+
+def fanout_run_request(email_id: int) -> dg.RunRequest:
+    """A run for a copy routing made for a further envelope recipient (it has no inbox object)."""
+    from inbox_pipeline.defs.email.job import JOB_NAME, run_config_for_email
+
+    return dg.RunRequest(
+        run_key=f"fanout:{email_id}",
+        job_name=JOB_NAME,
+        run_config=run_config_for_email(email_id),
+        tags={TAG_EMAIL_ID: str(email_id)},
     )
 
 
@@ -161,7 +173,7 @@ def build_inbox_sensor(
         ),
     )
     def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
-        from inbox_pipeline.services.intake import find_pending
+        from inbox_pipeline.services.intake import fanout_copies, find_pending
 
         p = pipeline.pipeline()
         started = time.time()
@@ -171,6 +183,8 @@ def build_inbox_sensor(
         found = find_pending(p, limit=max_emails_per_tick, reconcile=reconcile, busy=busy)
         cursor = _cursor_after(found, started, max_emails_per_tick + len(busy))
         requests = run_requests_for(found.new, batch_size)
+        # Routing's copies for further users among an email's envelope recipients: run by id, once.
+        requests += [fanout_run_request(email_id) for email_id in fanout_copies(p, limit=max_emails_per_tick)]
         if found.unannounced:
             context.log.info(
                 f"reconcile: {found.unannounced} pending email(s) had not been announced on the queue "

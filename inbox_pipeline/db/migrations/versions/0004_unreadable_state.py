@@ -1,7 +1,7 @@
 """Inbound emails may end ``unreadable``: input that is not an email.
 
-Revision ID: 0002_unreadable
-Revises: 0001
+Revision ID: 0004_unreadable
+Revises: 0003_inbound_fanout
 Create Date: 2026-12-03 16:55:00
 """
 
@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0002_unreadable"
-down_revision = "0001"
+revision = "0004_unreadable"
+down_revision = "0003_inbound_fanout"
 branch_labels = None
 depends_on = None
 
 _BEFORE = (
     "received", "parsed", "routed", "unroutable", "duplicate", "quarantined", "confirmation_forwarded",
-    "over_quota", "ready", "delivered", "failed",
+    "over_quota", "ready", "delivered", "failed", "waiting",
 )
 _AFTER = _BEFORE[:6] + ("unreadable",) + _BEFORE[6:]
 
