@@ -17,15 +17,11 @@ from inbox_pipeline_tests.hostile.conftest import converted, run_cli
 SECONDS, MEGABYTES = 60, 400
 
 
-def intake(what: str):
-    return pytest.mark.xfail(strict=True, reason=f"issue 9: {what}, branch intake")
-
 
 def convert(argv: list[str]) -> tuple[int, str, str]:
     return measure(run_cli, ["convert", "--no-images", *argv], seconds=SECONDS, megabytes=MEGABYTES).value
 
 
-@intake("input that is not mail becomes an EPUB of mojibake")
 @pytest.mark.parametrize("name", sorted(inputs.not_mail()))
 def test_convert_refuses_what_is_not_mail(tmp_path: Path, name: str) -> None:
     source = tmp_path / "letter.eml"
@@ -44,7 +40,6 @@ def test_convert_refuses_an_empty_file(tmp_path: Path) -> None:
     assert not (tmp_path / "empty.epub").exists()
 
 
-@intake("convert batch outputs overwrite each other")
 def test_batch_outputs_get_unique_names(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
@@ -57,7 +52,6 @@ def test_batch_outputs_get_unique_names(tmp_path: Path) -> None:
     assert len(books) == 3, [b.name for b in books]
 
 
-@intake("convert x.epub -o x.epub overwrites its input")
 def test_convert_never_overwrites_its_input(tmp_path: Path) -> None:
     book = tmp_path / "x.epub"
     original = converted(inputs.html_email(inputs.ARTICLE))["epub"]
@@ -67,7 +61,6 @@ def test_convert_never_overwrites_its_input(tmp_path: Path) -> None:
     assert book.read_bytes() == original
 
 
-@intake("100,000 nested <div>s silently become an empty book")
 def test_deep_nesting_keeps_the_text() -> None:
     got = measure(converted, inputs.deep_divs(100_000), seconds=SECONDS, megabytes=MEGABYTES).value
     assert inputs.MARKER in got["text"]
