@@ -3,8 +3,8 @@
 Public functions (all take a ``Session``; none commits — commit the claim
 before you send):
 
-- ``claim_delivery(session, *, item_kind, item_id, recipient, now, user_id=None, device_id=None, part=1)
-  -> Delivery | None``: the row for (item_kind, item_id, part, recipient), or
+- ``claim_delivery(session, *, item_kind, item_id, recipient, now, user_id=None, device_id=None, part=1,
+  variant="standard") -> Delivery | None``: the row for (item_kind, item_id, part, recipient, variant), or
   ``None`` when another run holds or finished it. Unique constraint + INSERT ..
   ON CONFLICT DO NOTHING: of any number of concurrent claims, across
   processes, exactly one wins.
@@ -13,8 +13,9 @@ before you send):
 - ``stale_deliveries(session, *, now, lease=LEASE) -> list[Delivery]``: claims older than the lease.
 - ``release_delivery(session, delivery_id, *, reason, now=None) -> Delivery``: the operator's
   decision that a stale claim was never sent (it becomes failed + retryable).
-- ``record_rejection(session, provider_message_id, *, reason, now=None) -> Delivery | None``:
-  Amazon's rejection notice (E999...) matched back to its delivery.
+- ``delivery_by_token(session, token) -> Delivery | None``: the one delivery an Amazon notice names.
+- ``reject_delivery(session, delivery_id, *, cause, reason, now=None) -> Delivery``: Amazon's
+  notice (E999, sender not approved...) recorded on the sent delivery it names.
 - ``get_delivery(session, delivery_id)``, ``find_delivery(session, *, item_kind, item_id, recipient, part=1)``
 - ``count_deliveries(session, *, since=None) -> dict[str, int]``
 
@@ -35,10 +36,11 @@ from sqlalchemy.orm import Session
 
 from inbox_pipeline.db._sql import upsert_insert
 from inbox_pipeline.db.errors import InvalidInput, InvalidTransition, NotFound
-from inbox_pipeline.db.models import Delivery, DeliveryStatus, utcnow
+from inbox_pipeline.core.kindle_notice import new_delivery_token
+from inbox_pipeline.db.models import Delivery, DeliveryStatus, DeliveryVariant, utcnow
 
 LEASE = timedelta(minutes=15)
-ITEM_KINDS = ("newsletter", "digest")
+ITEM_KINDS = ("newsletter", "digest", "kindle_check")
 
 
 def claim_delivery(
@@ -51,9 +53,11 @@ def claim_delivery(
     user_id: int | None = None,
     device_id: int | None = None,
     part: int = 1,
+    variant: str = DeliveryVariant.STANDARD.value,
 ) -> Delivery | None:
     if item_kind not in ITEM_KINDS:
         raise InvalidInput(f"item_kind must be one of {ITEM_KINDS}, not {item_kind!r}")
+    variant = DeliveryVariant(variant).value
     recipient = recipient.strip().lower()
     table = Delivery.__table__
     new_id = session.execute(
@@ -69,8 +73,10 @@ def claim_delivery(
             retryable=False,
             attempts=1,
             claimed_at=now,
+            variant=variant,
+            token=new_delivery_token(),
         )
-        .on_conflict_do_nothing(index_elements=["item_kind", "item_id", "part", "recipient"])
+        .on_conflict_do_nothing(index_elements=["item_kind", "item_id", "part", "recipient", "variant"])
         .returning(table.c.id)
     ).scalar()
     if new_id is None:
@@ -82,6 +88,7 @@ def claim_delivery(
                 table.c.item_id == item_id,
                 table.c.part == part,
                 table.c.recipient == recipient,
+                table.c.variant == variant,
                 table.c.status == DeliveryStatus.FAILED.value,
                 table.c.retryable.is_(True),
             )
@@ -108,7 +115,13 @@ def get_delivery(session: Session, delivery_id: int) -> Delivery:
 
 
 def find_delivery(
-    session: Session, *, item_kind: str, item_id: int, recipient: str, part: int = 1
+    session: Session,
+    *,
+    item_kind: str,
+    item_id: int,
+    recipient: str,
+    part: int = 1,
+    variant: str = DeliveryVariant.STANDARD.value,
 ) -> Delivery | None:
     return session.scalar(
         select(Delivery)
@@ -117,6 +130,7 @@ def find_delivery(
             Delivery.item_id == item_id,
             Delivery.part == part,
             Delivery.recipient == recipient.strip().lower(),
+            Delivery.variant == variant,
         )
         .execution_options(populate_existing=True)
     )
@@ -164,7 +178,7 @@ def mark_delivery_failed(
     )
     row = get_delivery(session, delivery_id)
     if not done:
-        raise InvalidTransition(f"delivery #{delivery_id} was already sent: use record_rejection for a bounce")
+        raise InvalidTransition(f"delivery #{delivery_id} was already sent: use reject_delivery for Amazon's notice")
     return row
 
 
@@ -194,20 +208,27 @@ def release_delivery(session: Session, delivery_id: int, *, reason: str, now: da
     return row
 
 
-def record_rejection(
-    session: Session, provider_message_id: str, *, reason: str, now: datetime | None = None
-) -> Delivery | None:
-    row = session.scalar(
-        select(Delivery)
-        .where(Delivery.provider_message_id == provider_message_id)
-        .execution_options(populate_existing=True)
+def delivery_by_token(session: Session, token: str) -> Delivery | None:
+    return session.scalar(
+        select(Delivery).where(Delivery.token == token.lower()).execution_options(populate_existing=True)
     )
-    if row is None:
-        return None
-    row.status, row.reason, row.retryable = DeliveryStatus.FAILED.value, reason, False
-    row.finished_at = now or utcnow()
-    session.flush()
-    return row
+
+
+def reject_delivery(
+    session: Session, delivery_id: int, *, cause: str, reason: str, now: datetime | None = None
+) -> Delivery:
+    """Amazon's notice on a sent delivery; a second notice for the same row changes nothing."""
+    _finish(
+        session,
+        delivery_id,
+        (DeliveryStatus.SENT,),
+        status=DeliveryStatus.REJECTED.value,
+        rejection_cause=cause,
+        reason=reason[:2000],
+        retryable=False,
+        finished_at=now or utcnow(),
+    )
+    return get_delivery(session, delivery_id)
 
 
 def count_deliveries(session: Session, *, since: datetime | None = None) -> dict[str, int]:

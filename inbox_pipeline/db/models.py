@@ -70,6 +70,7 @@ class InboundState(enum.StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     WAITING = "waiting"  # held by an outage of ours (mailer, storage, EPUBCheck); resumed when it clears
+    KINDLE_NOTICE = "kindle_notice"  # operational mail to the sender address (Amazon's notices), never a newsletter
 
 
 class NewsletterStatus(enum.StrEnum):
@@ -101,6 +102,23 @@ class DeliveryStatus(enum.StrEnum):
     CLAIMED = "claimed"  # claimed before sending; not finished (yet)
     SENT = "sent"
     FAILED = "failed"
+    REJECTED = "rejected"  # the relay accepted it, then Amazon sent a notice that it failed
+
+
+class DeliveryVariant(enum.StrEnum):
+    STANDARD = "standard"
+    SAFE_MODE = "safe_mode"  # the one automatic resend after a conversion error: no images, plain metadata
+    RESEND = "resend"  # sent again after the user approved our sender address
+
+
+class KindleCheck(enum.StrEnum):
+    """Whether a Kindle address is proven ready (``inbox-pipeline kindle verify``)."""
+
+    UNCHECKED = "unchecked"
+    PENDING = "pending"  # a test book was accepted by the relay; no notice yet
+    VERIFIED = "verified"  # the window passed with no notice, or the user confirmed it arrived
+    REJECTED = "rejected"  # Amazon sent a notice; the reason says which
+    UNCONFIRMED = "unconfirmed"  # the test book could not be sent
 
 
 class NotificationStatus(enum.StrEnum):
@@ -196,10 +214,16 @@ class KindleDevice(Base):
     name: Mapped[str | None] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    check_state: Mapped[str] = mapped_column(String(16), default=KindleCheck.UNCHECKED.value)
+    check_reason: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime | None] = mapped_column()
 
     user: Mapped[User] = relationship(back_populates="devices")
 
-    __table_args__ = (UniqueConstraint("user_id", "email"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "email"),
+        CheckConstraint(_in("check_state", KindleCheck), name="check_state_valid"),
+    )
 
 
 class UsageCounter(Base):
@@ -331,11 +355,16 @@ class Delivery(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(998), index=True)
     claimed_at: Mapped[datetime] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    variant: Mapped[str] = mapped_column(String(16), default=DeliveryVariant.STANDARD.value)
+    # Unguessable; in the attachment's file name and the Message-ID, so Amazon's notice names this row.
+    token: Mapped[str | None] = mapped_column(String(16), unique=True)
+    rejection_cause: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
-        UniqueConstraint("item_kind", "item_id", "part", "recipient"),
+        UniqueConstraint("item_kind", "item_id", "part", "recipient", "variant"),
         CheckConstraint(_in("status", DeliveryStatus), name="status_valid"),
-        CheckConstraint("item_kind IN ('newsletter', 'digest')", name="item_kind_valid"),
+        CheckConstraint(_in("variant", DeliveryVariant), name="variant_valid"),
+        CheckConstraint("item_kind IN ('newsletter', 'digest', 'kindle_check')", name="item_kind_valid"),
         Index("ix_deliveries_status_claimed_at", "status", "claimed_at"),
     )
 
@@ -359,3 +388,22 @@ class Notification(Base):
         UniqueConstraint("user_id", "kind", "dedup_key"),
         CheckConstraint(_in("status", NotificationStatus), name="status_valid"),
     )
+
+
+class KindleNotice(Base):
+    """A notice that arrived at the sender address: what it said, whether it was trusted, what was done."""
+
+    __tablename__ = "kindle_notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inbound_email_id: Mapped[int] = mapped_column(
+        ForeignKey("inbound_emails.id", ondelete="CASCADE"), unique=True
+    )
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"), index=True)
+    cause: Mapped[str] = mapped_column(String(16))  # "conversion", "not_approved", "unknown"
+    code: Mapped[str | None] = mapped_column(String(8))
+    authentic: Mapped[bool] = mapped_column(Boolean)
+    trust_reason: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(32))  # what was done: safe_mode_resend, user_told, ...
+    summary: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

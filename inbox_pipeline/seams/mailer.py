@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from inbox_pipeline.core.convert import shorten_name
+from inbox_pipeline.core.kindle_notice import tokened_file_name, tokened_message_id_left
 from inbox_pipeline.seams._aws import aws_client, error_code, http_status
 from inbox_pipeline.seams._common import write_atomically
 
@@ -452,25 +453,48 @@ def _one_line(value: str) -> str:
     return " ".join(str(value or "").split())
 
 
-def _new_message(*, sender: str, to: str, subject: str) -> EmailMessage:
+def _new_message(*, sender: str, to: str, subject: str, id_left: str | None = None) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = _one_line(subject) or "(no subject)"
     msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = make_msgid(domain=_domain(sender))
+    domain = _domain(sender)
+    msg["Message-ID"] = f"<{id_left}@{domain}>" if id_left else make_msgid(domain=domain)
     return msg
 
 
+def delivery_file_name(file_name: str, token: str | None) -> str:
+    """The attachment's safe name, with the delivery token Amazon's notices quote back (when given)."""
+    if not token:
+        return safe_file_name(file_name)
+    stem = file_name[: -len(".epub")] if file_name.lower().endswith(".epub") else file_name
+    suffix = "." + tokened_file_name("", token) + ".epub"
+    return safe_file_name(stem, ext=suffix, max_len=50 + len(suffix) - len(".epub"))
+
+
 def build_epub_email(
-    *, sender: str, to: str, subject: str, epub_bytes: bytes, file_name: str, body_text: str
+    *,
+    sender: str,
+    to: str,
+    subject: str,
+    epub_bytes: bytes,
+    file_name: str,
+    body_text: str,
+    token: str | None = None,
 ) -> EmailMessage:
-    """An email carrying one EPUB as ``application/epub+zip`` (what Send to Kindle expects)."""
-    msg = _new_message(sender=sender, to=to, subject=subject)
+    """An email carrying one EPUB as ``application/epub+zip`` (what Send to Kindle expects).
+
+    ``token``: the delivery's, put in the attachment's name and the Message-ID, so Amazon's
+    notice about this document names exactly this delivery.
+    """
+    msg = _new_message(
+        sender=sender, to=to, subject=subject, id_left=tokened_message_id_left(token) if token else None
+    )
     # Amazon drops messages without a body part; some relays do too.
     msg.set_content(body_text.strip() + "\n" if body_text and body_text.strip() else f"{_one_line(subject)}\n")
     msg.add_attachment(
-        epub_bytes, maintype="application", subtype="epub+zip", filename=safe_file_name(file_name)
+        epub_bytes, maintype="application", subtype="epub+zip", filename=delivery_file_name(file_name, token)
     )
     return msg
 

@@ -102,82 +102,51 @@ def _set_inbound(session, email_id: int, state, reason: str) -> None:
 def _send_once(
     pipeline: Pipeline, epub: EpubSummary, *, recipient: str, device_id: int | None, as_link: bool, size: int
 ) -> DeliveryOutcome:
-    from inbox_pipeline.db.ledger import claim_delivery, find_delivery, mark_delivery_failed, mark_delivery_sent
-    from inbox_pipeline.seams.mailer import PermanentMailError, TransientMailError
+    from inbox_pipeline.seams.mailer import delivery_file_name
+    from inbox_pipeline.services.ledger_send import send_once
 
     now = utcnow()
-    with pipeline.sessions.begin() as session:
-        claim = claim_delivery(
-            session,
-            item_kind="newsletter",
-            item_id=epub.newsletter_id,
-            recipient=recipient,
-            now=now,
-            user_id=epub.user_id,
-            device_id=device_id,
-        )
-        if claim is None:
-            existing = find_delivery(session, item_kind="newsletter", item_id=epub.newsletter_id, recipient=recipient)
-        claim_id = claim.id if claim is not None else None
-    if claim_id is None:
-        assert existing is not None
-        if existing.status == "sent":
-            return DeliveryOutcome(
-                "already_sent",
-                recipient,
-                f"already sent to {recipient} (delivery #{existing.id}, {existing.provider_message_id})",
-                existing.id,
-                existing.provider_message_id,
-            )
-        if existing.status == "claimed":
-            reason = (
-                f"delivery #{existing.id} to {recipient} was claimed at {existing.claimed_at:%Y-%m-%d %H:%M:%S} UTC "
-                "by an earlier attempt that never confirmed it; it may have been sent, so it is not sent again. "
-                "If the Kindle did not receive it, release the claim and re-execute."
-            )
-        else:
-            reason = f"delivery #{existing.id} to {recipient} failed for good: {existing.reason}"
-        raise DeliveryUnconfirmed(reason)
 
-    try:
-        message = _message(pipeline, epub, recipient=recipient, as_link=as_link, now=now)
-        mailer = pipeline.mailer
-    except Exception as exc:
-        # Nothing was sent (storage or the mailer's configuration failed first): claimable again.
-        with pipeline.sessions.begin() as session:
-            mark_delivery_failed(session, claim_id, reason=f"not sent: {exc}"[:2000], retryable=True)
-        raise
-    try:
-        result = mailer.send(message)
-    except TransientMailError as exc:
-        with pipeline.sessions.begin() as session:
-            # maybe_sent: the relay may have it; never resend automatically.
-            mark_delivery_failed(
-                session,
-                claim_id,
-                reason=(f"may have been sent: {exc}" if exc.maybe_sent else str(exc))[:2000],
-                retryable=not exc.maybe_sent,
-            )
-        if exc.maybe_sent:
-            raise DeliveryUnconfirmed(f"delivery #{claim_id} to {recipient} may have been sent: {exc}") from exc
-        raise
-    except PermanentMailError as exc:
-        with pipeline.sessions.begin() as session:
-            mark_delivery_failed(session, claim_id, reason=str(exc)[:2000], retryable=False)
-        raise PermanentStepError(f"the mail server refused delivery #{claim_id} to {recipient}: {exc}") from exc
-    with pipeline.sessions.begin() as session:
-        mark_delivery_sent(session, claim_id, provider_message_id=result.provider_message_id, now=utcnow())
+    def build(token: str):
+        return _message(pipeline, epub, recipient=recipient, as_link=as_link, now=now, token=token)
+
+    sent = send_once(
+        pipeline, item_kind="newsletter", item_id=epub.newsletter_id, recipient=recipient, build=build,
+        user_id=epub.user_id, device_id=device_id,
+    )
+    number = sent.delivery_id
+    if sent.status == "already_sent":
+        return DeliveryOutcome(
+            "already_sent", recipient, f"already sent to {recipient} (delivery #{number}, {sent.provider_message_id})",
+            number, sent.provider_message_id,
+        )
+    if sent.status in {"in_flight", "unconfirmed"} and sent.error is None:
+        raise DeliveryUnconfirmed(
+            f"delivery #{number} to {recipient} was claimed at {sent.claimed_at:%Y-%m-%d %H:%M:%S} UTC "
+            "by an earlier attempt that never confirmed it; it may have been sent, so it is not sent again. "
+            "If the Kindle did not receive it, release the claim and re-execute."
+        )
+    if sent.status == "unconfirmed":
+        raise DeliveryUnconfirmed(f"delivery #{number} to {recipient} may have been sent: {sent.detail}") from sent.error
+    if sent.status == "retry":
+        raise sent.error
+    if sent.status == "failed" and sent.error is not None:
+        raise PermanentStepError(
+            f"the mail server refused delivery #{number} to {recipient}: {sent.detail}"
+        ) from sent.error
+    if sent.status != "sent":
+        raise DeliveryUnconfirmed(f"delivery #{number} to {recipient} failed for good: {sent.detail}")
     if as_link:
         reason = (
             f"{epub.bytes} bytes is over the {pipeline.options.size_budget_bytes} byte email budget: "
             f"download link sent to {recipient}"
         )
-        return DeliveryOutcome("link_sent", recipient, reason, claim_id, result.provider_message_id, size)
-    reason = f"sent to Kindle {recipient} as {epub.file_name}"
-    return DeliveryOutcome("sent", recipient, reason, claim_id, result.provider_message_id, size)
+        return DeliveryOutcome("link_sent", recipient, reason, number, sent.provider_message_id, size)
+    reason = f"sent to Kindle {recipient} as {delivery_file_name(epub.file_name, sent.token)}"
+    return DeliveryOutcome("sent", recipient, reason, number, sent.provider_message_id, size)
 
 
-def _message(pipeline: Pipeline, epub: EpubSummary, *, recipient: str, as_link: bool, now):
+def _message(pipeline: Pipeline, epub: EpubSummary, *, recipient: str, as_link: bool, now, token: str | None = None):
     """The EPUB attached, or a download link to it (too large for email)."""
     from inbox_pipeline.seams.mailer import build_epub_email, build_link_email
 
@@ -202,6 +171,7 @@ def _message(pipeline: Pipeline, epub: EpubSummary, *, recipient: str, as_link: 
         epub_bytes=storage.get(epub.key),
         file_name=epub.file_name,
         body_text=f"{epub.title}\n{epub.words} words, about {epub.reading_minutes} min.",
+        token=token,
     )
 
 

@@ -445,100 +445,78 @@ def _send_volume(
     budget: int,
     now: datetime,
 ) -> VolumeOutcome:
-    """One volume, once: claim the ledger row (committed), send, mark it; as a link when over budget."""
-    from inbox_pipeline.db.ledger import LEASE, claim_delivery, find_delivery, mark_delivery_failed, mark_delivery_sent
-    from inbox_pipeline.seams.mailer import (
-        PermanentMailError,
-        TransientMailError,
-        build_epub_email,
-        build_link_email,
-        message_size_after_base64,
-    )
+    """One volume, once, through the ledger; as a link when over budget."""
+    from inbox_pipeline.seams.mailer import build_epub_email, build_link_email, message_size_after_base64
     from inbox_pipeline.services.deliver import MESSAGE_OVERHEAD
+    from inbox_pipeline.services.ledger_send import send_once
 
     size = message_size_after_base64(data) + MESSAGE_OVERHEAD
     as_link = size > budget
     recipient = user_email if as_link else kindle
-    with pipeline.sessions.begin() as session:
-        claim = claim_delivery(
-            session, item_kind="digest", item_id=digest_id, part=number, recipient=recipient, now=utcnow(),
-            user_id=user_id, device_id=None if as_link else device_id,
-        )
-        claim_id = claim.id if claim is not None else None
-        existing = None
-        if claim is None:
-            existing = find_delivery(session, item_kind="digest", item_id=digest_id, part=number, recipient=recipient)
-    if claim_id is None:
-        assert existing is not None
-        if existing.status == "sent":
-            return VolumeOutcome(
-                number, total, "already_sent", recipient,
-                f"volume {number} of {total} already sent to {recipient} (delivery #{existing.id})",
-                len(data), existing.id, existing.provider_message_id,
-            )
-        if existing.status == "claimed" and existing.claimed_at > utcnow() - LEASE:
-            return VolumeOutcome(
-                number, total, "in_flight", recipient,
-                f"volume {number} of {total} is being sent by another run (delivery #{existing.id})",
-                len(data), existing.id,
-            )
-        if existing.status == "claimed":
-            reason = (
-                f"delivery #{existing.id} of volume {number} to {recipient} was claimed at "
-                f"{existing.claimed_at:%Y-%m-%d %H:%M:%S} UTC and never confirmed; it may have been sent, so it is "
-                "not sent again. If the Kindle did not receive it, release the claim and set the digest back to ready."
-            )
-            return VolumeOutcome(number, total, "unconfirmed", recipient, reason, len(data), existing.id)
-        reason = f"delivery #{existing.id} of volume {number} to {recipient} failed for good: {existing.reason}"
-        return VolumeOutcome(number, total, "failed", recipient, reason, len(data), existing.id)
-
     sender = pipeline.options.sender
     count = len(members)
-    if as_link:
-        expires = pipeline.options.link_expires_seconds
-        link = pipeline.storage.download_link(key, expires, file_name=key.rsplit("/", 1)[-1])
-        message = build_link_email(
-            sender=sender, to=recipient, subject=f"Too large for email: {title}", title=title, link=link,
-            size_bytes=len(data), expires_at=now + timedelta(seconds=expires),
-        )
-    else:
+
+    def build(token: str):
+        if as_link:
+            expires = pipeline.options.link_expires_seconds
+            link = pipeline.storage.download_link(key, expires, file_name=key.rsplit("/", 1)[-1])
+            return build_link_email(
+                sender=sender, to=recipient, subject=f"Too large for email: {title}", title=title, link=link,
+                size_bytes=len(data), expires_at=now + timedelta(seconds=expires),
+            )
         contents = "\n".join(f"- {m.subject} ({m.sender_name or m.sender_email})" for m in members)
-        message = build_epub_email(
+        return build_epub_email(
             sender=sender, to=recipient, subject=title, epub_bytes=data, file_name=key.rsplit("/", 1)[-1],
-            body_text=f"{title}\n{count} newsletter(s):\n{contents}",
+            body_text=f"{title}\n{count} newsletter(s):\n{contents}", token=token,
         )
-    try:
-        result = pipeline.mailer.send(message)
-    except TransientMailError as exc:
-        with pipeline.sessions.begin() as session:
-            mark_delivery_failed(
-                session, claim_id, reason=(f"may have been sent: {exc}" if exc.maybe_sent else str(exc))[:2000],
-                retryable=not exc.maybe_sent,
-            )
-        if exc.maybe_sent:
-            return VolumeOutcome(
-                number, total, "unconfirmed", recipient,
-                f"volume {number} of {total} to {recipient} may have been sent: {exc}", len(data), claim_id,
-            )
-        return VolumeOutcome(number, total, "retry", recipient, f"mail server busy, will retry: {exc}", len(data), claim_id)
-    except PermanentMailError as exc:
-        with pipeline.sessions.begin() as session:
-            mark_delivery_failed(session, claim_id, reason=str(exc)[:2000], retryable=False)
+
+    sent = send_once(
+        pipeline, item_kind="digest", item_id=digest_id, part=number, recipient=recipient, build=build,
+        user_id=user_id, device_id=None if as_link else device_id,
+    )
+    claim_id = sent.delivery_id
+    what = f"volume {number} of {total}"
+    if sent.status == "already_sent":
         return VolumeOutcome(
-            number, total, "failed", recipient, f"the mail server refused volume {number} to {recipient}: {exc}",
+            number, total, "already_sent", recipient, f"{what} already sent to {recipient} (delivery #{claim_id})",
+            len(data), claim_id, sent.provider_message_id,
+        )
+    if sent.status == "in_flight":
+        return VolumeOutcome(
+            number, total, "in_flight", recipient, f"{what} is being sent by another run (delivery #{claim_id})",
             len(data), claim_id,
         )
-    with pipeline.sessions.begin() as session:
-        mark_delivery_sent(session, claim_id, provider_message_id=result.provider_message_id, now=utcnow())
+    if sent.status == "unconfirmed" and sent.error is None:
+        reason = (
+            f"delivery #{claim_id} of volume {number} to {recipient} was claimed at "
+            f"{sent.claimed_at:%Y-%m-%d %H:%M:%S} UTC and never confirmed; it may have been sent, so it is "
+            "not sent again. If the Kindle did not receive it, release the claim and set the digest back to ready."
+        )
+        return VolumeOutcome(number, total, "unconfirmed", recipient, reason, len(data), claim_id)
+    if sent.status == "unconfirmed":
+        return VolumeOutcome(
+            number, total, "unconfirmed", recipient, f"{what} to {recipient} may have been sent: {sent.detail}",
+            len(data), claim_id,
+        )
+    if sent.status == "retry":
+        return VolumeOutcome(number, total, "retry", recipient, f"mail server busy, will retry: {sent.detail}", len(data), claim_id)
+    if sent.status == "failed" and sent.error is not None:
+        return VolumeOutcome(
+            number, total, "failed", recipient, f"the mail server refused volume {number} to {recipient}: {sent.detail}",
+            len(data), claim_id,
+        )
+    if sent.status != "sent":
+        reason = f"delivery #{claim_id} of volume {number} to {recipient} failed for good: {sent.detail}"
+        return VolumeOutcome(number, total, "failed", recipient, reason, len(data), claim_id)
     if as_link:
         reason = (
             f"volume {number} of {total} ({len(data)} bytes) is over the {budget} byte email budget: "
             f"download link sent to {recipient}"
         )
         return VolumeOutcome(number, total, "link_sent", recipient, reason, len(data), claim_id,
-                             result.provider_message_id)
+                             sent.provider_message_id)
     reason = f"volume {number} of {total} ({count} newsletter(s)) sent to Kindle {recipient}"
-    return VolumeOutcome(number, total, "sent", recipient, reason, len(data), claim_id, result.provider_message_id)
+    return VolumeOutcome(number, total, "sent", recipient, reason, len(data), claim_id, sent.provider_message_id)
 
 
 def _mark_members_delivered(pipeline: Pipeline, members: list[_Member], reason: str) -> None:

@@ -40,6 +40,8 @@ from inbox_pipeline.services.context import Pipeline, utcnow
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from inbox_pipeline.core.kindle_notice import KindleNotice
+
 RETRY_MARK = "transient: "  # reason prefix of a failure that may be claimed again
 RESEND_WITHIN = timedelta(days=3)  # older "try later" notices are no longer worth sending
 GRACE_VARIABLE = "INBOX_PIPELINE_NOTICE_GRACE_MINUTES"
@@ -465,70 +467,47 @@ class Rejection:
     notice: Notice | None  # None: no user to tell
 
 
-def _reference_candidates(references) -> list[str]:
-    """Message-IDs as the ledger stores them: SMTP's without brackets, SES's bare MessageId (the local part)."""
-    found: list[str] = []
-    for ref in references:
-        for token in str(ref or "").replace(",", " ").split():
-            value = token.strip().strip("<>").strip()
-            for candidate in (value, value.split("@", 1)[0]):
-                if candidate and candidate not in found:
-                    found.append(candidate)
-    return found
+def tell_kindle_rejection(pipeline: Pipeline, notice: "KindleNotice") -> Rejection | None:
+    """Amazon said a document could not be delivered: record it on the one delivery its token names, tell the user once.
 
-
-def tell_kindle_rejection(
-    pipeline: Pipeline, *, references, reason: str, title: str | None = None
-) -> Rejection | None:
-    """Amazon said a document could not be delivered: match it to its delivery, record it, tell the user once.
-
-    ``references`` are the notice's In-Reply-To/References/quoted Message-IDs; when none matches, a
-    delivered newsletter with exactly ``title`` as its subject (the newest) is taken. None: no match.
+    Only a notice the receiver authenticated as Amazon's counts, and only through a delivery
+    token (never a title, which another user's newsletter may share). None: nothing matched.
     """
     from sqlalchemy import select
 
-    from inbox_pipeline.db.ledger import record_rejection
-    from inbox_pipeline.db.models import Delivery, DeliveryStatus, Digest, Newsletter
+    from inbox_pipeline.db.ledger import delivery_by_token, reject_delivery
+    from inbox_pipeline.db.models import Digest, Newsletter
 
+    if not notice.authentic or len(notice.tokens) != 1:
+        return None
+    reason = f"rejected by Amazon ({notice.code or notice.cause}): {notice.summary}"
     with pipeline.sessions.begin() as session:
-        candidates = _reference_candidates(references)
-        delivery = None
-        if candidates:
-            delivery = session.scalar(
-                select(Delivery).where(Delivery.provider_message_id.in_(candidates)).order_by(Delivery.id.desc())
-            )
-        if delivery is None and title:
-            delivery = session.scalar(
-                select(Delivery)
-                .join(Newsletter, Newsletter.id == Delivery.item_id)
-                .where(Delivery.item_kind == "newsletter", Newsletter.subject == title.strip())
-                .where(Delivery.provider_message_id.is_not(None))
-                .order_by(Delivery.id.desc())
-            )
+        delivery = delivery_by_token(session, notice.tokens[0])
         if delivery is None:
             return None
-        if delivery.status == DeliveryStatus.SENT.value:
-            record_rejection(session, delivery.provider_message_id, reason=f"rejected by Amazon: {reason}"[:2000])
+        reject_delivery(session, delivery.id, cause=notice.cause, reason=reason)
         if delivery.item_kind == "newsletter":
             item_title = session.scalar(select(Newsletter.subject).where(Newsletter.id == delivery.item_id)) or ""
         else:
             period = session.scalar(select(Digest.period_key).where(Digest.id == delivery.item_id)) or ""
             item_title = f"your digest ({period})"
         delivery_id, user_id = delivery.id, delivery.user_id
-    item_title = item_title or title or "a document"
+    item_title = item_title or "a document"
     if user_id is None:
         return Rejection(delivery_id, None, item_title, None)
-    notice = notify_user(
+    told = notify_user(
         pipeline,
         user_id=user_id,
         kind=KINDLE_REJECTED,
         dedup_key=f"delivery-{delivery_id}",
         subject=f"Your Kindle did not accept: {item_title}",
         body=(
-            f"Amazon could not deliver \u201c{item_title}\u201d to your Kindle.\n\nAmazon said: {reason}\n\n"
-            "Check that the sender address is on your Approved Personal Document E-mail List; if it is, "
-            "this document could not be converted by Amazon and is kept here."
+            f"Amazon could not deliver \u201c{item_title}\u201d to your Kindle.\n\n"
+            f"Amazon said: {notice.summary[:500]}\n\n"
+            f"Check that {pipeline.options.sender} is on your Approved Personal Document E-mail List "
+            "(amazon.com: Manage Your Content and Devices, Preferences, Personal Document Settings); "
+            "if it is, Amazon could not convert this document, and it is kept here."
         ),
         raise_transient=False,
     )
-    return Rejection(delivery_id, user_id, item_title, notice)
+    return Rejection(delivery_id, user_id, item_title, told)

@@ -13,7 +13,8 @@ from inbox_pipeline.db.ledger import (
     find_delivery,
     mark_delivery_failed,
     mark_delivery_sent,
-    record_rejection,
+    delivery_by_token,
+    reject_delivery,
     release_delivery,
     stale_deliveries,
 )
@@ -93,12 +94,26 @@ def test_stale_claim_waits_for_the_operator(factory, device) -> None:
         assert _claim(s, device, now=NOW + timedelta(days=1)).attempts == 2
 
 
-def test_rejection_notice_is_matched_to_its_delivery(factory, device) -> None:
+def test_an_amazon_notice_is_matched_by_the_delivery_token_only(factory, device) -> None:
     with factory.begin() as s:
         d = _claim(s, device)
+        other = _claim(s, device, item_id=8)
+        assert d.token and other.token and d.token != other.token
         mark_delivery_sent(s, d.id, provider_message_id="0100018e-abc")
     with factory.begin() as s:
-        assert record_rejection(s, "unknown-id", reason="E999") is None
-        row = record_rejection(s, "0100018e-abc", reason="E999: Amazon could not convert the document")
-        assert (row.id, row.status, row.reason) == (d.id, "failed", "E999: Amazon could not convert the document")
-        assert _claim(s, device) is None
+        assert delivery_by_token(s, "a" * 16) is None
+        row = reject_delivery(s, delivery_by_token(s, d.token).id, cause="conversion", reason="E999: Send to Kindle Internal Error")
+        assert (row.id, row.status, row.rejection_cause) == (d.id, "rejected", "conversion")
+        assert _claim(s, device) is None  # a rejection never re-opens the same claim
+        # the one safe-mode resend is its own ledger row, claimed once
+        def safe_mode():
+            return claim_delivery(s, item_kind="newsletter", item_id=d.item_id, recipient="a_k@kindle.com", now=NOW, variant="safe_mode")
+
+        safe = safe_mode()
+        assert safe is not None and safe.token != d.token
+        assert safe_mode() is None
+    with factory.begin() as s:
+        # a notice for a row that was never sent (or already rejected) changes nothing
+        again = reject_delivery(s, d.id, cause="unknown", reason="later notice")
+        assert (again.status, again.rejection_cause) == ("rejected", "conversion")
+

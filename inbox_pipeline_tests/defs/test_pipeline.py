@@ -81,7 +81,7 @@ def test_newsletters_unknown_duplicate_confirmation_quota_no_kindle_digest(
         for msg in got["alice_k@kindle.example"] + got["bob_k@kindle.example"]:
             assert msg["From"] == SENDER
             name, data = epub_attachment(msg)
-            assert re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,45}\.epub", name), name
+            assert re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,45}\.k-[a-z2-7]{16}\.epub", name), name
             assert msg.get_body(("plain",)).get_content().strip()
             text = epub_text(data)
             assert "Part 3 of issue" in text and "View in browser" not in text

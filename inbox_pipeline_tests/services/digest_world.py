@@ -107,6 +107,7 @@ class World:
         inbox_uri: str | None = None,
         storage_uri: str | None = None,
         epubcheck: bool = False,
+        trusted_receivers: tuple[str, ...] = ("amazonses.com",),
     ) -> "World":
         from inbox_pipeline.db.engine import upgrade
         from inbox_pipeline.services.context import Pipeline, PipelineOptions
@@ -118,7 +119,8 @@ class World:
             storage_uri=storage_uri or str(tmp_path / "storage"),
             mailer_uri=mailer_uri,
             options=PipelineOptions(
-                sender=SENDER, fetch_images=False, epubcheck=epubcheck, size_budget_bytes=size_budget_bytes
+                sender=SENDER, fetch_images=False, epubcheck=epubcheck, size_budget_bytes=size_budget_bytes,
+                trusted_receivers=trusted_receivers,
             ),
         )
         return cls(pipeline)
@@ -148,11 +150,9 @@ class World:
         self.arrivals.append(arrival)
         return arrival, raw
 
-    def ingest(self, raw: bytes, received_at: datetime):
-        """The email lands in the inbox, is registered, parsed and routed: (email id, parsed, route outcome)."""
+    def register(self, raw: bytes, received_at: datetime) -> int:
+        """The email lands in the inbox and is registered: its id."""
         from inbox_pipeline.db.intake import register_inbound
-        from inbox_pipeline.services.process import parse_inbound
-        from inbox_pipeline.services.route import route_parsed
 
         p = self.pipeline
         key = f"{received_at:%Y%m%dT%H%M%S}-{hashlib.sha256(raw).hexdigest()[:8]}.eml"
@@ -163,9 +163,16 @@ class World:
                 session, storage_key=archived, size=len(raw), sha256=hashlib.sha256(raw).hexdigest(),
                 received_at=received_at,
             )
-            email_id = row.id
-        parsed = parse_inbound(p, email_id)
-        return email_id, parsed, route_parsed(p, parsed)
+            return row.id
+
+    def ingest(self, raw: bytes, received_at: datetime):
+        """The email lands in the inbox, is registered, parsed and routed: (email id, parsed, route outcome)."""
+        from inbox_pipeline.services.process import parse_inbound
+        from inbox_pipeline.services.route import route_parsed
+
+        email_id = self.register(raw, received_at)
+        parsed = parse_inbound(self.pipeline, email_id)
+        return email_id, parsed, route_parsed(self.pipeline, parsed)
 
     def arrive(
         self, user: str, received_at: datetime, *, topic: int = 0, image: bytes | None = None,

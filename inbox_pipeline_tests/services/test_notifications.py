@@ -219,25 +219,39 @@ def test_a_failure_notice_is_withdrawn_when_the_newsletter_was_delivered_since(w
     assert len(arrived(smtp_sink, "emil_k@kindle.example")) == 1
 
 
-def test_an_amazon_rejection_is_matched_to_its_delivery_and_told_once(world, smtp_sink) -> None:
+def test_an_amazon_rejection_is_matched_by_its_token_and_told_once(world, smtp_sink) -> None:
+    from inbox_pipeline.core.kindle_notice import read_notice
+    from inbox_pipeline.core.parse import parse_email
+    from inbox_pipeline.db.ledger import get_delivery
     from inbox_pipeline.services.notify import tell_kindle_rejection
+    from inbox_pipeline_tests.fixtures.kindle_notices import E999_TEXT, kindle_notice
 
-    erin = "erin@example.org"
+    erin, fay = "erin@example.org", "fay@example.org"
     world.add_user(erin, timezone="UTC", delivery="instant", kindle="erin_k@kindle.example")
+    world.add_user(fay, timezone="UTC", delivery="instant", kindle="fay_k@kindle.example")
     arrival = world.arrive(erin, NOW, expect="sent")
+    world.arrive(fay, NOW, expect="sent")
     (sent,) = arrived(smtp_sink, "erin_k@kindle.example")
-    message_id = str(sent["Message-ID"])  # Amazon's notice refers to it
-    reason = "E999: An error occurred while processing your document."
-    assert tell_kindle_rejection(world.pipeline, references=["<unknown@nowhere.example>"], reason=reason) is None
-    first = tell_kindle_rejection(world.pipeline, references=[f"<other@x.example> {message_id}"], reason=reason)
-    again = tell_kindle_rejection(world.pipeline, references=[], title=arrival.subject, reason=reason)
+    (attachment,) = list(sent.iter_attachments())
+    document = attachment.get_filename()  # Amazon's notice quotes it
+
+    def notice(text, **kwargs):
+        return read_notice(parse_email(kindle_notice(to=world.pipeline.options.sender, text=text, **kwargs)),
+                           trusted_authserv_ids=("amazonses.com",))
+
+    genuine = notice(E999_TEXT.format(document=document))
+    assert tell_kindle_rejection(world.pipeline, notice(E999_TEXT.format(document=document), auth="fail")) is None
+    assert tell_kindle_rejection(world.pipeline, notice(E999_TEXT.format(document="2026-03-02-other.epub"))) is None
+    first = tell_kindle_rejection(world.pipeline, genuine)
+    again = tell_kindle_rejection(world.pipeline, genuine)
     assert first is not None and again is not None and first.delivery_id == again.delivery_id
     assert (first.notice.status, again.notice.status) == ("sent", "already_sent")
-    (notice,) = arrived(smtp_sink, erin)
-    assert notice["Subject"] == f"Your Kindle did not accept: {arrival.subject}"
-    assert "E999" in text_of(notice)
-    from inbox_pipeline.db.ledger import get_delivery
-
+    (told,) = arrived(smtp_sink, erin)
+    assert told["Subject"] == f"Your Kindle did not accept: {arrival.subject}"
+    assert "E999" in text_of(told) and world.pipeline.options.sender in text_of(told)
+    assert not arrived(smtp_sink, fay)  # the other user's delivery is untouched
     with world.pipeline.sessions() as session:
         delivery = get_delivery(session, first.delivery_id)
-        assert delivery.status == "failed" and "E999" in delivery.reason
+        assert (delivery.status, delivery.rejection_cause) == ("rejected", "conversion") and "E999" in delivery.reason
+        assert delivery.token in document and delivery.token in str(sent["Message-ID"])
+
