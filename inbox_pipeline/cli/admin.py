@@ -76,7 +76,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("user", metavar="USER", help="email or id")
     p.add_argument("address", metavar="ADDR", help="e.g. name_abc@kindle.com")
     p.add_argument("--name", metavar="NAME", help="a name for the device")
+    p.add_argument("--no-verify", action="store_true", help="do not send a test book now")
     p.set_defaults(func=cmd_kindle_set)
+    p = kindle.add_parser(
+        "verify",
+        help="send a test book, tell the user the address to approve, and resend what Amazon refused before",
+    )
+    p.add_argument("user", metavar="USER", help="email or id")
+    p.add_argument("--arrived", action="store_true", help="the user saw the test book on their Kindle")
+    p.set_defaults(func=cmd_kindle_verify)
 
     plan = subparsers.add_parser("plan", help="plans and their monthly limits").add_subparsers(
         dest="plan_command", metavar="ACTION", required=True
@@ -316,6 +324,41 @@ def cmd_kindle_set(args: argparse.Namespace) -> int:
         _refuse_inbound_address(session, kindle, "Kindle address")
         device = set_kindle(session, user.id, kindle, name=name)
         print(f"{user.email} now receives EPUBs at {device.email}")
+        user_id = user.id
+    return 0 if args.no_verify else _verify(user_id, arrived=False)
+
+
+@_db_errors
+def cmd_kindle_verify(args: argparse.Namespace) -> int:
+    from inbox_pipeline.db.users import get_user
+
+    with _session() as session:
+        user_id = get_user(session, args.user).id
+    return _verify(user_id, arrived=args.arrived)
+
+
+def _verify(user_id: int, *, arrived: bool) -> int:
+    from inbox_pipeline.services.context import PermanentStepError, Pipeline
+    from inbox_pipeline.services.kindle_check import CHECK_WINDOW, verify_kindle
+
+    try:
+        outcome = verify_kindle(Pipeline.from_settings(_settings()), user_id, arrived=arrived)
+    except PermanentStepError as exc:
+        raise CliError(str(exc)) from None
+    if arrived:
+        print(f"{outcome.kindle}: verified")
+        return 0
+    for warning in outcome.warnings:
+        print(f"warning: {warning}")
+    if outcome.sent != "sent":
+        print(f"{outcome.kindle}: {outcome.state}: the test book could not be sent ({outcome.sent})")
+        return 1
+    minutes = int(CHECK_WINDOW.total_seconds() // 60)
+    print(
+        f"{outcome.kindle}: test book sent; {outcome.state} until Amazon answers "
+        f"(unconfirmed after {minutes} minutes without a notice)"
+        + (f"; {outcome.resent} refused newsletter(s) sent again" if outcome.resent else "")
+    )
     return 0
 
 
@@ -380,8 +423,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             shown += entry.count
         if reasons.get(state) and count > shown:
             print(f"      {count - shown} with other reasons")
+    rejected = f", {deliveries['rejected']} rejected by Amazon" if deliveries.get("rejected") else ""
     print(
-        f"deliveries, {period}: {deliveries['sent']} sent, {deliveries['failed']} failed, "
+        f"deliveries, {period}: {deliveries['sent']} sent, {deliveries['failed']} failed{rejected}, "
         f"{deliveries['claimed']} in progress"
     )
     if stale:

@@ -31,6 +31,8 @@ class ConvertOptions:
     fetch_images: bool = True
     image_policy: "ImagePolicy | None" = None  # None: ImagePolicy() with fetch_images applied
     image_cache_dir: Path | None = None  # used when the policy names no cache of its own
+    # The resend after Amazon could not convert a book: no images, no cover, minimal CSS, plain metadata.
+    safe_mode: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ def resolve_policy(options: ConvertOptions) -> "ImagePolicy":
     from inbox_pipeline.core.images import ImagePolicy
 
     policy = options.image_policy or ImagePolicy()
+    if options.safe_mode:
+        return replace(policy, fetch_remote=False, max_images=0)
     if not options.fetch_images and policy.fetch_remote:
         policy = replace(policy, fetch_remote=False)
     if options.image_cache_dir is not None and policy.cache_dir is None:
@@ -209,6 +213,8 @@ def convert_email(raw: bytes, *, options: ConvertOptions = ConvertOptions()) -> 
     prepared = prepare_chapter(email, policy=resolve_policy(options))
     t2 = time.perf_counter()
     book = newsletter_book(email, prepared.chapter)
+    if options.safe_mode:
+        book = plain_metadata(book)
     written = write_book(book, email)
     t3 = time.perf_counter()
     timings.update(parse=(t1 - t0) * 1e3, prepare=(t2 - t1) * 1e3, epub=(t3 - t2) * 1e3)
@@ -221,6 +227,25 @@ def convert_email(raw: bytes, *, options: ConvertOptions = ConvertOptions()) -> 
         epub=written.epub,
         file_name=written.file_name,
         timings_ms=timings,
+    )
+
+
+def plain_metadata(book: "Book") -> "Book":
+    """ASCII title and creator, no description or cover subtitle: what Amazon's converter never trips on."""
+    from dataclasses import replace
+
+    def ascii_only(value: str | None) -> str:
+        text = unicodedata.normalize("NFKD", value or "").encode("ascii", "ignore").decode()
+        return " ".join(text.split())
+
+    return replace(
+        book,
+        title=ascii_only(book.title) or "Newsletter",
+        creator=ascii_only(book.creator) or "Unknown sender",
+        description=None,
+        cover_subtitle=None,
+        cover_title=None,
+        safe_mode=True,
     )
 
 

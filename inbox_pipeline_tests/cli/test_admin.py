@@ -68,7 +68,7 @@ def test_admin_end_to_end(cli, database_url: str) -> None:
     code, out, _ = cli("address", "add", "2")
     assert re.fullmatch(r"bob-[a-z2-7]{8}@in\.example\.com\n", out)
 
-    code, out, _ = cli("kindle", "set", "bob@example.com", "Bob_K@Kindle.com")
+    code, out, _ = cli("kindle", "set", "bob@example.com", "Bob_K@Kindle.com", "--no-verify")
     assert (code, out.strip()) == (0, "bob@example.com now receives EPUBs at bob_k@kindle.com")
     code, out, _ = cli("plan", "set", "team", "--monthly-limit", "200")
     assert (code, out.strip()) == (0, "plan team: 200 newsletters a month")
@@ -290,7 +290,7 @@ _COMMANDS = [
     lambda x, y: ["user", "set", x, "--delivery", y],
     lambda x, y: ["address", "add", x, "--label", y],
     lambda x, y: ["address", "disable", x],
-    lambda x, y: ["kindle", "set", "carol@example.com", x, "--name", y],
+    lambda x, y: ["kindle", "set", "carol@example.com", x, "--name", y, "--no-verify"],
     lambda x, y: ["plan", "set", x, "--monthly-limit", y],
     lambda x, y: ["status", "--hours", x],
 ]
@@ -306,3 +306,24 @@ def test_no_admin_input_gives_a_traceback(cli, command, x: str, y: str) -> None:
     assert code in (0, 2), (command(x, y), code, err)
     if code == 2:
         assert err.strip().splitlines()[-1].startswith("inbox-pipeline"), err
+
+def test_kindle_set_sends_a_test_book_and_verify_records_the_answer(cli, tmp_path: Path) -> None:
+    from email import message_from_bytes, policy
+
+    assert cli("db", "upgrade")[0] == 0
+    assert cli("user", "add", "dana@example.com")[0] == 0
+    code, out, _ = cli("kindle", "set", "dana@example.com", "dana@kindle.com")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0] == "dana@example.com now receives EPUBs at dana@kindle.com"
+    assert lines[1].startswith("warning: dana@kindle.com looks easy to guess")
+    assert lines[2].startswith("dana@kindle.com: test book sent; pending until Amazon answers")
+    sent = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in (tmp_path / ".inbox_pipeline" / "outbox").rglob("*.eml")]
+    to_kindle = [m for m in sent if m["To"] == "dana@kindle.com"]
+    to_user = [m for m in sent if m["To"] == "dana@example.com"]
+    assert len(to_kindle) == 1 and len(to_user) == 1
+    (book,) = list(to_kindle[0].iter_attachments())
+    assert book.get_content_type() == "application/epub+zip" and ".k-" in book.get_filename()
+    assert "kindle@localhost" in to_user[0].get_body(("plain",)).get_content()
+    code, out, _ = cli("kindle", "verify", "dana@example.com", "--arrived")
+    assert (code, out.strip()) == (0, "dana@kindle.com: verified")
+    assert _error(cli("kindle", "verify", "nobody@example.com")) == "inbox-pipeline: error: no user 'nobody@example.com'"

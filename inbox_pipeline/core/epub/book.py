@@ -46,6 +46,8 @@ class Book:
     cover_subtitle: str | None = None
     publisher: str = "inbox-pipeline"
     cover_title: str | None = None  # None: the book's title
+    # Amazon's second chance after a conversion error: no cover (no image at all) and minimal CSS.
+    safe_mode: bool = False
 
     @classmethod
     def for_newsletter(

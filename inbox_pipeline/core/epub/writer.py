@@ -102,6 +102,7 @@ def _zip(files: list[tuple[str, bytes]], when: datetime) -> bytes:
 
 
 _STYLESHEET = importlib.resources.files("inbox_pipeline.core").joinpath("epub.css").read_bytes()
+_MINIMAL_STYLESHEET = b"body { margin: 0; }\n"
 
 
 def _utc(value: datetime) -> datetime:
@@ -136,27 +137,8 @@ def _image_names(chapter: Chapter, number: int) -> tuple[dict[str, str], dict[st
     return names, files
 
 
-def build_epub(book: Book) -> bytes:
-    """The book as EPUB 3 bytes: cover, nav + NCX, one XHTML file per chapter."""
-    lang = language_tag(book.language)
-    title = one_line(book.title) or "Newsletter"
-    when = _utc(book.date)
-
-    out = ebooklib_epub.EpubBook()
-    out.set_identifier(one_line(book.identifier) or identifier_for(title + when.isoformat()))
-    out.set_title(title)
-    out.set_language(lang)
-    out.add_author(one_line(book.creator) or "Unknown")
-    out.add_metadata("DC", "date", when.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    out.add_metadata("DC", "publisher", one_line(book.publisher) or "inbox-pipeline")
-    if book.description and one_line(book.description):
-        out.add_metadata("DC", "description", one_line(book.description))
-    # ebooklib announces itself; keep only what we say.
-    out.metadata.get(ebooklib_epub.NAMESPACES["OPF"], {}).pop("generator", None)
-
-    css = ebooklib_epub.EpubItem(uid="css", file_name="epub.css", media_type="text/css", content=_STYLESHEET)
-    out.add_item(css)
-
+def _add_cover(out, book: Book, title: str, lang: str):
+    """The generated cover image and its page."""
     cover_jpeg = render_cover(
         one_line(book.cover_title) or title,
         one_line(book.cover_subtitle) or None,
@@ -181,6 +163,32 @@ def build_epub(book: Book) -> bytes:
         linear=False,
     )
     out.add_item(cover_page)
+    return cover_page
+
+
+def build_epub(book: Book) -> bytes:
+    """The book as EPUB 3 bytes: cover, nav + NCX, one XHTML file per chapter."""
+    lang = language_tag(book.language)
+    title = one_line(book.title) or "Newsletter"
+    when = _utc(book.date)
+
+    out = ebooklib_epub.EpubBook()
+    out.set_identifier(one_line(book.identifier) or identifier_for(title + when.isoformat()))
+    out.set_title(title)
+    out.set_language(lang)
+    out.add_author(one_line(book.creator) or "Unknown")
+    out.add_metadata("DC", "date", when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    out.add_metadata("DC", "publisher", one_line(book.publisher) or "inbox-pipeline")
+    if book.description and one_line(book.description):
+        out.add_metadata("DC", "description", one_line(book.description))
+    # ebooklib announces itself; keep only what we say.
+    out.metadata.get(ebooklib_epub.NAMESPACES["OPF"], {}).pop("generator", None)
+
+    stylesheet = _MINIMAL_STYLESHEET if book.safe_mode else _STYLESHEET
+    css = ebooklib_epub.EpubItem(uid="css", file_name="epub.css", media_type="text/css", content=stylesheet)
+    out.add_item(css)
+
+    cover_page = None if book.safe_mode else _add_cover(out, book, title, lang)
 
     toc: list = []
     documents: list[_RawDocument] = []
@@ -225,9 +233,9 @@ def build_epub(book: Book) -> bytes:
     out.add_item(ebooklib_epub.EpubNcx())
     out.toc = toc
     # A contents page in the reading order helps digests; a single newsletter opens on its text.
-    out.spine = [cover_page] + (["nav"] if len(documents) > 1 else []) + documents
+    out.spine = ([cover_page] if cover_page else []) + (["nav"] if len(documents) > 1 else []) + documents
     # Landmarks (EPUB 3) and guide (EPUB 2, older Kindles): where the book opens.
-    out.guide = [{"type": "cover", "href": "cover.xhtml", "title": "Cover"}]
+    out.guide = [{"type": "cover", "href": "cover.xhtml", "title": "Cover"}] if cover_page else []
     if len(documents) > 1:
         out.guide.append({"type": "toc", "href": "nav.xhtml", "title": "Contents"})
     out.guide.append({"type": "text", "href": documents[0].file_name, "title": documents[0].title})
