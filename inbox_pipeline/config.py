@@ -39,7 +39,7 @@ class Settings:
     batch_size: int  # most emails in one batch run; 1: one run per email
     reconcile_seconds: float  # an announced inbox (?queue=) is also listed at most this often
     # authserv-ids of the receiving system whose Authentication-Results are believed (Amazon's notices)
-    trusted_receivers: tuple[str, ...] = ()
+    trusted_authserv_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -52,7 +52,7 @@ class Settings:
         data_dir = Path(get("DATA_DIR", "./.inbox_pipeline")).expanduser()
         inbox = get("INBOX", str(data_dir / "inbox"))
         # SES writes its own Authentication-Results into what it stores in S3; a folder has no receiver.
-        receivers = get("TRUSTED_RECEIVERS", "amazonses.com" if inbox.startswith("s3://") else "")
+        authserv_ids = get("TRUSTED_AUTHSERV_IDS", "amazonses.com" if inbox.startswith("s3://") else "")
         return cls(
             data_dir=data_dir,
             database_url=get("DATABASE_URL", f"sqlite:///{(data_dir / 'inbox_pipeline.db').resolve()}"),
@@ -70,7 +70,7 @@ class Settings:
             sensor_interval_seconds=max(1, int(float(get("SENSOR_INTERVAL_SECONDS", "30")))),
             batch_size=max(1, int(float(get("BATCH_SIZE", "100")))),
             reconcile_seconds=max(0.0, float(get("RECONCILE_SECONDS", "600"))),
-            trusted_receivers=tuple(r.strip().lower() for r in receivers.split(",") if r.strip()),
+            trusted_authserv_ids=tuple(r.strip().lower() for r in authserv_ids.split(",") if r.strip()),
         )
 
 

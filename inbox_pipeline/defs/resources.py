@@ -34,6 +34,8 @@ class InboxResource(dg.ConfigurableResource):
     """Where raw inbound emails land: ``s3://bucket/prefix/`` (SES receipt rule) or a folder."""
 
     uri: str
+    # authserv-ids of the receiving system whose Authentication-Results are believed (Amazon's notices)
+    trusted_authserv_ids: list[str] = []
 
     def inbox(self):
         from inbox_pipeline.seams.inbox import inbox_from_uri
@@ -99,6 +101,7 @@ class PipelineResource(dg.ConfigurableResource):
                 epubcheck=self.processing.epubcheck,
                 size_budget_bytes=self.processing.size_budget_bytes,
                 image_cache_dir=Path(self.processing.image_cache_dir) if self.processing.image_cache_dir else None,
+                trusted_authserv_ids=tuple(self.inbox.trusted_authserv_ids),
             ),
         )
 
@@ -111,7 +114,9 @@ def _env_or(name: str, default: str) -> str:
 def build_resources(settings: "Settings") -> dict[str, dg.ConfigurableResource]:
     """The resources for a deployment described by ``settings`` (from the environment)."""
     database = DatabaseResource(url=_env_or("DATABASE_URL", settings.database_url))
-    inbox = InboxResource(uri=_env_or("INBOX", settings.inbox))
+    inbox = InboxResource(
+        uri=_env_or("INBOX", settings.inbox), trusted_authserv_ids=list(settings.trusted_authserv_ids)
+    )
     storage = StorageResource(uri=_env_or("STORAGE", settings.storage))
     mailer = MailerResource(uri=_env_or("MAILER", settings.mailer), sender=settings.sender)
     processing = ProcessingResource(

@@ -31,7 +31,7 @@ class PipelineOptions:
     size_budget_bytes: int = 29 * 1024 * 1024
     image_cache_dir: Path | None = None
     link_expires_seconds: int = LINK_EXPIRES_SECONDS
-    trusted_receivers: tuple[str, ...] = ()  # whose Authentication-Results count (Amazon's notices)
+    trusted_authserv_ids: tuple[str, ...] = ()  # whose Authentication-Results count (Amazon's notices)
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "PipelineOptions":
@@ -41,7 +41,7 @@ class PipelineOptions:
             epubcheck=settings.epubcheck,
             size_budget_bytes=settings.size_budget_bytes,
             image_cache_dir=settings.data_dir / "image-cache",
-            trusted_receivers=settings.trusted_receivers,
+            trusted_authserv_ids=settings.trusted_authserv_ids,
         )
 
 

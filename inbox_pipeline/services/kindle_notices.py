@@ -32,6 +32,7 @@ class NoticeOutcome:
     reason: str
     delivery_id: int | None = None
     user_id: int | None = None
+    cause: str = ""  # what Amazon's notice says: conversion, not_approved, unknown
 
 
 def approval_instructions(sender: str) -> str:
@@ -57,7 +58,7 @@ def handle_kindle_notice(pipeline: Pipeline, email_id: int) -> NoticeOutcome:
         recorded = session.scalar(select(KindleNotice).where(KindleNotice.inbound_email_id == email_id))
         decided = (recorded.action, recorded.delivery_id) if recorded else None
     email = load_email(pipeline, storage_key)
-    notice = read_notice(email, trusted_authserv_ids=pipeline.options.trusted_receivers)
+    notice = read_notice(email, trusted_authserv_ids=pipeline.options.trusted_authserv_ids)
     if decided is None:
         decided = _decide(pipeline, email_id, notice)
     action, delivery_id = decided
@@ -130,16 +131,16 @@ def _act(pipeline: Pipeline, email_id: int, notice, action: str, delivery_id: in
             delivery = get_delivery(session, delivery_id)
             user_id, item_kind, item_id = delivery.user_id, delivery.item_kind, delivery.item_id
     if action == "ignored":
-        return NoticeOutcome(email_id, action, notice.why, delivery_id)
+        return NoticeOutcome(email_id, action, notice.why, delivery_id, cause=notice.cause)
     if action in {"unmatched", "operator_told"}:
         _tell_operator(pipeline, email_id, notice, delivery_id)
-        return NoticeOutcome(email_id, action, "the operator was sent the notice", delivery_id, user_id)
+        return NoticeOutcome(email_id, action, "the operator was sent the notice", delivery_id, user_id, cause=notice.cause)
     if action == "safe_mode_resend":
         status = resend(pipeline, delivery_id, variant="safe_mode")
-        return NoticeOutcome(email_id, action, f"safe-mode resend: {status}", delivery_id, user_id)
+        return NoticeOutcome(email_id, action, f"safe-mode resend: {status}", delivery_id, user_id, cause=notice.cause)
     title = _title(pipeline, item_kind, item_id)
     if user_id is None:
-        return NoticeOutcome(email_id, action, "no user to tell", delivery_id)
+        return NoticeOutcome(email_id, action, "no user to tell", delivery_id, cause=notice.cause)
     if action in {"approval_requested", "check_rejected"} and notice.cause == "not_approved":
         subject = "Approve our address so your Kindle accepts your newsletters"
         body = (
@@ -161,7 +162,7 @@ def _act(pipeline: Pipeline, email_id: int, notice, action: str, delivery_id: in
         )
         key = f"delivery-{delivery_id}"
     told = _notify(pipeline, user_id=user_id, dedup_key=key, subject=subject, body=body)
-    return NoticeOutcome(email_id, action, f"user notice: {told}", delivery_id, user_id)
+    return NoticeOutcome(email_id, action, f"user notice: {told}", delivery_id, user_id, cause=notice.cause)
 
 
 def _notify(pipeline: Pipeline, *, user_id: int, dedup_key: str, subject: str, body: str) -> str:

@@ -27,7 +27,7 @@ class RouteOutcome:
     email_id: int
     state: str
     reason: str
-    path: str  # "newsletter", "forward" (to the user's own email) or "stop"
+    path: str  # "newsletter", "forward" (to the user's own email), "notice" (to our sender address) or "stop"
     user_id: int | None = None
     address_id: int | None = None
     user_email: str | None = None
@@ -80,6 +80,12 @@ def route_parsed(pipeline: Pipeline, parsed: ParsedSummary) -> RouteOutcome:
     from inbox_pipeline.db.models import InboundState, User
 
     path_for_kind = "newsletter" if parsed.kind == "newsletter" else "forward"
+    if pipeline.options.sender.lower() in parsed.recipients:
+        # Amazon answers our sender address: operational mail, never a newsletter (services.kindle_notices).
+        return RouteOutcome(
+            parsed.email_id, "kindle_notice", f"to the sender address {pipeline.options.sender}: read as a notice",
+            "notice",
+        )
     with pipeline.sessions.begin() as session:
         if parsed.quarantine_reason:
             try:

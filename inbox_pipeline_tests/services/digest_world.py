@@ -107,7 +107,7 @@ class World:
         inbox_uri: str | None = None,
         storage_uri: str | None = None,
         epubcheck: bool = False,
-        trusted_receivers: tuple[str, ...] = ("amazonses.com",),
+        trusted_authserv_ids: tuple[str, ...] = ("amazonses.com",),
     ) -> "World":
         from inbox_pipeline.db.engine import upgrade
         from inbox_pipeline.services.context import Pipeline, PipelineOptions
@@ -120,7 +120,7 @@ class World:
             mailer_uri=mailer_uri,
             options=PipelineOptions(
                 sender=SENDER, fetch_images=False, epubcheck=epubcheck, size_budget_bytes=size_budget_bytes,
-                trusted_receivers=trusted_receivers,
+                trusted_authserv_ids=trusted_authserv_ids,
             ),
         )
         return cls(pipeline)

@@ -41,6 +41,7 @@ from inbox_pipeline.defs.email.ops import (
     network_retry,
     parse_email,
     prepare_email,
+    read_kindle_notice,
     record_newsletter,
     route_email,
     store_epub,
@@ -64,8 +65,9 @@ def _after_parse(parsed, retry: dg.RetryPolicy) -> None:
         node = op.tag({PRIORITY: str(rank)})
         return node.with_retry_policy(retry) if retried else node
 
-    newsletter_route, forward_route = ranked(route_email, 2)(parsed)
+    newsletter_route, forward_route, notice_route = ranked(route_email, 2)(parsed)
     ranked(forward_confirmation, 9)(parsed, forward_route)
+    ranked(read_kindle_notice, 9)(notice_route)
     newsletter = ranked(record_newsletter, 3)(parsed, newsletter_route)
     cleaned = ranked(clean_html, 4)(newsletter)
     images = ranked(embed_images, 5)(cleaned)

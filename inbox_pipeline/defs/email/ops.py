@@ -276,6 +276,32 @@ def _forward(context: dg.OpExecutionContext, p, parsed, routed):
     return outcome
 
 
+def _notice(context: dg.OpExecutionContext, p, routed):
+    """Amazon's notice: its own outcome tag, and on the delivery it names a ``kindle_delivery`` record."""
+    from inbox_pipeline.services.kindle_notices import handle_kindle_notice
+
+    with step(context, p, routed.email_id):
+        outcome = handle_kindle_notice(p, routed.email_id)
+    tag_run(context, {TAG_OUTCOME: f"kindle_notice:{outcome.action}"})
+    context.log.info(f"Amazon notice: {outcome.action}: {outcome.reason}")
+    if outcome.delivery_id is not None and outcome.action not in ("ignored", "operator_told"):
+        context.log_event(
+            dg.AssetMaterialization(
+                KINDLE_DELIVERY,
+                description=f"rejected by Amazon: {outcome.action.replace('_', ' ')}",
+                metadata={
+                    "inbound_email_id": routed.email_id,
+                    "status": "rejected",
+                    "cause": outcome.cause,
+                    "action": outcome.action,
+                    "delivery_id": outcome.delivery_id,
+                    "user_id": outcome.user_id or 0,
+                },
+            )
+        )
+    return outcome
+
+
 def _record(context: dg.OpExecutionContext, p, parsed, routed):
     """The newsletter to convert, or None (over quota: kept and reported)."""
     from inbox_pipeline.services.route import record_newsletter as record
@@ -463,14 +489,23 @@ def parse_email(context: dg.OpExecutionContext, config: EmailConfig, pipeline: P
     out={
         "newsletter": dg.Out(is_required=False, description="Routed as a newsletter for the user's Kindle."),
         "forward": dg.Out(is_required=False, description="A confirmation or notice for the user's own email."),
+        "notice": dg.Out(is_required=False, description="Mail to our sender address: Amazon's notice about a book."),
     },
 )
 def route_email(context: dg.OpExecutionContext, parsed, pipeline: PipelineResource):
     routed = _route(context, pipeline.pipeline(), parsed)
-    if routed.path == "newsletter":
-        yield dg.Output(routed, "newsletter", metadata={"state": routed.state, "reason": routed.reason})
-    elif routed.path == "forward":
-        yield dg.Output(routed, "forward", metadata={"state": routed.state, "reason": routed.reason})
+    if routed.path in ("newsletter", "forward", "notice"):
+        yield dg.Output(routed, routed.path, metadata={"state": routed.state, "reason": routed.reason})
+
+
+@dg.op(
+    description="Read Amazon's notice about a delivered book: believed only when the receiving system "
+    "authenticated it as Amazon's, matched to one delivery by its token, then acted on once per cause "
+    "(safe-mode resend, the user told, or the operator).",
+    pool="mailer",
+)
+def read_kindle_notice(context: dg.OpExecutionContext, routed, pipeline: PipelineResource):
+    return _notice(context, pipeline.pipeline(), routed)
 
 
 @dg.op(
@@ -611,6 +646,9 @@ def _prepare(context: dg.OpExecutionContext, p, email_id: int):
     routed = _route(context, p, parsed)
     if routed.path == "forward":
         _forward(context, p, parsed, routed)
+        return
+    if routed.path == "notice":
+        _notice(context, p, routed)
         return
     if routed.path != "newsletter":
         return
