@@ -24,6 +24,13 @@ from inbox_pipeline.defs.intake.sensors import build_inbox_sensor
 from inbox_pipeline.defs.maintenance import build_maintenance_definitions
 from inbox_pipeline.defs.resources import build_resources
 from inbox_pipeline.seams.inbox import inbox_from_uri
+from inbox_pipeline.services.notify import notice_grace
+
+
+def notice_retry_seconds() -> int:
+    """Every 5 min, or a third of a shorter notice grace: a deferred notice is re-checked and sent (or
+    withdrawn) soon after it is due, not up to 5 min late."""
+    return max(1, min(300, int(notice_grace().total_seconds() // 3)))
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -50,7 +57,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             # the digest job is defined (with its schedule) in defs/digests; watched here by name
             build_run_failure_sensor(watched),
             build_run_success_sensor(watched),
-            build_notification_retry_sensor(),
+            build_notification_retry_sensor(interval_seconds=notice_retry_seconds()),
             build_watchdog_sensor(process_batch, **watchdog_options()),
         ],
         resources=build_resources(settings),

@@ -194,3 +194,14 @@ def test_the_local_instance_file_passes_dagster_schema() -> None:
 
     config = dagster_instance_config(str(ROOT))[0]  # the top-level dagster.yaml, scripts/dev.sh's
     assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 1
+
+
+def test_deferred_notices_are_checked_within_a_third_of_a_short_grace(monkeypatch, tmp_path: Path) -> None:
+    from inbox_pipeline.definitions import build_definitions
+
+    def retry_interval(**values: str) -> int:
+        configure(monkeypatch, tmp_path, **values)
+        return build_definitions().get_sensor_def("notification_retry_sensor").minimum_interval_seconds
+
+    assert retry_interval() == 300  # the default 30 min grace
+    assert retry_interval(NOTICE_GRACE_MINUTES="1.5") == 30
