@@ -118,17 +118,20 @@ def build_watchdog_sensor(
         from inbox_pipeline.services.alerts import operator_email as from_env
         from inbox_pipeline.services.alerts import send_operator_alert
         from inbox_pipeline.services.context import utcnow
-        from inbox_pipeline.services.health import INBOX_SENSOR, Watch, check_deployment
+        from inbox_pipeline.services.health import INBOX, INBOX_SENSOR, Watch, check_deployment
 
         p = pipeline.pipeline()
         now = utcnow()
         health = check_deployment(p, now=now, stale_after=stale_after)
         problems = dict(health.problems)
+        watch = Watch.from_cursor(context.cursor)
         stalled = inbox_sensor_problem(context.instance, now, stall_after)
-        if stalled:
+        if stalled and (INBOX in problems or INBOX in watch.open):
+            # An unreadable inbox is why its sensor fails: one episode, over once the sensor ticks again.
+            problems.setdefault(INBOX, stalled)
+        elif stalled:
             problems[INBOX_SENSOR] = stalled
 
-        watch = Watch.from_cursor(context.cursor)
         requests = []
         for cause in sorted({w.cause for w in health.waiting} | set(watch.resumed)):
             if _in_flight(context.instance, cause):
