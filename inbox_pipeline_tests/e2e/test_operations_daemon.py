@@ -41,6 +41,20 @@ def graphql(instance: dg.DagsterInstance, monkeypatch, env: dict[str, str]) -> I
         yield lambda query, variables: execute_dagster_graphql(ws.create_request_context(), query, variables).data
 
 
+@contextmanager
+def running(env: dict[str, str], home, log, explain) -> Iterator[tuple[Daemon, dg.DagsterInstance]]:
+    """The daemon and the instance; a failed wait or check also shows ``explain()`` and the daemon's log."""
+    daemon = Daemon(env, log)
+    instance = open_instance(home)
+    try:
+        yield daemon, instance
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{explain()}\n{daemon.output()[-6000:]}") from None
+    finally:
+        daemon.stop()
+        instance.dispose()
+
+
 def reexecute_from_failure(ask, run_id: str) -> str:
     from dagster_graphql.client.query import LAUNCH_PIPELINE_REEXECUTION_MUTATION
 
@@ -97,38 +111,30 @@ def test_a_failed_run_reexecuted_fails_again_alerts_twice_and_succeeding_tells_t
     deny_writes(s3, s3_bucket, "books/")  # the EPUB cannot be stored: a broken deployment, not an outage
     s3.put_object(Bucket=s3_bucket, Key=f"incoming/{uuid.uuid4().hex}", Body=mails.newsletter(4, fay))
 
-    daemon = Daemon(env, tmp_path / "daemon.log")
-    instance = open_instance(home)
-    try:
-        try:
-            first = wait_for(
-                lambda: (r := instance.get_runs()) and r[-1].is_finished and r[-1], timeout=150, what="the first run"
-            )
-            assert first.status == dg.DagsterRunStatus.FAILURE
-            with graphql(instance, monkeypatch, env) as ask:
-                again = finished(instance, reexecute_from_failure(ask, first.run_id))  # still denied
-                assert again.status == dg.DagsterRunStatus.FAILURE
-                wait_for(lambda: len(subjects_to(smtp_sink, OPERATOR)) >= 2, timeout=60, what="two operator alerts")
-                s3.delete_bucket_policy(Bucket=s3_bucket)
-                fixed = finished(instance, reexecute_from_failure(ask, again.run_id))
-            assert fixed.status == dg.DagsterRunStatus.SUCCESS
-            (notice,) = [n for n in notices(postgres_url) if n[0] == "delivery_failed"]
-            assert notice == ("delivery_failed", "deferred")  # success came within the grace
-            wait_for(
-                lambda: any(s.startswith("[inbox-pipeline] resolved:") for s in subjects_to(smtp_sink, OPERATOR)),
-                timeout=60, what="the operator's resolved note",
-            )
-            # Past the grace the notice is re-checked and withdrawn, never sent.
-            wait_for(
-                lambda: ("delivery_failed", "withdrawn") in notices(postgres_url),
-                timeout=grace_minutes * 60 + 60, interval=1, what="the deferred notice to be withdrawn",
-            )
-            alerts = subjects_to(smtp_sink, OPERATOR)  # before the daemon stops (its code server goes first)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{rows(postgres_url)}\n{daemon.output()[-6000:]}") from None
-    finally:
-        daemon.stop()
-        instance.dispose()
+    with running(env, home, tmp_path / "daemon.log", lambda: rows(postgres_url)) as (daemon, instance):
+        first = wait_for(
+            lambda: (r := instance.get_runs()) and r[-1].is_finished and r[-1], timeout=150, what="the first run"
+        )
+        assert first.status == dg.DagsterRunStatus.FAILURE
+        with graphql(instance, monkeypatch, env) as ask:
+            again = finished(instance, reexecute_from_failure(ask, first.run_id))  # still denied
+            assert again.status == dg.DagsterRunStatus.FAILURE
+            wait_for(lambda: len(subjects_to(smtp_sink, OPERATOR)) >= 2, timeout=60, what="two operator alerts")
+            s3.delete_bucket_policy(Bucket=s3_bucket)
+            fixed = finished(instance, reexecute_from_failure(ask, again.run_id))
+        assert fixed.status == dg.DagsterRunStatus.SUCCESS
+        (notice,) = [n for n in notices(postgres_url) if n[0] == "delivery_failed"]
+        assert notice == ("delivery_failed", "deferred")  # success came within the grace
+        wait_for(
+            lambda: any(s.startswith("[inbox-pipeline] resolved:") for s in subjects_to(smtp_sink, OPERATOR)),
+            timeout=60, what="the operator's resolved note",
+        )
+        # Past the grace the notice is re-checked and withdrawn, never sent.
+        wait_for(
+            lambda: ("delivery_failed", "withdrawn") in notices(postgres_url),
+            timeout=grace_minutes * 60 + 60, interval=1, what="the deferred notice to be withdrawn",
+        )
+        alerts = subjects_to(smtp_sink, OPERATOR)  # before the daemon stops (its code server goes first)
 
     assert alerts[:2] == [
         f"[inbox-pipeline] process_email run {first.run_id[:8]} failed",
@@ -155,33 +161,24 @@ def test_an_inbox_made_unreadable_alerts_once_and_recovers_once_it_is_back(
     env["INBOX_PIPELINE_INBOX"] = f"s3://{inbox_bucket}/incoming/"  # storage stays in s3_bucket
     fay = seed(postgres_url, [READER])[READER["email"]]
 
-    daemon = Daemon(env, tmp_path / "daemon.log")
-    instance = open_instance(home)
-    try:
-        try:
-            s3.put_object(Bucket=inbox_bucket, Key="incoming/before", Body=mails.newsletter(1, fay))
-            wait_all_final(postgres_url, 1, daemon, instance, timeout=150)
-            s3.delete_object(Bucket=inbox_bucket, Key="incoming/before")  # archived: a bucket must be empty to go
-            for obj in s3.list_objects_v2(Bucket=inbox_bucket).get("Contents", []):
-                s3.delete_object(Bucket=inbox_bucket, Key=obj["Key"])
-            s3.delete_bucket(Bucket=inbox_bucket)
-            wait_for(lambda: subjects_to(smtp_sink, OPERATOR), timeout=90, what="the operator's alert")
-            s3.create_bucket(Bucket=inbox_bucket)
-            s3.put_object(Bucket=inbox_bucket, Key="incoming/after", Body=mails.newsletter(2, fay))
-            wait_all_final(postgres_url, 2, daemon, instance, timeout=150)
-            wait_for(
-                lambda: any("recovered" in s for s in subjects_to(smtp_sink, OPERATOR)),
-                timeout=90, what="the operator's recovery message",
-            )
-            # A few more watchdog ticks: nothing else opens.
-            ticks = _watchdog_ticks(instance)
-            wait_for(lambda: _watchdog_ticks(instance) >= ticks + 3, timeout=60, what="three more watchdog ticks")
-            alerts = subjects_to(smtp_sink, OPERATOR)  # before the daemon stops (its code server goes first)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{subjects_to(smtp_sink, OPERATOR)}\n{daemon.output()[-6000:]}") from None
-    finally:
-        daemon.stop()
-        instance.dispose()
+    with running(env, home, tmp_path / "daemon.log", lambda: subjects_to(smtp_sink, OPERATOR)) as (daemon, instance):
+        s3.put_object(Bucket=inbox_bucket, Key="incoming/before", Body=mails.newsletter(1, fay))
+        wait_all_final(postgres_url, 1, daemon, instance, timeout=150)
+        for obj in s3.list_objects_v2(Bucket=inbox_bucket).get("Contents", []):  # only an empty bucket goes
+            s3.delete_object(Bucket=inbox_bucket, Key=obj["Key"])
+        s3.delete_bucket(Bucket=inbox_bucket)
+        wait_for(lambda: subjects_to(smtp_sink, OPERATOR), timeout=90, what="the operator's alert")
+        s3.create_bucket(Bucket=inbox_bucket)
+        s3.put_object(Bucket=inbox_bucket, Key="incoming/after", Body=mails.newsletter(2, fay))
+        wait_all_final(postgres_url, 2, daemon, instance, timeout=150)
+        wait_for(
+            lambda: any("recovered" in s for s in subjects_to(smtp_sink, OPERATOR)),
+            timeout=90, what="the operator's recovery message",
+        )
+        # A few more watchdog ticks: nothing else opens.
+        ticks = _watchdog_ticks(instance)
+        wait_for(lambda: _watchdog_ticks(instance) >= ticks + 3, timeout=60, what="three more watchdog ticks")
+        alerts = subjects_to(smtp_sink, OPERATOR)  # before the daemon stops (its code server goes first)
 
     assert alerts == ["[inbox-pipeline] problem: the inbox", "[inbox-pipeline] recovered: the inbox"]
     assert len(subjects_to(smtp_sink, READER["kindle"])) == 2
