@@ -203,9 +203,6 @@ mutation($selectorData: SensorSelector!, $cursor: String) {
 """
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the inbox sensor registers and archives on preview until branch `intake` lands on main"
-)
 def test_previewing_the_inbox_sensors_tick_in_the_ui_changes_no_row_object_or_run(
     tmp_path, monkeypatch, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink
 ) -> None:
