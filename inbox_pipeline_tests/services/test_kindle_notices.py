@@ -14,6 +14,7 @@ import pytest
 
 from inbox_pipeline_tests.fixtures.kindle_notices import E999_TEXT, NOT_APPROVED_TEXT, UNKNOWN_TEXT, kindle_notice
 from inbox_pipeline_tests.services.digest_world import World, noise_jpeg
+from inbox_pipeline_tests.services.test_notifications import arrived
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 ERIN, FAY = "erin@example.org", "fay@example.org"
@@ -29,10 +30,6 @@ def world(tmp_path, database_url, smtp_sink):
         yield w
     finally:
         w.close()
-
-
-def arrived(sink, to: str) -> list:
-    return [msg for raw, msg in zip(sink.messages, sink.parsed()) if to in raw["to"]]
 
 
 def attachment(msg):
