@@ -397,7 +397,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from inbox_pipeline.db.ledger import LEASE, count_deliveries, stale_deliveries
     from inbox_pipeline.db.models import utcnow
     from inbox_pipeline.db.story import reasons_by_state
-    from inbox_pipeline.db.users import count_users
+    from inbox_pipeline.db.users import count_users, kindle_checks
 
     now = utcnow()
     since = now - timedelta(hours=args.hours)
@@ -410,6 +410,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         deliveries = count_deliveries(session, since=since)
         stale = stale_deliveries(session, now=now)
         users = count_users(session)
+        checks, rejected_kindles = kindle_checks(session)
     print(f"users: {users}")
     print(f"inbound emails, {period}: {sum(states.values())}")
     width = max(len(s) for s in states)
@@ -432,6 +433,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         minutes = int(LEASE.total_seconds() // 60)
         ids = ", ".join(f"#{d.id}" for d in stale[:10])
         print(f"attention: {len(stale)} deliveries claimed over {minutes} minutes ago never finished ({ids})")
+    if set(checks) - {"unchecked"}:  # once anyone ran `kindle verify`
+        print("kindle checks: " + ", ".join(f"{n} {state}" for state, n in sorted(checks.items())))
+        for address, reason in rejected_kindles[:10]:
+            print(f"  rejected {address}: {_one_line(reason)}")
     return 0
 
 

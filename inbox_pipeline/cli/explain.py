@@ -61,6 +61,12 @@ def _story_lines(story: Any) -> list[str]:
         f"  raw email:   {e.storage_key} ({e.size:,} bytes)",
         f"  user:        {story.user.email if story.user else '-'}",
     ]
+    device = story.user.kindle if story.user is not None else None
+    if device is not None:
+        lines.append(
+            f"  kindle:      {device.email}: {device.check_state}"
+            + (f" ({device.check_reason})" if device.check_reason else "")
+        )
     if story.duplicate_of is not None:
         lines.append(f"  duplicate of #{story.duplicate_of.id} ({story.duplicate_of.state})")
     n = story.newsletter
@@ -79,6 +85,7 @@ def _story_lines(story: Any) -> list[str]:
     lines.append(f"deliveries: {len(story.deliveries) or 'none'}")
     for d in story.deliveries:
         what = f"{d.item_kind} #{d.item_id}" + (f" volume {d.part}" if d.item_kind == "digest" else "")
+        what += f" ({d.variant.replace('_', ' ')})" if d.variant != "standard" else ""
         lines.append(
             f"  #{d.id} {what} to {d.recipient}: {d.status}, attempt {d.attempts}, claimed {_when(d.claimed_at)}"
             + (f", finished {_when(d.finished_at)}" if d.finished_at else "")

@@ -299,3 +299,22 @@ def set_address_enabled(
 
 def count_users(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+def kindle_checks(session: Session) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Active Kindle devices per check state (``kindle verify``), and the rejected ones (address, reason)."""
+    from sqlalchemy import func
+
+    from inbox_pipeline.db.models import KindleDevice
+
+    counts = dict(
+        session.execute(
+            select(KindleDevice.check_state, func.count()).where(KindleDevice.active.is_(True)).group_by(KindleDevice.check_state)
+        ).all()
+    )
+    rejected = session.execute(
+        select(KindleDevice.email, KindleDevice.check_reason)
+        .where(KindleDevice.active.is_(True), KindleDevice.check_state == "rejected")
+        .order_by(KindleDevice.id)
+    ).all()
+    return {state: int(n) for state, n in counts.items()}, [(email, reason or "") for email, reason in rejected]

@@ -324,6 +324,9 @@ def test_kindle_set_sends_a_test_book_and_verify_records_the_answer(cli, tmp_pat
     (book,) = list(to_kindle[0].iter_attachments())
     assert book.get_content_type() == "application/epub+zip" and ".k-" in book.get_filename()
     assert "kindle@localhost" in to_user[0].get_body(("plain",)).get_content()
+    code, out, _ = cli("status")
+    assert "kindle checks: 1 pending" in out.splitlines()
     code, out, _ = cli("kindle", "verify", "dana@example.com", "--arrived")
     assert (code, out.strip()) == (0, "dana@kindle.com: verified")
+    assert "kindle checks: 1 verified" in cli("status")[1].splitlines()
     assert _error(cli("kindle", "verify", "nobody@example.com")) == "inbox-pipeline: error: no user 'nobody@example.com'"

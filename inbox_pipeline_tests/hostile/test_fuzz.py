@@ -239,7 +239,7 @@ def admin_argv(draw) -> list[str]:
         ["user", "set", a, "--plan", b],
         ["address", "add", "fuzz@example.org", "--label", a],
         ["address", "disable", a],
-        ["kindle", "set", "fuzz@example.org", a, "--name", b],
+        ["kindle", "set", "fuzz@example.org", a, "--name", b, "--no-verify"],
         ["plan", "set", a, "--unlimited"],
     ]))
 
