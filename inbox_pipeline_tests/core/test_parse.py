@@ -248,7 +248,7 @@ def test_a_helo_name_cannot_smuggle_a_by_or_for_clause() -> None:
 def test_no_received_header_means_no_receiver_recorded_anything() -> None:
     email = parse_email(SENDER_WRITTEN.split(b"Received:")[0] + b"Subject: s\n\nbody")
     assert email.envelope.recorded_by == "unreceived" and email.envelope.recipients == ()
-    without_for = parse_email(b"Received: by inbound-smtp.eu-west-1.amazonaws.com; Tue, 5 Mar 2024\n\nx")
+    without_for = parse_email(b"Received: by inbound-smtp.eu-west-1.amazonaws.com; Tue, 5 Mar 2024\nSubject: s\n\nx")
     assert without_for.envelope.recorded_by == "ses" and without_for.envelope.recipients == ()
 
 

@@ -20,6 +20,7 @@ EXPECTED_OPS = [
     "parse_email",
     "route_email",
     "forward_confirmation",
+    "read_kindle_notice",
     "record_newsletter",
     "clean_html",
     "embed_images",
@@ -96,6 +97,7 @@ def test_op_names_read_like_the_pipeline(defs: dg.Definitions) -> None:
     }
     assert upstream["route_email"] == {"parse_email"}
     assert upstream["forward_confirmation"] == {"parse_email", "route_email"}
+    assert upstream["read_kindle_notice"] == {"route_email"}
     assert upstream["record_newsletter"] == {"parse_email", "route_email"}
     for before, after in [
         ("record_newsletter", "clean_html"),

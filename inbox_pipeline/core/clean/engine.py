@@ -699,7 +699,8 @@ class Cleaner:
         if not lone_link or size > CTA_MAX:
             return False
         if position >= FOOT:
-            return size <= LONE_LINK_MAX or u.cta or _centred(u.el)
+            # short and plain: furniture when it points at a home page (a link into one page is content)
+            return (size <= LONE_LINK_MAX and _to_home_page(u.el)) or u.cta or _centred(u.el)
         return position < HEAD and u.cta
 
     def _units(self) -> list[_Unit]:
@@ -913,3 +914,16 @@ class Cleaner:
             child.tail = None
             if not isinstance(child.tag, str) or child.tag not in BLOCK_TAGS:
                 el.remove(child)
+
+
+def _to_home_page(el: Element) -> bool:
+    """Does the (first) link in ``el`` point at a site's home page rather than into one of its pages?"""
+    from urllib.parse import urlsplit
+
+    for anchor in el.iter("a"):
+        href = (anchor.get("href") or "").strip()
+        try:
+            return urlsplit(href).path.strip("/") == ""
+        except ValueError:
+            return False
+    return False

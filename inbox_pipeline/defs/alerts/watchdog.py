@@ -54,7 +54,7 @@ def inbox_sensor_problem(instance: dg.DagsterInstance, now: datetime, stall_afte
 
 def resume_request(cause: str, waiting: list, now: datetime) -> dg.RunRequest:
     """A batch run for emails one cause held; its key is new for each hold (state_changed_at)."""
-    from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, batch_run_config
+    from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, batch_run_config_for_emails
 
     batch = waiting[:RESUME_BATCH]
     marks = "\n".join(f"{w.email_id}@{w.since.isoformat()}" for w in batch)
@@ -62,7 +62,7 @@ def resume_request(cause: str, waiting: list, now: datetime) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=f"resume:{cause}:{digest}",
         job_name=BATCH_JOB_NAME,
-        run_config=batch_run_config([(w.email_id, w.storage_key) for w in batch]),
+        run_config=batch_run_config_for_emails([w.email_id for w in batch]),
         tags={TAG_RESUMES: cause, "inbox-pipeline/email-count": str(len(batch))},
     )
 

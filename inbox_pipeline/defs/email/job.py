@@ -150,6 +150,11 @@ def batch_run_config(objects: list) -> dict:
     return {"ops": {BATCH_OP: {"config": {"emails": [object_config(o) for o in objects]}}}}
 
 
+def batch_run_config_for_emails(email_ids: list[int]) -> dict:
+    """Run config of ``process_inbox_batch`` processing inbound emails registered before (held ones resumed)."""
+    return {"ops": {BATCH_OP: {"config": {"registered": list(email_ids)}}}}
+
+
 def inbox_objects_of_run(run: dg.DagsterRun | dg.RunRequest) -> list[str]:
     """The names of the pending inbox objects a run of either job takes."""
     ops = (run.run_config or {}).get("ops", {})
@@ -175,6 +180,9 @@ def email_ids_of_run(run: dg.DagsterRun) -> list[int]:
     email_id = ops.get("parse_email", {}).get("config", {}).get("inbound_email_id")  # a replay by id
     if email_id and int(email_id) not in ids:
         ids.append(int(email_id))
+    for email_id in ops.get(BATCH_OP, {}).get("config", {}).get("registered", []):  # held emails resumed
+        if int(email_id) not in ids:
+            ids.append(int(email_id))
     return ids
 
 

@@ -57,9 +57,11 @@ class EmailConfig(dg.Config):
 
 
 class BatchConfig(dg.Config):
-    """The pending inbox objects one batch run takes and processes (set by the inbox sensor)."""
+    """The pending inbox objects one batch run takes and processes (set by the inbox sensor), and
+    inbound emails registered before that it processes again (held emails the watchdog resumes)."""
 
-    emails: list[InboxObjectConfig]
+    emails: list[InboxObjectConfig] = []
+    registered: list[int] = []
 
 
 def mapping_key(email_id: int) -> str:
@@ -602,7 +604,7 @@ def inbox_batch(context: dg.OpExecutionContext, config: BatchConfig, pipeline: P
     from inbox_pipeline.defs.alerts import TAG_EMAIL_IDS
 
     tick = take_from_inbox(context, pipeline.pipeline(), config.emails)
-    ids = sorted(r.email_id for r in tick.registered)
+    ids = sorted({r.email_id for r in tick.registered} | set(config.registered))
     if ids:
         context.instance.add_run_tags(context.run_id, {TAG_EMAIL_IDS: ",".join(map(str, ids))})
     for email_id in ids:
