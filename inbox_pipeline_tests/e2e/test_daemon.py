@@ -164,7 +164,7 @@ def test_twenty_emails_through_the_daemon_with_s3_and_smtp_faults(
     for message, p in zip(smtp_sink.messages, parsed):
         if message["to"][0].endswith("@kindle.example"):
             (epub,) = [a for a in p.iter_attachments() if a.get_content_type() == "application/epub+zip"]
-            assert re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,45}\.epub", epub.get_filename())
+            assert re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,45}\.k-[a-z2-7]{16}\.epub", epub.get_filename())
             assert p["From"] == SENDER and p.get_body(("plain",)).get_content().strip()
     confirm = next(p for m, p in zip(smtp_sink.messages, parsed) if m["to"] == ["alice@example.org"])
     body = confirm.get_body(("plain",)).get_content()
