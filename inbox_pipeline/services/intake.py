@@ -77,9 +77,13 @@ class IntakeTick:
     """What taking some pending objects did."""
 
     registered: list[Registered] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # objects that could not be taken (still pending)
-    not_taken: list[tuple[str, str]] = field(default_factory=list)  # (key, why) of the same objects
+    not_taken: list[tuple[str, str]] = field(default_factory=list)  # (key, why): could not be taken (still pending)
     found: PendingTick = field(default_factory=PendingTick)
+
+    @property
+    def errors(self) -> list[str]:
+        """The objects that could not be taken, one line each."""
+        return [f"{key!r}: {why}" for key, why in self.not_taken]
 
     # How the objects were found (``take_new_emails``), as the sensor reports it.
     @property
@@ -160,7 +164,6 @@ def take_pending(pipeline: Pipeline, objects: "list[InboxObject]", *, now: datet
     with ThreadPoolExecutor(min(INTAKE_THREADS, len(objects)), thread_name_prefix="intake") as pool:
         for obj, result in zip(objects, pool.map(take, objects)):
             if isinstance(result, Exception):
-                tick.errors.append(f"{obj.key!r}: {type(result).__name__}: {result}")
                 tick.not_taken.append((obj.key, f"{type(result).__name__}: {result}"))
             elif isinstance(result, Registered):
                 tick.registered.append(result)
