@@ -138,9 +138,9 @@ def _act(pipeline: Pipeline, email_id: int, notice, action: str, delivery_id: in
     if action == "safe_mode_resend":
         status = resend(pipeline, delivery_id, variant="safe_mode")
         return NoticeOutcome(email_id, action, f"safe-mode resend: {status}", delivery_id, user_id, cause=notice.cause)
-    title = _title(pipeline, item_kind, item_id)
     if user_id is None:
         return NoticeOutcome(email_id, action, "no user to tell", delivery_id, cause=notice.cause)
+    title = _title(pipeline, item_kind, item_id)
     if action in {"approval_requested", "check_rejected"} and notice.cause == "not_approved":
         subject = "Approve our address so your Kindle accepts your newsletters"
         body = (
