@@ -49,12 +49,12 @@ def handle_kindle_notice(pipeline: Pipeline, email_id: int) -> NoticeOutcome:
     from sqlalchemy import select
 
     from inbox_pipeline.core.kindle_notice import read_notice
-    from inbox_pipeline.db.intake import get_inbound
+    from inbox_pipeline.db.intake import get_inbound, raw_key
     from inbox_pipeline.db.models import KindleNotice
     from inbox_pipeline.services.process import load_email
 
     with pipeline.sessions() as session:
-        storage_key = get_inbound(session, email_id).storage_key
+        storage_key = raw_key(session, get_inbound(session, email_id))
         recorded = session.scalar(select(KindleNotice).where(KindleNotice.inbound_email_id == email_id))
         decided = (recorded.action, recorded.delivery_id) if recorded else None
     email = load_email(pipeline, storage_key)
