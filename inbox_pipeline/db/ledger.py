@@ -232,8 +232,15 @@ def reject_delivery(
 
 
 def count_deliveries(session: Session, *, since: datetime | None = None) -> dict[str, int]:
-    """Deliveries per status (every status present), claimed since ``since``."""
-    query = select(Delivery.status, func.count()).group_by(Delivery.status)
+    """Deliveries of newsletters and digests per status (every status present), claimed since ``since``.
+
+    Kindle test books (``kindle verify``) are not deliveries of anything a user subscribed to.
+    """
+    query = (
+        select(Delivery.status, func.count())
+        .where(Delivery.item_kind.in_(("newsletter", "digest")))
+        .group_by(Delivery.status)
+    )
     if since is not None:
         query = query.where(Delivery.claimed_at >= since)
     counts = {s.value: 0 for s in DeliveryStatus}

@@ -326,6 +326,7 @@ def test_kindle_set_sends_a_test_book_and_verify_records_the_answer(cli, tmp_pat
     assert "kindle@localhost" in to_user[0].get_body(("plain",)).get_content()
     code, out, _ = cli("status")
     assert "kindle checks: 1 pending" in out.splitlines()
+    assert "deliveries, last 24 hours: 0 sent, 0 failed, 0 in progress" in out.splitlines()  # a test book is none
     code, out, _ = cli("kindle", "verify", "dana@example.com", "--arrived")
     assert (code, out.strip()) == (0, "dana@kindle.com: verified")
     assert "kindle checks: 1 verified" in cli("status")[1].splitlines()
