@@ -18,7 +18,6 @@ from inbox_pipeline.cli.admin import _db_errors, _session
 
 # A batch run is created within seconds of its emails' registration; look a little wider.
 BATCH_WINDOW = timedelta(hours=1)
-ROOT_RUN_TAG = "dagster/root_run_id"  # Dagster's tag on every re-execution
 
 
 def register(subparsers: Any) -> None:
@@ -106,6 +105,7 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
     if not os.environ.get("DAGSTER_HOME"):
         return {i: ["runs: set DAGSTER_HOME to the Dagster instance's folder to list them"] for i in created}
     import dagster as dg
+    from dagster._core.storage.tags import ROOT_RUN_ID_TAG  # Dagster's tag on every re-execution
 
     from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, email_ids_of_run
     from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_OUTCOME, TAG_REASON, mapping_key
@@ -119,7 +119,7 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
             )
             runs.update({r.run_id: r for r in instance.get_runs(filters=window) if email_id in email_ids_of_run(r)})
             for root in list(runs):  # and their re-executions, whenever they were made
-                for child in instance.get_runs(filters=dg.RunsFilter(tags={ROOT_RUN_TAG: root})):
+                for child in instance.get_runs(filters=dg.RunsFilter(tags={ROOT_RUN_ID_TAG: root})):
                     runs[child.run_id] = child
             records = sorted(
                 (instance.get_run_record_by_id(run_id) for run_id in runs), key=lambda r: r.create_timestamp
