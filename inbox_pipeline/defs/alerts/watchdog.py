@@ -17,10 +17,11 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
+from inbox_pipeline.defs.intake.sensors import INBOX_SENSOR as INBOX_SENSOR_NAME
+from inbox_pipeline.defs.intake.sensors import TAG_EMAIL_COUNT
 from inbox_pipeline.defs.resources import PipelineResource
 
 WATCHDOG_SENSOR = "deployment_watchdog"
-INBOX_SENSOR_NAME = "inbox_sensor"
 TAG_RESUMES = "inbox-pipeline/resumes"  # a watchdog run resuming the emails one cause held
 RESUME_BATCH = 100
 _IN_FLIGHT = [
@@ -52,7 +53,7 @@ def inbox_sensor_problem(instance: dg.DagsterInstance, now: datetime, stall_afte
     return None
 
 
-def resume_request(cause: str, waiting: list, now: datetime) -> dg.RunRequest:
+def resume_request(cause: str, waiting: list) -> dg.RunRequest:
     """A batch run for emails one cause held; its key is new for each hold (state_changed_at)."""
     from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, batch_run_config_for_emails
 
@@ -63,7 +64,7 @@ def resume_request(cause: str, waiting: list, now: datetime) -> dg.RunRequest:
         run_key=f"resume:{cause}:{digest}",
         job_name=BATCH_JOB_NAME,
         run_config=batch_run_config_for_emails([w.email_id for w in batch]),
-        tags={TAG_RESUMES: cause, "inbox-pipeline/email-count": str(len(batch))},
+        tags={TAG_RESUMES: cause, TAG_EMAIL_COUNT: str(len(batch))},
     )
 
 
@@ -139,7 +140,7 @@ def build_watchdog_sensor(
                 continue
             held = [w for w in health.waiting if w.cause == cause]
             if held and cause in health.usable and watch.due_for_resume(cause, now, resume_every):
-                requests.append(resume_request(cause, held, now))
+                requests.append(resume_request(cause, held))
                 watch.resumed[cause] = now.isoformat()
         watch.update(problems, now)
 
