@@ -333,7 +333,7 @@ def cmd_kindle_verify(args: argparse.Namespace) -> int:
     from inbox_pipeline.db.users import get_user
 
     with _session() as session:
-        user_id = get_user(session, args.user).id
+        user_id = get_user(session, user_ref(args.user)).id
     return _verify(user_id, arrived=args.arrived)
 
 

@@ -291,6 +291,7 @@ _COMMANDS = [
     lambda x, y: ["address", "add", x, "--label", y],
     lambda x, y: ["address", "disable", x],
     lambda x, y: ["kindle", "set", "carol@example.com", x, "--name", y, "--no-verify"],
+    lambda x, y: ["kindle", "verify", x],
     lambda x, y: ["plan", "set", x, "--monthly-limit", y],
     lambda x, y: ["status", "--hours", x],
 ]
