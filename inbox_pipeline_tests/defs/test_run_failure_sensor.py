@@ -364,3 +364,6 @@ def test_the_emails_of_a_run_come_from_its_tags_or_its_config() -> None:
     batch = {"ops": {"inbox_batch": {"config": {"emails": [{"id": 11, "key": "a"}, {"id": 12, "key": "b"}]}}}}
     assert email_ids_of(run(config=batch)) == [11, 12]
     assert email_ids_of(run(config={"ops": {"compile_and_deliver_digests": {"config": {"as_of": ""}}}})) == []
+    resumed = {"ops": {"inbox_batch": {"config": {"emails": [], "registered": [21, 22]}}}}
+    assert email_ids_of(run(config=resumed)) == [21, 22]
+    assert email_ids_of(run(config={"ops": {"parse_email": {"config": {"inbound_email_id": 0}}}})) == []

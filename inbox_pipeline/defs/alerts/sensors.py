@@ -54,12 +54,13 @@ def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
 
 def email_ids_of(run: dg.DagsterRun) -> list[int]:
     """The inbound emails a run worked on: its email-id tag(s), the per-email run config
-    (``parse_email.config.inbound_email_id``) and a batch run's config (``<op>.config.emails[].id``)."""
+    (``parse_email.config.inbound_email_id``) and a batch run's config (``<op>.config.emails[].id``,
+    ``<op>.config.registered``)."""
     ids: list[int] = []
 
     def add(value) -> None:
         text = str(value).strip()
-        if text.isdigit() and int(text) not in ids:
+        if text.isdigit() and int(text) > 0 and int(text) not in ids:  # 0: EmailConfig's "no id"
             ids.append(int(text))
 
     add(run.tags.get(TAG_EMAIL_ID, ""))
@@ -72,6 +73,8 @@ def email_ids_of(run: dg.DagsterRun) -> list[int]:
         for email in config.get("emails") or []:
             if isinstance(email, dict):
                 add(email.get("id", ""))
+        for email_id in config.get("registered") or []:  # held emails a watchdog batch run resumes
+            add(email_id)
     return ids
 
 

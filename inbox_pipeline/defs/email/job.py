@@ -169,21 +169,11 @@ def inbox_objects_of_run(run: dg.DagsterRun | dg.RunRequest) -> list[str]:
 
 def email_ids_of_run(run: dg.DagsterRun) -> list[int]:
     """The inbound email ids a run of either job worked on, from the tags its first op adds once
-    it has registered them (a run that has not got that far has none yet)."""
-    from inbox_pipeline.defs.alerts import TAG_EMAIL_IDS
-    from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID
+    it has registered them (a run that has not got that far has none yet) and its run config
+    (a replay by id, held emails resumed): the run-failure sensor's ``email_ids_of``."""
+    from inbox_pipeline.defs.alerts.sensors import email_ids_of
 
-    ops = (run.run_config or {}).get("ops", {})
-    ids = [int(i) for i in run.tags.get(TAG_EMAIL_IDS, "").split(",") if i.strip().isdigit()]
-    if run.tags.get(TAG_EMAIL_ID, "").isdigit():
-        ids.append(int(run.tags[TAG_EMAIL_ID]))
-    email_id = ops.get("parse_email", {}).get("config", {}).get("inbound_email_id")  # a replay by id
-    if email_id and int(email_id) not in ids:
-        ids.append(int(email_id))
-    for email_id in ops.get(BATCH_OP, {}).get("config", {}).get("registered", []):  # held emails resumed
-        if int(email_id) not in ids:
-            ids.append(int(email_id))
-    return ids
+    return email_ids_of(run)
 
 
 __all__ = [
