@@ -208,15 +208,11 @@ def read_notice(email: ParsedEmail, *, trusted_authserv_ids: tuple[str, ...]) ->
 
 def web_version_link(email: ParsedEmail) -> str | None:
     """The newsletter's own "view online" link (http or https), for a reader whose Kindle could not open it."""
-    from bs4 import BeautifulSoup
-
+    from inbox_pipeline.core.classify import _document, _links
     from inbox_pipeline.core.clean.phrases import SIGNALS
 
-    if not email.html:
-        return None
     view_online = SIGNALS["view_online"]  # the cleaner's own lexicon (lower-cased text)
-    for anchor in BeautifulSoup(email.html, "lxml").find_all("a", href=True):
-        href = str(anchor["href"]).strip()
-        if re.match(r"(?i)^https?://", href) and view_online.search(anchor.get_text(" ", strip=True).lower()):
-            return href
+    for link in _links(_document(email.html)):  # http(s) anchors, as the confirm-link finder reads them
+        if view_online.search(link.label.lower()):
+            return link.href
     return None

@@ -10,8 +10,9 @@ from inbox_pipeline.core.kindle_notice import (
     tokened_file_name,
     tokened_message_id_left,
     tokens_in,
+    web_version_link,
 )
-from inbox_pipeline.core.parse import parse_email
+from inbox_pipeline.core.parse import parse_email, parse_html_document
 from inbox_pipeline_tests.fixtures.kindle_notices import E999_TEXT, NOT_APPROVED_TEXT, UNKNOWN_TEXT, kindle_notice
 
 SES = ("amazonses.com",)
@@ -88,3 +89,13 @@ def test_tokens_are_unguessable_and_never_read_out_of_a_plain_title() -> None:
     assert len(tokens) == 1000 and all(len(t) == 16 for t in tokens)
     assert tokens_in("The-quick-brown-fox-jumps-over-the-lazy-dogs-again.epub") == ()
     assert tokens_in("abcdefghijklmnop") == ()
+
+
+def test_the_web_version_link_is_the_http_anchor_that_says_view_online() -> None:
+    html = (
+        '<p><a href="mailto:editor@example.org">View online</a> '
+        '<a href="https://example.org/unsubscribe">Unsubscribe</a> '
+        '<a href="https://example.org/issue/7">View this email in your browser</a></p>'
+    )
+    assert web_version_link(parse_html_document(html.encode())) == "https://example.org/issue/7"
+    assert web_version_link(parse_html_document(b"<p>No links here</p>")) is None
