@@ -6,6 +6,7 @@ import re
 from datetime import datetime
 
 from inbox_pipeline.core.epub import Book, Chapter, build_epub, identifier_for
+from inbox_pipeline.core.epub.chapter import escape
 
 # Amazon asks the owner to confirm every document sent to an address that is easy to guess
 # (https://www.amazon.com/sendtokindle/email: add a few random characters to your address).
@@ -29,7 +30,7 @@ def test_book(*, sender: str, kindle_address: str, when: datetime) -> bytes:
     """A one-page EPUB that says which address sent it and to which Kindle."""
     title = "Your Kindle is ready for your newsletters"
     body = (
-        f"<p>This test book was sent by <b>{_escape(sender)}</b> to <b>{_escape(kindle_address)}</b>.</p>"
+        f"<p>This test book was sent by <b>{escape(sender)}</b> to <b>{escape(kindle_address)}</b>.</p>"
         "<p>If you can read it on your Kindle, your newsletters will arrive here too.</p>"
     )
     return build_epub(
@@ -43,7 +44,3 @@ def test_book(*, sender: str, kindle_address: str, when: datetime) -> bytes:
             safe_mode=True,  # nothing in it that Amazon's converter could trip on
         )
     )
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
