@@ -231,9 +231,7 @@ def convert_email(raw: bytes, *, options: ConvertOptions = ConvertOptions()) -> 
 
 
 def plain_metadata(book: "Book") -> "Book":
-    """ASCII title and creator, no description or cover subtitle: what Amazon's converter never trips on."""
-    from dataclasses import replace
-
+    """ASCII title and creator, no description and (``safe_mode``) no cover: what Amazon's converter never trips on."""
     def ascii_only(value: str | None) -> str:
         text = unicodedata.normalize("NFKD", value or "").encode("ascii", "ignore").decode()
         return " ".join(text.split())
@@ -243,9 +241,7 @@ def plain_metadata(book: "Book") -> "Book":
         title=ascii_only(book.title) or "Newsletter",
         creator=ascii_only(book.creator) or "Unknown sender",
         description=None,
-        cover_subtitle=None,
-        cover_title=None,
-        safe_mode=True,
+        safe_mode=True,  # the writer then draws no cover, so cover_title/cover_subtitle go unread
     )
 
 

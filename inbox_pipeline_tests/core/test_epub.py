@@ -208,6 +208,22 @@ def test_cover_is_generated_and_declared() -> None:
     assert book.spine_hrefs()[0] == "cover.xhtml"
 
 
+def test_a_safe_mode_book_has_ascii_metadata_no_cover_and_minimal_css() -> None:
+    from dataclasses import replace
+
+    from inbox_pipeline.core.convert import plain_metadata
+
+    book = replace(newsletter_book(), title="Caf\u00e9 \u2014 Ledger", creator="Z\u00fcrich Desk", description="x")
+    opened = Opened.of(build_epub(plain_metadata(book)))
+    assert not any("cover-image" in (i.get("properties") or "").split() for i in opened.items().values())
+    assert opened.opf.find("opf:metadata/opf:meta[@name='cover']", NS) is None
+    assert "cover.xhtml" not in opened.spine_hrefs()
+    assert opened.opf.findtext("opf:metadata/dc:title", namespaces=NS) == "Cafe Ledger"
+    assert opened.opf.findtext("opf:metadata/dc:creator", namespaces=NS) == "Zurich Desk"
+    assert opened.opf.find("opf:metadata/dc:description", NS) is None
+    assert opened.read("epub.css") == b"body { margin: 0; }\n"
+
+
 def test_container_layout_and_file_names_suit_kindle() -> None:
     data = build_epub(newsletter_book())
     zf = zipfile.ZipFile(io.BytesIO(data))
