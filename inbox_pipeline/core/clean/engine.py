@@ -619,9 +619,9 @@ class Cleaner:
                 u.drop = u.strong = True
                 continue
             if len(u.nodes) >= 3 and _RULE_IN_TEXT.search(text) and seen / total >= 0.5 and (
-                self._trailer_start(u, seen - size, total) < len(u.nodes)
+                (trailer := self._trailer_start(u, seen - size, total)) < len(u.nodes)
             ):
-                self._drop_lines(u, seen - size, total)  # the footer under a rule line at its end
+                self._drop_lines(u, seen - size, total, trailer)  # the footer under a rule line at its end
                 continue
             if drop_text is not None and size <= 400 and drop_text.search(lower):
                 u.drop = u.strong = True
@@ -790,7 +790,7 @@ class Cleaner:
             if short:
                 unit.button_chars += letters(text)
 
-    def _drop_lines(self, unit: _Unit, start: int, total: int) -> None:
+    def _drop_lines(self, unit: _Unit, start: int, total: int, trailer: int | None = None) -> None:
         """A long block with boilerplate inside: cut only the boilerplate sentences and lines.
 
         Lines (text between <br>s) are the units of signatures and legal footers typed
@@ -802,7 +802,8 @@ class Cleaner:
         """
         offset = start
         STRONG = phrases.STRONG
-        trailer = self._trailer_start(unit, start, total)
+        if trailer is None:  # score_blocks passes the one it has already found
+            trailer = self._trailer_start(unit, start, total)
         carried = False  # the previous line was dropped
         for index, (node, attr) in enumerate(unit.nodes):
             value = getattr(node, attr)
