@@ -139,8 +139,9 @@ def _image_names(chapter: Chapter, number: int) -> tuple[dict[str, str], dict[st
 
 def _add_cover(out, book: Book, title: str, lang: str):
     """The generated cover image and its page."""
+    cover_title = one_line(book.cover_title) or title
     cover_jpeg = render_cover(
-        one_line(book.cover_title) or title,
+        cover_title,
         one_line(book.cover_subtitle) or None,
         format_date(book.date),
         size=COVER_SIZE,
@@ -157,7 +158,7 @@ def _add_cover(out, book: Book, title: str, lang: str):
         data=xhtml_document(
             "Cover",
             lang,
-            f'<div class="cover"><img src="cover.jpg" alt="{escape(one_line(book.cover_title) or title)}"/></div>',
+            f'<div class="cover"><img src="cover.jpg" alt="{escape(cover_title)}"/></div>',
             body_class="cover",
         ),
         linear=False,
