@@ -57,9 +57,12 @@ def drop_repeated_title(body: Element, title: str | None, names: tuple[str, ...]
     if not title_key and not name_keys and not site:
         return 0
     total = letters(text_of(body))
-    removed = seen = blocks = 0
+    doomed: list[Element] = []
+    seen = blocks = 0
     title_done = not title_key
-    for block in list(_leaf_blocks(body)):
+    # Lazily: only the first few blocks are read. Leaf blocks never nest, so dropping them
+    # after the walk changes nothing the walk reads.
+    for block in _leaf_blocks(body):
         text = collapse(text_of(block))
         size = letters(text)
         if not size:
@@ -68,14 +71,14 @@ def drop_repeated_title(body: Element, title: str | None, names: tuple[str, ...]
         alone = size * 2 < total  # never empty the article
         if not title_done and size <= 200 and alone and _repeats_title(key, title_key):
             title_done = True
-            drop_tree(block)
-            removed += 1
+            doomed.append(block)
         elif size <= 60 and alone and (key in name_keys or _links_home(block, text, site)):
-            drop_tree(block)
-            removed += 1
+            doomed.append(block)
         else:
             seen += size
             blocks += 1
         if seen > LEAD_LETTERS or blocks >= LEAD_BLOCKS:
             break
-    return removed
+    for block in doomed:
+        drop_tree(block)
+    return len(doomed)
