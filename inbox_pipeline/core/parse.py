@@ -171,11 +171,12 @@ def parse_mime(raw: bytes, *, source: str = "mime") -> ParsedEmail:
         date = _received_date(raw_headers)
         defects.append("no usable Date header" + ("; used the Received time" if date else ""))
 
+    envelope = envelope_from_headers(raw_headers)
     email = ParsedEmail(
         message_id=message_id,
         sender=sender_from_headers(raw_headers),
-        recipients=recipients_from_headers(raw_headers),
-        envelope=envelope_from_headers(raw_headers),
+        recipients=recipients_from_headers(raw_headers, envelope),
+        envelope=envelope,
         subject=decode_value(first_raw(raw_headers, "subject") or ""),
         date=date,
         html=body.html,
@@ -618,9 +619,13 @@ def envelope_from_headers(raw_headers: list[tuple[str, str]]) -> Envelope:
     return Envelope(tuple(dict.fromkeys(found)), source, host)  # type: ignore[arg-type]
 
 
-def recipients_from_headers(raw_headers: list[tuple[str, str]]) -> tuple[str, ...]:
-    """The envelope recipients, then To/Cc (for the record; routing reads only the envelope)."""
-    found: list[str] = list(envelope_from_headers(raw_headers).recipients)
+def recipients_from_headers(raw_headers: list[tuple[str, str]], envelope: Envelope | None = None) -> tuple[str, ...]:
+    """The envelope recipients, then To/Cc (for the record; routing reads only the envelope).
+
+    ``envelope``: ``envelope_from_headers(raw_headers)`` when the caller has already read it."""
+    if envelope is None:
+        envelope = envelope_from_headers(raw_headers)
+    found: list[str] = list(envelope.recipients)
     for name in VISIBLE_RECIPIENT_HEADERS:
         for value in all_raw(raw_headers, name):
             found.extend(a.email for a in parse_addresses(value) if a.email)
