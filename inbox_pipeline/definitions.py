@@ -10,7 +10,12 @@ import dagster as dg
 
 from inbox_pipeline.config import Settings, load_dotenv_once
 from inbox_pipeline.defs.digests import build_digest_definitions
-from inbox_pipeline.defs.email.assets import ASSET_SPECS, epub_kindle_ready
+from inbox_pipeline.defs.email.assets import (
+    ASSET_SPECS,
+    build_rejection_rate_schedule,
+    epub_kindle_ready,
+    kindle_rejection_rate,
+)
 from inbox_pipeline.defs.email.job import build_process_email_job, build_process_inbox_batch_job
 from inbox_pipeline.defs.alerts import (
     build_notification_retry_sensor,
@@ -42,8 +47,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     watched = [process_email, process_batch, build_digest_job(settings.retry_delay_seconds)]
     per_email = dg.Definitions(
         assets=ASSET_SPECS,
-        asset_checks=[epub_kindle_ready],
+        asset_checks=[epub_kindle_ready, kindle_rejection_rate],
         jobs=[process_email, process_batch],
+        schedules=[build_rejection_rate_schedule()],
         sensors=[
             build_inbox_sensor(
                 process_email,

@@ -216,3 +216,42 @@ def web_version_link(email: ParsedEmail) -> str | None:
         if view_online.search(link.label.lower()):
             return link.href
     return None
+
+
+# --- how often Amazon refuses our books, per cause -----------------------------------------
+
+# Every book passes the Kindle preflight (and EPUBCheck when on) before it is sent, so Amazon
+# should refuse few: a conversion error is Amazon's own hiccup or a writer change of ours, and
+# "not approved" a new user who has not approved the sender yet (told once, their books wait).
+# One book in twenty refused for one cause over a week is far above that noise and is what a
+# systematic fault looks like (a changed sender address refuses nearly every book; a converter
+# regression many); three rejections at least, so that a small deployment (a dozen books a
+# week) does not warn on one unlucky book.
+REJECTION_RATE_WARN = 0.05
+REJECTION_MIN_COUNT = 3
+REJECTION_CAUSES = ("conversion", "not_approved")
+
+
+@dataclass(frozen=True)
+class RejectionRate:
+    cause: str
+    rejected: int
+    rate: float  # of the books that reached Amazon in the window
+    rising: bool  # above REJECTION_RATE_WARN with at least REJECTION_MIN_COUNT rejections
+
+
+def rejection_rates(
+    reached: int,
+    rejected_by_cause: dict[str, int],
+    *,
+    warn_above: float = REJECTION_RATE_WARN,
+    min_count: int = REJECTION_MIN_COUNT,
+) -> tuple[RejectionRate, ...]:
+    """Per cause: how many of the ``reached`` books Amazon refused, and whether that is a warning."""
+    causes = (*REJECTION_CAUSES, *sorted(set(rejected_by_cause) - set(REJECTION_CAUSES)))
+    rates = []
+    for cause in causes:
+        rejected = rejected_by_cause.get(cause, 0)
+        rate = rejected / reached if reached else 0.0
+        rates.append(RejectionRate(cause, rejected, rate, rejected >= min_count and rate > warn_above))
+    return tuple(rates)

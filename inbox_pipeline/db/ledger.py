@@ -246,3 +246,23 @@ def count_deliveries(session: Session, *, since: datetime | None = None) -> dict
     counts = {s.value: 0 for s in DeliveryStatus}
     counts.update({status: int(n) for status, n in session.execute(query)})
     return counts
+
+
+def rejections_by_cause(session: Session, *, since: datetime) -> tuple[int, dict[str, int]]:
+    """Books (newsletters and digests, resends included) that reached Amazon, claimed since ``since``:
+    how many (sent, or sent and then refused), and the refused ones per cause."""
+    counts = session.execute(
+        select(Delivery.status, Delivery.rejection_cause, func.count())
+        .where(
+            Delivery.item_kind.in_(("newsletter", "digest")),
+            Delivery.status.in_((DeliveryStatus.SENT.value, DeliveryStatus.REJECTED.value)),
+            Delivery.claimed_at >= since,
+        )
+        .group_by(Delivery.status, Delivery.rejection_cause)
+    ).all()
+    reached = sum(int(n) for _, _, n in counts)
+    rejected: dict[str, int] = {}
+    for status, cause, n in counts:
+        if status == DeliveryStatus.REJECTED.value:
+            rejected[cause or "unknown"] = rejected.get(cause or "unknown", 0) + int(n)
+    return reached, rejected

@@ -20,6 +20,8 @@ BATCH_RUN_SECONDS = 60 * 60
 DIGEST_RUN_SECONDS = 60 * 60
 # Retention over storage and database, 200 rows per transaction.
 CLEANUP_RUN_SECONDS = 2 * 60 * 60
+# One count over the delivery ledger's last week.
+CHECK_RUN_SECONDS = 10 * 60
 
 
 def max_runtime(seconds: int) -> dict[str, str]:

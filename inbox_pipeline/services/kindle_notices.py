@@ -16,8 +16,17 @@ A notice that the receiving system did not authenticate as Amazon's is recorded 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
+
+if TYPE_CHECKING:
+    from inbox_pipeline.core.kindle_notice import RejectionRate
+
+# The rejection rate's window: a week evens out the weekday rhythm of newsletters, and a fault
+# that refuses books shows within a day of it.
+REJECTION_WINDOW = timedelta(days=7)
 
 APPROVE_WHERE = (
     "Amazon: Manage Your Content and Devices > Preferences > Personal Document Settings > "
@@ -250,3 +259,15 @@ def resend(pipeline: Pipeline, delivery_id: int, *, variant: str) -> str:
     if sent.status == "retry":
         raise sent.error
     return sent.status
+
+
+def rejection_rates(
+    pipeline: Pipeline, *, now: datetime | None = None, window: timedelta = REJECTION_WINDOW
+) -> tuple[int, tuple["RejectionRate", ...]]:
+    """Books that reached Amazon within ``window``, and per cause how many it refused (and whether to warn)."""
+    from inbox_pipeline.core.kindle_notice import rejection_rates as judge
+    from inbox_pipeline.db.ledger import rejections_by_cause
+
+    with pipeline.sessions() as session:
+        reached, rejected = rejections_by_cause(session, since=(now or utcnow()) - window)
+    return reached, judge(reached, rejected)

@@ -52,7 +52,7 @@ def test_jobs_sensors_schedules_assets_and_checks_are_all_there(defs: dg.Definit
     repo = defs.get_repository_def()
     jobs = {job.name: job for job in repo.get_all_jobs() if not job.name.startswith("__")}
     assert {"process_email", "compile_digests", "clean_up_expired"} <= set(jobs)
-    assert {s.name for s in repo.schedule_defs} == {"digest_schedule", "cleanup_schedule"}
+    assert {s.name for s in repo.schedule_defs} == {"digest_schedule", "cleanup_schedule", "kindle_rejection_rate_schedule"}
     sensors = {s.name: s for s in repo.sensor_defs}
     assert {"inbox_sensor", "email_run_failure_sensor"} <= set(sensors)
     for schedule in repo.schedule_defs:
@@ -67,6 +67,8 @@ def test_jobs_sensors_schedules_assets_and_checks_are_all_there(defs: dg.Definit
 
     (check_spec,) = epub_kindle_ready.check_specs
     assert check_spec.blocking and check_spec.description
+    rate = dg.AssetCheckKey(dg.AssetKey("kindle_delivery"), "amazon_rejection_rate")
+    assert rate in checks  # warns, never blocks (tests/defs/test_kindle_notice_runs.py)
 
 
 def test_everything_is_described_and_running_by_default(defs: dg.Definitions) -> None:

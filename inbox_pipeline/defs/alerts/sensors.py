@@ -223,15 +223,20 @@ def build_notification_retry_sensor(
             "confirmation, delivery failed) and the operator alerts of failed runs whose last attempt got "
             "\"try later\" from the mail server, each claimed first so none goes out twice and each re-checked: "
             "one that is no longer true (delivered since) is withdrawn, never sent. Notices that may "
-            "already have gone out are never resent; they are counted here. Launches no runs."
+            "already have gone out are never resent; they are counted here. Also ends `kindle verify` checks "
+            "with no notice from Amazon within the hour as unconfirmed. Launches no runs."
         ),
     )
     def notification_retry_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
         from inbox_pipeline.services.alerts import operator_email as from_env
+        from inbox_pipeline.services.kindle_check import settle_kindle_checks
         from inbox_pipeline.services.notify import resend_failed_notifications
 
         p = pipeline.pipeline()
         resent = resend_failed_notifications(p)
+        unconfirmed = settle_kindle_checks(p)
+        if unconfirmed:
+            context.log.info(f"{unconfirmed} Kindle check(s) unconfirmed: no notice from Amazon within the window")
         for notification_id in resent.withdrawn:
             context.log.info(f"notification #{notification_id} withdrawn: no longer true, not sent")
         for notification_id, why in resent.failed:

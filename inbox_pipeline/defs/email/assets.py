@@ -9,6 +9,7 @@ metadata, so the asset graph shows inbox email -> newsletter -> cleaned HTML
 import dagster as dg
 
 from inbox_pipeline.defs.resources import PipelineResource
+from inbox_pipeline.defs.run_limits import CHECK_RUN_SECONDS, max_runtime
 
 GROUP = "newsletters"
 
@@ -18,6 +19,7 @@ CLEANED_HTML = dg.AssetKey("cleaned_html")
 EPUB = dg.AssetKey("epub")
 KINDLE_DELIVERY = dg.AssetKey("kindle_delivery")
 EPUB_CHECK_NAME = "kindle_ready"
+REJECTION_CHECK_NAME = "amazon_rejection_rate"
 
 ASSET_SPECS = [
     dg.AssetSpec(
@@ -84,4 +86,65 @@ def epub_kindle_ready(context: dg.AssetCheckExecutionContext, pipeline: Pipeline
         passed=outcome.passed,
         metadata={"storage_key": str(key), "checks": ", ".join(outcome.checks), "problems": len(outcome.problems)},
         description="; ".join(outcome.problems[:5]) or "valid",
+    )
+
+
+REJECTION_CHECK_DESCRIPTION = (
+    "Warns (never blocks) when Amazon refuses too many books for one cause: per cause (conversion errors "
+    "such as E999, sender not approved), the books refused by a notice out of those that reached Amazon in "
+    "the last 7 days; a warning above 5% with at least 3 refused. Evaluated each time a notice marks a "
+    "delivery rejected and daily by the kindle_rejection_rate schedule (so it clears as the week moves on)."
+)
+
+
+def rejection_rate_evaluation(p) -> dict:
+    """The check's verdict (the fields of an ``AssetCheckResult`` / ``AssetCheckEvaluation``)."""
+    from inbox_pipeline.core.kindle_notice import REJECTION_MIN_COUNT, REJECTION_RATE_WARN
+    from inbox_pipeline.services.kindle_notices import REJECTION_WINDOW, rejection_rates
+
+    reached, rates = rejection_rates(p)
+    days = REJECTION_WINDOW.days
+    metadata: dict = {"window_days": days, "books_reached_amazon": reached}
+    for r in rates:
+        metadata[f"{r.cause}_rejected"] = r.rejected
+        metadata[f"{r.cause}_rate"] = dg.MetadataValue.float(round(r.rate, 4))
+    parts = [f"{r.cause.replace('_', ' ')} {r.rejected} ({r.rate:.1%})" for r in rates]
+    rising = [r for r in rates if r.rising]
+    verdict = (
+        "rising: " + ", ".join(r.cause.replace("_", " ") for r in rising)
+        if rising else "below the warning level"
+    )
+    return dict(
+        passed=not rising,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"Amazon refused, of {reached} books in the last {days} days: {'; '.join(parts)}. {verdict} "
+            f"(warns above {REJECTION_RATE_WARN:.0%} with at least {REJECTION_MIN_COUNT} refused)"
+        ),
+        metadata=metadata,
+    )
+
+
+@dg.asset_check(
+    asset=KINDLE_DELIVERY, name=REJECTION_CHECK_NAME, blocking=False, description=REJECTION_CHECK_DESCRIPTION
+)
+def kindle_rejection_rate(pipeline: PipelineResource) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(**rejection_rate_evaluation(pipeline.pipeline()))
+
+
+def build_rejection_rate_schedule() -> dg.ScheduleDefinition:
+    """Daily: the rate's window moves on even when no notice arrives."""
+    job = dg.define_asset_job(
+        "kindle_rejection_rate",
+        selection=dg.AssetSelection.checks(kindle_rejection_rate),
+        description="Evaluates the amazon_rejection_rate check on kindle_delivery (Amazon's refusals per cause, last 7 days).",
+        tags=max_runtime(CHECK_RUN_SECONDS),
+    )
+    return dg.ScheduleDefinition(
+        name="kindle_rejection_rate_schedule",
+        job=job,
+        cron_schedule="0 6 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Daily at 06:00 UTC: Amazon's refusals per cause over the last 7 days (warns when one rises).",
     )

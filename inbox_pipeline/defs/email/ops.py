@@ -20,7 +20,16 @@ from typing import Any
 
 import dagster as dg
 
-from inbox_pipeline.defs.email.assets import CLEANED_HTML, EPUB, EPUB_CHECK_NAME, INBOX_EMAIL, KINDLE_DELIVERY, NEWSLETTER
+from inbox_pipeline.defs.email.assets import (
+    CLEANED_HTML,
+    EPUB,
+    EPUB_CHECK_NAME,
+    INBOX_EMAIL,
+    KINDLE_DELIVERY,
+    NEWSLETTER,
+    REJECTION_CHECK_NAME,
+    rejection_rate_evaluation,
+)
 from inbox_pipeline.defs.resources import PipelineResource
 
 MAX_RETRIES = 3  # of the network steps' RetryPolicy; the last attempt records the failure
@@ -279,7 +288,8 @@ def _forward(context: dg.OpExecutionContext, p, parsed, routed):
 
 
 def _notice(context: dg.OpExecutionContext, p, routed):
-    """Amazon's notice: its own outcome tag, and on the delivery it names a ``kindle_delivery`` record."""
+    """Amazon's notice: its own outcome tag, and on the delivery it names a ``kindle_delivery`` record
+    followed by the rejection rate's check (yielded: the evaluation is an op's output event)."""
     from inbox_pipeline.services.kindle_notices import handle_kindle_notice
 
     with step(context, p, routed.email_id):
@@ -300,6 +310,9 @@ def _notice(context: dg.OpExecutionContext, p, routed):
                     "user_id": outcome.user_id or 0,
                 },
             )
+        )
+        yield dg.AssetCheckEvaluation(
+            asset_key=KINDLE_DELIVERY, check_name=REJECTION_CHECK_NAME, blocking=False, **rejection_rate_evaluation(p)
         )
     return outcome
 
@@ -507,7 +520,8 @@ def route_email(context: dg.OpExecutionContext, parsed, pipeline: PipelineResour
     pool="mailer",
 )
 def read_kindle_notice(context: dg.OpExecutionContext, routed, pipeline: PipelineResource):
-    return _notice(context, pipeline.pipeline(), routed)
+    outcome = yield from _notice(context, pipeline.pipeline(), routed)
+    yield dg.Output(outcome)
 
 
 @dg.op(
@@ -650,7 +664,7 @@ def _prepare(context: dg.OpExecutionContext, p, email_id: int):
         _forward(context, p, parsed, routed)
         return
     if routed.path == "notice":
-        _notice(context, p, routed)
+        yield from _notice(context, p, routed)
         return
     if routed.path != "newsletter":
         return
