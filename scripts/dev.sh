@@ -17,6 +17,10 @@ export DAGSTER_HOME="$(realpath -m "${DAGSTER_HOME:-.dagster_home}")"
 # A person is watching: look at the inbox every few seconds, retry quickly.
 export INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS="${INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS:-5}"
 export INBOX_PIPELINE_RETRY_DELAY_SECONDS="${INBOX_PIPELINE_RETRY_DELAY_SECONDS:-10}"
+# `python -m inbox_pipeline.demo --amazon-says e999` plays Amazon for the newest book in the outbox;
+# its notice carries the verdict of the demo's stand-in receiver, believed only because it is named
+# here (a folder inbox believes no receiver otherwise: docs/DEPLOY.md).
+export INBOX_PIPELINE_TRUSTED_AUTHSERV_IDS="${INBOX_PIPELINE_TRUSTED_AUTHSERV_IDS:-demo.localhost}"
 mkdir -p "$INBOX_PIPELINE_DATA_DIR" "$DAGSTER_HOME"
 # The instance file: the top-level dagster.yaml (an existing one is yours, and kept).
 if [ ! -f "$DAGSTER_HOME/dagster.yaml" ]; then
@@ -30,6 +34,7 @@ fi
 
 echo "inbox:  ${INBOX_PIPELINE_INBOX:-$INBOX_PIPELINE_DATA_DIR/inbox}   (drop .eml files here)"
 echo "outbox: $INBOX_PIPELINE_DATA_DIR/outbox   (the EPUB emails appear here)"
+echo "amazon: .venv/bin/python -m inbox_pipeline.demo --amazon-says e999   (Amazon's notice for the newest book)"
 if [ "${1:-}" = "--setup-only" ]; then
   exit 0
 fi

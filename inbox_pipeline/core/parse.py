@@ -569,7 +569,9 @@ def addresses_in(value: str) -> list[str]:
     for token in _SEPARATORS.split(value[:MAX_PARSE_HEADER_CHARS]):
         if token.count("@") == 1:
             local, _, domain = token.partition("@")
-            if local and "." in domain and not domain.startswith(".") and not domain.endswith("."):
+            # "localhost" too: the local default's sender (kindle@localhost) must be recognised.
+            dotted = "." in domain and not domain.startswith(".") and not domain.endswith(".")
+            if local and (dotted or domain.lower() == "localhost"):
                 found.append(token.lower().removeprefix("mailto:"))
     return found
 

@@ -232,6 +232,12 @@ def test_a_ses_envelope_may_name_several_recipients() -> None:
     assert email.envelope.recipients == ("a-1@in.example.com", "b-2@in.example.com")
 
 
+def test_the_local_defaults_sender_at_localhost_is_an_envelope_recipient() -> None:
+    # Amazon's notices come back to the sender address; locally that is kindle@localhost.
+    email = parse_email(SES_RECEIVED % b"<Kindle@localhost>, <root@localdomain>" + b"Subject: s\n\nbody")
+    assert email.envelope.recipients == ("kindle@localhost",)
+
+
 def test_a_helo_name_cannot_smuggle_a_by_or_for_clause() -> None:
     # The SMTP client chooses the "from" name; the server's own "by" and "for" come last.
     raw = (

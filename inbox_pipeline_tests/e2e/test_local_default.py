@@ -56,7 +56,7 @@ def check_outbox(data: Path) -> None:
     assert len(forwards) == 1 and "fieldrecordings.example/confirm" in forwards[0].get_body(("plain",)).get_content()
 
 
-def test_the_run_commands_setup_then_a_sensor_tick_puts_epubs_in_the_outbox(tmp_path, monkeypatch) -> None:
+def test_the_run_commands_setup_then_a_sensor_tick_puts_epubs_in_the_outbox(tmp_path, monkeypatch, capsys) -> None:
     env = dev_env(tmp_path)
     out = subprocess.run(
         ["bash", "scripts/dev.sh", "--setup-only"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
@@ -91,10 +91,57 @@ def test_the_run_commands_setup_then_a_sensor_tick_puts_epubs_in_the_outbox(tmp_
         assert sum(len(requested_emails(r)) for r in requests) == 4  # the four samples, in one batch run
         runs = [dep.run(r) for r in requests]
         assert all(r.success for r in runs)
-    check_outbox(data)
+        check_outbox(data)
+        play_amazon(dep, data, monkeypatch, capsys)
     from inbox_pipeline.services.context import dispose_engines
 
     dispose_engines()
+
+
+def play_amazon(dep: Deployment, data: Path, monkeypatch, capsys) -> None:
+    """The demo's outbox-to-inbox loop: Amazon's E999 for the newest book, written into the inbox folder.
+
+    Believed only once the folder's trusted receivers name the demo's (as scripts/dev.sh does); then
+    the book comes back once in safe mode (no images, no cover) to the same Kindle."""
+    from inbox_pipeline.demo.__main__ import main as demo
+
+    before = books_by_time(data)
+    newest_kindle, newest_name, _ = before[-1]
+    for trusted in ("", "demo.localhost"):
+        monkeypatch.setenv("INBOX_PIPELINE_TRUSTED_AUTHSERV_IDS", trusted)
+        forget_reconstructed_jobs()  # the code location reads the variable anew, as `dagster dev` would
+        capsys.readouterr()
+        assert demo(["--amazon-says", "e999"]) == 0
+        assert f"answered {newest_name} sent to {newest_kindle}" in capsys.readouterr().out
+        runs = [dep.run(r) for r in dep.tick().run_requests]
+        assert len(runs) == 1 and runs[0].success
+        _, state, reason, _ = dep.rows()[-1]
+        if not trusted:  # a folder believes no receiver unless told: recorded and ignored
+            assert books_by_time(data) == before and state == "kindle_notice" and reason.startswith("not believed:")
+    (kindle, name, epub), = [book for book in books_by_time(data) if book not in before]
+    assert kindle == newest_kindle and name != newest_name and name.isascii()
+    original = next(book for book in before if book[1] == newest_name)[2]
+    assert "EPUB/cover.jpg" in zip_names(original) and "EPUB/cover.jpg" not in zip_names(epub)  # safe mode: no cover
+    assert state == "kindle_notice" and "safe mode resend" in reason
+
+
+def books_by_time(data: Path) -> list[tuple[str, str, bytes]]:
+    """(Kindle address, attachment name, EPUB) of every book in the outbox, oldest first (names start with the time)."""
+    found = []
+    for path in sorted((data / "outbox").glob("*.eml")):
+        msg = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        for part in msg.iter_attachments():
+            if part.get_content_type() == "application/epub+zip":
+                found.append((str(msg["To"]), part.get_filename(), part.get_content()))
+    return found
+
+
+def zip_names(epub: bytes) -> list[str]:
+    import zipfile
+    from io import BytesIO
+
+    with zipfile.ZipFile(BytesIO(epub)) as z:
+        return z.namelist()
 
 
 RUNS_QUERY = '{"query": "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"}'
