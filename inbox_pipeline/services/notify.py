@@ -40,8 +40,6 @@ from inbox_pipeline.services.context import Pipeline, utcnow
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from inbox_pipeline.core.kindle_notice import KindleNotice
-
 RETRY_MARK = "transient: "  # reason prefix of a failure that may be claimed again
 RESEND_WITHIN = timedelta(days=3)  # older "try later" notices are no longer worth sending
 GRACE_VARIABLE = "INBOX_PIPELINE_NOTICE_GRACE_MINUTES"
@@ -454,60 +452,3 @@ def resend_failed_notifications(pipeline: Pipeline, *, limit: int = 50, within: 
         else:
             sent.append(notification_id)
     return Resent(sent, failed, int(unconfirmed or 0), withdrawn)
-
-
-# --- Amazon's rejection notices ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rejection:
-    delivery_id: int
-    user_id: int | None
-    title: str
-    notice: Notice | None  # None: no user to tell
-
-
-def tell_kindle_rejection(pipeline: Pipeline, notice: "KindleNotice") -> Rejection | None:
-    """Amazon said a document could not be delivered: record it on the one delivery its token names, tell the user once.
-
-    Only a notice the receiver authenticated as Amazon's counts, and only through a delivery
-    token (never a title, which another user's newsletter may share). None: nothing matched.
-    """
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.ledger import delivery_by_token, reject_delivery
-    from inbox_pipeline.db.models import Digest, Newsletter
-
-    if not notice.authentic or len(notice.tokens) != 1:
-        return None
-    reason = f"rejected by Amazon ({notice.code or notice.cause}): {notice.summary}"
-    with pipeline.sessions.begin() as session:
-        delivery = delivery_by_token(session, notice.tokens[0])
-        if delivery is None:
-            return None
-        reject_delivery(session, delivery.id, cause=notice.cause, reason=reason)
-        if delivery.item_kind == "newsletter":
-            item_title = session.scalar(select(Newsletter.subject).where(Newsletter.id == delivery.item_id)) or ""
-        else:
-            period = session.scalar(select(Digest.period_key).where(Digest.id == delivery.item_id)) or ""
-            item_title = f"your digest ({period})"
-        delivery_id, user_id = delivery.id, delivery.user_id
-    item_title = item_title or "a document"
-    if user_id is None:
-        return Rejection(delivery_id, None, item_title, None)
-    told = notify_user(
-        pipeline,
-        user_id=user_id,
-        kind=KINDLE_REJECTED,
-        dedup_key=f"delivery-{delivery_id}",
-        subject=f"Your Kindle did not accept: {item_title}",
-        body=(
-            f"Amazon could not deliver \u201c{item_title}\u201d to your Kindle.\n\n"
-            f"Amazon said: {notice.summary[:500]}\n\n"
-            f"Check that {pipeline.options.sender} is on your Approved Personal Document E-mail List "
-            "(amazon.com: Manage Your Content and Devices, Preferences, Personal Document Settings); "
-            "if it is, Amazon could not convert this document, and it is kept here."
-        ),
-        raise_transient=False,
-    )
-    return Rejection(delivery_id, user_id, item_title, told)

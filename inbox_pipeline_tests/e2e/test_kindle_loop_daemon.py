@@ -185,6 +185,15 @@ def test_amazons_notices_through_the_daemon_resend_once_tell_once_and_ignore_for
             assert WEB_LINK in body and "without images" in body and "E999" not in body and "Traceback" not in body
             assert len(received(smtp_sink, ALICE_KINDLE)) == 2
             runs = instance.get_runs()
+            # In the UI: the rejection rate per cause, evaluated by the last rejecting notice's step.
+            rate = instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(dg.AssetKey("kindle_delivery"), "amazon_rejection_rate"), limit=10
+            )
+            assert len(rate) == 4  # one per genuine notice naming a delivery of ours
+            metadata = rate[0].event.dagster_event.event_specific_data.metadata
+            assert {k: metadata[k].value for k in ("books_reached_amazon", "conversion_rejected", "not_approved_rejected")} == {
+                "books_reached_amazon": 3, "conversion_rejected": 2, "not_approved_rejected": 1
+            }
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{rows(postgres_url)}\n{daemon.output()[-6000:]}") from None
     finally:
