@@ -57,7 +57,9 @@ def test_a_notice_at_the_sender_address_gets_one_safe_mode_resend(
         assert any("safe mode resend" in r for r in reasons)
         records = dep.instance.fetch_materializations(dg.AssetKey("kindle_delivery"), limit=10).records
         rejected = [r.asset_materialization.metadata for r in records if r.asset_materialization.metadata["status"].value == "rejected"]
-        assert [(m["cause"].value, m["action"].value) for m in rejected] == [("conversion", "safe_mode_resend")]
+        assert [(m["cause"].value, m["action"].value, m["outcome"].value) for m in rejected] == [
+            ("conversion", "safe_mode_resend", "safe-mode resend: sent")
+        ]
         if batch_size == "1":
             outcomes = {run.dagster_run.tags.get(TAG_OUTCOME) for run in runs}
             assert {"kindle_notice:ignored", "kindle_notice:safe_mode_resend"} <= outcomes

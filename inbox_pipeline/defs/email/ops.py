@@ -306,6 +306,7 @@ def _notice(context: dg.OpExecutionContext, p, routed):
                     "status": "rejected",
                     "cause": outcome.cause,
                     "action": outcome.action,
+                    "outcome": outcome.reason,  # e.g. "safe-mode resend: sent", "user notice: sent"
                     "delivery_id": outcome.delivery_id,
                     "user_id": outcome.user_id or 0,
                 },
