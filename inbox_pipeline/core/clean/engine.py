@@ -72,6 +72,8 @@ LONE_LINK_MAX = 40  # letters: a lone link at the foot this short is a footer's 
 CTA_MAX = 60  # letters: the most a call-to-action button says
 FOOT = 0.8  # share of the text read before a block: past it, the block sits at the foot
 LABEL_MAX_ELEMENTS = 12
+LABEL_LETTERS = 40  # letters: the most a label ("Back to top", "Can we help?") says
+SIGN_UP_BOX_MAX = 400  # letters: a form this small with a text field asks for an address
 SPONSOR_SECTION_MAX = 1500  # letters: a sponsor's blurb, never a whole issue
 _RULE_LINE = re.compile(r"^\s*(?:[-=_*~#+]\s*){3,}$")  # a plain-text rule: ----, ====, ____
 _E_MAIL = re.compile(r"\b[\w.+-]{1,64}@[\w-]{1,63}\.[a-z]{2,}", re.IGNORECASE)  # a signature's or a list manager's address
@@ -333,6 +335,8 @@ class Cleaner:
                         decision = _DROP
                     elif is_icon(el, size):
                         icons.append(el)
+                elif _sign_up_box(el):
+                    decision = _DROP
                 else:
                     el.tag = "div"  # a form: some senders wrap everything in one, keep the text
             if not decision and tag != "img":
@@ -497,13 +501,20 @@ class Cleaner:
 
     def drop_sponsor_sections(self) -> None:
         """A block that only says whose ad follows ("Sponsored by X", "Anzeige", "Together with
-        X") goes with the section it heads, or with the block right after it."""
+        X") goes with the section it heads, or with the block right after it. In plain text the
+        label is the first line of the ad's own paragraph: the paragraph goes."""
         total = letters(text_of(self.body)) or 1
         judged: dict[Element, bool] = {}
         labels: list[tuple[Element, str]] = []
+        headed: list[Element] = []  # plain-text paragraphs whose first line is a sponsor label
         for el in self.body.iter():
             if el.tag.__class__ is not str:
                 continue
+            if (
+                el.tag in ("p", "pre", "div") and len(el) and el[0].tag == "br" and el.text
+                and len(el.text) <= 80 and phrases.label_kind(el.text) == "sponsor"
+            ):
+                headed.append(el)
             for piece, block in ((el.text, el), (el.tail, el.getparent())):
                 if not piece or len(piece) > 80 or not piece.strip():
                     continue
@@ -518,6 +529,10 @@ class Cleaner:
                 judged[block] = phrases.label_kind(text) == "sponsor"
                 if judged[block]:
                     labels.append((block, text))
+        for paragraph in headed:
+            if not _dropped(paragraph, self.body) and self._section_size_ok(collapse(text_of(paragraph)), total):
+                drop_tree(paragraph)
+                self.removed += 1
         for label, text in labels:
             top = label
             while (parent := top.getparent()) is not None and parent is not self.body and (
@@ -534,7 +549,10 @@ class Cleaner:
                     self.removed += 1
                     continue
             following = top.getnext()
-            while following is not None and following.tag.__class__ is not str:
+            # Spacer rows and cells (no words, no picture) sit between a label and its ad.
+            while following is not None and (
+                following.tag.__class__ is not str or (not letters(text_of(following)) and next(following.iter("img"), None) is None)
+            ):
                 following = following.getnext()
             drop_tree(top)
             self.removed += 1
@@ -618,6 +636,13 @@ class Cleaner:
             if self._furniture_by_shape(u, position, repeated):
                 u.drop = u.strong = True
                 continue
+            if size <= LABEL_LETTERS and (kind := phrases.label_kind(text)) is not None and (
+                kind == "navigation" or (kind == "help" and position >= 0.5)
+            ):
+                u.drop = u.strong = True  # "Back to top"; "Can we help?" over a service's contact links
+                continue
+            if len(u.nodes) >= 2:
+                self._drop_navigation_lines(u)
             if len(u.nodes) >= 3 and _RULE_IN_TEXT.search(text) and seen / total >= 0.5 and (
                 (trailer := self._trailer_start(u, seen - size, total)) < len(u.nodes)
             ):
@@ -683,6 +708,14 @@ class Cleaner:
                 elif size > 250:
                     self._drop_lines(u, seen - size, total)
         self._collapse_containers(units)
+
+    def _drop_navigation_lines(self, u: _Unit) -> None:
+        """A line of a longer block that only says "Back to top" (plain text's section ends)."""
+        for node, attr in u.nodes:
+            value = getattr(node, attr)
+            if value and letters(value) <= LABEL_LETTERS and phrases.label_kind(value) == "navigation":
+                setattr(node, attr, " ")
+                self.removed += 1
 
     @staticmethod
     def _furniture_by_shape(u: _Unit, position: float, repeated: bool) -> bool:
@@ -915,6 +948,16 @@ class Cleaner:
             child.tail = None
             if not isinstance(child.tag, str) or child.tag not in BLOCK_TAGS:
                 el.remove(child)
+
+
+def _sign_up_box(form: Element) -> bool:
+    """A small form with a field to type into: the subscribe (or search) box of a newsletter,
+    whatever its words; a form wrapping the whole email is larger and stays."""
+    has_field = any(
+        (field.get("type") or "text").lower() in ("text", "email", "search")
+        for field in form.iter("input", "textarea")
+    )
+    return has_field and letters(text_of(form)) <= SIGN_UP_BOX_MAX
 
 
 def _to_home_page(el: Element) -> bool:
