@@ -4,8 +4,10 @@
 - >= 98% of the `keep` phrases of LABELS.tsv are in the EPUB's text and
   >= 95% of the `drop` phrases are not (case-insensitive, ignoring
   punctuation and whitespace), on the emails held out from rule writing and
-  on the whole corpus; tables per platform, per language and per part of the
-  split are printed (the misses only for the written-on part);
+  on the whole corpus; tables per platform (each marked written on or unseen),
+  per language and per part of the split are printed (the misses only for the
+  written-on part), with the second measure of generalisation beside them: the
+  platforms no rule was written on, and a rotated split;
 - every labelled kind is classified as such (newsletters as newsletters).
 """
 
@@ -25,9 +27,14 @@ from inbox_pipeline_tests.helpers import epub_text
 HELD_OUT_KEEP_TARGET = 0.98
 HELD_OUT_DROP_TARGET = 0.95
 HELD_OUT_KEEP_FLOOR = 1.0
-HELD_OUT_DROP_FLOOR = 0.91
+HELD_OUT_DROP_FLOOR = 0.96  # 98/102 on 2026-12-04
 KEEP_FLOOR = 1.0
-DROP_FLOOR = 0.955
+DROP_FLOOR = 0.98  # 256/261
+# The second measure: the emails of the platforms no rule was written on, and the held-out
+# side of the rotated split (corpus_scores.py).
+UNSEEN_PLATFORMS_KEEP_FLOOR = 1.0
+UNSEEN_PLATFORMS_DROP_FLOOR = 0.92  # 39/42
+ROTATED_HELD_OUT_DROP_FLOOR = 0.95  # 91/95
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +83,16 @@ def test_keep_and_drop_phrases(corpus_dir: Path, converted: dict[str, Conversion
     labels = read_labels(corpus_dir)
     scores = score(labels, {label.file: epub_text(converted[label.file].epub) for label in labels})
     held_out, everything = scores.total(held_out=True), scores.total()
+    platforms, unseen = scores.unseen_platforms()
+    rotated = scores.rotated(held_out=True)
     verdict = lambda value, target: "met" if value >= target else "MISSED"  # noqa: E731
     summary = (
         f"held-out: keep {held_out.keep:.1%} (target {HELD_OUT_KEEP_TARGET:.0%}: "
         f"{verdict(held_out.keep, HELD_OUT_KEEP_TARGET)}), drop {held_out.drop:.1%} "
         f"(target {HELD_OUT_DROP_TARGET:.0%}: {verdict(held_out.drop, HELD_OUT_DROP_TARGET)}); "
+        f"{platforms} unseen platforms: keep {unseen.keep:.1%} ({verdict(unseen.keep, HELD_OUT_KEEP_TARGET)}), "
+        f"drop {unseen.drop:.1%} ({verdict(unseen.drop, HELD_OUT_DROP_TARGET)}); "
+        f"rotated held-out: keep {rotated.keep:.1%}, drop {rotated.drop:.1%}; "
         f"all: keep {everything.keep:.1%}, drop {everything.drop:.1%}"
     )
     record_property("report", "\n".join([scores.table(), summary, *scores.written_on_misses()]))
@@ -89,6 +101,11 @@ def test_keep_and_drop_phrases(corpus_dir: Path, converted: dict[str, Conversion
     assert held_out.drop >= HELD_OUT_DROP_FLOOR, summary
     assert everything.keep >= KEEP_FLOOR, summary
     assert everything.drop >= DROP_FLOOR, summary
+    assert unseen.keep_n and unseen.drop_n, "no unseen platform: the second measure would pass on nothing"
+    assert unseen.keep >= UNSEEN_PLATFORMS_KEEP_FLOOR, summary
+    assert unseen.drop >= UNSEEN_PLATFORMS_DROP_FLOOR, summary
+    assert rotated.keep >= KEEP_FLOOR, summary
+    assert rotated.drop >= ROTATED_HELD_OUT_DROP_FLOOR, summary
 
 
 def test_labelled_kinds_are_classified(corpus_dir: Path, converted: dict[str, Conversion]) -> None:
