@@ -335,7 +335,7 @@ class Cleaner:
                         decision = _DROP
                     elif is_icon(el, size):
                         icons.append(el)
-                elif _sign_up_box(el):
+                elif _sign_up_box(el, body):
                     decision = _DROP
                 else:
                     el.tag = "div"  # a form: some senders wrap everything in one, keep the text
@@ -950,14 +950,17 @@ class Cleaner:
                 el.remove(child)
 
 
-def _sign_up_box(form: Element) -> bool:
+def _sign_up_box(form: Element, body: Element) -> bool:
     """A small form with a field to type into: the subscribe (or search) box of a newsletter,
-    whatever its words; a form wrapping the whole email is larger and stays."""
+    whatever its words; a form wrapping the email (most of its text) stays."""
     has_field = any(
         (field.get("type") or "text").lower() in ("text", "email", "search")
         for field in form.iter("input", "textarea")
     )
-    return has_field and letters(text_of(form)) <= SIGN_UP_BOX_MAX
+    if not has_field:
+        return False
+    size = letters(text_of(form))
+    return size <= SIGN_UP_BOX_MAX and size * 2 <= letters(text_of(body))
 
 
 def _to_home_page(el: Element) -> bool:

@@ -70,7 +70,7 @@ def label_kind(text: str) -> str | None:
     """The kind of label ``text`` is as a whole ("sponsor", "navigation", "help"), or None;
     emoji and punctuation aside. A colon is read both ways: "SPONSOR: Tidewear" names its
     sponsor after one, "Sponsored by: Tidewear" says the same as without it."""
-    with_colon = "".join(c for c in text if c.isalnum() or c in " '’.&$€£-:").strip(_LABEL_TRIM).lower()
+    with_colon = "".join(c for c in text if c.isalnum() or c in " '’.&$€£-:").replace(" :", ":").strip(_LABEL_TRIM).lower()
     if not with_colon or len(with_colon) > 60:
         return None
     candidates = (with_colon, " ".join(with_colon.replace(":", " ").split())) if ":" in with_colon else (with_colon,)

@@ -7,6 +7,7 @@ Every case is one email: a real article (which must stay whole) with one piece o
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -571,3 +572,176 @@ def test_hostile_plain_text_footers_clean_in_linear_time(name: str) -> None:
     # CPU seconds, not wall clock: quadratic scans took over a minute on these.
     assert time.process_time() - start < 5.0
     assert_kept(article, PLAIN_KEPT["en"])
+
+
+# --- sponsor labels by their grammar: "SPONSOR: name", "Advertising sponsor", "Anzeige: name" --
+#
+# Old and new newsletters alike put a spacer row between the label's row and the ad's.
+
+SPONSOR_ROWS = [
+    (generic, "en", "SPONSOR: Harbourline - Jackets for Sea Spray", "Stay dry on every crossing with a jacket built for sea spray."),
+    (mailchimp, "en", "Advertising sponsor", "Stay dry on every crossing with a jacket built for sea spray."),
+    (generic, "de", "Anzeige: Harbourline", "Bleib trocken auf jeder Überfahrt, mit einer Jacke für Gischt und Wind."),
+    (substack, "fr", "Publicité : Harbourline", "Restez au sec à chaque traversée avec une veste faite pour les embruns."),
+    (generic, "es", "Publicidad: Harbourline", "Mantente seco en cada travesía con una chaqueta hecha para el mar."),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "label", "pitch"), SPONSOR_ROWS, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in SPONSOR_ROWS])
+def test_a_sponsor_row_takes_the_ad_row_past_a_spacer(shape, language, label, pitch) -> None:
+    ad = (
+        f"<table width='100%'><tr><td style='font-size:16px;color:#fff'>&nbsp;{label}<br></td></tr>"
+        "<tr><td><font size='1'>&nbsp;</font></td></tr>"
+        f"<tr><td><a href='https://harbourline.example/r?id=7'><img src='https://tide.example.com/ads/harbourline.gif'></a>"
+        f"{pitch} <b>Visit <a href='https://harbourline.example/r?id=7'>Harbourline</a> for more.</b></td></tr></table>"
+    )
+    html, headers = shape(ARTICLES[language] + ad + ARTICLES[language].replace("h2", "h3"))
+    check(clean_html(html, headers=headers), language, label, pitch)
+
+
+PLAIN_SPONSORS = [
+    ("en", "ADVERTISING SPONSOR\nHarbourline Rain Jackets\nStay dry on every crossing: 20% off this week.\nhttps://harbourline.example/tide\n",
+     ["ADVERTISING SPONSOR", "Harbourline Rain Jackets", "Stay dry on every crossing"]),
+    ("de", "ANZEIGE\nHarbourline Regenjacken\nTrocken über jede Überfahrt: diese Woche 20 % günstiger.\nhttps://harbourline.example/gezeiten\n",
+     ["ANZEIGE", "Harbourline Regenjacken", "Trocken über jede Überfahrt"]),
+    ("it", "SPONSOR: Harbourline\nGiacche per la pioggia\nAsciutti a ogni traversata: 20% di sconto questa settimana.\nhttps://harbourline.example/maree\n",
+     ["SPONSOR: Harbourline", "Giacche per la pioggia", "Asciutti a ogni traversata"]),
+]
+
+
+@pytest.mark.parametrize(("language", "ad", "gone"), PLAIN_SPONSORS, ids=[lang for lang, *_ in PLAIN_SPONSORS])
+def test_a_plain_text_paragraph_headed_by_a_sponsor_label_goes(language, ad, gone) -> None:
+    """In plain text the label is the first line of the ad's own paragraph."""
+    html = text_to_html("TIDE NOTES, issue 41\n\n" + PLAIN_ARTICLES[language] + "\n" + ad + "\n" + PLAIN_ARTICLES[language])
+    article = clean_html(html)
+    assert_kept(article, PLAIN_ARTICLES[language].splitlines()[1])
+    assert_dropped(article, *gone)
+
+
+def test_a_paragraph_that_names_a_sponsor_in_its_first_words_stays() -> None:
+    """Only a label line heads an ad: a sentence about sponsors is prose."""
+    text = ("TIDE NOTES\n\n" + PLAIN_ARTICLES["en"] + "\nSponsors of the regatta met on Friday\n"
+            "and agreed to pay for the new pontoon before the summer.\n")
+    assert_kept(clean_html(text_to_html(text)), "Sponsors of the regatta met on Friday")
+
+
+# --- navigation: "Back to top" as a line of plain text or a block of its own ------------------
+
+BACK_TO_TOP = [
+    ("en", "Return to TOP"),
+    ("de", "Nach oben"),
+    ("fr", "Retour en haut"),
+    ("es", "Volver arriba"),
+]
+
+
+@pytest.mark.parametrize(("language", "line"), BACK_TO_TOP, ids=[lang for lang, _ in BACK_TO_TOP])
+def test_a_back_to_top_line_goes(language, line) -> None:
+    sections = PLAIN_ARTICLES.get(language, PLAIN_ARTICLES["en"]).splitlines()
+    text = f"TIDE NOTES\n\n{sections[0]}\n{line}\n{sections[1]}\n"
+    article = clean_html(text_to_html(text))
+    assert_kept(article, sections[0], sections[1])
+    assert_dropped(article, line)
+
+
+@pytest.mark.parametrize(("shape", "language", "block"), [
+    (mailchimp, "en", "<p><a href='#top'>Back to top</a></p>"),
+    (generic, "it", "<p>Torna su</p>"),
+    (beehiiv, "nl", "<p>Terug naar boven</p>"),
+], ids=["mailchimp-en", "generic-it", "beehiiv-nl"])
+def test_a_back_to_top_block_goes(shape, language, block) -> None:
+    html, headers = shape(ARTICLES[language] + block + ARTICLES[language].replace("h2", "h3"))
+    article = clean_html(html, headers=headers)
+    assert_kept(article, KEPT[language])
+    assert_dropped(article, collapse_tags(block))
+
+
+def collapse_tags(html: str) -> str:
+    return re.sub(r"<[^>]+>", "", html)
+
+
+# --- a service's help footer: "Can we help?" over its contact links --------------------------
+
+HELP_FOOTERS = [
+    (generic, "en", "Can we help?", ("Email", "Docs &amp; support", "Chat")),
+    (mailchimp, "de", "Brauchen Sie Hilfe?", ("E-Mail", "Hilfe-Center", "Chat")),
+    (beehiiv, "fr", "Besoin d'aide ?", ("E-mail", "Centre d'aide", "Discussion")),
+    (generic, "es", "¿Necesitas ayuda?", ("Correo", "Centro de ayuda", "Chat")),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "heading", "links"), HELP_FOOTERS, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in HELP_FOOTERS])
+def test_a_help_footer_goes(shape, language, heading, links) -> None:
+    row = " - ".join(f"<a href='https://help.tide.example.com/{i}'>{text}</a>" for i, text in enumerate(links))
+    foot = f"<h3>{heading}</h3><p>{row}</p>"
+    article = clean(shape, language, foot=foot)
+    check(article, language, heading, *(text.replace("&amp;", "&") for text in links))
+
+
+# --- a subscribe box: a small form with a field, whatever its words ---------------------------
+
+SIGN_UP_BOXES = [
+    (generic, "en", "Get the harbour letter every Monday", "Join"),
+    (mailchimp, "de", "Der Hafenbrief jeden Montag", "Los"),
+    (beehiiv, "pt", "A carta do porto todas as segundas", "Quero"),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "pitch", "button"), SIGN_UP_BOXES, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in SIGN_UP_BOXES])
+def test_a_sign_up_box_goes(shape, language, pitch, button) -> None:
+    form = (f"<form action='https://tide.example.com/s' method='post'><p>{pitch}</p>"
+            f"<input type='email' name='EMAIL'><input type='submit' value='{button}'></form>")
+    check(clean(shape, language, foot=form), language, pitch)
+
+
+def test_a_form_wrapping_the_whole_email_keeps_its_text() -> None:
+    """Some senders wrap everything in one form: a large form is the email, not a box."""
+    html = f"<html><body><form action='https://tide.example.com/f'>{ARTICLES['en']}<input type='text' name='q'></form></body></html>"
+    assert_kept(clean_html(html), KEPT["en"])
+
+
+# --- the archive's pointer, a list host's credit line, appeals for money, at the foot ---------
+
+ARCHIVE_POINTERS = [
+    (generic, "en", "<p>Back issues are available at: <a href='https://tide.example.org/notes/'>https://tide.example.org/notes/</a></p>", ["Back issues are available at"]),
+    (mailchimp, "de", "<p>Frühere Ausgaben finden Sie im <a href='https://gezeiten.example.de/archiv'>Archiv</a>.</p>", ["Frühere Ausgaben finden Sie"]),
+    (substack, "fr", "<p>Consultez les anciens numéros sur <a href='https://maree.example.fr/archives'>maree.example.fr</a>.</p>", ["Consultez les anciens numéros"]),
+    (generic, "nl", "<p>Eerdere edities vind je op <a href='https://tide.example.nl/archief'>tide.example.nl</a>.</p>", ["Eerdere edities vind je"]),
+]
+HOSTING_CREDITS = [
+    (generic, "en", "<p>Tide Notes is hosted by listhost.example.com, mailing list hosting since 1998.</p>", ["hosted by listhost.example.com"]),
+    (generic, "de", "<p>Der Gezeitenbrief wird gehostet bei listen.example.de.</p>", ["gehostet bei listen.example.de"]),
+    (mailchimp, "fr", "<p>La lettre des marées est hébergée par listes.example.fr.</p>", ["hébergée par listes.example.fr"]),
+]
+APPEALS = [
+    (generic, "en", "<p>To join the Harbour Trust or make an additional donation: <a href='https://tide.example.org/support'>https://tide.example.org/support</a></p>",
+     ["make an additional donation"]),
+    (mailchimp, "de", "<p>Unterstützen Sie unsere Arbeit: <a href='https://gezeiten.example.de/spenden'>Jetzt spenden</a></p>", ["Jetzt spenden"]),
+    (beehiiv, "fr", "<p>Ce bulletin vit de vos dons. <a href='https://maree.example.fr/don'>Faites un don</a></p>", ["Faites un don"]),
+    (generic, "es", "<p>Hazte socio de la Asociación del Puerto y apoya nuestro trabajo.</p>", ["Hazte socio"]),
+]
+SIGN_UP_PROMPTS = [
+    (generic, "en", "<p>Enter your email address below to receive a free four-week trial of Tide Notes Pro.</p>", ["Enter your email address below"]),
+    (mailchimp, "de", "<p>Geben Sie Ihre E-Mail-Adresse ein und lesen Sie vier Wochen gratis.</p>", ["Geben Sie Ihre E-Mail-Adresse ein"]),
+    (generic, "it", "<p>Inserisci il tuo indirizzo email per ricevere la lettera delle maree.</p>", ["Inserisci il tuo indirizzo email"]),
+]
+FOOT_KINDS = [
+    pytest.param(shape, language, html, gone, id=f"{kind}-{shape.__name__}-{language}")
+    for kind, cases in (("archive", ARCHIVE_POINTERS), ("hosting", HOSTING_CREDITS), ("appeal", APPEALS), ("sign-up", SIGN_UP_PROMPTS))
+    for shape, language, html, gone in cases
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "html", "gone"), FOOT_KINDS)
+def test_each_foot_kind_goes_and_the_article_stays(shape, language, html, gone) -> None:
+    check(clean(shape, language, foot=html), language, *gone)
+
+
+def test_prose_naming_a_host_a_donation_or_past_issues_stays() -> None:
+    """The kinds above are phrases of footers: prose that touches the same words is kept."""
+    prose = (
+        "<p>The regatta was hosted by the harbour master, who made a donation of two buoys, "
+        "as readers of past issues will remember.</p>"
+    )
+    html, headers = generic(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
+    assert_kept(clean_html(html, headers=headers), "The regatta was hosted by the harbour master")
