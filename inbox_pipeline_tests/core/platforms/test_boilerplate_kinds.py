@@ -204,12 +204,19 @@ SPONSOR_BLOCK = (
     "<div><h4>{label}</h4><p><strong>Harbourline Rain Jackets</strong></p>"
     "<p>{pitch}</p><p><a href='https://harbourline.example/shop'>Harbourline</a></p></div>"
 )
+PITCH = {
+    "en": "Stay dry on every crossing with a jacket built for sea spray.",
+    "de": "Bleib trocken auf jeder Überfahrt, mit einer Jacke für Gischt und Wind.",
+    "nl": "Blijf droog op elke overtocht met een jas die tegen zeewater kan.",
+    "fr": "Restez au sec à chaque traversée avec une veste faite pour les embruns.",
+    "es": "Mantente seco en cada travesía con una chaqueta hecha para el mar.",
+}
 SPONSORS = [
-    (beehiiv, "en", "A message from our sponsor", "Stay dry on every crossing with a jacket built for sea spray."),
-    (substack, "de", "Anzeige", "Bleib trocken auf jeder Überfahrt, mit einer Jacke für Gischt und Wind."),
-    (generic, "nl", "Een bericht van onze sponsor", "Blijf droog op elke overtocht met een jas die tegen zeewater kan."),
-    (mailchimp, "fr", "Un message de notre partenaire", "Restez au sec à chaque traversée avec une veste faite pour les embruns."),
-    (generic, "es", "Patrocinado por Harbourline", "Mantente seco en cada travesía con una chaqueta hecha para el mar."),
+    (beehiiv, "en", "A message from our sponsor", PITCH["en"]),
+    (substack, "de", "Anzeige", PITCH["de"]),
+    (generic, "nl", "Een bericht van onze sponsor", PITCH["nl"]),
+    (mailchimp, "fr", "Un message de notre partenaire", PITCH["fr"]),
+    (generic, "es", "Patrocinado por Harbourline", PITCH["es"]),
 ]
 
 
@@ -579,11 +586,11 @@ def test_hostile_plain_text_footers_clean_in_linear_time(name: str) -> None:
 # Old and new newsletters alike put a spacer row between the label's row and the ad's.
 
 SPONSOR_ROWS = [
-    (generic, "en", "SPONSOR: Harbourline - Jackets for Sea Spray", "Stay dry on every crossing with a jacket built for sea spray."),
-    (mailchimp, "en", "Advertising sponsor", "Stay dry on every crossing with a jacket built for sea spray."),
-    (generic, "de", "Anzeige: Harbourline", "Bleib trocken auf jeder Überfahrt, mit einer Jacke für Gischt und Wind."),
-    (substack, "fr", "Publicité : Harbourline", "Restez au sec à chaque traversée avec une veste faite pour les embruns."),
-    (generic, "es", "Publicidad: Harbourline", "Mantente seco en cada travesía con una chaqueta hecha para el mar."),
+    (generic, "en", "SPONSOR: Harbourline - Jackets for Sea Spray", PITCH["en"]),
+    (mailchimp, "en", "Advertising sponsor", PITCH["en"]),
+    (generic, "de", "Anzeige: Harbourline", PITCH["de"]),
+    (substack, "fr", "Publicité : Harbourline", PITCH["fr"]),
+    (generic, "es", "Publicidad: Harbourline", PITCH["es"]),
 ]
 
 
