@@ -752,3 +752,14 @@ def test_prose_naming_a_host_a_donation_or_past_issues_stays() -> None:
     )
     html, headers = generic(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
     assert_kept(clean_html(html, headers=headers), "The regatta was hosted by the harbour master")
+
+
+@pytest.mark.parametrize(("shape", "language", "heading"), [
+    (generic, "en", "Need help?"),
+    (substack, "de", "Fragen?"),
+    (beehiiv, "nl", "Hulp nodig?"),
+], ids=["generic-en", "substack-de", "beehiiv-nl"])
+def test_a_help_heading_at_the_foot_goes_by_its_words_alone(shape, language, heading) -> None:
+    """Without a row of links under it, the heading is known by what it says."""
+    foot = f"<h3>{heading}</h3><p><a href='mailto:desk@tide.example.com'>desk@tide.example.com</a></p>"
+    check(clean(shape, language, foot=foot), language, heading)
