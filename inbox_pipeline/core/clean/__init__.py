@@ -10,6 +10,7 @@ from email.utils import parseaddr
 
 
 from ..language import guess_language
+from ..parse import text_to_html
 from .article import CleanedArticle
 from .dom import Element, ascii_lower, collapse, parse, text_of
 from .engine import Cleaner, link_target
@@ -24,6 +25,8 @@ __all__ = ["CleanedArticle", "clean_html"]
 
 _SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:fwd?|fw|wg|tr|rv|i|re|aw|sv)\s*:\s*)+", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\*\|.*?\|\*|\{\{.*?\}\}|^\s*(?:email|newsletter|untitled|\(no subject\))\s*$", re.I)
+# Any tag an HTML author writes; plain text sent as text/html has none ("<http://...>" is no tag).
+_MARKUP = re.compile(r"</?(?:html|head|body|p|div|br|table|tr|td|th|span|font|a|img|b|i|u|em|strong|center|h[1-6]|ul|ol|li|pre|blockquote|hr|meta|style|title)\b|<!", re.I)
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
@@ -43,6 +46,8 @@ def clean_html(
     headers = tuple((k.lower(), v) for k, v in headers)
     if sender:
         headers = headers + (("x-clean-sender", sender),)
+    if _MARKUP.search(html) is None and html.count("\n") >= 3:
+        html = text_to_html(html)  # a text/html part holding plain text: its lines are its structure
     root = parse(html)
     if root is None:
         return _empty(subject, headers)

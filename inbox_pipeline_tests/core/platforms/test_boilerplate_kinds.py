@@ -763,3 +763,14 @@ def test_a_help_heading_at_the_foot_goes_by_its_words_alone(shape, language, hea
     """Without a row of links under it, the heading is known by what it says."""
     foot = f"<h3>{heading}</h3><p><a href='mailto:desk@tide.example.com'>desk@tide.example.com</a></p>"
     check(clean(shape, language, foot=foot), language, heading)
+
+
+def test_plain_text_sent_as_html_keeps_its_lines() -> None:
+    """A text/html part with no markup at all (old mailers did this) is read as plain text:
+    its lines are its structure, so a "Return to TOP" line goes and the article stays."""
+    sections = PLAIN_ARTICLES["en"].splitlines()
+    body = (f"TIDE NOTES <https://tide.example.com/>\r\n\r\n{sections[0]}\r\n\r\n\r\nReturn to TOP\r\n"
+            f"  <https://tide.example.com/img/rule.gif>\r\n{sections[1]}\r\n")
+    article = clean_html(body)
+    assert_kept(article, sections[0], sections[1])
+    assert_dropped(article, "Return to TOP")
