@@ -30,7 +30,7 @@ Scenarios:
    listings alone.
 
 The Dagster instance is deploy/production/dagster.yaml's concurrency (8 runs,
-4 sending mail, 4 mailer slots) plus ``python_logs: python_log_level: INFO``
+4 sending mail) plus ``python_logs: python_log_level: INFO``
 (no DEBUG lines such as "Writing file at ..." in the event log).
 
     .venv/bin/python benchmarks/e2e.py [--burst 500] [--skip-per-email] [--per-email-timeout 150]
@@ -68,7 +68,7 @@ INSTANCE_YAML = """
 storage:
   postgres:
     postgres_url: "{url}"
-# As deploy/production/dagster.yaml: 8 runs at once, 4 of them sending mail, 4 mailer op slots.
+# As deploy/production/dagster.yaml: 8 runs at once, 4 of them sending mail.
 concurrency:
   runs:
     max_concurrent_runs: 8
@@ -76,8 +76,6 @@ concurrency:
       - key: inbox-pipeline/sends
         value: mail
         limit: 4
-  pools:
-    default_limit: 4
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator

@@ -40,6 +40,8 @@ class Settings:
     reconcile_seconds: float  # an announced inbox (?queue=) is also listed at most this often
     # authserv-ids of the receiving system whose Authentication-Results are believed (Amazon's notices)
     trusted_authserv_ids: tuple[str, ...] = ()
+    send_rate: float = 0.0  # messages a second, shared by all runs (0: none; SES: its account's rate)
+    send_daily_quota: int = 0  # messages in any 24 hours (0: none; SES: its account's quota)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -71,6 +73,8 @@ class Settings:
             batch_size=max(1, int(float(get("BATCH_SIZE", "100")))),
             reconcile_seconds=max(0.0, float(get("RECONCILE_SECONDS", "600"))),
             trusted_authserv_ids=tuple(r.strip().lower() for r in authserv_ids.split(",") if r.strip()),
+            send_rate=max(0.0, float(get("SEND_RATE", "0"))),
+            send_daily_quota=max(0, int(float(get("SEND_DAILY_QUOTA", "0")))),
         )
 
 

@@ -396,6 +396,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from inbox_pipeline.db.intake import count_by_state
     from inbox_pipeline.db.ledger import LEASE, count_deliveries, stale_deliveries
     from inbox_pipeline.db.models import utcnow
+    from inbox_pipeline.db.pace import pace_counters
     from inbox_pipeline.db.story import reasons_by_state
     from inbox_pipeline.db.users import count_users, kindle_checks
 
@@ -411,6 +412,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         stale = stale_deliveries(session, now=now)
         users = count_users(session)
         checks, rejected_kindles = kindle_checks(session)
+        paced = pace_counters(session)
     print(f"users: {users}")
     print(f"inbound emails, {period}: {sum(states.values())}")
     width = max(len(s) for s in states)
@@ -437,6 +439,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("kindle checks: " + ", ".join(f"{n} {state}" for state, n in sorted(checks.items())))
         for address, reason in rejected_kindles[:10]:
             print(f"  rejected {address}: {_one_line(reason)}")
+    if paced.sends or paced.refused:  # since the database was made: the shared send-rate limiter
+        refused = f", {paced.refused} refused (daily quota spent)" if paced.refused else ""
+        print(
+            f"send pacing, all time: {paced.sends} sends paced, {paced.held} held back "
+            f"({paced.held_seconds:.1f} s in all){refused}"
+        )
     return 0
 
 

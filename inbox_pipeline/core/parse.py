@@ -621,6 +621,20 @@ def envelope_from_headers(raw_headers: list[tuple[str, str]]) -> Envelope:
     return Envelope(tuple(dict.fromkeys(found)), source, host)  # type: ignore[arg-type]
 
 
+_TOP_RECEIVED = re.compile(r"^received:(.*(?:\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def envelope_hint(raw: bytes) -> str:
+    """The first envelope recipient of raw MIME, read cheaply from its topmost Received header
+    (for ordering a batch's emails by recipient; routing reads the full parse), or ""."""
+    head = raw[:65536].replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("latin-1")
+    match = _TOP_RECEIVED.search(head)
+    if match is None:
+        return ""
+    found = envelope_from_headers([("received", match.group(1))]).recipients
+    return found[0] if found else ""
+
+
 def recipients_from_headers(raw_headers: list[tuple[str, str]], envelope: Envelope | None = None) -> tuple[str, ...]:
     """The envelope recipients, then To/Cc (for the record; routing reads only the envelope).
 

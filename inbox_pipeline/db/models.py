@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -407,3 +408,19 @@ class KindleNotice(Base):
     action: Mapped[str] = mapped_column(String(32))  # what was done: safe_mode_resend, user_told, ...
     summary: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SendPace(Base):
+    """The one send-rate limiter every run and process shares (``core/pace.py``'s state), and its
+    counters for the operator: sends paced, how many were held back and for how long in all, and
+    sends refused because the daily quota was spent."""
+
+    __tablename__ = "send_pace"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sends: Mapped[int] = mapped_column(BigInteger, default=0)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)
+    held_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    refused: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

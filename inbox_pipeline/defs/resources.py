@@ -59,6 +59,8 @@ class MailerResource(dg.ConfigurableResource):
 
     uri: str
     sender: str
+    send_rate: float = 0.0  # messages a second shared by all runs (0: none; SES: its account's)
+    send_daily_quota: int = 0
 
     def mailer(self):
         from inbox_pipeline.seams.mailer import mailer_from_uri
@@ -102,6 +104,8 @@ class PipelineResource(dg.ConfigurableResource):
                 size_budget_bytes=self.processing.size_budget_bytes,
                 image_cache_dir=Path(self.processing.image_cache_dir) if self.processing.image_cache_dir else None,
                 trusted_authserv_ids=tuple(self.inbox.trusted_authserv_ids),
+                send_rate=self.mailer.send_rate,
+                send_daily_quota=self.mailer.send_daily_quota,
             ),
         )
 
@@ -118,7 +122,12 @@ def build_resources(settings: "Settings") -> dict[str, dg.ConfigurableResource]:
         uri=_env_or("INBOX", settings.inbox), trusted_authserv_ids=list(settings.trusted_authserv_ids)
     )
     storage = StorageResource(uri=_env_or("STORAGE", settings.storage))
-    mailer = MailerResource(uri=_env_or("MAILER", settings.mailer), sender=settings.sender)
+    mailer = MailerResource(
+        uri=_env_or("MAILER", settings.mailer),
+        sender=settings.sender,
+        send_rate=settings.send_rate,
+        send_daily_quota=settings.send_daily_quota,
+    )
     processing = ProcessingResource(
         fetch_images=settings.fetch_images,
         epubcheck=settings.epubcheck,

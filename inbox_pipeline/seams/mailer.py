@@ -61,6 +61,7 @@ SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024
 class SendResult:
     provider_message_id: str  # SES MessageId, the Message-ID header (SMTP) or the .eml file name
     response: str = ""  # the provider's own words, for the record
+    paced_seconds: float = 0.0  # how long the send-rate limiter held it back (services/pacing.py)
 
 
 class MailError(Exception):
@@ -159,6 +160,13 @@ class SesMailer(Mailer):
             if self._client is None:
                 self._client = aws_client("sesv2")
             return self._client
+
+    def send_quota(self) -> tuple[float, int]:
+        """The account's sending limits: (MaxSendRate per second, Max24HourSend; 0 when unlimited),
+        from SES's ``GetSendQuota`` (needs ``ses:GetSendQuota``)."""
+        quota = aws_client("ses").get_send_quota()
+        daily = float(quota.get("Max24HourSend", 0) or 0)
+        return float(quota["MaxSendRate"]), int(daily) if daily > 0 else 0
 
     def send(self, message: EmailMessage) -> SendResult:
         from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError

@@ -32,6 +32,8 @@ class PipelineOptions:
     image_cache_dir: Path | None = None
     link_expires_seconds: int = LINK_EXPIRES_SECONDS
     trusted_authserv_ids: tuple[str, ...] = ()  # whose Authentication-Results count (Amazon's notices)
+    send_rate: float = 0.0  # messages a second for every mailer (0: none; SES: its account's)
+    send_daily_quota: int = 0  # at most this many in 24 hours (0: none; SES: its account's)
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "PipelineOptions":
@@ -42,6 +44,8 @@ class PipelineOptions:
             size_budget_bytes=settings.size_budget_bytes,
             image_cache_dir=settings.data_dir / "image-cache",
             trusted_authserv_ids=settings.trusted_authserv_ids,
+            send_rate=settings.send_rate,
+            send_daily_quota=settings.send_daily_quota,
         )
 
 
@@ -113,10 +117,18 @@ class Pipeline:
 
     @property
     def mailer(self) -> Any:
+        """The configured mailer; behind the shared send-rate limiter when there is a rate to keep
+        (SES's account, or ``send_rate``): services/pacing.py."""
         if self._mailer is None:
-            from inbox_pipeline.seams.mailer import mailer_from_uri
+            from inbox_pipeline.seams.mailer import SesMailer, mailer_from_uri
 
-            self._mailer = _configured("INBOX_PIPELINE_MAILER", mailer_from_uri, self.mailer_uri, self.options.sender)
+            mailer = _configured("INBOX_PIPELINE_MAILER", mailer_from_uri, self.mailer_uri, self.options.sender)
+            if isinstance(mailer, SesMailer) or self.options.send_rate > 0:
+                from inbox_pipeline.services.pacing import CachedPace, PacedMailer
+
+                rate, daily = self.options.send_rate, self.options.send_daily_quota
+                mailer = PacedMailer(mailer, self.sessions, CachedPace(mailer, rate=rate, daily=daily))
+            self._mailer = mailer
         return self._mailer
 
 

@@ -27,6 +27,7 @@ class DeliveryOutcome:
     delivery_id: int | None = None
     provider_message_id: str | None = None
     message_bytes: int = 0
+    paced_seconds: float = 0.0  # held back by the send-rate limiter
 
 
 class DeliveryUnconfirmed(PermanentStepError):
@@ -141,9 +142,9 @@ def _send_once(
             f"{epub.bytes} bytes is over the {pipeline.options.size_budget_bytes} byte email budget: "
             f"download link sent to {recipient}"
         )
-        return DeliveryOutcome("link_sent", recipient, reason, number, sent.provider_message_id, size)
+        return DeliveryOutcome("link_sent", recipient, reason, number, sent.provider_message_id, size, sent.paced_seconds)
     reason = f"sent to Kindle {recipient} as {delivery_file_name(epub.file_name, sent.token)}"
-    return DeliveryOutcome("sent", recipient, reason, number, sent.provider_message_id, size)
+    return DeliveryOutcome("sent", recipient, reason, number, sent.provider_message_id, size, sent.paced_seconds)
 
 
 def _message(pipeline: Pipeline, epub: EpubSummary, *, recipient: str, as_link: bool, now, token: str | None = None):

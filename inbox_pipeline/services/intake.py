@@ -57,6 +57,7 @@ class Registered:
     size: int
     new: bool  # False when an earlier attempt registered it (a retry or re-execution)
     registered_at: datetime | None = None
+    recipient: str = ""  # its first envelope recipient, when cheap to know (a batch's send order)
 
 
 @dataclass
@@ -229,6 +230,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
     except ObjectTooLarge as exc:
         # Registered unread (its size says enough), so it is recorded, not retried: parsing fails it.
         size, sha = exc.size, hashlib.sha256(f"unread {obj.key} {obj.version}".encode()).hexdigest()
+        data = b""
     received_at = obj.last_modified or now or utcnow()
     with sessions.begin() as session:
         row, created = register_inbound(session, storage_key=name, size=size, sha256=sha, received_at=received_at)
@@ -246,7 +248,9 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
         archived = inbox.archive(obj.key)
         if archived != name:
             _rename_storage_key(pipeline, row_id, archived)
-    return Registered(row_id, archived, size, created, row_created)
+    from inbox_pipeline.core.parse import envelope_hint
+
+    return Registered(row_id, archived, size, created, row_created, envelope_hint(data))
 
 
 def _rename_storage_key(pipeline: Pipeline, email_id: int, archived_key: str) -> None:

@@ -4,6 +4,8 @@ Instant delivery, digest volumes, safe-mode resends and Kindle test books all go
 ``send_once``, so "exactly once" is one piece of code: a second claim for the same
 (item, part, recipient, variant) loses, across processes; a claim never confirmed (the
 worker died mid-send) is never resent automatically, because the Kindle may have it.
+The send itself waits for its slot under the shared send rate (``Pipeline.mailer`` is paced:
+services/pacing.py); a spent daily quota is a "retry", like a mail server's "try later".
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class LedgerSend:
     detail: str = ""  # the mail server's words, or the existing row's reason
     claimed_at: datetime | None = None
     error: Exception | None = None  # the mail error behind "retry", "unconfirmed" and "failed" sends
+    paced_seconds: float = 0.0  # how long the send-rate limiter held the message back
 
 
 def send_once(
@@ -98,4 +101,4 @@ def send_once(
         return LedgerSend("failed", claim_id, recipient, None, token, str(exc), error=exc)
     with pipeline.sessions.begin() as session:
         mark_delivery_sent(session, claim_id, provider_message_id=result.provider_message_id, now=utcnow())
-    return LedgerSend("sent", claim_id, recipient, result.provider_message_id, token)
+    return LedgerSend("sent", claim_id, recipient, result.provider_message_id, token, paced_seconds=result.paced_seconds)

@@ -463,6 +463,7 @@ def _deliver(context: dg.OpExecutionContext, p, epub):
                 "bytes": epub.bytes,
                 "delivery_id": outcome.delivery_id or 0,
                 "provider_message_id": outcome.provider_message_id or "",
+                "paced_seconds": round(outcome.paced_seconds, 3),  # held back by the shared send rate
             },
         )
     )
@@ -518,7 +519,6 @@ def route_email(context: dg.OpExecutionContext, parsed, pipeline: PipelineResour
     description="Read Amazon's notice about a delivered book: believed only when the receiving system "
     "authenticated it as Amazon's, matched to one delivery by its token, then acted on once per cause "
     "(safe-mode resend, the user told, or the operator).",
-    pool="mailer",
 )
 def read_kindle_notice(context: dg.OpExecutionContext, routed, pipeline: PipelineResource):
     outcome = yield from _notice(context, pipeline.pipeline(), routed)
@@ -528,7 +528,6 @@ def read_kindle_notice(context: dg.OpExecutionContext, routed, pipeline: Pipelin
 @dg.op(
     description="Forward a subscription confirmation (or other notice) to the user's own email with the "
     "confirm link first; never to the Kindle. Sent once (the notification row is claimed first).",
-    pool="mailer",
 )
 def forward_confirmation(context: dg.OpExecutionContext, parsed, routed, pipeline: PipelineResource):
     return _forward(context, pipeline.pipeline(), parsed, routed)
@@ -589,7 +588,6 @@ def check_epub(context: dg.OpExecutionContext, epub, pipeline: PipelineResource)
 @dg.op(
     description="Send the EPUB to the user's Kindle from the one sender address, exactly once through the delivery "
     "ledger; too large: a download link to the user's own email; digest users: held; no Kindle: kept, user told.",
-    pool="mailer",
 )
 def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
     try:
@@ -609,7 +607,8 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
 
 @dg.op(
     description="Take the batch's emails from the inbox (named in the run config): register each once and move "
-    "it to the archive; one mapped output per email, so each goes through its own steps.",
+    "it to the archive; one mapped output per email, so each goes through its own steps, in turns by envelope "
+    "recipient (one user's many emails do not all go before another user's one).",
     out={
         "emails": dg.DynamicOut(int, description="An inbound email id; the mapping key is e<id>."),
         "not_taken": dg.Out(list, is_required=False, description="Objects that could not be taken, with why."),
@@ -618,11 +617,16 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
 def inbox_batch(context: dg.OpExecutionContext, config: BatchConfig, pipeline: PipelineResource):
     from inbox_pipeline.defs.alerts import TAG_EMAIL_IDS
 
+    from inbox_pipeline.core.pace import round_robin
+
     tick = take_from_inbox(context, pipeline.pipeline(), config.emails)
     ids = sorted({r.email_id for r in tick.registered} | set(config.registered))
     if ids:
         context.instance.add_run_tags(context.run_id, {TAG_EMAIL_IDS: ",".join(map(str, ids))})
-    for email_id in ids:
+    # Steps run in the order of these outputs: one email per recipient in turn, so one user's
+    # hundred emails in a batch do not go before another user's one.
+    recipient = {r.email_id: r.recipient for r in tick.registered}
+    for email_id in round_robin(ids, lambda i: recipient.get(i, "")):
         yield dg.DynamicOutput(email_id, output_name="emails", mapping_key=mapping_key(email_id))
     if tick.errors:
         yield dg.Output(tick.errors, output_name="not_taken")
@@ -685,8 +689,7 @@ def _prepare(context: dg.OpExecutionContext, p, email_id: int):
 
 @dg.op(
     description="One EPUB of a batch to the user's Kindle, exactly once through the delivery ledger (as "
-    "deliver_to_kindle). No op pool: a batch sends one message at a time and batch runs carry the "
-    "inbox-pipeline/sends=mail tag, which the instance limits to 4 runs at once. The outcome is in the "
+    "deliver_to_kindle), waiting for its slot under the shared send rate. The outcome is in the "
     "kindle_delivery materialization and the email's row; no output (nothing downstream).",
     out={},
 )
