@@ -27,6 +27,11 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_send_pace")),
     )
+    # The one limiter's row, there before the first send (every reservation locks it).
+    op.execute(
+        "INSERT INTO send_pace (name, state, sends, held, held_seconds, refused, updated_at) "
+        "VALUES ('mail', '{}', 0, 0, 0, 0, CURRENT_TIMESTAMP)"
+    )
 
 
 def downgrade() -> None:
