@@ -102,7 +102,7 @@ def test_explain_status_and_the_run_list_tell_each_emails_story(monkeypatch, tmp
         assert "state:       delivered" in out
         assert "to alice_k@kindle.example: sent, attempt 1" in out
         assert f"{batch.run_id} process_inbox_batch: SUCCESS" in out
-        assert f"step email.deliver_email[e{delivered_id}]: success" in out
+        assert f"step email.convert_and_deliver[e{delivered_id}]: success" in out
         assert f"{again.run_id} process_inbox_batch: SUCCESS" in out and f"re-execution of {batch.run_id}" in out
 
         # explain by Message-ID: the newsletter and its duplicate, each with its story.

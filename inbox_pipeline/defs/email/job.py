@@ -5,17 +5,16 @@ run is tagged with the email's Message-ID, user and subject).
 
 ``process_inbox_batch``: one run for up to ``INBOX_PIPELINE_BATCH_SIZE``
 emails. Its first op fans out one ``DynamicOutput`` per email (mapping key
-``e<email id>``) and a graph of two steps is mapped over it, so each email
-still has its own steps (``email.prepare_email[e42]``,
-``email.deliver_email[e42]``), its own retries and its own materializations;
-one email failing skips only that email's later step. The steps call the same
-stage functions as ``process_email``'s nine ops, grouped as prepare (parse ..
-blocking EPUB check) and deliver: each Dagster step costs about ten event-log
-writes, each a new PostgreSQL connection (dagster-postgres does not pool), so
+``e<email id>``) and a one-step graph is mapped over it, so each email
+still has its own step (``email.convert_and_deliver[e42]``), its own retries
+and its own materializations; one email failing fails only its own step. The
+step calls the same stage functions as ``process_email``'s nine ops, parse ..
+blocking EPUB check .. deliver: each Dagster step costs about six event-log
+writes of its own, each a new PostgreSQL connection (dagster-postgres does not pool), so
 nine steps per email made the event log, not the conversion, the limit
 (measured on 2 cores with benchmarks/e2e.py: the nine ops mapped 0.8 emails/s,
-three steps 2.3/s, two steps without routine log lines 3.4/s, one step no
-faster).
+three steps 2.3/s, two steps without routine log lines 3.4/s; one step was no
+faster then, but writes six fewer events per email: benchmarks/events.py).
 A run process costs seconds of CPU before its first op, which is what one run
 per email pays 500 times in a burst.
 
@@ -32,7 +31,7 @@ from inbox_pipeline.defs.email.ops import (
     build_epub,
     check_epub,
     clean_html,
-    deliver_email,
+    convert_and_deliver,
     deliver_to_kindle,
     embed_images,
     forward_confirmation,
@@ -40,7 +39,6 @@ from inbox_pipeline.defs.email.ops import (
     inbox_not_taken,
     network_retry,
     parse_email,
-    prepare_email,
     read_kindle_notice,
     record_newsletter,
     route_email,
@@ -103,19 +101,18 @@ def build_process_inbox_batch_job(retry_delay_seconds: float = 60) -> dg.JobDefi
 
     @dg.graph(
         name="email",
-        description="One email's steps inside a batch run: prepare (parse, route, record, clean, images, EPUB, "
-        "blocking check) and deliver.",
+        description="One email's step inside a batch run: parse, route, record, clean, images, EPUB, blocking "
+        "check and deliver.",
     )
     def email(email_id: int) -> None:
-        epub = prepare_email.tag({PRIORITY: "1"}).with_retry_policy(retry)(email_id)
-        deliver_email.tag({PRIORITY: "2"}).with_retry_policy(retry)(epub)
+        convert_and_deliver.with_retry_policy(retry)(email_id)
 
     @dg.job(
         name=BATCH_JOB_NAME,
         description=(
             "A burst of inbound emails in one run: the first op takes them from the inbox (registers and archives "
             "each; the sensor's run config names them) and each email goes through the same steps as process_email on its own (step keys end in [e<email id>]; "
-            "each step retries alone; one email failing does not stop the others, though the run then ends "
+            "each email's step retries alone; one email failing does not stop the others, though the run then ends "
             "failed). Find an email: its `inbox_email` materialization (Message-ID, subject, sender, id) links "
             "to its run; the run's tags give the first and last email id and the count."
         ),

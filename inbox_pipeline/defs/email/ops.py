@@ -597,12 +597,13 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
         return None
 
 
-# --- the batch job's ops: two steps per email ---------------------------------------------
-# A Dagster step costs about ten event-log writes (start, input, output, success, ...), each a
-# new PostgreSQL connection from the run worker: in a burst that, not the conversion, limits
-# throughput. So a batch gives each email two steps, prepare (parse .. blocking check) and
-# deliver (network). Every stage's service call is idempotent (decisions are stored and found
-# again), so a retried prepare step redoes its stages quickly and decides nothing twice.
+# --- the batch job's ops: one step per email ---------------------------------------------
+# A Dagster step costs about six event-log writes of its own (start, input, loaded input,
+# output, handled output, success), each a new PostgreSQL connection from the run worker: in a
+# burst that, not the conversion, limits throughput and grows the instance. So a batch gives each
+# email one step, start to finish. Every stage's service call is idempotent (decisions are stored
+# and found again; the delivery ledger sends once), so a retried step redoes its stages quickly
+# and decides nothing twice.
 
 
 @dg.op(
@@ -647,15 +648,26 @@ def inbox_not_taken(context: dg.OpExecutionContext, not_taken: list):
 
 
 @dg.op(
-    description="One email of a batch, up to its EPUB: parse and classify, route (unknown address, duplicate, "
-    "quarantined, confirmation -> forwarded to the user's own email, over quota), record the newsletter, clean "
-    "the HTML, embed images, build and store the EPUB and check it (blocking: an EPUB that fails is recorded as "
-    "failed and not delivered). Reports the inbox_email, newsletter, cleaned_html and epub materializations.",
-    out=dg.Out(is_required=False, description="The EPUB, when there is one to deliver and it passed the check."),
+    description="One email of a batch, start to finish, in one step: parse and classify, route (unknown address, "
+    "duplicate, quarantined, confirmation -> forwarded to the user's own email, over quota), record the newsletter, "
+    "clean the HTML, embed images, build and store the EPUB and check it (blocking: an EPUB that fails is recorded "
+    "as failed and not delivered), then send it to the user's Kindle exactly once through the delivery ledger (as "
+    "deliver_to_kindle), waiting for its slot under the shared send rate. Reports the inbox_email, newsletter, "
+    "cleaned_html, epub and kindle_delivery materializations; a retry redoes the stages quickly (each finds its "
+    "decision stored) and never sends twice.",
+    out={},
 )
-def prepare_email(context: dg.OpExecutionContext, email_id: int, pipeline: PipelineResource):
+def convert_and_deliver(context: dg.OpExecutionContext, email_id: int, pipeline: PipelineResource):
+    p = pipeline.pipeline()
     try:
-        yield from _prepare(context, pipeline.pipeline(), email_id)
+        epub = None
+        for event in _prepare(context, p, email_id):
+            if isinstance(event, dg.Output):
+                epub = event.value
+            else:
+                yield event
+        if epub is not None:
+            _deliver(context, p, epub)
     except EmailHeld:
         return  # waits for an outage of ours to clear; the watchdog resumes it
 
@@ -685,17 +697,3 @@ def _prepare(context: dg.OpExecutionContext, p, email_id: int):
     yield evaluation
     if passed:
         yield dg.Output(epub)
-
-
-@dg.op(
-    description="One EPUB of a batch to the user's Kindle, exactly once through the delivery ledger (as "
-    "deliver_to_kindle), waiting for its slot under the shared send rate. The outcome is in the "
-    "kindle_delivery materialization and the email's row; no output (nothing downstream).",
-    out={},
-)
-def deliver_email(context: dg.OpExecutionContext, epub, pipeline: PipelineResource):
-    try:
-        _deliver(context, pipeline.pipeline(), epub)
-    except EmailHeld:
-        pass  # waits for the mailer (or storage); the watchdog resumes it
-
