@@ -622,16 +622,21 @@ def envelope_from_headers(raw_headers: list[tuple[str, str]]) -> Envelope:
 
 
 _TOP_RECEIVED = re.compile(r"^received:(.*(?:\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+_TO = re.compile(r"^to:(.*(?:\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 
-def envelope_hint(raw: bytes) -> str:
-    """The first envelope recipient of raw MIME, read cheaply from its topmost Received header
-    (for ordering a batch's emails by recipient; routing reads the full parse), or ""."""
+def recipient_hint(raw: bytes) -> str:
+    """Whom raw MIME is for, read cheaply: the first ``for`` address of its topmost Received
+    header, else the first To address, else "". Only for ordering a batch's emails by recipient
+    (a sender can write To; routing never reads this, it reads the full parse)."""
     head = raw[:65536].replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("latin-1")
     match = _TOP_RECEIVED.search(head)
-    if match is None:
-        return ""
-    found = envelope_from_headers([("received", match.group(1))]).recipients
+    if match is not None:
+        found = envelope_from_headers([("received", match.group(1))]).recipients
+        if found:
+            return found[0]
+    match = _TO.search(head)
+    found = addresses_in(match.group(1)) if match else []
     return found[0] if found else ""
 
 

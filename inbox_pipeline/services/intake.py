@@ -248,9 +248,9 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
         archived = inbox.archive(obj.key)
         if archived != name:
             _rename_storage_key(pipeline, row_id, archived)
-    from inbox_pipeline.core.parse import envelope_hint
+    from inbox_pipeline.core.parse import recipient_hint
 
-    return Registered(row_id, archived, size, created, row_created, envelope_hint(data))
+    return Registered(row_id, archived, size, created, row_created, recipient_hint(data))
 
 
 def _rename_storage_key(pipeline: Pipeline, email_id: int, archived_key: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inbox_pipeline.core.pace import Pace, PaceState, QuotaSpent, Slot, reserve, round_robin
-from inbox_pipeline.core.parse import envelope_hint
+from inbox_pipeline.core.parse import recipient_hint
 
 T0 = 1_780_000_000.0  # an instant on an hour boundary is not needed; any epoch second works
 
@@ -89,13 +89,14 @@ def test_round_robin_takes_one_of_each_in_turn_keeping_each_ones_order() -> None
     assert round_robin([], str) == []
 
 
-def test_envelope_hint_reads_the_topmost_received_for_clause() -> None:
+def test_recipient_hint_reads_the_topmost_received_for_clause() -> None:
     raw = (
         b"Received: from mail.sender.example by inbound-smtp.us-east-1.amazonaws.com\r\n"
         b" with SMTP id abc for Reader+Tag@In.Example.com;\r\n Mon, 02 Mar 2026 08:00:00 +0000\r\n"
         b"Received: from forged by x.example for other@in.example.com; Mon, 02 Mar 2026 07:00:00 +0000\r\n"
         b"To: someone@else.example\r\nSubject: hi\r\n\r\nReceived: in the body for body@in.example.com;\r\n"
     )
-    assert envelope_hint(raw) == "reader+tag@in.example.com"
-    assert envelope_hint(b"To: a@in.example.com\r\n\r\nbody") == ""
-    assert envelope_hint(b'{"OriginalRecipient": "a@in.example.com"}') == ""
+    assert recipient_hint(raw) == "reader+tag@in.example.com"
+    assert recipient_hint(b"To: Reader <A@In.Example.com>, b@in.example.com\r\n\r\nbody") == "a@in.example.com"
+    assert recipient_hint(b"Subject: nobody\r\n\r\nTo: body@in.example.com") == ""
+    assert recipient_hint(b'{"OriginalRecipient": "a@in.example.com"}') == ""

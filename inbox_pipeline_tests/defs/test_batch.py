@@ -145,3 +145,20 @@ def test_an_email_that_cannot_be_registered_fails_its_run_alone_and_is_not_reque
         assert [o.key for o in inbox.list_pending(10)] == ["stuck.eml"]
         skipped = dep.tick()  # its run failed (and alerted): it waits a day, not a tick
         assert requests_of(skipped) == [] and "1 pending in runs already" in skipped.skip_reason.skip_message
+
+
+def test_a_batch_sends_in_turns_by_recipient(monkeypatch, tmp_path, database_url, smtp_sink) -> None:
+    """Alice's five emails and then Bob's one land in one burst: Bob's book is the second the SMTP
+    server gets, not the sixth (a batch's steps go in turns by recipient)."""
+    with deployment(monkeypatch, tmp_path, DATABASE_URL=database_url, MAILER=smtp_sink.url) as dep:
+        alice = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
+        bob = add_reader(dep, "bob@example.org", kindle="bob_k@kindle.example")
+        inbox = dep.pipeline().inbox
+        for n in range(1, 6):
+            inbox.put(f"a{n}.eml", mails.newsletter(n, alice))
+        inbox.put("b.eml", mails.newsletter(11, bob))
+        (request,) = requests_of(dep.tick())
+        assert request.job_name == "process_inbox_batch"
+        assert dep.run(request).success
+        order = [m["to"][0] for m in smtp_sink.messages]
+        assert order == ["alice_k@kindle.example", "bob_k@kindle.example"] + ["alice_k@kindle.example"] * 4

@@ -1,8 +1,8 @@
 """The ops of both email jobs: each calls pipeline steps and reports what it did.
 
 ``process_email`` has one op per stage (parse_email .. deliver_to_kindle);
-``process_inbox_batch`` maps two ops over its emails (prepare_email: parse ..
-blocking check; deliver_email) built from the same stage functions (``_parse``
+``process_inbox_batch`` maps one op over its emails (convert_and_deliver: parse
+.. blocking check .. deliver) built from the same stage functions (``_parse``
 .. ``_deliver``). In a batch run, run tags stay the batch's (its emails' ids
 and count) and routine log lines are left out: each is an event-log write, and
 the email's materializations (Message-ID, subject, sender, user, outcome) and
