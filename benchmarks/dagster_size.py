@@ -72,6 +72,17 @@ def app(workdir: Path, batch_size: int):
         dispose_engines()
 
 
+def instance_home(workdir: Path, url: str) -> Path:
+    """A DAGSTER_HOME in ``workdir`` whose instance stores everything in PostgreSQL at ``url``."""
+    home = workdir / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        f'storage:\n  postgres:\n    postgres_url: "{url}"\npython_logs:\n  python_log_level: INFO\n'
+        "telemetry:\n  enabled: false\n"
+    )
+    return home
+
+
 def reader_address() -> str:
     from inbox_pipeline.config import Settings
     from inbox_pipeline.db.users import add_user, issue_address
@@ -178,12 +189,7 @@ def scenario(label: str, emails_per_run: int, args, rng: random.Random) -> list[
     groups = max(1, args.emails // emails_per_run)  # each group: copies of the real runs for emails_per_run emails
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="ip-dagster-size-") as tmp, pg_database("ip_bench_dagster") as url:
-        home = Path(tmp) / "dagster_home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text(
-            f'storage:\n  postgres:\n    postgres_url: "{url}"\npython_logs:\n  python_log_level: INFO\n'
-            "telemetry:\n  enabled: false\n"
-        )
+        home = instance_home(Path(tmp), url)
         with app(Path(tmp), batch_size=emails_per_run) as data, dg.DagsterInstance.from_config(str(home)) as instance:
             empty = sizes(url)
             templates, took = real_runs(instance, data, emails_per_run, rng)

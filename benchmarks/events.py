@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.dagster_size import app, real_runs  # noqa: E402 - after the path
+from benchmarks.dagster_size import app, instance_home, real_runs  # noqa: E402 - after the path
 from benchmarks.e2e import pg_database  # noqa: E402
 
 
@@ -61,12 +61,7 @@ def measure(label: str, emails: int, per_run: int, rng: random.Random) -> dict:
     import dagster as dg
 
     with tempfile.TemporaryDirectory(prefix="ip-events-") as tmp, pg_database("ip_bench_dagster") as url:
-        home = Path(tmp) / "dagster_home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text(
-            f'storage:\n  postgres:\n    postgres_url: "{url}"\npython_logs:\n  python_log_level: INFO\n'
-            "telemetry:\n  enabled: false\n"
-        )
+        home = instance_home(Path(tmp), url)
         with app(Path(tmp), batch_size=per_run) as data, dg.DagsterInstance.from_config(str(home)) as instance:
             empty = event_stats(url)
             runs, took = real_runs(instance, data, emails, rng)

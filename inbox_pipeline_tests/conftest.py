@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,6 +193,7 @@ class SmtpSink:
 
         self.messages: list[dict] = []
         self.refuse_next = 0  # answer "451" to this many DATA commands first
+        self.times: list[float] = []  # when each message was accepted (time.monotonic)
         self.attempts = 0
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
@@ -204,6 +206,7 @@ class SmtpSink:
         self.messages.append(
             {"from": envelope.mail_from, "to": list(envelope.rcpt_tos), "data": bytes(envelope.content)}
         )
+        self.times.append(time.monotonic())
         return "250 OK"
 
     def parsed(self):

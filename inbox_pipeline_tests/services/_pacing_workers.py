@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def send_worker(url: str, smtp_url: str, start: Any, results: Any, index: int, count: int) -> None:
+def send_worker(url: str, start: Any, results: Any, index: int, arg: tuple[str, int]) -> None:
+    """Send ``count`` messages through the paced SMTP mailer; report how long each was held back."""
     from email.message import EmailMessage
 
     from inbox_pipeline.services.context import Pipeline, PipelineOptions
 
+    smtp_url, count = arg
     try:
         pipeline = Pipeline(url, "", "", smtp_url, PipelineOptions(sender="kindle@news.example", send_rate=10))
         mailer = pipeline.mailer
