@@ -10,6 +10,7 @@ for any mailer (with SES: the lower of the two). The slots live in the app datab
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
 QUOTA_TTL_SECONDS = 600.0  # SES raises an account's quota over time; read it again this often
+RETRY_READ_SECONDS = 60.0  # after a failed read
+FALLBACK_RATE = 1.0  # messages a second when SES's quota cannot be read and no rate is set: the sandbox's
+_log = logging.getLogger(__name__)
 
 
 class QuotaSpentError(TransientMailError):
@@ -113,10 +117,13 @@ class CachedPace:
             if self._read_at is None or now - self._read_at >= QUOTA_TTL_SECONDS:
                 try:
                     self._value = pace_for(self.mailer, rate=self.rate, daily=self.daily)
-                except Exception as exc:  # noqa: BLE001 - SES unreachable or no permission: not a send
-                    if self._read_at is None:
-                        raise TransientMailError(f"could not read the SES account's send quota: {exc}") from exc
-                    # keep the limits read before; ask again next time
-                    return self._value
-                self._read_at = now
+                    self._read_at = now
+                except Exception as exc:  # noqa: BLE001 - SES unreachable, or no ses:GetSendQuota
+                    if self._value is None:  # never read: the configured rate, else SES's lowest (the sandbox's)
+                        self._value = Pace(self.rate or FALLBACK_RATE, self.daily)
+                    _log.warning(
+                        "could not read the SES account's send quota (%s); sending at %g a second until it can be "
+                        "read (allow ses:GetSendQuota)", exc, self._value.rate,
+                    )
+                    self._read_at = now - QUOTA_TTL_SECONDS + RETRY_READ_SECONDS
             return self._value

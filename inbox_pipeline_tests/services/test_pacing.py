@@ -146,3 +146,22 @@ def test_two_processes_share_one_rate(postgres_url: str, smtp_sink: SmtpSink) ->
     finally:
         engine.dispose()
         dispose_engines()
+
+
+def test_an_unreadable_ses_quota_paces_at_the_configured_rate_and_is_read_again(aws_env: str, monkeypatch) -> None:
+    """No ses:GetSendQuota (or SES unreachable): sending goes on at the configured rate (else 1/s,
+    the sandbox's), and the quota is asked for again a minute later."""
+    from inbox_pipeline.services.pacing import CachedPace
+    from inbox_pipeline.seams.mailer import SesMailer
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: connection refused
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    now = [0.0]
+    configured = CachedPace(SesMailer(SENDER), rate=5, daily=0, clock=lambda: now[0])
+    unset = CachedPace(SesMailer(SENDER), rate=0, daily=0, clock=lambda: now[0])
+    assert configured().rate == 5 and unset().rate == 1.0
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_env)  # SES answers again
+    now[0] = 30.0
+    assert configured().rate == 5  # not asked again yet
+    now[0] = 61.0
+    assert (configured().rate, configured().daily) == (1.0, 200)  # the account's (moto's), lower than 5
