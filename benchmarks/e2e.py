@@ -74,19 +74,20 @@ SCENARIOS = ("tick", "burst", "slow", "users", "idle", "per_email")
 TARGET_TICK_RATIO = 1.5
 PG_ADMIN_URL = os.environ.get("INBOX_PIPELINE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 USERS = 8
+MAIL_RUNS = [4]  # runs sending mail at once (the instance's tag limit); --mail-runs
 
 INSTANCE_YAML = """
 storage:
   postgres:
     postgres_url: "{url}"
-# As deploy/production/dagster.yaml: 8 runs at once, 4 of them sending mail.
+# As deploy/production/dagster.yaml: 8 runs at once, 4 of them sending mail (--mail-runs).
 concurrency:
   runs:
     max_concurrent_runs: 8
     tag_concurrency_limits:
       - key: inbox-pipeline/sends
         value: mail
-        limit: 4
+        limit: {mail_runs}
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
@@ -231,7 +232,7 @@ class Stack:
         self.stack.callback(self.sink.controller.stop)
         home = self.workdir / "dagster_home"
         home.mkdir()
-        (home / "dagster.yaml").write_text(INSTANCE_YAML.format(url=self.dagster_db))
+        (home / "dagster.yaml").write_text(INSTANCE_YAML.format(url=self.dagster_db, mail_runs=MAIL_RUNS[0]))
         self.home = home
         self.env = self._env()
         self.addresses = seed_users(self.app_db)
@@ -434,7 +435,7 @@ def tick_cost(moto: str, workdir: Path, rng: random.Random, archived: int) -> di
         queue_url = announce_new_objects(moto, bucket, "incoming/")
         home = workdir / "tick" / "dagster_home"
         home.mkdir(parents=True)
-        (home / "dagster.yaml").write_text(INSTANCE_YAML.format(url=dagster_db))
+        (home / "dagster.yaml").write_text(INSTANCE_YAML.format(url=dagster_db, mail_runs=MAIL_RUNS[0]))
         sink = SmtpSink()  # not used: the tick only launches runs
         from inbox_pipeline_tests.e2e.conftest import pipeline_env
 
@@ -611,7 +612,11 @@ def main() -> int:
     parser.add_argument("--per-email-timeout", type=float, default=150)
     parser.add_argument("--burst-timeout", type=float, default=600)
     parser.add_argument("--batch-size", type=int, default=None, help="INBOX_PIPELINE_BATCH_SIZE (default: the code's)")
+    parser.add_argument(
+        "--mail-runs", type=int, default=4, help="runs sending mail at once (production: 4; the limiter keeps the rate)"
+    )
     args = parser.parse_args()
+    MAIL_RUNS[0] = args.mail_runs
     chosen = set(args.only or SCENARIOS)
     if args.tick_only:
         chosen = {"tick"}
