@@ -175,6 +175,17 @@ class EventQueue:
     def send(self, body: str) -> None:
         self.sqs.send_message(QueueUrl=self.url, MessageBody=body)
 
+    def past_visibility_timeout(self):
+        """Travel in time past the visibility timeout: a received, undeleted message is visible again.
+
+        The moto server runs in this process, so it reads the travelled clock too.
+        """
+        import time
+
+        import time_machine
+
+        return time_machine.travel(time.time() + self.VISIBILITY_TIMEOUT + 1, tick=True)
+
 
 @pytest.fixture
 def event_queue(aws_env: str) -> EventQueue:

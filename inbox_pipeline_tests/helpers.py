@@ -1,4 +1,4 @@
-"""Small readers for what a user sees: the text inside an EPUB."""
+"""Small readers for what a user sees (the text inside an EPUB), test material, and the one place for Dagster internals."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import io
 import ipaddress
 import re
 import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from lxml import etree
@@ -166,3 +168,126 @@ def svg_with_image(png: bytes) -> bytes:
 
     return (f'<svg {SVG_NS} width="100" height="100"><image width="100" height="100" '
             f'xlink:href="data:image/png;base64,{base64.b64encode(png).decode()}"/></svg>').encode()
+
+
+# --- Dagster internals -------------------------------------------------------------------------------
+# The only place the tests reach into ``dagster._*``: each helper below does something Dagster's
+# public API does not offer (checked against dagster 1.13). Imports stay inside the functions, so
+# the tests that never call them do not pay for them.
+
+
+@contextmanager
+def in_process_workspace(instance, workspace_yaml: Path) -> Iterator:
+    """The workspace ``dagster dev`` and the webserver load from ``workspace_yaml``, loaded here.
+
+    No public API loads a workspace file in-process (the webserver and ``dagster dev`` do it
+    with these classes); GraphQL tests need its request context.
+    """
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace_yaml)])) as workspace:
+        yield workspace
+
+
+def instance_config(folder: Path) -> dict:
+    """``folder/dagster.yaml`` as Dagster reads it: checked against its schema, defaults filled in.
+
+    The public ``DagsterInstance.from_config`` would also open the storage it names (a
+    production PostgreSQL); this reads and checks the file alone.
+    """
+    from dagster._core.instance.config import dagster_instance_config
+
+    return dagster_instance_config(str(folder))[0]
+
+
+def config_errors(config_schema, value: dict) -> list[str]:
+    """What ``config_schema`` (a run launcher's ``config_type()``) says is wrong with ``value``.
+
+    ``dg.validate_run_config`` checks a job's run config only; a pluggable class's config is
+    checked by this internal function when an instance starts.
+    """
+    from dagster._config import validate_config
+
+    result = validate_config(config_schema, value)
+    return [] if result.success else [e.message for e in result.errors]
+
+
+def check_run_timeout(instance, run_record) -> None:
+    """Run monitoring's check of one run against its ``dagster/max_runtime``, as the daemon's loop does.
+
+    The daemon applies it on its own schedule; no public API applies it to one run now.
+    """
+    import logging
+
+    from dagster._daemon.monitoring.run_monitoring import check_run_timeout as check
+
+    check(instance, run_record, logging.getLogger("run_monitoring"), 3600.0)
+
+
+def tags_kept_on_retry(tags: Mapping[str, str]) -> dict[str, str]:
+    """A run's tags as the UI and the run-retry daemon copy them onto a re-execution.
+
+    ``dg.execute_job`` copies no tags; the set the UI leaves out is an internal constant.
+    """
+    from dagster._core.storage.tags import TAGS_TO_MAYBE_OMIT_ON_RETRY
+
+    return {k: v for k, v in tags.items() if k not in TAGS_TO_MAYBE_OMIT_ON_RETRY}
+
+
+def forget_reconstructed_jobs() -> None:
+    """Dagster caches the last reconstructed job per process; each test has its own environment.
+
+    The cache sits on the internal ReconstructableJob (what ``dg.reconstructable`` returns).
+    """
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
+
+
+def declared_sensor_state(instance, location_module: str, location_name: str, sensor_name: str):
+    """The stored state of a sensor declared in code, as the daemon records it on its first tick.
+
+    Its origin, state and tick records are internal classes: no public API writes them.
+    """
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteInstigatorOrigin, RemoteRepositoryOrigin
+    from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorType, SensorInstigatorData
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name=location_module), location_name=location_name)
+    origin = RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), sensor_name)
+    return instance.add_instigator_state(
+        InstigatorState(origin, InstigatorType.SENSOR, InstigatorStatus.DECLARED_IN_CODE, SensorInstigatorData())
+    )
+
+
+def stored_tick(instance, state, at: datetime.datetime, status: str, error: str | None = None) -> int:
+    """A tick of ``state``'s sensor stored at ``at`` with ``status`` ("SUCCESS", "SKIPPED", "FAILURE"); its id."""
+    from dagster._core.scheduler.instigation import TickData, TickStatus
+    from dagster_shared.error import SerializableErrorInfo
+
+    tick = instance.create_tick(
+        TickData(
+            instigator_origin_id=state.instigator_origin_id,
+            instigator_name=state.instigator_name,
+            instigator_type=state.instigator_type,
+            status=TickStatus(status),
+            timestamp=at.timestamp(),
+            selector_id=state.selector_id,
+            run_ids=[],
+            run_keys=[],
+            error=SerializableErrorInfo(error, [], error.split(":")[0]) if error else None,
+        )
+    )
+    return tick.tick_id
+
+
+def retry_policy_of(job, op_name: str):
+    """The retry policy Dagster applies to the op ``op_name`` in ``job`` (its own, else the job's).
+
+    Dagster resolves it by node handle; the handle's class is not exported.
+    """
+    from dagster._core.definitions.dependency import NodeHandle
+
+    return job.get_retry_policy_for_handle(NodeHandle(op_name, None))

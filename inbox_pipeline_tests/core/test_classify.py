@@ -184,11 +184,7 @@ def test_corpus_labels(corpus_dir: Path) -> None:
     ],
     ids=["unclosed-anchors", "angle-flood", "unclosed-style"],
 )
-def test_pathological_html_classifies_quickly(markup: str) -> None:
-    import time
-
-    email = parse_email(markup.encode())
-    started = time.monotonic()
-    result = classify(email)
-    assert time.monotonic() - started < 5.0
+def test_pathological_html_classifies(markup: str) -> None:
+    # How fast is benchmarks/bounds.py's business.
+    result = classify(parse_email(markup.encode()))
     assert result.kind in ("newsletter", "confirmation", "transactional")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import io
-import time
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -487,30 +486,10 @@ def test_sanitising_keeps_text_and_drops_what_epubs_may_not_hold() -> None:
 def test_five_thousand_paragraphs() -> None:
     body = "".join(f"<p>Paragraph {i} of a very long newsletter.</p>" for i in range(5000))
     chapter = Chapter(title="Long read", body_html=body, author="Tester", date=WHEN)
-    started = time.perf_counter()
-    data = build_epub(newsletter_book(chapter, message_id="<long@test>"))
-    elapsed = time.perf_counter() - started
+    data = build_epub(newsletter_book(chapter, message_id="<long@test>"))  # its time: benchmarks/bounds.py
     [doc] = Opened.of(data).chapters()
     paragraphs = doc.findall(".//x:div[@class='chapter-body']/x:p", NS)
     assert len(paragraphs) == 5000 and paragraphs[-1].text == "Paragraph 4999 of a very long newsletter."
-    assert elapsed < 2.0  # linear, not quadratic (about 15 ms here)
-
-
-def test_a_typical_newsletter_builds_in_milliseconds() -> None:
-    body = "".join(
-        f'<p>Paragraph {i}: markets were <em>quiet</em>, but <a href="https://example.com/s/{i}">this story</a> matters.</p>'
-        + (f"<h2>Section {i}</h2><ul><li>one</li><li>two</li></ul>" if i % 10 == 0 else "")
-        for i in range(400)
-    )
-    assert 45_000 < len(body) < 60_000
-    book = newsletter_book(Chapter(title="Typical", body_html=body, author="Tester", date=WHEN), message_id="<t@test>")
-    build_epub(book)
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        build_epub(book)
-        timings.append(time.perf_counter() - started)
-    assert min(timings) < 0.1  # ~5 ms on a quiet machine; generous for shared CI runners
 
 
 # --- EPUBCheck ------------------------------------------------------------------------------------

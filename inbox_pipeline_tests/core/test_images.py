@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import io
 import ipaddress
+import socket
 import ssl
 import struct
 import sys
 import threading
-import time
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,6 +41,26 @@ from inbox_pipeline.core.images import (
 from inbox_pipeline.core.message import InlinePart
 from inbox_pipeline_tests.conftest import unavailable
 from inbox_pipeline_tests.helpers import self_signed_certificate
+
+# --- connections made -----------------------------------------------------------------------------
+
+
+@contextmanager
+def connections_attempted() -> Iterator[list]:
+    """The addresses every socket in this process tried to connect to, while inside."""
+    attempted: list = []
+    real_connect = socket.socket.connect
+
+    def connect(sock: socket.socket, address: object) -> None:
+        attempted.append(address)
+        real_connect(sock, address)
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    try:
+        yield attempted
+    finally:
+        socket.socket.connect = real_connect  # type: ignore[method-assign]
+
 
 # --- images made here -----------------------------------------------------------
 
@@ -78,18 +99,35 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 @dataclass
+class Gate:
+    """Answers held at a gate all go when ``size`` requests wait there together."""
+
+    size: int
+    waiting: int = 0
+    opened: bool = False
+
+
+@dataclass
 class Route:
     body: bytes = b""
     content_type: str = "image/png"
     status: int = 200
-    delay: float = 0.0  # before answering
+    hold: float = 0.0  # the answer waits up to this long (a slow server) ...
+    gate: Gate | None = None  # ... or until its gate opens
     headers: dict[str, str] = field(default_factory=dict)
     send_length: bool = True
     trickle: float = 0.0  # seconds between single body bytes
+    sent: int = 0  # body bytes written before the client went away (or all of them)
+    done: threading.Event = field(default_factory=threading.Event)  # its last answer has ended
 
 
 class ImageServer:
-    """ThreadingHTTPServer answering from a routing table, counting requests per path."""
+    """ThreadingHTTPServer answering from a routing table, counting requests per path.
+
+    A held answer waits on a condition, not a sleep: it is released when enough requests
+    wait together, when its hold passes, or when the server closes (so no handler thread
+    outlives its test).
+    """
 
     def __init__(self, host: str, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = {}
@@ -97,7 +135,8 @@ class ImageServer:
         self.host_headers: list[str | None] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self._lock = threading.Lock()
+        self.closing = False
+        self._lock = threading.Condition()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -107,19 +146,28 @@ class ImageServer:
                     server.host_headers.append(self.headers.get("Host"))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                route = server.routes.get(self.path, Route(b"no such image", "text/plain", 404))
-                try:
-                    if route.delay:
-                        time.sleep(route.delay)
-                finally:
-                    # Counted while the request waits, not while the answer is written: the
-                    # client may read a whole answer and ask again before this thread returns.
-                    with server._lock:
+                    route = server.routes.get(self.path, Route(b"no such image", "text/plain", 404))
+                    gate = route.gate
+                    if gate is not None:
+                        gate.waiting += 1
+                        gate.opened = gate.opened or gate.waiting >= gate.size
+                        server._lock.notify_all()
+                    try:
+                        if route.hold or gate is not None:
+                            server._lock.wait_for(lambda: server.closing or (gate is not None and gate.opened),
+                                                  timeout=route.hold or None)
+                    finally:
+                        if gate is not None:
+                            gate.waiting -= 1
+                        # Counted while the request waits, not while the answer is written: the
+                        # client may read a whole answer and ask again before this thread returns.
                         server.in_flight -= 1
                 try:
                     self._answer(route)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up, as it should
+                finally:
+                    route.done.set()
 
             def _answer(self, route: Route) -> None:
                 self.send_response(route.status)
@@ -133,9 +181,13 @@ class ImageServer:
                     for byte in route.body:
                         self.wfile.write(bytes([byte]))
                         self.wfile.flush()
-                        time.sleep(route.trickle)
+                        route.sent += 1
+                        with server._lock:  # the pause between bytes; a closing server cuts it short
+                            if server._lock.wait_for(lambda: server.closing, timeout=route.trickle):
+                                return
                 else:
                     self.wfile.write(route.body)
+                    route.sent = len(route.body)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -164,6 +216,9 @@ class ImageServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.closing = True
+            self._lock.notify_all()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -370,44 +425,47 @@ def test_not_an_image_is_dropped(server: ImageServer, policy: ImagePolicy) -> No
 
 def test_slow_server_times_out_within_the_timeout(server: ImageServer, policy: ImagePolicy) -> None:
     good = server.add("/fast.png", encode(Image.new("RGB", (40, 40), "red"), "PNG"))
-    slow = server.add("/slow.png", encode(Image.new("RGB", (40, 40), "blue"), "PNG"), delay=4)
+    slow = server.add("/slow.png", encode(Image.new("RGB", (40, 40), "blue"), "PNG"), hold=60)
     body = encode(photo(80, 80), "PNG")
-    trickle = server.add("/trickle.png", body, trickle=0.2)  # headers at once, then a byte every 0.2 s
-    policy = replace(policy, timeout_seconds=1)
+    trickle = server.add("/trickle.png", body, trickle=0.02)  # headers at once, then a byte every 20 ms
+    # The smallest timeout worth waiting for: the deadline is real, the servers are slower.
+    policy = replace(policy, timeout_seconds=0.25)
 
-    started = time.monotonic()
     result = process_images(f'<img src="{slow}"/><img src="{trickle}"/><img src="{good}"/>', {}, policy)
-    elapsed = time.monotonic() - started
 
-    assert elapsed < 2.5
     assert result.kept == 1
-    assert sorted(result.reasons) == sorted([f"{slow}: timed out after 1 s", f"{trickle}: timed out after 1 s"])
+    assert sorted(result.reasons) == sorted([f"{slow}: timed out after 0.25 s", f"{trickle}: timed out after 0.25 s"])
     assert decoded(result.images[0].data).getpixel((5, 5)) == (255, 0, 0)
+    # What bounded the wait: the slow answer was still held when process_images returned, and the
+    # watchdog closed the trickling connection (the server's writes failed) long before the body was through.
+    assert not server.routes["/slow.png"].done.is_set()
+    assert server.routes["/trickle.png"].done.wait(10)
+    assert 0 < server.routes["/trickle.png"].sent < len(body) // 10, (server.routes["/trickle.png"].sent, len(body))
 
 
 def test_concurrent_fetches_take_one_delay_not_n(server: ImageServer, policy: ImagePolicy) -> None:
-    delay, n = 0.6, 6
-    urls = [server.add(f"/slowish{i}.png", encode(Image.new("RGB", (20 + i, 20), "red"), "PNG"), delay=delay)
+    n = 6
+    # Each answer waits until all n requests are waiting together: a one-at-a-time fetcher
+    # would time out on the first one.
+    together = Gate(n)
+    urls = [server.add(f"/slowish{i}.png", encode(Image.new("RGB", (20 + i, 20), "red"), "PNG"), gate=together)
             for i in range(n)]
 
-    started = time.monotonic()
     result = process_images("".join(f'<img src="{u}"/>' for u in urls), {}, policy)
-    elapsed = time.monotonic() - started
 
     assert result.kept == n, result.reasons
     assert [decoded(i.data).size for i in result.images] == [(20 + i, 20) for i in range(n)]
-    assert elapsed < delay * n / 2
-    assert server.max_in_flight > 1
+    assert server.max_in_flight == n
 
-    # max_concurrency=1 really means one at a time.
-    serial_urls = [server.add(f"/serial{i}.png", encode(Image.new("RGB", (20, 20), "red"), "PNG"), delay=0.3)
+    # max_concurrency=1 really means one at a time: the answers would go at once if a second
+    # request came while one waits (its hold, 0.1 s, is the longest a lone request waits).
+    pair = Gate(2)
+    serial_urls = [server.add(f"/serial{i}.png", encode(Image.new("RGB", (20, 20), "red"), "PNG"), gate=pair, hold=0.1)
                    for i in range(3)]
     server.max_in_flight = 0
-    started = time.monotonic()
     serial = process_images("".join(f'<img src="{u}"/>' for u in serial_urls), {}, replace(policy, max_concurrency=1))
     assert serial.kept == 3
-    assert time.monotonic() - started >= 0.9
-    assert server.max_in_flight == 1
+    assert server.max_in_flight == 1 and not pair.opened
 
 
 def test_redirects_are_followed_and_every_hop_is_checked(server: ImageServer, policy: ImagePolicy) -> None:
@@ -448,10 +506,10 @@ def test_private_and_local_addresses_are_refused_before_connecting(server: Image
         server.add("/x.png", encode(Image.new("RGB", (30, 30), "red"), "PNG")),  # loopback, not allowed here
     ]
 
-    started = time.monotonic()
-    result = process_images("".join(f'<img src="{u}"/>' for u in urls), {}, ImagePolicy(timeout_seconds=5))
+    with connections_attempted() as attempted:
+        result = process_images("".join(f'<img src="{u}"/>' for u in urls), {}, ImagePolicy(timeout_seconds=5))
 
-    assert time.monotonic() - started < 1
+    assert attempted == []  # not one socket connected anywhere
     assert result.kept == 0 and result.dropped == len(urls)
     assert server.requests == []
     assert result.reasons[0] == "http://10.0.0.1/x.png: refused to fetch from 10.0.0.1: a private address"

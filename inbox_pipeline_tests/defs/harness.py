@@ -15,6 +15,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from inbox_pipeline_tests.helpers import forget_reconstructed_jobs
+
 ENV_PREFIX = "INBOX_PIPELINE_"
 
 
@@ -166,14 +168,6 @@ class Deployment:
 
         with self.pipeline().sessions() as session:
             return list(session.scalars(select(Notification).order_by(Notification.id)))
-
-
-def forget_reconstructed_jobs() -> None:
-    """Dagster caches the last reconstructed job per process; each test has its own environment."""
-    from dagster._core.definitions.reconstruct import ReconstructableJob
-
-    ReconstructableJob.get_definition.cache_clear()
-    ReconstructableJob.get_repository_definition.cache_clear()
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) -> Path:

@@ -10,9 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.definitions.dependency import NodeHandle
 
 from inbox_pipeline_tests.defs.harness import configure
+from inbox_pipeline_tests.helpers import instance_config, retry_policy_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,7 +115,7 @@ def test_op_names_read_like_the_pipeline(defs: dg.Definitions) -> None:
 def test_network_steps_retry_and_the_check_does_not(defs: dg.Definitions) -> None:
     job = defs.get_job_def("process_email")
     for name in EXPECTED_OPS:
-        policy = job.get_retry_policy_for_handle(NodeHandle(name, None))
+        policy = retry_policy_of(job, name)
         if name == "check_epub":
             assert policy is None
             continue
@@ -194,9 +194,7 @@ def test_workspace_pyproject_and_dagster_dev_agree_on_one_code_location() -> Non
 
 
 def test_the_local_instance_file_passes_dagster_schema() -> None:
-    from dagster._core.instance.config import dagster_instance_config
-
-    config = dagster_instance_config(str(ROOT))[0]  # the top-level dagster.yaml, scripts/dev.sh's
+    config = instance_config(ROOT)  # the top-level dagster.yaml, scripts/dev.sh's
     assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 1
 
 

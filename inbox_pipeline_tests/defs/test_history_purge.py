@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import pytest
 import time_machine
-from dagster._core.scheduler.instigation import TickStatus
 
-from inbox_pipeline_tests.defs.harness import Deployment, configure, forget_reconstructed_jobs
+from inbox_pipeline_tests.defs.harness import Deployment, configure
+from inbox_pipeline_tests.helpers import declared_sensor_state, forget_reconstructed_jobs, stored_tick
 
 UTC = timezone.utc
 
@@ -58,44 +58,9 @@ def _email_run(dep: Deployment, to: str) -> str:
     return run.run_id
 
 
-def _tick(instance: dg.DagsterInstance, state, at: datetime, status: TickStatus) -> int:
-    from dagster._core.scheduler.instigation import TickData
-    from dagster_shared.error import SerializableErrorInfo
-
-    tick = instance.create_tick(
-        TickData(
-            instigator_origin_id=state.instigator_origin_id,
-            instigator_name=state.instigator_name,
-            instigator_type=state.instigator_type,
-            status=status,
-            timestamp=at.timestamp(),
-            selector_id=state.selector_id,
-            run_ids=[],
-            run_keys=[],
-            error=SerializableErrorInfo("NotADirectoryError: the inbox", [], "NotADirectoryError")
-            if status == TickStatus.FAILURE
-            else None,
-        )
-    )
-    return tick.tick_id
-
-
-def _inbox_sensor_state(instance: dg.DagsterInstance):
-    from dagster._core.remote_origin import (
-        InProcessCodeLocationOrigin,
-        RemoteInstigatorOrigin,
-        RemoteRepositoryOrigin,
-    )
-    from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorType, SensorInstigatorData
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-
-    location = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(module_name="inbox_pipeline.definitions"), location_name="inbox_pipeline"
-    )
-    origin = RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), "inbox_sensor")
-    return instance.add_instigator_state(
-        InstigatorState(origin, InstigatorType.SENSOR, InstigatorStatus.DECLARED_IN_CODE, SensorInstigatorData())
-    )
+def _tick(instance: dg.DagsterInstance, state, at: datetime, status: str) -> int:
+    error = "NotADirectoryError: the inbox" if status == "FAILURE" else None
+    return stored_tick(instance, state, at, status, error)
 
 
 def test_cleanup_purges_runs_events_and_ticks_past_retention(pg_deployment) -> None:
@@ -127,13 +92,13 @@ def test_cleanup_purges_runs_events_and_ticks_past_retention(pg_deployment) -> N
     old_email_events = instance.all_logs(runs["email run, 31 days old"])
     assert any(e.dagster_event and e.dagster_event.is_step_materialization for e in old_email_events)
 
-    state = _inbox_sensor_state(instance)
+    state = declared_sensor_state(instance, "inbox_pipeline.definitions", "inbox_pipeline", "inbox_sensor")
     ticks = {
-        "skipped 31 days ago": _tick(instance, state, now - timedelta(days=31), TickStatus.SKIPPED),
-        "success 31 days ago": _tick(instance, state, now - timedelta(days=31), TickStatus.SUCCESS),
-        "skipped 1 day ago": _tick(instance, state, now - timedelta(days=1), TickStatus.SKIPPED),
-        "failure 31 days ago": _tick(instance, state, now - timedelta(days=31), TickStatus.FAILURE),
-        "failure 91 days ago": _tick(instance, state, now - timedelta(days=91), TickStatus.FAILURE),
+        "skipped 31 days ago": _tick(instance, state, now - timedelta(days=31), "SKIPPED"),
+        "success 31 days ago": _tick(instance, state, now - timedelta(days=31), "SUCCESS"),
+        "skipped 1 day ago": _tick(instance, state, now - timedelta(days=1), "SKIPPED"),
+        "failure 31 days ago": _tick(instance, state, now - timedelta(days=31), "FAILURE"),
+        "failure 91 days ago": _tick(instance, state, now - timedelta(days=91), "FAILURE"),
     }
 
     result = _cleanup(dep)

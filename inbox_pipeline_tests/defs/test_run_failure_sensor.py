@@ -24,7 +24,8 @@ from inbox_pipeline.defs.alerts import (
 )
 from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.defs.harness import Deployment, add_reader, configure, forget_reconstructed_jobs
+from inbox_pipeline_tests.defs.harness import Deployment, add_reader, configure
+from inbox_pipeline_tests.helpers import forget_reconstructed_jobs, tags_kept_on_retry
 
 OPERATOR = "ops@pipeline.example"
 
@@ -140,12 +141,10 @@ def evaluate_success_sensor(dep: Deployment, run_id: str, jobs):
 
 def reexecute_as_the_ui_does(dep: Deployment, parent_run_id: str) -> dg.ExecuteJobResult:
     """From failure, with the parent's tags (the UI and the run-retry daemon copy them; execute_job does not)."""
-    from dagster._core.storage.tags import TAGS_TO_MAYBE_OMIT_ON_RETRY
-
     from inbox_pipeline_tests.defs.harness import job_for
 
     parent = dep.instance.get_run_by_id(parent_run_id)
-    tags = {k: v for k, v in parent.tags.items() if k not in TAGS_TO_MAYBE_OMIT_ON_RETRY}
+    tags = tags_kept_on_retry(parent.tags)
     with dg.execute_job(
         job_for(parent.job_name), instance=dep.instance,
         reexecution_options=dg.ReexecutionOptions.from_failure(parent_run_id, dep.instance),

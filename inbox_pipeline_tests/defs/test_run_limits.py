@@ -7,7 +7,6 @@ time travels past the job's ``dagster/max_runtime`` and run monitoring's own che
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -26,6 +25,7 @@ from inbox_pipeline_tests.defs.test_run_failure_sensor import (
     state_of,
     text_of,
 )
+from inbox_pipeline_tests.helpers import check_run_timeout
 
 
 def test_every_job_carries_a_max_runtime_within_the_instance_default(monkeypatch, tmp_path) -> None:
@@ -46,9 +46,6 @@ def test_every_job_carries_a_max_runtime_within_the_instance_default(monkeypatch
 def test_a_stuck_run_is_ended_at_its_limit_recorded_and_reported(
     monkeypatch, tmp_path, database_url, smtp_sink
 ) -> None:
-    from dagster._core.events import DagsterEvent, DagsterEventType
-    from dagster._daemon.monitoring.run_monitoring import check_run_timeout
-
     started = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
     with deployment(
         monkeypatch, tmp_path, DATABASE_URL=database_url, MAILER=smtp_sink.url, OPERATOR_EMAIL=OPERATOR
@@ -63,16 +60,14 @@ def test_a_stuck_run_is_ended_at_its_limit_recorded_and_reported(
                 tags={**job.tags, TAG_EMAIL_ID: str(email_id)},
             )
             dep.instance.report_dagster_event(
-                DagsterEvent(event_type_value=DagsterEventType.RUN_START.value, job_name=job.name), run.run_id
+                dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_START.value, job_name=job.name), run.run_id
             )
-        instance_default = 3600.0
-
         # Just inside its limit the run goes on; just past it, run monitoring ends it.
         for elapsed, status in [(EMAIL_RUN_SECONDS - 60, dg.DagsterRunStatus.STARTED),
                                 (EMAIL_RUN_SECONDS + 60, dg.DagsterRunStatus.FAILURE)]:
             with time_machine.travel(started + timedelta(seconds=elapsed), tick=False):
                 record = dep.instance.get_run_record_by_id(run.run_id)
-                check_run_timeout(dep.instance, record, logging.getLogger("test"), instance_default)
+                check_run_timeout(dep.instance, record)  # with the instance's default of an hour
             assert dep.instance.get_run_by_id(run.run_id).status == status
 
         said = [e.dagster_event.message or "" for e in dep.instance.all_logs(run.run_id) if e.dagster_event]

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from inbox_pipeline_tests.helpers import config_errors, instance_config
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 FILES = ["production", "ecs", "kubernetes"]
@@ -21,9 +23,7 @@ FILES = ["production", "ecs", "kubernetes"]
 
 def load(folder: str):
     """deploy/<folder>/dagster.yaml; "local": the top-level dagster.yaml that scripts/dev.sh uses."""
-    from dagster._core.instance.config import dagster_instance_config
-
-    return dagster_instance_config(str(ROOT if folder == "local" else DEPLOY / folder))[0]
+    return instance_config(ROOT if folder == "local" else DEPLOY / folder)
 
 
 @pytest.mark.parametrize("folder", FILES)
@@ -61,21 +61,16 @@ def test_the_local_default_behaves_like_production(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("folder", FILES)
 def test_run_launcher_config_passes_the_launchers_schema(folder: str) -> None:
-    from dagster._config import validate_config
-
     launcher = load(folder).get("run_launcher") or {"module": "dagster", "class": "DefaultRunLauncher"}
     cls = getattr(importlib.import_module(launcher["module"]), launcher["class"])
-    result = validate_config(cls.config_type(), launcher.get("config") or {})
-    assert result.success, [e.message for e in result.errors]
+    assert config_errors(cls.config_type(), launcher.get("config") or {}) == []
 
 
 def test_a_misspelt_key_is_refused() -> None:
     """The schema checks above can fail: a typo in the launcher config is caught."""
-    from dagster._config import validate_config
     from dagster_aws.ecs import EcsRunLauncher
 
-    result = validate_config(EcsRunLauncher.config_type(), {"task_defintion": "x"})
-    assert not result.success
+    assert config_errors(EcsRunLauncher.config_type(), {"task_defintion": "x"})
 
 
 def test_production_instance_runs_on_postgres(postgres_url: str, tmp_path: Path, monkeypatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +12,13 @@ import dagster as dg
 
 from inbox_pipeline_tests.conftest import free_port
 from inbox_pipeline_tests.e2e.conftest import wait_for
+from inbox_pipeline_tests.helpers import in_process_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = ROOT / "deploy" / "production" / "workspace.yaml"
 
 
 def test_the_production_workspace_loads_the_code_server(tmp_path: Path, monkeypatch) -> None:
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
-    from dagster._grpc.client import DagsterGrpcClient
-
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INBOX_PIPELINE_", "DAGSTER_"))}
     env.update(INBOX_PIPELINE_DATA_DIR=str(tmp_path / "data"), INBOX_PIPELINE_FETCH_IMAGES="false")
@@ -31,13 +29,14 @@ def test_the_production_workspace_loads_the_code_server(tmp_path: Path, monkeypa
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
-        client = DagsterGrpcClient(host="127.0.0.1", port=port)
 
         def answers() -> bool:
+            """The server listens once it has loaded the code location."""
             assert server.poll() is None, server.stdout.read().decode(errors="replace")
             try:
-                return client.ping("ready") is not None
-            except Exception:  # noqa: BLE001 - not listening yet
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:  # not listening yet
                 return False
 
         wait_for(answers, timeout=120, interval=0.5, what="the gRPC code server")
@@ -45,7 +44,7 @@ def test_the_production_workspace_loads_the_code_server(tmp_path: Path, monkeypa
         monkeypatch.setenv("DAGSTER_CODE_SERVER_PORT", str(port))
         (tmp_path / "home").mkdir()
         with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
-            with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(WORKSPACE)])) as workspace:
+            with in_process_workspace(instance, WORKSPACE) as workspace:
                 context = workspace.create_request_context()
                 assert context.get_code_location_error("inbox_pipeline") is None
                 location = context.get_code_location("inbox_pipeline")

@@ -19,6 +19,7 @@ import pytest
 from inbox_pipeline_tests.defs import mails
 from inbox_pipeline_tests.e2e.conftest import ROOT, SENDER, Daemon, pipeline_env, run_worker_pids, seed, wait_for, write_instance
 from inbox_pipeline_tests.e2e.proxy import TcpProxy
+from inbox_pipeline_tests.helpers import in_process_workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -59,9 +60,7 @@ def ledger(app_db: str):
 
 
 def open_instance(home: Path) -> dg.DagsterInstance:
-    from dagster._core.instance.ref import InstanceRef
-
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    return dg.DagsterInstance.from_config(str(home))
 
 
 def finished_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun] | None:
@@ -140,12 +139,9 @@ def test_twenty_emails_through_the_daemon_with_s3_and_smtp_faults(
     assert {r.job_name for r in runs} == {"process_inbox_batch"}
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.run_id, r.status) for r in runs]
     # The sensor's failed ticks while S3 was away are on record.
-    from dagster._core.scheduler.instigation import TickStatus
-
     (sensor_state,) = [s for s in instance.all_instigator_state() if s.instigator_name == "inbox_sensor"]
-    failed_ticks = instance.get_ticks(
-        sensor_state.instigator_origin_id, sensor_state.selector_id, statuses=[TickStatus.FAILURE]
-    )
+    ticks = instance.get_ticks(sensor_state.instigator_origin_id, sensor_state.selector_id)
+    failed_ticks = [t for t in ticks if t.status.value == "FAILURE"]
     assert failed_ticks, "no failed inbox_sensor tick while S3 was unreachable"
 
     # Exactly the right emails at the SMTP server, each once.
@@ -207,8 +203,6 @@ mutation($runId: String!) {
 def test_a_run_killed_during_delivery_and_reexecuted_from_the_api_does_not_send_twice(
     tmp_path, monkeypatch, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, stalling_smtp
 ) -> None:
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
     from dagster_graphql.client.query import LAUNCH_PIPELINE_REEXECUTION_MUTATION
     from dagster_graphql.test.utils import execute_dagster_graphql
 
@@ -243,7 +237,7 @@ def test_a_run_killed_during_delivery_and_reexecuted_from_the_api_does_not_send_
             wait_for(lambda: instance.get_run_by_id(run.run_id).is_finished, timeout=20, what="the run to fail")
         except AssertionError:
             pass
-        with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")])) as ws:
+        with in_process_workspace(instance, ROOT / "workspace.yaml") as ws:
             if not instance.get_run_by_id(run.run_id).is_finished:
                 result = execute_dagster_graphql(ws.create_request_context(), TERMINATE, {"runId": run.run_id})
                 assert result.data["terminateRun"]["__typename"] == "TerminateRunSuccess", result.data

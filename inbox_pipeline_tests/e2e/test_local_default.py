@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from inbox_pipeline_tests.conftest import free_port
-from inbox_pipeline_tests.defs.harness import Deployment, forget_reconstructed_jobs
+from inbox_pipeline_tests.defs.harness import Deployment
+from inbox_pipeline_tests.helpers import forget_reconstructed_jobs
 from inbox_pipeline_tests.e2e.conftest import ROOT, wait_for
 from inbox_pipeline_tests.helpers import epub_text
 

@@ -21,6 +21,7 @@ import pytest
 from inbox_pipeline_tests.defs import mails
 from inbox_pipeline_tests.e2e.conftest import ROOT, Daemon, pipeline_env, seed, wait_for, write_instance
 from inbox_pipeline_tests.e2e.test_daemon import open_instance, rows, wait_all_final
+from inbox_pipeline_tests.helpers import in_process_workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -31,13 +32,11 @@ READER = {"email": "fay@example.org", "kindle": "fay_k@kindle.example"}
 @contextmanager
 def graphql(instance: dg.DagsterInstance, monkeypatch, env: dict[str, str]) -> Iterator:
     """``ask(query, variables)`` against the webserver's GraphQL schema, the code location loaded with ``env``."""
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
     from dagster_graphql.test.utils import execute_dagster_graphql
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")])) as ws:
+    with in_process_workspace(instance, ROOT / "workspace.yaml") as ws:
         yield lambda query, variables: execute_dagster_graphql(ws.create_request_context(), query, variables).data
 
 
