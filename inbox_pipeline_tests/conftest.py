@@ -82,6 +82,109 @@ def postgres_url(postgres_available: bool) -> Iterator[str]:
         admin.dispose()
 
 
+# --- a migrated app database, copied -------------------------------------------
+
+# One database per backend migrated per test process (Alembic on an empty database takes 1-2 s),
+# then copied for each test that wants the schema: PostgreSQL clones it as a template, SQLite
+# through its backup API. The migrations themselves are tested on empty databases (db/test_migrations.py).
+_TEMPLATES: dict[str, str] = {}
+
+
+def migrated(url: str) -> str:
+    """The app database at ``url`` (empty, or missing for SQLite) at the head revision, as ``upgrade`` leaves it.
+
+    A database that already holds tables is migrated by ``upgrade`` itself.
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+
+    from inbox_pipeline.db.engine import make_engine, upgrade
+
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql") or (backend == "sqlite" and not parsed.database):
+        upgrade(url)
+        return url
+    if backend == "sqlite" and Path(parsed.database).exists() or backend == "postgresql":
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                empty = not inspect(conn).get_table_names()
+        finally:
+            engine.dispose()
+        if not empty:
+            upgrade(url)
+            return url
+    if backend == "sqlite":
+        _copy_sqlite(_template("sqlite"), parsed.database)
+    else:
+        from sqlalchemy import text
+
+        admin = _pg_admin_engine()
+        try:
+            with admin.connect() as conn:
+                template = _template("postgresql")
+                conn.execute(text(f'DROP DATABASE "{parsed.database}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{parsed.database}" TEMPLATE "{template}"'))
+        finally:
+            admin.dispose()
+    return url
+
+
+def _template(backend: str) -> str:
+    """The migrated database for ``backend``: a SQLite file path or a PostgreSQL database name."""
+    import tempfile
+
+    from sqlalchemy import text
+
+    from inbox_pipeline.db.engine import upgrade
+
+    if backend not in _TEMPLATES:
+        if backend == "sqlite":
+            path = Path(tempfile.mkdtemp(prefix="ip_template_")) / "app.db"
+            upgrade(f"sqlite:///{path}")
+            _TEMPLATES[backend] = str(path)
+        else:
+            name = f"ip_template_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+            admin = _pg_admin_engine()
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+            finally:
+                admin.dispose()
+            upgrade(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+            _TEMPLATES[backend] = name
+    return _TEMPLATES[backend]
+
+
+def _copy_sqlite(source: str, target: str) -> None:
+    import sqlite3
+
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_migrated_templates() -> Iterator[None]:
+    yield
+    if "sqlite" in _TEMPLATES:
+        shutil.rmtree(Path(_TEMPLATES.pop("sqlite")).parent, ignore_errors=True)
+    if "postgresql" in _TEMPLATES:
+        from sqlalchemy import text
+
+        admin = _pg_admin_engine()
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{_TEMPLATES.pop("postgresql")}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'app.db'}"

@@ -8,14 +8,15 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from inbox_pipeline.db.engine import make_engine, session_factory, upgrade
+from inbox_pipeline.db.engine import make_engine, session_factory
+from inbox_pipeline_tests.conftest import migrated
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
 def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(database_url)
+    migrated(database_url)
     engine = make_engine(database_url)
     try:
         yield session_factory(engine)

@@ -6,20 +6,26 @@ import multiprocessing
 
 import pytest
 
-from inbox_pipeline.db.engine import make_engine, session_factory, upgrade
+from inbox_pipeline.db.engine import make_engine, session_factory
 from inbox_pipeline.db.intake import get_inbound, register_inbound
 from inbox_pipeline.db.ledger import find_delivery
 from inbox_pipeline.db.quota import quota_usage
 from inbox_pipeline.db.users import add_user, issue_address, set_plan
+from inbox_pipeline_tests.conftest import migrated
 
 from . import _race_workers
 from ._race_workers import NOW
 
 PROCESSES = 8
+# Fresh processes, each with its own engine: a fork server imports the database code once, then
+# forks a clean copy of itself per worker (spawning imports it again in each of the eight).
+_CTX = multiprocessing.get_context("forkserver")
+_CTX.set_forkserver_preload(["inbox_pipeline_tests.db._race_workers", "inbox_pipeline.db.engine",
+                             "inbox_pipeline.db.ledger", "inbox_pipeline.db.quota", "inbox_pipeline.db.intake"])
 
 
 def _run(target, url: str, args_for: list) -> dict[int, object]:
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _CTX
     start = ctx.Barrier(len(args_for))
     results = ctx.Queue()
     procs = [ctx.Process(target=target, args=(url, start, results, i, arg)) for i, arg in enumerate(args_for)]
@@ -35,7 +41,7 @@ def _run(target, url: str, args_for: list) -> dict[int, object]:
 
 
 def _migrated(url: str):
-    upgrade(url)
+    migrated(url)
     engine = make_engine(url)
     return engine, session_factory(engine)
 

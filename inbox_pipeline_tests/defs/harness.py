@@ -195,13 +195,13 @@ def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) ->
 
 @contextmanager
 def deployment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) -> Iterator[Deployment]:
-    from inbox_pipeline.db.engine import upgrade
     from inbox_pipeline.services.context import dispose_engines
+    from inbox_pipeline_tests.conftest import migrated
 
     data = configure(monkeypatch, tmp_path, **values)
     forget_reconstructed_jobs()
     dep_settings = Deployment(instance=None, data_dir=data).settings  # type: ignore[arg-type]
-    upgrade(dep_settings.database_url)
+    migrated(dep_settings.database_url)
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         try:

@@ -22,13 +22,13 @@ UTC = timezone.utc
 @pytest.fixture
 def pg_deployment(monkeypatch, tmp_path, postgres_url):
     """The app on SQLite with local folders; Dagster's instance on PostgreSQL, as in production."""
-    from inbox_pipeline.db.engine import upgrade
     from inbox_pipeline.services.context import dispose_engines
+    from inbox_pipeline_tests.conftest import migrated
 
     data = configure(monkeypatch, tmp_path)
     forget_reconstructed_jobs()
     dep = Deployment(instance=None, data_dir=data)  # type: ignore[arg-type]
-    upgrade(dep.settings.database_url)
+    migrated(dep.settings.database_url)
     overrides = {"storage": {"postgres": {"postgres_url": postgres_url}}}
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(overrides=overrides, temp_dir=str(tmp_path / "dagster_home")) as instance:

@@ -43,13 +43,13 @@ def crashing_job() -> None:
 
 @contextmanager
 def deployment(monkeypatch, tmp_path, run_retries: dict | None = None, **values: str) -> Iterator[Deployment]:
-    from inbox_pipeline.db.engine import upgrade
     from inbox_pipeline.services.context import dispose_engines
+    from inbox_pipeline_tests.conftest import migrated
 
     data = configure(monkeypatch, tmp_path, **values)
     forget_reconstructed_jobs()
     dep = Deployment(instance=None, data_dir=data)  # type: ignore[arg-type]
-    upgrade(dep.settings.database_url)
+    migrated(dep.settings.database_url)
     overrides = {"run_retries": run_retries} if run_retries else None
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home"), overrides=overrides) as instance:

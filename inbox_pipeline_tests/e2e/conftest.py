@@ -118,10 +118,11 @@ ALICE_AND_BOB = (
 
 def seed(app_db: str, readers: Sequence[dict]) -> dict[str, str]:
     """Users with one inbound address each; returns email -> address."""
-    from inbox_pipeline.db.engine import make_engine, session_factory, upgrade
+    from inbox_pipeline.db.engine import make_engine, session_factory
     from inbox_pipeline.db.users import add_user, issue_address, set_plan
+    from inbox_pipeline_tests.conftest import migrated
 
-    upgrade(app_db)
+    migrated(app_db)
     engine = make_engine(app_db)
     out = {}
     with session_factory(engine).begin() as session:

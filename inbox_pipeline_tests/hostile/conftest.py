@@ -84,7 +84,7 @@ def run_cli(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, st
 @pytest.fixture
 def admin_env(tmp_path, monkeypatch) -> dict[str, str]:
     """A migrated SQLite database and the variables the admin CLI reads."""
-    from inbox_pipeline.db.engine import upgrade
+    from inbox_pipeline_tests.conftest import migrated
 
     env = {
         "INBOX_PIPELINE_DATA_DIR": str(tmp_path / "data"),
@@ -94,7 +94,7 @@ def admin_env(tmp_path, monkeypatch) -> dict[str, str]:
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    upgrade(env["INBOX_PIPELINE_DATABASE_URL"])
+    migrated(env["INBOX_PIPELINE_DATABASE_URL"])
     return env
 
 

@@ -109,10 +109,10 @@ class World:
         epubcheck: bool = False,
         trusted_authserv_ids: tuple[str, ...] = ("amazonses.com",),
     ) -> "World":
-        from inbox_pipeline.db.engine import upgrade
         from inbox_pipeline.services.context import Pipeline, PipelineOptions
+        from inbox_pipeline_tests.conftest import migrated
 
-        upgrade(database_url)
+        migrated(database_url)
         pipeline = Pipeline(
             database_url=database_url,
             inbox_uri=inbox_uri or str(tmp_path / "inbox"),

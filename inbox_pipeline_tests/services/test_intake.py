@@ -15,14 +15,12 @@ from sqlalchemy import select
 from inbox_pipeline.db.models import InboundEmail
 from inbox_pipeline.services.context import Pipeline, dispose_engines
 from inbox_pipeline.services.intake import take_new_emails
-from inbox_pipeline_tests.conftest import EventQueue
+from inbox_pipeline_tests.conftest import EventQueue, migrated
 from inbox_pipeline_tests.helpers import ListingMeter, bytes_read, mime, sparse_file
 
 
 def pipeline_for(database_url: str, inbox_uri: str, tmp_path: Path) -> Pipeline:
-    from inbox_pipeline.db.engine import upgrade
-
-    upgrade(database_url)
+    migrated(database_url)
     return Pipeline(
         database_url=database_url,
         inbox_uri=inbox_uri,
