@@ -371,3 +371,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
             if name == "report" and report.when == "call":
                 terminalreporter.write_sep("-", report.nodeid.split("::")[-1])
                 terminalreporter.write_line(str(value))
+
+
+# --- the order files are handed to xdist workers --------------------------------------------
+
+# With ``--dist loadfile --no-loadscope-reorder`` (.ci/run) each worker takes the next file in
+# this order. The longest files go first, so the run does not end with one worker alone on a
+# minutes-long daemon test: the end-to-end daemons, then the Dagster harness files, then the rest.
+_FIRST = ("e2e", "defs", "hostile", "services", "db", "deploy", "cli", "seams", "core")
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001 - pytest's hook signature
+    def rank(item) -> int:
+        parts = item.nodeid.split("/")
+        folder = parts[1] if len(parts) > 2 and parts[0] == "inbox_pipeline_tests" else ""
+        return _FIRST.index(folder) if folder in _FIRST else len(_FIRST)
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
