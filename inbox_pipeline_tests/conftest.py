@@ -50,6 +50,19 @@ def _pg_admin_engine():
     return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
 
 
+def _pg_admin(*statements: str) -> None:
+    """Run ``statements`` (CREATE/DROP DATABASE ...) as the admin, outside a transaction."""
+    from sqlalchemy import text
+
+    admin = _pg_admin_engine()
+    try:
+        with admin.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def postgres_available() -> bool:
     from sqlalchemy import text
@@ -118,24 +131,15 @@ def migrated(url: str) -> str:
     if backend == "sqlite":
         _copy_sqlite(_template("sqlite"), parsed.database)
     else:
-        from sqlalchemy import text
-
-        admin = _pg_admin_engine()
-        try:
-            with admin.connect() as conn:
-                template = _template("postgresql")
-                conn.execute(text(f'DROP DATABASE "{parsed.database}" WITH (FORCE)'))
-                conn.execute(text(f'CREATE DATABASE "{parsed.database}" TEMPLATE "{template}"'))
-        finally:
-            admin.dispose()
+        template = _template("postgresql")
+        _pg_admin(f'DROP DATABASE "{parsed.database}" WITH (FORCE)',
+                  f'CREATE DATABASE "{parsed.database}" TEMPLATE "{template}"')
     return url
 
 
 def _template(backend: str) -> str:
     """The migrated database for ``backend``: a SQLite file path or a PostgreSQL database name."""
     import tempfile
-
-    from sqlalchemy import text
 
     from inbox_pipeline.db.engine import upgrade
 
@@ -146,12 +150,7 @@ def _template(backend: str) -> str:
             _TEMPLATES[backend] = str(path)
         else:
             name = f"ip_template_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-            admin = _pg_admin_engine()
-            try:
-                with admin.connect() as conn:
-                    conn.execute(text(f'CREATE DATABASE "{name}"'))
-            finally:
-                admin.dispose()
+            _pg_admin(f'CREATE DATABASE "{name}"')
             upgrade(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
             _TEMPLATES[backend] = name
     return _TEMPLATES[backend]
@@ -175,14 +174,7 @@ def _drop_migrated_templates() -> Iterator[None]:
     if "sqlite" in _TEMPLATES:
         shutil.rmtree(Path(_TEMPLATES.pop("sqlite")).parent, ignore_errors=True)
     if "postgresql" in _TEMPLATES:
-        from sqlalchemy import text
-
-        admin = _pg_admin_engine()
-        try:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{_TEMPLATES.pop("postgresql")}" WITH (FORCE)'))
-        finally:
-            admin.dispose()
+        _pg_admin(f'DROP DATABASE IF EXISTS "{_TEMPLATES.pop("postgresql")}" WITH (FORCE)')
 
 
 @pytest.fixture
