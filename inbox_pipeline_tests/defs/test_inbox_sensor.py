@@ -13,6 +13,7 @@ import pytest
 from inbox_pipeline_tests.defs import mails
 from inbox_pipeline_tests.defs.harness import add_reader, configure, deployment, requested_emails
 from inbox_pipeline_tests.e2e.proxy import TcpProxy
+from inbox_pipeline_tests.helpers import in_process_workspace
 
 
 def requests_of(result) -> list[dg.RunRequest]:
