@@ -27,7 +27,7 @@ from inbox_pipeline.core.message import (
     ParsedEmail,
     Verdicts,
 )
-from inbox_pipeline.core.parse import (
+from inbox_pipeline.core.mime import (
     CAPPED_POLICY,
     MAX_BYTES,
     clean_message_id,

@@ -12,7 +12,8 @@ from inbox_pipeline.core.kindle_notice import (
     tokens_in,
     web_version_link,
 )
-from inbox_pipeline.core.parse import parse_email, parse_html_document
+from inbox_pipeline.core.mime import parse_html_document
+from inbox_pipeline.core.parse import parse_email
 from inbox_pipeline_tests.fixtures.kindle_notices import E999_TEXT, NOT_APPROVED_TEXT, UNKNOWN_TEXT, kindle_notice
 
 SES = ("amazonses.com",)

@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 
 from inbox_pipeline.core.message import EmailParseError, ParsedEmail
-from inbox_pipeline.core.parse import (
-    MAX_BYTES,
-    MAX_HEADER_CHARS,
-    MAX_PARSE_HEADER_CHARS,
-    parse_email,
-    text_to_html,
-)
+from inbox_pipeline.core.mime import MAX_HEADER_CHARS, MAX_PARSE_HEADER_CHARS, text_to_html
+from inbox_pipeline.core.parse import MAX_BYTES, parse_email
 from inbox_pipeline_tests.conftest import unavailable
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "parse"

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from inbox_pipeline.core.clean import CleanedArticle, clean_html
-from inbox_pipeline.core.parse import text_to_html
+from inbox_pipeline.core.mime import text_to_html
 
 from inbox_pipeline_tests.helpers import normalise
 
