@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 
@@ -11,9 +13,7 @@ def upsert_insert(session: Session, table: Any) -> Any:
     """``INSERT`` that supports ``.on_conflict_do_nothing()`` on SQLite and PostgreSQL."""
     name = session.get_bind().dialect.name
     if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - only the two supported databases
-        raise RuntimeError(f"unsupported database dialect {name!r}")
-    return insert(table)
+        return postgresql_insert(table)
+    if name == "sqlite":
+        return sqlite_insert(table)
+    raise RuntimeError(f"unsupported database dialect {name!r}")  # pragma: no cover - only the two supported

@@ -7,6 +7,12 @@ Public functions (all take a ``Session``; none commits):
   idempotent on (user_id, period_key): a second call returns the first digest.
   With no newsletters the digest is ``empty`` (nothing is sent) and the period is done.
 - ``get_digest(session, digest_id) -> Digest``, ``digest_newsletters(session, digest_id) -> list[Newsletter]``
+- ``digest_members(session, digest_id) -> list[tuple[Newsletter, int]]``: each newsletter with its volume
+- ``set_members_volume(session, digest_id, newsletter_ids, volume)``
+- ``newsletters_still_in(session, digest_id) -> list[tuple[int, int]]``: (newsletter id, inbound email id)
+  of members not delivered nor failed
+- ``unfinished_digests(session) -> list[int]``: ``UNFINISHED`` ones, oldest first
+- ``digest_status(session, digest_id) -> str | None``, ``digest_period_key(session, digest_id) -> str | None``
 - ``set_digest_status(session, digest_id, status, reason=None, *, epub_keys=None, epub_bytes=None, now=None)``
 - ``digest_period(timezone, mode, hour, weekday, now_utc) -> DuePeriod`` (pure, for schedules/tests)
 
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import exists, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from inbox_pipeline.db._sql import upsert_insert
@@ -45,6 +51,7 @@ from inbox_pipeline.db.models import (
 )
 
 UTC = timezone.utc
+UNFINISHED = (DigestStatus.PENDING.value, DigestStatus.READY.value)  # a run must still finish these
 
 
 @dataclass(frozen=True)
@@ -145,8 +152,6 @@ def missed_previous_periods(session: Session, now_utc: datetime) -> list[DueDige
     everything held), and only when newsletters received before the previous
     due time are still held: a user who just chose digests gets no back-dated one.
     """
-    from sqlalchemy import exists
-
     candidates: list[DueDigest] = []
     for user_id, tz_name, mode, hour, weekday in _digest_users(session):
         current = digest_period(tz_name, mode, hour, weekday, now_utc)
@@ -247,6 +252,49 @@ def digest_newsletters(session: Session, digest_id: int) -> list[Newsletter]:
             .order_by(DigestMember.position)
         )
     )
+
+
+def digest_members(session: Session, digest_id: int) -> list[tuple[Newsletter, int]]:
+    """The digest's newsletters in member order, each with its volume (0: left out of every volume)."""
+    return [
+        (newsletter, volume)
+        for newsletter, volume in session.execute(
+            select(Newsletter, DigestMember.volume)
+            .join(DigestMember, DigestMember.newsletter_id == Newsletter.id)
+            .where(DigestMember.digest_id == digest_id)
+            .order_by(DigestMember.position)
+        )
+    ]
+
+
+def set_members_volume(session: Session, digest_id: int, newsletter_ids: Sequence[int], volume: int) -> None:
+    session.execute(
+        update(DigestMember)
+        .where(DigestMember.digest_id == digest_id, DigestMember.newsletter_id.in_(newsletter_ids))
+        .values(volume=volume)
+    )
+
+
+def newsletters_still_in(session: Session, digest_id: int) -> list[tuple[int, int]]:
+    """(newsletter id, inbound email id) of the members whose newsletter is still ``in_digest``."""
+    rows = session.execute(
+        select(Newsletter.id, Newsletter.inbound_email_id)
+        .join(DigestMember, DigestMember.newsletter_id == Newsletter.id)
+        .where(DigestMember.digest_id == digest_id, Newsletter.status == NewsletterStatus.IN_DIGEST.value)
+    ).all()
+    return [(newsletter_id, email_id) for newsletter_id, email_id in rows]
+
+
+def unfinished_digests(session: Session) -> list[int]:
+    return list(session.scalars(select(Digest.id).where(Digest.status.in_(UNFINISHED)).order_by(Digest.id)))
+
+
+def digest_status(session: Session, digest_id: int) -> str | None:
+    return session.scalar(select(Digest.status).where(Digest.id == digest_id))
+
+
+def digest_period_key(session: Session, digest_id: int) -> str | None:
+    return session.scalar(select(Digest.period_key).where(Digest.id == digest_id))
 
 
 def set_digest_status(

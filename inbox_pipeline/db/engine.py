@@ -76,6 +76,9 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+# Alembic stays lazy here (about 200 ms on top of SQLAlchemy): every run imports this module, few migrate.
+
+
 def _alembic_config(connection: Any = None) -> Any:
     from alembic.config import Config
 

@@ -16,7 +16,14 @@ Public functions (all take a ``Session``; none commits):
   stored decision (safe for op retries).
 - ``set_state(session, email_id, state, reason, *, now=None, force=False) -> InboundEmail``
   a compare-and-set along ``TRANSITIONS``; raises ``InvalidTransition``.
-- ``get_inbound(session, email_id) -> InboundEmail``
+- ``advance_state(session, email_id, state, reason) -> bool``: ``set_state`` unless an earlier attempt
+  got further (then False and its record stands); the caller's transaction goes on either way.
+- ``newest_named(session, storage_keys) -> InboundEmail | None``, ``set_storage_key(session, email_id, key)``
+- ``fanout_copies_to_process(session, *, limit) -> list[int]``
+- ``waiting_emails(session, *, limit) -> list[HeldEmail]``: those our outages hold, oldest first
+- ``stale_emails(session, states, before) -> StaleEmails | None``: how many sat in ``states`` since
+  before ``before``, and the oldest
+- ``get_inbound(session, email_id) -> InboundEmail``, ``inbound_state(session, email_id) -> str | None``
 - ``raw_key(session, email) -> str`` the archived raw email a row reads (a copy reads its original's)
 - ``find_inbound(session, *, storage_key=None, message_id=None) -> list[InboundEmail]``
 - ``count_by_state(session, *, since=None) -> dict[str, int]``
@@ -24,7 +31,7 @@ Public functions (all take a ``Session``; none commits):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -104,6 +111,11 @@ def get_inbound(session: Session, email_id: int) -> InboundEmail:
     return email
 
 
+def inbound_state(session: Session, email_id: int) -> str | None:
+    """The email's state, or None when there is no such email."""
+    return session.scalar(select(InboundEmail.state).where(InboundEmail.id == email_id))
+
+
 def find_inbound(
     session: Session, *, storage_key: str | None = None, message_id: str | None = None
 ) -> list[InboundEmail]:
@@ -138,6 +150,78 @@ def set_state(
         email = get_inbound(session, email_id)
         raise InvalidTransition(f"inbound email #{email_id} cannot go from {email.state} to {target.value}")
     return get_inbound(session, email_id)
+
+
+def advance_state(session: Session, email_id: int, state: InboundState | str, reason: str) -> bool:
+    """``set_state`` in a savepoint; False (nothing changed) when the email is already past ``state``."""
+    try:
+        with session.begin_nested():
+            set_state(session, email_id, state, reason)
+    except InvalidTransition:
+        return False
+    return True
+
+
+def newest_named(session: Session, storage_keys: Collection[str]) -> InboundEmail | None:
+    """The newest email registered under one of ``storage_keys``."""
+    query = select(InboundEmail).where(InboundEmail.storage_key.in_(storage_keys)).order_by(InboundEmail.id.desc())
+    return session.scalars(query.limit(1)).first()
+
+
+def set_storage_key(session: Session, email_id: int, storage_key: str) -> None:
+    session.execute(update(InboundEmail).where(InboundEmail.id == email_id).values(storage_key=storage_key))
+
+
+def fanout_copies_to_process(session: Session, *, limit: int) -> list[int]:
+    """Fan-out copies still ``received``, oldest first."""
+    return list(
+        session.scalars(
+            select(InboundEmail.id)
+            .where(InboundEmail.state == S.RECEIVED.value, InboundEmail.fanout_of_id.is_not(None))
+            .order_by(InboundEmail.id)
+            .limit(limit)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class HeldEmail:
+    email_id: int
+    storage_key: str
+    reason: str | None
+    since: datetime
+
+
+def waiting_emails(session: Session, *, limit: int) -> list[HeldEmail]:
+    rows = session.execute(
+        select(InboundEmail.id, InboundEmail.storage_key, InboundEmail.reason, InboundEmail.state_changed_at)
+        .where(InboundEmail.state == S.WAITING.value)
+        .order_by(InboundEmail.id)
+        .limit(limit)
+    ).all()
+    return [HeldEmail(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class StaleEmails:
+    count: int
+    oldest_id: int
+    oldest_state: str
+    since: datetime
+
+
+def stale_emails(session: Session, states: Collection[str], before: datetime) -> StaleEmails | None:
+    stale = (InboundEmail.state.in_(states), InboundEmail.state_changed_at < before)
+    count = session.scalar(select(func.count()).where(*stale)) or 0
+    if not count:
+        return None
+    oldest = session.execute(
+        select(InboundEmail.id, InboundEmail.state, InboundEmail.state_changed_at)
+        .where(*stale)
+        .order_by(InboundEmail.state_changed_at)
+        .limit(1)
+    ).one()
+    return StaleEmails(int(count), oldest[0], oldest[1], oldest[2])
 
 
 def mark_parsed(

@@ -18,6 +18,10 @@ before you send):
   notice (E999, sender not approved...) recorded on the sent delivery it names.
 - ``get_delivery(session, delivery_id)``, ``find_delivery(session, *, item_kind, item_id, recipient, part=1)``
 - ``count_deliveries(session, *, since=None) -> dict[str, int]``
+- ``may_have_arrived(session, item_kind, item_id) -> bool``: a claim never confirmed, or a failure the
+  mailer could not rule out (reason starting ``MAY_HAVE_ARRIVED``): the Kindle may have it.
+- ``was_sent(session, item_kind, item_id) -> bool``, ``claims_of(session, item_kind, item_id) -> int``
+- ``newest_sent_to_device(session, user_id) -> int | None``: the user's newest delivery that reached a Kindle.
 
 At most once, then the operator decides: a claim is taken again only when it
 was explicitly marked failed *and* retryable (e.g. SMTP answered 4xx). A run
@@ -40,6 +44,7 @@ from inbox_pipeline.core.kindle_notice import new_delivery_token
 from inbox_pipeline.db.models import Delivery, DeliveryStatus, DeliveryVariant, utcnow
 
 LEASE = timedelta(minutes=15)
+MAY_HAVE_ARRIVED = "may have been sent"  # the reason's first words for a send that may have gone out
 ITEM_KINDS = ("newsletter", "digest", "kindle_check")
 
 
@@ -229,6 +234,41 @@ def reject_delivery(
         finished_at=now or utcnow(),
     )
     return get_delivery(session, delivery_id)
+
+
+def may_have_arrived(session: Session, item_kind: str, item_id: int) -> bool:
+    rows = session.execute(
+        select(Delivery.status, Delivery.reason).where(Delivery.item_kind == item_kind, Delivery.item_id == item_id)
+    ).all()
+    return any(
+        status == DeliveryStatus.CLAIMED.value or (reason or "").startswith(MAY_HAVE_ARRIVED) for status, reason in rows
+    )
+
+
+def was_sent(session: Session, item_kind: str, item_id: int) -> bool:
+    return session.scalar(
+        select(Delivery.id)
+        .where(Delivery.item_kind == item_kind, Delivery.item_id == item_id, Delivery.status == DeliveryStatus.SENT.value)
+        .limit(1)
+    ) is not None
+
+
+def claims_of(session: Session, item_kind: str, item_id: int) -> int:
+    """How many ledger rows (parts, recipients, variants) the item has."""
+    return int(
+        session.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.item_kind == item_kind, Delivery.item_id == item_id)
+        )
+        or 0
+    )
+
+
+def newest_sent_to_device(session: Session, user_id: int) -> int | None:
+    return session.scalar(
+        select(func.max(Delivery.id)).where(
+            Delivery.user_id == user_id, Delivery.device_id.is_not(None), Delivery.status == DeliveryStatus.SENT.value
+        )
+    )
 
 
 def count_deliveries(session: Session, *, since: datetime | None = None) -> dict[str, int]:

@@ -6,8 +6,12 @@ Public functions (all take a ``Session``; none commits):
   subject, received_at, message_id, raw_key, raw_html=None, platform=None, language=None) -> Newsletter``
   idempotent per inbound email (a retry returns the existing row).
 - ``get_newsletter(session, newsletter_id) -> Newsletter``
+- ``newsletter_of_email(session, email_id) -> Newsletter | None``: the row routing made for an inbound email
+- ``newsletter_subject(session, newsletter_id) -> str | None``, ``newsletter_email_id(session, newsletter_id)
+  -> int | None``
 - ``set_newsletter_epub(session, newsletter_id, *, epub_key, epub_bytes, words, images, reading_minutes,
   status=NewsletterStatus.READY) -> Newsletter``  (READY or HELD_FOR_DIGEST)
+- ``set_newsletter_article(session, newsletter_id, *, platform, language, words) -> Newsletter``: what cleaning found
 - ``set_newsletter_status(session, newsletter_id, status, reason=None, *, now=None) -> Newsletter``
 - ``newsletters_for_digest(session, user_id) -> list[Newsletter]``: held for a digest, in none yet,
   oldest first.
@@ -79,6 +83,18 @@ def get_newsletter(session: Session, newsletter_id: int) -> Newsletter:
     return row
 
 
+def newsletter_of_email(session: Session, email_id: int) -> Newsletter | None:
+    return session.scalar(select(Newsletter).where(Newsletter.inbound_email_id == email_id))
+
+
+def newsletter_subject(session: Session, newsletter_id: int) -> str | None:
+    return session.scalar(select(Newsletter.subject).where(Newsletter.id == newsletter_id))
+
+
+def newsletter_email_id(session: Session, newsletter_id: int) -> int | None:
+    return session.scalar(select(Newsletter.inbound_email_id).where(Newsletter.id == newsletter_id))
+
+
 def set_newsletter_epub(
     session: Session,
     newsletter_id: int,
@@ -97,6 +113,15 @@ def set_newsletter_epub(
     row.epub_key, row.epub_bytes = epub_key, epub_bytes
     row.words, row.images, row.reading_minutes = words, images, reading_minutes
     row.status, row.reason = status.value, None
+    session.flush()
+    return row
+
+
+def set_newsletter_article(
+    session: Session, newsletter_id: int, *, platform: str | None, language: str | None, words: int
+) -> Newsletter:
+    row = get_newsletter(session, newsletter_id)
+    row.platform, row.language, row.words = platform, language, words
     session.flush()
     return row
 

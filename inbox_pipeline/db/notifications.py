@@ -10,18 +10,27 @@ Public functions (all take a ``Session``; none commits):
 - ``mark_notification_sent(session, notification_id, *, now=None) -> Notification``
 - ``mark_notification_failed(session, notification_id, *, reason) -> Notification``
 - ``mark_notification_withdrawn(session, notification_id, *, reason) -> Notification``
+- ``find_notification(session, *, user_id, kind, dedup_key) -> Notification | None``,
+  ``notification_by_id(session, notification_id) -> Notification | None``
+- ``claim_again(session, row) -> bool``: back to ``pending`` if the row is still as the caller read it
+  (one winner among concurrent callers)
+- ``due_for_resend(session, *, now, since, limit) -> list[int]``: deferred ones due, and failures marked
+  ``RETRY_MARK`` (claimable again), created since ``since``
+- ``count_unconfirmed(session, *, before) -> int``: still ``pending`` (being sent) since before ``before``
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from inbox_pipeline.db._sql import upsert_insert
 from inbox_pipeline.db.errors import NotFound
 from inbox_pipeline.db.models import Notification, NotificationStatus, utcnow
+
+RETRY_MARK = "transient: "  # reason prefix of a failure that may be claimed again
 
 KINDS = (
     "delivery_failed",  # dedup_key: the delivery id
@@ -73,6 +82,64 @@ def pending_notifications(session: Session, *, limit: int = 100) -> list[Notific
             .order_by(Notification.id)
             .limit(limit)
         )
+    )
+
+
+def find_notification(session: Session, *, user_id: int, kind: str, dedup_key: str) -> Notification | None:
+    return session.scalar(
+        select(Notification).where(
+            Notification.user_id == user_id, Notification.kind == kind, Notification.dedup_key == dedup_key
+        )
+    )
+
+
+def notification_by_id(session: Session, notification_id: int) -> Notification | None:
+    return session.get(Notification, notification_id, populate_existing=True)
+
+
+def claim_again(session: Session, row: Notification) -> bool:
+    """Set ``row`` back to ``pending`` if its status and reason are still what the caller read."""
+    taken = session.execute(
+        update(Notification)
+        .where(
+            Notification.id == row.id,
+            Notification.status == row.status,
+            (Notification.reason == row.reason) if row.reason is not None else Notification.reason.is_(None),
+        )
+        .values(status=NotificationStatus.PENDING.value, reason=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return taken == 1
+
+
+def due_for_resend(session: Session, *, now: datetime, since: datetime, limit: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(Notification.id)
+            .where(
+                or_(
+                    and_(
+                        Notification.status == NotificationStatus.FAILED.value,
+                        Notification.reason.like(RETRY_MARK + "%"),
+                    ),
+                    and_(Notification.status == NotificationStatus.DEFERRED.value, Notification.send_after <= now),
+                ),
+                Notification.created_at >= since,
+            )
+            .order_by(Notification.id)
+            .limit(limit)
+        )
+    )
+
+
+def count_unconfirmed(session: Session, *, before: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Notification.status == NotificationStatus.PENDING.value, Notification.created_at < before
+            )
+        )
+        or 0
     )
 
 

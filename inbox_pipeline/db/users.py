@@ -4,6 +4,10 @@ Public functions (all take a ``Session``; none commits):
 
 - ``add_user(session, *, email, timezone="UTC", delivery="instant", plan="free", kindle=None) -> User``
 - ``get_user(session, ref: int | str) -> User``  (id or email; raises ``NotFound``)
+- ``find_user(session, user_id) -> User | None``, ``user_email(session, user_id) -> str | None``
+- ``users_per_plan(session) -> dict[int, int]``  (plan id -> users on it)
+- ``addresses_with_owners(session, user_id=None) -> list[tuple[InboundAddress, str]]``  (with the owner's email)
+- ``newest_device_id(session, user_id) -> int | None``, ``has_active_kindle(session, user_id) -> bool``
 - ``list_users(session) -> list[User]``
 - ``update_user(session, user_id, *, timezone=None, delivery=None, plan=None) -> User``
 - ``set_user_plan(session, user_id, plan_name) -> User``
@@ -29,6 +33,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -66,8 +71,6 @@ def normalize_email(value: str, what: str = "email address") -> str:
 
 
 def validate_timezone(name: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -187,6 +190,38 @@ def get_user(session: Session, ref: int | str) -> User:
     return user
 
 
+def find_user(session: Session, user_id: int) -> User | None:
+    """The user, or None when the row is gone."""
+    return session.get(User, user_id)
+
+
+def user_email(session: Session, user_id: int) -> str | None:
+    return session.scalar(select(User.email).where(User.id == user_id))
+
+
+def users_per_plan(session: Session) -> dict[int, int]:
+    return {plan_id: int(n) for plan_id, n in session.execute(select(User.plan_id, func.count()).group_by(User.plan_id))}
+
+
+def addresses_with_owners(session: Session, user_id: int | None = None) -> list[tuple[InboundAddress, str]]:
+    """Inbound addresses (one user's, or everyone's) with their owner's email, oldest first."""
+    query = select(InboundAddress, User.email).join(User).order_by(InboundAddress.id)
+    if user_id is not None:
+        query = query.where(InboundAddress.user_id == user_id)
+    return [(address, email) for address, email in session.execute(query)]
+
+
+def newest_device_id(session: Session, user_id: int) -> int | None:
+    """The id of the user's newest Kindle device, active or not."""
+    return session.scalar(select(func.max(KindleDevice.id)).where(KindleDevice.user_id == user_id))
+
+
+def has_active_kindle(session: Session, user_id: int) -> bool:
+    return session.scalar(
+        select(KindleDevice.id).where(KindleDevice.user_id == user_id, KindleDevice.active.is_(True)).limit(1)
+    ) is not None
+
+
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.id)))
 
@@ -303,10 +338,6 @@ def count_users(session: Session) -> int:
 
 def kindle_checks(session: Session) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Active Kindle devices per check state (``kindle verify``), and the rejected ones (address, reason)."""
-    from sqlalchemy import func
-
-    from inbox_pipeline.db.models import KindleDevice
-
     counts = dict(
         session.execute(
             select(KindleDevice.check_state, func.count()).where(KindleDevice.active.is_(True)).group_by(KindleDevice.check_state)

@@ -15,10 +15,17 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from inbox_pipeline.db.intake import get_inbound
+from inbox_pipeline.db.ledger import may_have_arrived
+from inbox_pipeline.db.models import InboundState
+from inbox_pipeline.db.newsletters import newsletter_of_email
+from inbox_pipeline.db.users import user_email as email_of_user
+from inbox_pipeline.seams.mailer import build_notification_email
 from inbox_pipeline.services.context import Pipeline
+from inbox_pipeline.services.notify import notify_delivery_failed
+from inbox_pipeline.services.process import record_run_failure
 
 OPERATOR_EMAIL_VARIABLE = "INBOX_PIPELINE_OPERATOR_EMAIL"
-MAY_HAVE_ARRIVED = "may have been sent"  # the ledger's words for a send that may have gone out
 
 
 def operator_email(environ: Mapping[str, str] | None = None) -> str | None:
@@ -48,8 +55,6 @@ def record_failed_run(pipeline: Pipeline, email_ids: Iterable[int], reason: str)
     on purpose) keeps its state and nobody is told. A user is not told of a failure when the
     delivery may have reached the Kindle (the ledger could not confirm it): the operator decides.
     """
-    from inbox_pipeline.services.process import record_run_failure
-
     results = []
     for email_id in email_ids:
         marked = record_run_failure(pipeline, email_id, reason)
@@ -58,21 +63,15 @@ def record_failed_run(pipeline: Pipeline, email_ids: Iterable[int], reason: str)
 
 
 def _tell_user(pipeline: Pipeline, email_id: int, marked: bool) -> FailedEmail:
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.intake import get_inbound
-    from inbox_pipeline.db.models import InboundState, Newsletter, User
-    from inbox_pipeline.services.notify import notify_delivery_failed
-
     with pipeline.sessions() as session:
         inbound = get_inbound(session, email_id)
         state, reason = inbound.state, inbound.reason or ""
-        newsletter = session.scalar(select(Newsletter).where(Newsletter.inbound_email_id == email_id))
+        newsletter = newsletter_of_email(session, email_id)
         user_id = newsletter.user_id if newsletter is not None else inbound.user_id
-        user_email = session.scalar(select(User.email).where(User.id == user_id)) if user_id else None
+        user_email = email_of_user(session, user_id) if user_id else None
         newsletter_id = newsletter.id if newsletter is not None else None
         title = (newsletter.subject if newsletter is not None else inbound.subject) or "(no subject)"
-        unconfirmed = newsletter_id is not None and _may_have_arrived(session, newsletter_id)
+        unconfirmed = newsletter_id is not None and may_have_arrived(session, "newsletter", newsletter_id)
 
     def result(told: str) -> FailedEmail:
         return FailedEmail(email_id, state, reason, title, user_email, marked, told)
@@ -87,22 +86,6 @@ def _tell_user(pipeline: Pipeline, email_id: int, marked: bool) -> FailedEmail:
         pipeline, user_id=user_id, title=title, reason=reason, newsletter_id=newsletter_id, email_id=email_id
     )
     return result(notice.status)
-
-
-def _may_have_arrived(session, newsletter_id: int) -> bool:
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.models import Delivery, DeliveryStatus
-
-    rows = session.execute(
-        select(Delivery.status, Delivery.reason).where(
-            Delivery.item_kind == "newsletter", Delivery.item_id == newsletter_id
-        )
-    ).all()
-    return any(
-        status == DeliveryStatus.CLAIMED.value or (reason or "").startswith(MAY_HAVE_ARRIVED)
-        for status, reason in rows
-    )
 
 
 def operator_alert(*, job_name: str, run_id: str, reason: str, emails: list[FailedEmail]) -> tuple[str, str]:
@@ -143,7 +126,5 @@ def send_operator_alert(pipeline: Pipeline, to: str, subject: str, body: str) ->
 
     Raises the mailer's ``TransientMailError`` (try later) or another error (do not retry).
     """
-    from inbox_pipeline.seams.mailer import build_notification_email
-
     message = build_notification_email(sender=pipeline.options.sender, to=to, subject=subject, body_text=body)
     return pipeline.mailer.send(message).provider_message_id

@@ -41,7 +41,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from inbox_pipeline.config import PREFIX
+from inbox_pipeline.db.retention import Deleted, delete_digests, delete_emails, expired_digests, expired_emails
 from inbox_pipeline.services.context import Pipeline, utcnow
+from inbox_pipeline.services.process import WORK_FILES, work_key
 
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_FAILED_RETENTION_DAYS = 90
@@ -104,6 +106,13 @@ class CleanupReport:
     def removed(self) -> int:
         return self.inbound_emails + self.digests
 
+    def add(self, deleted: Deleted) -> None:
+        self.inbound_emails += deleted.inbound_emails
+        self.newsletters += deleted.newsletters
+        self.digests += deleted.digests
+        self.deliveries += deleted.deliveries
+        self.notifications += deleted.notifications
+
 
 def clean_up(pipeline: Pipeline, now: datetime | None = None, policy: RetentionPolicy | None = None) -> CleanupReport:
     """Remove everything past its retention at ``now``; an object that cannot be deleted keeps its row."""
@@ -120,129 +129,54 @@ def clean_up(pipeline: Pipeline, now: datetime | None = None, policy: RetentionP
 
 
 def _clean_inbound(pipeline: Pipeline, report: CleanupReport, states: tuple[str, ...], cutoff: datetime) -> None:
-    from sqlalchemy import and_, exists, select
-
-    from inbox_pipeline.db.models import Digest, DigestMember, InboundEmail, Newsletter
-
-    # A newsletter inside a digest that is still being delivered stays with it.
-    in_open_digest = exists().where(
-        DigestMember.newsletter_id == Newsletter.id,
-        Digest.id == DigestMember.digest_id,
-        Digest.status.in_(("pending", "ready")),
-    )
     after_id = 0
     while True:
         with pipeline.sessions() as session:
-            rows = session.execute(
-                select(
-                    InboundEmail.id, InboundEmail.storage_key, Newsletter.id, Newsletter.epub_key,
-                    InboundEmail.fanout_of_id,
-                )
-                .outerjoin(Newsletter, Newsletter.inbound_email_id == InboundEmail.id)
-                .where(
-                    InboundEmail.state.in_(states),
-                    InboundEmail.state_changed_at < cutoff,
-                    InboundEmail.id > after_id,
-                    ~and_(Newsletter.id.is_not(None), in_open_digest),
-                )
-                .order_by(InboundEmail.id)
-                .limit(BATCH)
-            ).all()
+            rows = expired_emails(session, states, cutoff, after_id=after_id, limit=BATCH)
         if not rows:
             return
-        after_id = rows[-1][0]
+        after_id = rows[-1].email_id
         done: list[tuple[int, int | None]] = []
-        for email_id, storage_key, newsletter_id, epub_key, fanout_of_id in rows:
+        for row in rows:
             try:
-                if fanout_of_id is None:  # a fan-out copy reads its original's raw email: it has none
-                    pipeline.inbox.delete_archived(storage_key)
+                if row.fanout_of_id is None:  # a fan-out copy reads its original's raw email: it has none
+                    pipeline.inbox.delete_archived(row.storage_key)
                     report.raw_objects += 1
-                if newsletter_id is not None:
-                    from inbox_pipeline.services.process import WORK_FILES, work_key
-
-                    keys = ([epub_key] if epub_key else []) + [work_key(newsletter_id, n) for n in WORK_FILES]
+                if row.newsletter_id is not None:
+                    keys = ([row.epub_key] if row.epub_key else []) + [
+                        work_key(row.newsletter_id, n) for n in WORK_FILES
+                    ]
                     for key in keys:
                         pipeline.storage.delete(key)
-                    report.epub_objects += 1 if epub_key else 0
+                    report.epub_objects += 1 if row.epub_key else 0
             except Exception as exc:  # noqa: BLE001 - kept for the next cleanup; the others go on
-                report.errors.append(f"inbound email #{email_id}: {type(exc).__name__}: {exc}")
+                report.errors.append(f"inbound email #{row.email_id}: {type(exc).__name__}: {exc}")
                 continue
-            done.append((email_id, newsletter_id))
+            done.append((row.email_id, row.newsletter_id))
         if done:
-            _delete_inbound_rows(pipeline, report, done)
-
-
-def _delete_inbound_rows(pipeline: Pipeline, report: CleanupReport, done: list[tuple[int, int | None]]) -> None:
-    from sqlalchemy import delete, update
-
-    from inbox_pipeline.db.models import Delivery, DigestMember, InboundEmail, Newsletter, Notification
-
-    email_ids = [e for e, _ in done]
-    newsletter_ids = [n for _, n in done if n is not None]
-    with pipeline.sessions.begin() as session:
-        if newsletter_ids:
-            report.deliveries += session.execute(
-                delete(Delivery).where(Delivery.item_kind == "newsletter", Delivery.item_id.in_(newsletter_ids))
-            ).rowcount
-        keys = [f"newsletter-{n}" for n in newsletter_ids] + [f"inbound-{e}" for e in email_ids]
-        report.notifications += session.execute(
-            delete(Notification).where(
-                Notification.kind.in_(("delivery_failed", "confirmation_forwarded")),
-                Notification.dedup_key.in_(keys),
-            )
-        ).rowcount
-        # Said explicitly, not left to ON DELETE CASCADE / SET NULL: SQLite applies those only
-        # on connections that turned foreign keys on.
-        if newsletter_ids:
-            session.execute(delete(DigestMember).where(DigestMember.newsletter_id.in_(newsletter_ids)))
-            report.newsletters += session.execute(delete(Newsletter).where(Newsletter.id.in_(newsletter_ids))).rowcount
-        session.execute(
-            update(InboundEmail).where(InboundEmail.duplicate_of_id.in_(email_ids)).values(duplicate_of_id=None)
-        )
-        report.inbound_emails += session.execute(delete(InboundEmail).where(InboundEmail.id.in_(email_ids))).rowcount
+            with pipeline.sessions.begin() as session:
+                deleted = delete_emails(session, [e for e, _ in done], [n for _, n in done if n is not None])
+            report.add(deleted)
 
 
 def _clean_digests(pipeline: Pipeline, report: CleanupReport, statuses: tuple[str, ...], cutoff: datetime) -> None:
-    from sqlalchemy import delete, func, select
-
-    from inbox_pipeline.db.models import Delivery, Digest, DigestMember, Notification
-
     after_id = 0
     while True:
         with pipeline.sessions() as session:
-            rows = session.execute(
-                select(Digest.id, Digest.epub_keys)
-                .where(
-                    Digest.status.in_(statuses),
-                    func.coalesce(Digest.delivered_at, Digest.created_at) < cutoff,
-                    Digest.id > after_id,
-                )
-                .order_by(Digest.id)
-                .limit(BATCH)
-            ).all()
+            rows = expired_digests(session, statuses, cutoff, after_id=after_id, limit=BATCH)
         if not rows:
             return
         after_id = rows[-1][0]
         done: list[int] = []
         for digest_id, keys in rows:
             try:
-                for key in keys or []:
+                for key in keys:
                     pipeline.storage.delete(key)
                     report.epub_objects += 1
             except Exception as exc:  # noqa: BLE001 - kept for the next cleanup
                 report.errors.append(f"digest #{digest_id}: {type(exc).__name__}: {exc}")
                 continue
             done.append(digest_id)
-        if not done:
-            continue
-        with pipeline.sessions.begin() as session:
-            report.deliveries += session.execute(
-                delete(Delivery).where(Delivery.item_kind == "digest", Delivery.item_id.in_(done))
-            ).rowcount
-            report.notifications += session.execute(
-                delete(Notification).where(
-                    Notification.kind == "delivery_failed", Notification.dedup_key.in_([f"digest-{d}" for d in done])
-                )
-            ).rowcount
-            session.execute(delete(DigestMember).where(DigestMember.digest_id.in_(done)))
-            report.digests += session.execute(delete(Digest).where(Digest.id.in_(done))).rowcount
+        if done:
+            with pipeline.sessions.begin() as session:
+                report.add(delete_digests(session, done))

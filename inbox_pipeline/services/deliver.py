@@ -11,8 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from inbox_pipeline.db.intake import advance_state, get_inbound
+from inbox_pipeline.db.models import InboundState, NewsletterStatus
+from inbox_pipeline.db.newsletters import get_newsletter, set_newsletter_status
+from inbox_pipeline.db.users import find_user
+from inbox_pipeline.seams.mailer import (
+    build_epub_email,
+    build_link_email,
+    delivery_file_name,
+    message_size_after_base64,
+)
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
-from inbox_pipeline.services.notify import notify_user
+from inbox_pipeline.services.ledger_send import send_once
+from inbox_pipeline.services.notify import notify_delivery_failed, notify_user
 from inbox_pipeline.services.process import EpubSummary, fail_email
 
 # Room for headers and the text part beside the base64 attachment.
@@ -35,15 +46,8 @@ class DeliveryUnconfirmed(PermanentStepError):
 
 
 def deliver_epub(pipeline: Pipeline, epub: EpubSummary) -> DeliveryOutcome:
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.intake import get_inbound
-    from inbox_pipeline.db.models import InboundState, NewsletterStatus, User
-    from inbox_pipeline.db.newsletters import get_newsletter, set_newsletter_status
-    from inbox_pipeline.seams.mailer import message_size_after_base64
-
     with pipeline.sessions.begin() as session:
-        user = session.scalar(select(User).where(User.id == epub.user_id))
+        user = find_user(session, epub.user_id)
         if user is None:
             raise PermanentStepError(f"user #{epub.user_id} no longer exists")
         user_email = user.email
@@ -53,13 +57,13 @@ def deliver_epub(pipeline: Pipeline, epub: EpubSummary) -> DeliveryOutcome:
         newsletter = get_newsletter(session, epub.newsletter_id)
         if epub.held_for_digest or newsletter.status == NewsletterStatus.HELD_FOR_DIGEST.value:
             reason = f"held for {user_email}'s {delivery_label} digest"
-            _set_inbound(session, epub.email_id, InboundState.READY, reason)
+            advance_state(session, epub.email_id, InboundState.READY, reason)
             return DeliveryOutcome("held_for_digest", user_email, reason)
         if kindle is None:
             reason = f"kept: {user_email} has no Kindle address yet (user notified)"
             if newsletter.status != NewsletterStatus.DELIVERED.value:
                 set_newsletter_status(session, epub.newsletter_id, NewsletterStatus.NO_DEVICE, reason)
-                _set_inbound(session, epub.email_id, InboundState.READY, reason)
+                advance_state(session, epub.email_id, InboundState.READY, reason)
         inbound_state = get_inbound(session, epub.email_id).state
     if kindle is None:
         notify_user(
@@ -85,27 +89,13 @@ def deliver_epub(pipeline: Pipeline, epub: EpubSummary) -> DeliveryOutcome:
         if get_newsletter(session, epub.newsletter_id).status != NewsletterStatus.DELIVERED.value:
             set_newsletter_status(session, epub.newsletter_id, NewsletterStatus.DELIVERED, outcome.reason)
         if inbound_state != InboundState.DELIVERED.value:
-            _set_inbound(session, epub.email_id, InboundState.DELIVERED, outcome.reason)
+            advance_state(session, epub.email_id, InboundState.DELIVERED, outcome.reason)
     return outcome
-
-
-def _set_inbound(session, email_id: int, state, reason: str) -> None:
-    from inbox_pipeline.db.errors import InvalidTransition
-    from inbox_pipeline.db.intake import set_state
-
-    try:
-        with session.begin_nested():
-            set_state(session, email_id, state, reason)
-    except InvalidTransition:
-        pass  # an earlier attempt got further; its record stands
 
 
 def _send_once(
     pipeline: Pipeline, epub: EpubSummary, *, recipient: str, device_id: int | None, as_link: bool, size: int
 ) -> DeliveryOutcome:
-    from inbox_pipeline.seams.mailer import delivery_file_name
-    from inbox_pipeline.services.ledger_send import send_once
-
     now = utcnow()
 
     def build(token: str):
@@ -149,8 +139,6 @@ def _send_once(
 
 def _message(pipeline: Pipeline, epub: EpubSummary, *, recipient: str, as_link: bool, now, token: str | None = None):
     """The EPUB attached, or a download link to it (too large for email)."""
-    from inbox_pipeline.seams.mailer import build_epub_email, build_link_email
-
     storage = pipeline.storage
     sender = pipeline.options.sender
     if as_link:
@@ -179,8 +167,6 @@ def _message(pipeline: Pipeline, epub: EpubSummary, *, recipient: str, as_link: 
 def give_up(pipeline: Pipeline, epub: EpubSummary, reason: str) -> None:
     """Delivery failed for good (or after its retries): record it; the user is told once, later, if it is
     still undelivered then (``notify_delivery_failed``)."""
-    from inbox_pipeline.services.notify import notify_delivery_failed
-
     fail_email(pipeline, epub.email_id, reason, newsletter_id=epub.newsletter_id)
     notify_delivery_failed(
         pipeline,

@@ -32,20 +32,41 @@ Nothing new in a period: the digest row is ``empty`` and nothing is sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import io
+import zipfile
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
+from lxml import etree
+
+from inbox_pipeline.core.convert import prepare_chapter
+from inbox_pipeline.core.digest import DigestInputError, DigestVolume, build_digest_volumes, chapter_from_epub
+from inbox_pipeline.core.epub import Chapter
+from inbox_pipeline.db.digests import (
+    UNFINISHED,
+    DueDigest,
+    create_digest,
+    digest_members,
+    due_digests,
+    get_digest,
+    missed_previous_periods,
+    newsletters_still_in,
+    set_digest_status,
+    set_members_volume,
+    unfinished_digests,
+)
+from inbox_pipeline.db.intake import advance_state
+from inbox_pipeline.db.models import DigestStatus, InboundState, NewsletterStatus
+from inbox_pipeline.db.newsletters import get_newsletter, newsletters_for_digest, set_newsletter_status
+from inbox_pipeline.db.users import find_user
+from inbox_pipeline.seams import ObjectNotFound
+from inbox_pipeline.seams.mailer import build_epub_email, build_link_email, message_size_after_base64
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from inbox_pipeline.core.digest import DigestVolume
-    from inbox_pipeline.core.epub import Chapter
-    from inbox_pipeline.db.digests import DueDigest
-
-UNFINISHED = ("pending", "ready")  # DigestStatus values a run must still finish
+from inbox_pipeline.services.deliver import MESSAGE_OVERHEAD
+from inbox_pipeline.services.ledger_send import send_once
+from inbox_pipeline.services.notify import notify_delivery_failed, notify_user
+from inbox_pipeline.services.process import check_epub_bytes, fail_email, image_policy, load_email
 
 
 @dataclass(frozen=True)
@@ -94,7 +115,7 @@ class DigestRun:
 
 @dataclass(frozen=True)
 class DueWork:
-    due: tuple["DueDigest", ...]  # periods to create a digest for
+    due: tuple[DueDigest, ...]  # periods to create a digest for
     unfinished: tuple[int, ...]  # digest ids created earlier and not finished
 
     def __bool__(self) -> bool:
@@ -106,8 +127,6 @@ class DueWork:
 
 def due_work(pipeline: Pipeline, now: datetime) -> DueWork:
     """Periods due at ``now`` (the current one, or a previous one a missed tick skipped) and unfinished digests."""
-    from inbox_pipeline.db.digests import due_digests, missed_previous_periods
-
     _check_aware(now)
     with pipeline.sessions() as session:
         due = missed_previous_periods(session, now) + due_digests(session, now)
@@ -131,26 +150,18 @@ def compile_and_deliver_due(pipeline: Pipeline, now: datetime | None = None) -> 
 
 
 def _unfinished_ids(pipeline: Pipeline) -> list[int]:
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.models import Digest
-
     with pipeline.sessions() as session:
-        return list(session.scalars(select(Digest.id).where(Digest.status.in_(UNFINISHED)).order_by(Digest.id)))
+        return unfinished_digests(session)
 
 
-def create_digest_for(pipeline: Pipeline, due: "DueDigest", now: datetime) -> DigestOutcome | None:
+def create_digest_for(pipeline: Pipeline, due: DueDigest, now: datetime) -> DigestOutcome | None:
     """The period's digest row with the user's held newsletters (oldest first); ``None`` when it has members.
 
     A digest with members is delivered by the caller with the unfinished ones.
     An ``empty`` period or a user without a Kindle address is final here.
     """
-    from inbox_pipeline.db.digests import create_digest
-    from inbox_pipeline.db.models import DigestStatus, User
-    from inbox_pipeline.db.newsletters import newsletters_for_digest
-
     with pipeline.sessions.begin() as session:
-        user = session.get(User, due.user_id)
+        user = find_user(session, due.user_id)
         if user is None:
             return None
         user_email = user.email
@@ -207,14 +218,9 @@ class _Member:
 
 def deliver_digest(pipeline: Pipeline, digest_id: int, now: datetime) -> DigestOutcome:
     """Build (or reuse) the digest's volumes and send each once; the newsletters follow their volume's fate."""
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.digests import get_digest
-    from inbox_pipeline.db.models import DigestMember, DigestStatus, Newsletter, User
-
     with pipeline.sessions() as session:
         digest = get_digest(session, digest_id)
-        user = session.get(User, digest.user_id)
+        user = find_user(session, digest.user_id)
         if user is None:
             raise PermanentStepError(f"user #{digest.user_id} no longer exists")
         user_id, user_email, tz_name = user.id, user.email, user.timezone
@@ -227,12 +233,7 @@ def deliver_digest(pipeline: Pipeline, digest_id: int, now: datetime) -> DigestO
                 n.id, n.inbound_email_id, n.subject, n.sender_name, n.sender_email, n.received_at, n.epub_key,
                 n.raw_key, n.language, n.message_id, volume,
             )
-            for n, volume in session.execute(
-                select(Newsletter, DigestMember.volume)
-                .join(DigestMember, DigestMember.newsletter_id == Newsletter.id)
-                .where(DigestMember.digest_id == digest_id)
-                .order_by(DigestMember.position)
-            )
+            for n, volume in digest_members(session, digest_id)
         ]
     if status not in UNFINISHED:
         return DigestOutcome(user_id, user_email, period_key, status, f"digest #{digest_id} is {status}", digest_id)
@@ -273,8 +274,6 @@ def deliver_digest(pipeline: Pipeline, digest_id: int, now: datetime) -> DigestO
     if all(o.status in ("sent", "link_sent", "already_sent") for o in outcomes) and len(outcomes) == total:
         reason = f"{count} newsletter(s) in {total} volume(s) sent to {kindle}"
         with pipeline.sessions.begin() as session:
-            from inbox_pipeline.db.digests import set_digest_status
-
             set_digest_status(session, digest_id, DigestStatus.DELIVERED, reason, now=now)
         return DigestOutcome(user_id, user_email, period_key, "delivered", reason, digest_id, count, tuple(outcomes))
     if last.status in ("failed", "unconfirmed"):
@@ -285,11 +284,6 @@ def deliver_digest(pipeline: Pipeline, digest_id: int, now: datetime) -> DigestO
 
 
 def _title_of(epub: bytes) -> str:
-    import io
-    import zipfile
-
-    from lxml import etree
-
     with zipfile.ZipFile(io.BytesIO(epub)) as zf:
         rootfile = etree.fromstring(zf.read("META-INF/container.xml")).find(".//{*}rootfile")
         opf = etree.fromstring(zf.read(rootfile.get("full-path")))
@@ -299,9 +293,6 @@ def _title_of(epub: bytes) -> str:
 
 def epub_budget(size_budget_bytes: int) -> int:
     """The largest EPUB whose email (base64 attachment, headers, text) fits ``size_budget_bytes``."""
-    from inbox_pipeline.seams.mailer import message_size_after_base64
-    from inbox_pipeline.services.deliver import MESSAGE_OVERHEAD
-
     lo, hi = 0, max(0, size_budget_bytes)
     while lo < hi:  # the message size grows with the EPUB: bisect for the last that fits
         mid = (lo + hi + 1) // 2
@@ -314,8 +305,6 @@ def epub_budget(size_budget_bytes: int) -> int:
 
 def period_label_and_date(period_key: str, timezone_name: str, weekday: int | None) -> tuple[str, datetime]:
     """("Daily", the period's local date at noon) from ``daily:2026-10-25`` / ``weekly:2026-W43``."""
-    from zoneinfo import ZoneInfo
-
     kind, _, value = period_key.partition(":")
     if kind == "weekly":
         year, week = value.split("-W")
@@ -336,13 +325,6 @@ def _build_and_store(
     period_key: str,
     members: list[_Member],
 ) -> list[tuple[int, str, bytes, str, list[_Member]]]:
-    from sqlalchemy import update
-
-    from inbox_pipeline.core.digest import build_digest_volumes
-    from inbox_pipeline.db.digests import set_digest_status
-    from inbox_pipeline.db.models import DigestMember, DigestStatus
-    from inbox_pipeline.services.process import check_epub_bytes
-
     chapters: list[Chapter] = []
     included: list[_Member] = []
     for member in members:
@@ -350,8 +332,6 @@ def _build_and_store(
             chapters.append(_chapter_for(pipeline, member))
             included.append(member)
         except Exception as exc:  # noqa: BLE001 - one unreadable newsletter never blocks the digest
-            from inbox_pipeline.services.process import fail_email
-
             fail_email(
                 pipeline, member.email_id, f"left out of digest #{digest_id}: {exc}",
                 newsletter_id=member.newsletter_id,
@@ -386,11 +366,7 @@ def _build_and_store(
             (v.number, [included[i].newsletter_id for i in v.positions]) for v in built
         ]:
             if ids:
-                session.execute(
-                    update(DigestMember)
-                    .where(DigestMember.digest_id == digest_id, DigestMember.newsletter_id.in_(ids))
-                    .values(volume=number)
-                )
+                set_members_volume(session, digest_id, ids, number)
         set_digest_status(
             session, digest_id, DigestStatus.READY,
             f"{len(included)} newsletter(s) in {len(built)} volume(s), {sum(v.size for v in built)} bytes",
@@ -399,11 +375,8 @@ def _build_and_store(
     return result
 
 
-def _chapter_for(pipeline: Pipeline, member: _Member) -> "Chapter":
+def _chapter_for(pipeline: Pipeline, member: _Member) -> Chapter:
     """The chapter from the stored EPUB; rebuilt from the raw email when that cannot be read."""
-    from inbox_pipeline.core.digest import DigestInputError, chapter_from_epub
-    from inbox_pipeline.seams import ObjectNotFound
-
     sender = member.sender_name or member.sender_email or None
     if member.epub_key:
         try:
@@ -418,11 +391,6 @@ def _chapter_for(pipeline: Pipeline, member: _Member) -> "Chapter":
             )
         except (ObjectNotFound, DigestInputError):
             pass
-    from dataclasses import replace
-
-    from inbox_pipeline.core.convert import prepare_chapter
-    from inbox_pipeline.services.process import image_policy, load_email
-
     email = load_email(pipeline, member.raw_key)
     chapter = prepare_chapter(email, policy=image_policy(pipeline), group=sender).chapter
     return replace(chapter, language=member.language or chapter.language, message_id=member.message_id)
@@ -446,10 +414,6 @@ def _send_volume(
     now: datetime,
 ) -> VolumeOutcome:
     """One volume, once, through the ledger; as a link when over budget."""
-    from inbox_pipeline.seams.mailer import build_epub_email, build_link_email, message_size_after_base64
-    from inbox_pipeline.services.deliver import MESSAGE_OVERHEAD
-    from inbox_pipeline.services.ledger_send import send_once
-
     size = message_size_after_base64(data) + MESSAGE_OVERHEAD
     as_link = size > budget
     recipient = user_email if as_link else kindle
@@ -520,53 +484,29 @@ def _send_volume(
 
 
 def _mark_members_delivered(pipeline: Pipeline, members: list[_Member], reason: str) -> None:
-    from inbox_pipeline.db.errors import InvalidTransition
-    from inbox_pipeline.db.intake import set_state
-    from inbox_pipeline.db.models import InboundState, NewsletterStatus
-    from inbox_pipeline.db.newsletters import get_newsletter, set_newsletter_status
-
     with pipeline.sessions.begin() as session:
         for member in members:
             if get_newsletter(session, member.newsletter_id).status != NewsletterStatus.DELIVERED.value:
                 set_newsletter_status(session, member.newsletter_id, NewsletterStatus.DELIVERED, f"in a digest: {reason}")
-            try:
-                with session.begin_nested():
-                    set_state(session, member.email_id, InboundState.DELIVERED, f"in a digest: {reason}")
-            except InvalidTransition:
-                pass  # already delivered (a re-run)
+            advance_state(session, member.email_id, InboundState.DELIVERED, f"in a digest: {reason}")
 
 
 def _digest_identity(pipeline: Pipeline, digest_id: int) -> tuple[int, str, str]:
-    from inbox_pipeline.db.digests import get_digest
-    from inbox_pipeline.db.models import User
-
     with pipeline.sessions() as session:
         digest = get_digest(session, digest_id)
-        user = session.get(User, digest.user_id)
+        user = find_user(session, digest.user_id)
         return digest.user_id, user.email if user else "", digest.period_key
 
 
 def _fail_digest(pipeline: Pipeline, digest_id: int, reason: str, *, notify: bool) -> DigestOutcome:
     """Record the digest and its undelivered newsletters as failed (kept for inspection); tell the user once."""
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.digests import set_digest_status
-    from inbox_pipeline.db.models import DigestMember, DigestStatus, Newsletter, NewsletterStatus
-    from inbox_pipeline.services.process import fail_email
-
     user_id, user_email, period_key = _digest_identity(pipeline, digest_id)
     with pipeline.sessions.begin() as session:
         set_digest_status(session, digest_id, DigestStatus.FAILED, reason[:2000])
-        waiting = session.execute(
-            select(Newsletter.id, Newsletter.inbound_email_id)
-            .join(DigestMember, DigestMember.newsletter_id == Newsletter.id)
-            .where(DigestMember.digest_id == digest_id, Newsletter.status == NewsletterStatus.IN_DIGEST.value)
-        ).all()
+        waiting = newsletters_still_in(session, digest_id)
     for newsletter_id, email_id in waiting:
         fail_email(pipeline, email_id, f"digest #{digest_id} failed: {reason}", newsletter_id=newsletter_id)
     if notify and user_id:
-        from inbox_pipeline.services.notify import notify_delivery_failed
-
         notify_delivery_failed(
             pipeline, user_id=user_id, title=f"your digest ({period_key})", reason=reason, digest_id=digest_id
         )
@@ -574,8 +514,6 @@ def _fail_digest(pipeline: Pipeline, digest_id: int, reason: str, *, notify: boo
 
 
 def _tell_no_kindle(pipeline: Pipeline, user_id: int) -> None:
-    from inbox_pipeline.services.notify import notify_user
-
     # The same kind and key as instant delivery: a user is told once, whichever path noticed.
     notify_user(
         pipeline,

@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from inbox_pipeline.core.epubcheck import unavailable_reason
+from inbox_pipeline.db.intake import stale_emails
 from inbox_pipeline.services.context import Pipeline
 from inbox_pipeline.services.holds import CAUSES, CONFIGURATION, EPUBCHECK, MAILER, STORAGE, waiting_emails
 
@@ -69,8 +71,6 @@ def check_deployment(pipeline: Pipeline, *, now: datetime, stale_after: timedelt
         usable.add(CONFIGURATION)
 
     if pipeline.options.epubcheck:
-        from inbox_pipeline.core.epubcheck import unavailable_reason
-
         why = unavailable_reason()
         if why:
             problems[EPUBCHECK] = (
@@ -91,34 +91,15 @@ def check_deployment(pipeline: Pipeline, *, now: datetime, stale_after: timedelt
                 f"(#{held[0].email_id}: {held[0].reason[:300]})"
             )
 
-    stale = _stale(pipeline, now - stale_after)
+    with pipeline.sessions() as session:
+        stale = stale_emails(session, UNPROCESSED, now - stale_after)
     if stale:
-        count, oldest_id, oldest_state, since = stale
         minutes = int(stale_after.total_seconds() // 60)
         problems[BACKLOG] = (
-            f"{count} email(s) unprocessed for over {minutes} min; the oldest, #{oldest_id}, is {oldest_state} "
-            f"since {since:%Y-%m-%d %H:%M} UTC"
+            f"{stale.count} email(s) unprocessed for over {minutes} min; the oldest, #{stale.oldest_id}, is "
+            f"{stale.oldest_state} since {stale.since:%Y-%m-%d %H:%M} UTC"
         )
     return Health(problems, usable, waiting)
-
-
-def _stale(pipeline: Pipeline, before: datetime) -> tuple[int, int, str, datetime] | None:
-    from sqlalchemy import func, select
-
-    from inbox_pipeline.db.models import InboundEmail
-
-    stale = (InboundEmail.state.in_(UNPROCESSED), InboundEmail.state_changed_at < before)
-    with pipeline.sessions() as session:
-        count = session.scalar(select(func.count()).where(*stale)) or 0
-        if not count:
-            return None
-        oldest = session.execute(
-            select(InboundEmail.id, InboundEmail.state, InboundEmail.state_changed_at)
-            .where(*stale)
-            .order_by(InboundEmail.state_changed_at)
-            .limit(1)
-        ).one()
-    return int(count), oldest[0], oldest[1], oldest[2]
 
 
 @dataclass

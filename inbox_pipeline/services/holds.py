@@ -12,6 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
+
+from inbox_pipeline.core.epubcheck import EpubCheckUnavailable
+from inbox_pipeline.db.intake import advance_state
+from inbox_pipeline.db.intake import waiting_emails as held_emails
+from inbox_pipeline.db.models import InboundState
+from inbox_pipeline.seams._aws import error_code
+from inbox_pipeline.seams.mailer import TransientMailError
 from inbox_pipeline.services.context import Pipeline
 
 MAILER = "mailer"
@@ -42,9 +51,6 @@ class Waiting:
 
 def outage_cause(exc: BaseException) -> str | None:
     """Which of our outages ``exc`` is, or None (the email's own problem, or a bug)."""
-    from inbox_pipeline.core.epubcheck import EpubCheckUnavailable
-    from inbox_pipeline.seams.mailer import TransientMailError
-
     if isinstance(exc, UnusableConfiguration):
         return CONFIGURATION
     if isinstance(exc, EpubCheckUnavailable):
@@ -58,18 +64,11 @@ def outage_cause(exc: BaseException) -> str | None:
 
 def _no_such_bucket(exc: BaseException) -> bool:
     """The bucket is gone or misnamed: our configuration, whichever email met it first."""
-    from inbox_pipeline.seams._aws import error_code
-
     return isinstance(exc, Exception) and error_code(exc) == "NoSuchBucket"
 
 
 def _is_connection_error(exc: BaseException) -> bool:
     """S3 (or a folder's disk) could not be reached: botocore's connection errors, OS-level ones."""
-    try:
-        from botocore.exceptions import ConnectionError as BotoConnectionError
-        from botocore.exceptions import HTTPClientError
-    except ImportError:  # pragma: no cover - boto3 is a dependency
-        return isinstance(exc, ConnectionError | TimeoutError)
     return isinstance(exc, BotoConnectionError | HTTPClientError | ConnectionError | TimeoutError)
 
 
@@ -86,30 +85,14 @@ def cause_of(reason: str | None) -> str | None:
 
 def hold_email(pipeline: Pipeline, email_id: int, cause: str, detail: str) -> bool:
     """Put the email in ``waiting`` with its cause; False when it is already finished (kept as is)."""
-    from inbox_pipeline.db.errors import InvalidTransition
-    from inbox_pipeline.db.intake import set_state
-    from inbox_pipeline.db.models import InboundState
-
     with pipeline.sessions.begin() as session:
-        try:
-            with session.begin_nested():
-                set_state(session, email_id, InboundState.WAITING, reason_for(cause, detail))
-        except InvalidTransition:
-            return False
-    return True
+        return advance_state(session, email_id, InboundState.WAITING, reason_for(cause, detail))
 
 
 def waiting_emails(pipeline: Pipeline, *, limit: int = 500) -> list[Waiting]:
     """The emails our outages hold, oldest first."""
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.models import InboundEmail, InboundState
-
     with pipeline.sessions() as session:
-        rows = session.execute(
-            select(InboundEmail.id, InboundEmail.storage_key, InboundEmail.reason, InboundEmail.state_changed_at)
-            .where(InboundEmail.state == InboundState.WAITING.value)
-            .order_by(InboundEmail.id)
-            .limit(limit)
-        ).all()
-    return [Waiting(i, key, cause_of(reason) or CONFIGURATION, reason or "", since) for i, key, reason, since in rows]
+        rows = held_emails(session, limit=limit)
+    return [
+        Waiting(r.email_id, r.storage_key, cause_of(r.reason) or CONFIGURATION, r.reason or "", r.since) for r in rows
+    ]

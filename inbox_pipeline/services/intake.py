@@ -37,16 +37,23 @@ UTF-8, too long to archive) is archived and registered under a plain stand-in
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from inbox_pipeline.core.mime import recipient_hint
+from inbox_pipeline.db.intake import (
+    advance_state,
+    fanout_copies_to_process,
+    find_inbound,
+    newest_named,
+    register_inbound,
+    set_storage_key,
+)
+from inbox_pipeline.db.models import InboundState
+from inbox_pipeline.seams.inbox import InboxObject, ObjectNotFound, ObjectTooLarge, archive_name, dup_name
 from inbox_pipeline.services.context import Pipeline, utcnow
-
-if TYPE_CHECKING:
-    from collections.abc import Collection
-
-    from inbox_pipeline.seams.inbox import InboxObject
 
 
 
@@ -64,7 +71,7 @@ class Registered:
 class PendingTick:
     """What a sensor tick found: the new objects to request runs for, and how it found them."""
 
-    new: list["InboxObject"] = field(default_factory=list)
+    new: list[InboxObject] = field(default_factory=list)
     busy: int = 0  # pending objects a run already has (requested, running, or failed recently)
     listed: int = 0  # objects the listing returned (0 when the prefix was not listed)
     announced: int | None = None  # objects announced; None: the inbox has no announcement source
@@ -110,7 +117,7 @@ INTAKE_THREADS = 8
 
 
 def find_pending(
-    pipeline: Pipeline, *, limit: int, reconcile: bool = True, busy: "Collection[str]" = ()
+    pipeline: Pipeline, *, limit: int, reconcile: bool = True, busy: Collection[str] = ()
 ) -> PendingTick:
     """Up to ``limit`` pending objects that no run has yet (``busy``: their names), in key order.
 
@@ -120,7 +127,7 @@ def find_pending(
     """
     inbox = pipeline.inbox
     tick = PendingTick()
-    found: dict[str, "InboxObject"] = {}
+    found: dict[str, InboxObject] = {}
     announced = inbox.take_announced(limit)
     tick.announced = None if announced is None else len(announced)
     for obj in announced or ():
@@ -147,11 +154,9 @@ def find_pending(
     return tick
 
 
-def take_pending(pipeline: Pipeline, objects: "list[InboxObject]", *, now: datetime | None = None) -> IntakeTick:
+def take_pending(pipeline: Pipeline, objects: list[InboxObject], *, now: datetime | None = None) -> IntakeTick:
     """Register and archive each object (the run's first op); one object's error is reported in
     ``errors`` and never holds back the others (each is complete on its own, see above)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     tick = IntakeTick()
     if not objects:
         return tick
@@ -174,20 +179,11 @@ def take_pending(pipeline: Pipeline, objects: "list[InboxObject]", *, now: datet
 def give_up_taking(pipeline: Pipeline, not_taken: list[tuple[str, str]]) -> None:
     """After the last attempt: an object registered but never archived gets its row failed with the
     reason (the object itself stays pending, for a person or a later run)."""
-    from inbox_pipeline.db.errors import InvalidTransition
-    from inbox_pipeline.db.intake import find_inbound, set_state
-    from inbox_pipeline.db.models import InboundState
-    from inbox_pipeline.seams.inbox import archive_name
-
     for key, why in not_taken:
         with pipeline.sessions.begin() as session:
             for row in find_inbound(session, storage_key=archive_name(key)):
-                try:
-                    with session.begin_nested():
-                        reason = f"could not move it out of the inbox: {why}"
-                        set_state(session, row.id, InboundState.FAILED, reason[:2000])
-                except InvalidTransition:
-                    pass  # finished before: an older email under the same name
+                # False: finished before (an older email under the same name), kept as it is.
+                advance_state(session, row.id, InboundState.FAILED, f"could not move it out of the inbox: {why}"[:2000])
 
 
 def take_new_emails(
@@ -208,15 +204,8 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
     """Register and archive one pending object and return its registration, also when it was
     registered before (a retry or re-execution of the run carries on with it: every later stage
     is idempotent), or None when it is gone and was never registered."""
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.intake import register_inbound
-    from inbox_pipeline.db.models import InboundEmail
-    from inbox_pipeline.seams.inbox import ObjectNotFound, ObjectTooLarge, dup_name
-    from inbox_pipeline.seams.inbox import archive_name as inbox_archive_name
-
     inbox, sessions = pipeline.inbox, pipeline.sessions
-    name = inbox_archive_name(obj.key)  # a plain, registrable name, whatever the sender or writer chose
+    name = archive_name(obj.key)  # a plain, registrable name, whatever the sender or writer chose
     try:
         data = inbox.read(obj.key)
         size, sha = len(data), hashlib.sha256(data).hexdigest()
@@ -224,8 +213,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
         inbox.forget(obj.key)
         names = [name] + [dup_name(name, n) for n in range(1, _DUP_LOOKUP + 1)]
         with sessions() as session:  # archived by an earlier attempt: the newest email of that name
-            newest = select(InboundEmail).where(InboundEmail.storage_key.in_(names)).order_by(InboundEmail.id.desc())
-            row = session.scalars(newest.limit(1)).first()
+            row = newest_named(session, names)
             return None if row is None else Registered(row.id, row.storage_key, int(row.size), False, row.created_at)
     except ObjectTooLarge as exc:
         # Registered unread (its size says enough), so it is recorded, not retried: parsing fails it.
@@ -247,19 +235,9 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
     else:
         archived = inbox.archive(obj.key)
         if archived != name:
-            _rename_storage_key(pipeline, row_id, archived)
-    from inbox_pipeline.core.parse import recipient_hint
-
+            with sessions.begin() as session:
+                set_storage_key(session, row_id, archived)
     return Registered(row_id, archived, size, created, row_created, recipient_hint(data))
-
-
-def _rename_storage_key(pipeline: Pipeline, email_id: int, archived_key: str) -> None:
-    from sqlalchemy import update
-
-    from inbox_pipeline.db.models import InboundEmail
-
-    with pipeline.sessions.begin() as session:
-        session.execute(update(InboundEmail).where(InboundEmail.id == email_id).values(storage_key=archived_key))
 
 
 def fanout_copies(pipeline: Pipeline, *, limit: int = 100) -> list[int]:
@@ -268,16 +246,5 @@ def fanout_copies(pipeline: Pipeline, *, limit: int = 100) -> list[int]:
     They have no inbox object, so the sensor requests a run by their id (its run key keeps it to one).
     Reads only: a previewed tick changes nothing.
     """
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.models import InboundEmail, InboundState
-
     with pipeline.sessions() as session:
-        return list(
-            session.scalars(
-                select(InboundEmail.id)
-                .where(InboundEmail.state == InboundState.RECEIVED.value, InboundEmail.fanout_of_id.is_not(None))
-                .order_by(InboundEmail.id)
-                .limit(limit)
-            )
-        )
+        return fanout_copies_to_process(session, limit=limit)

@@ -15,6 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from inbox_pipeline.db.ledger import (
+    LEASE,
+    MAY_HAVE_ARRIVED,
+    claim_delivery,
+    find_delivery,
+    mark_delivery_failed,
+    mark_delivery_sent,
+)
+from inbox_pipeline.seams.mailer import PermanentMailError, TransientMailError
 from inbox_pipeline.services.context import Pipeline, utcnow
 
 if TYPE_CHECKING:
@@ -59,9 +68,6 @@ def send_once(
     Mail errors are recorded on the row and returned (``error``), never raised: each caller
     decides what a retry means for it.
     """
-    from inbox_pipeline.db.ledger import LEASE, claim_delivery, find_delivery, mark_delivery_failed, mark_delivery_sent
-    from inbox_pipeline.seams.mailer import PermanentMailError, TransientMailError
-
     key = dict(item_kind=item_kind, item_id=item_id, recipient=recipient, part=part, variant=variant)
     with pipeline.sessions.begin() as session:
         claim = claim_delivery(session, now=utcnow(), user_id=user_id, device_id=device_id, **key)
@@ -91,7 +97,7 @@ def send_once(
         with pipeline.sessions.begin() as session:
             # maybe_sent: the relay may have it; never resend automatically.
             mark_delivery_failed(
-                session, claim_id, reason=(f"may have been sent: {exc}" if exc.maybe_sent else str(exc))[:2000],
+                session, claim_id, reason=(f"{MAY_HAVE_ARRIVED}: {exc}" if exc.maybe_sent else str(exc))[:2000],
                 retryable=not exc.maybe_sent,
             )
         return LedgerSend("unconfirmed" if exc.maybe_sent else "retry", claim_id, recipient, None, token, str(exc), error=exc)

@@ -33,14 +33,29 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
+from sqlalchemy.orm import Session
+
+from inbox_pipeline.db.digests import digest_status
+from inbox_pipeline.db.intake import inbound_state
+from inbox_pipeline.db.ledger import LEASE, newest_sent_to_device, was_sent
+from inbox_pipeline.db.models import DigestStatus, InboundState, Notification, NotificationStatus
+from inbox_pipeline.db.newsletters import newsletter_email_id
+from inbox_pipeline.db.notifications import (
+    RETRY_MARK,
+    claim_again,
+    count_unconfirmed,
+    due_for_resend,
+    find_notification,
+    mark_notification_failed,
+    mark_notification_sent,
+    mark_notification_withdrawn,
+    notification_by_id,
+    notify_once,
+)
+from inbox_pipeline.db.users import has_active_kindle, newest_device_id, user_email
+from inbox_pipeline.seams.mailer import TransientMailError, build_notification_email
 from inbox_pipeline.services.context import Pipeline, utcnow
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-RETRY_MARK = "transient: "  # reason prefix of a failure that may be claimed again
 RESEND_WITHIN = timedelta(days=3)  # older "try later" notices are no longer worth sending
 GRACE_VARIABLE = "INBOX_PIPELINE_NOTICE_GRACE_MINUTES"
 DEFAULT_GRACE = timedelta(minutes=30)  # time for the operator to re-execute before the user hears of it
@@ -73,7 +88,7 @@ class Resent:
 # --- keys ----------------------------------------------------------------------------
 
 
-def no_kindle_episode(session: "Session", user_id: int) -> str:
+def no_kindle_episode(session: Session, user_id: int) -> str:
     """The user's current missing-device episode.
 
     It changes when a Kindle address is added (the newest device id) and when
@@ -81,18 +96,8 @@ def no_kindle_episode(session: "Session", user_id: int) -> str:
     had a Kindle, was served, and lost it is told again; two newsletters in
     the same episode are one notice.
     """
-    from sqlalchemy import func, select
-
-    from inbox_pipeline.db.models import Delivery, DeliveryStatus, KindleDevice
-
-    device = session.scalar(select(func.max(KindleDevice.id)).where(KindleDevice.user_id == user_id))
-    served = session.scalar(
-        select(func.max(Delivery.id)).where(
-            Delivery.user_id == user_id,
-            Delivery.device_id.is_not(None),
-            Delivery.status == DeliveryStatus.SENT.value,
-        )
-    )
+    device = newest_device_id(session, user_id)
+    served = newest_sent_to_device(session, user_id)
     return f"episode-d{device or 0}-s{served or 0}"
 
 
@@ -109,7 +114,7 @@ def delivery_failed_key(
     raise ValueError("delivery_failed_key needs a newsletter, digest or email id")
 
 
-def _scoped_key(session: "Session", kind: str, user_id: int, dedup_key: str) -> str:
+def _scoped_key(session: Session, kind: str, user_id: int, dedup_key: str) -> str:
     """``no_kindle`` keys are scoped to the episode: callers say "once" and mean "once per episode"."""
     if kind != NO_KINDLE:
         return dedup_key
@@ -140,13 +145,8 @@ def claim_notification(
 
     ``defer``: recorded as ``deferred`` and sent later by ``resend_failed_notifications`` (if still true).
     """
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.models import Notification, NotificationStatus, User
-    from inbox_pipeline.db.notifications import notify_once
-
     with pipeline.sessions.begin() as session:
-        to = session.scalar(select(User.email).where(User.id == user_id)) or ""
+        to = user_email(session, user_id) or ""
         dedup_key = _scoped_key(session, kind, user_id, dedup_key)
         send_after = utcnow() + defer if defer is not None else None
         row = notify_once(
@@ -157,11 +157,7 @@ def claim_notification(
             if send_after is not None:
                 return None, to, "deferred"
             return (row.id, to, "") if _still_true(session, row) else (None, to, "withdrawn")
-        existing = session.scalar(
-            select(Notification).where(
-                Notification.user_id == user_id, Notification.kind == kind, Notification.dedup_key == dedup_key
-            )
-        )
+        existing = find_notification(session, user_id=user_id, kind=kind, dedup_key=dedup_key)
         assert existing is not None
         if existing.status in (NotificationStatus.SENT.value, NotificationStatus.WITHDRAWN.value):
             return None, to, "already_sent" if existing.status == NotificationStatus.SENT.value else "withdrawn"
@@ -172,26 +168,10 @@ def claim_notification(
         return None, to, "in_flight" if existing.status == NotificationStatus.PENDING.value else "failed"
 
 
-def no_longer_true(session: "Session", kind: str, user_id: int, dedup_key: str) -> str | None:
+def no_longer_true(session: Session, kind: str, user_id: int, dedup_key: str) -> str | None:
     """Why a notice of ``kind`` about ``dedup_key`` would now be false (never sent then), or None."""
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.models import (
-        Delivery,
-        DeliveryStatus,
-        Digest,
-        DigestStatus,
-        InboundEmail,
-        InboundState,
-        KindleDevice,
-        Newsletter,
-    )
-
     if kind == NO_KINDLE:
-        has = session.scalar(
-            select(KindleDevice.id).where(KindleDevice.user_id == user_id, KindleDevice.active.is_(True)).limit(1)
-        )
-        return "a Kindle address was added since" if has is not None else None
+        return "a Kindle address was added since" if has_active_kindle(session, user_id) else None
     if kind != DELIVERY_FAILED:
         return None
     item, _, number = dedup_key.partition("-")
@@ -199,33 +179,21 @@ def no_longer_true(session: "Session", kind: str, user_id: int, dedup_key: str) 
         return None
     item_id = int(number)
     if item == "digest":
-        status = session.scalar(select(Digest.status).where(Digest.id == item_id))
-        failed = status == DigestStatus.FAILED.value
+        failed = digest_status(session, item_id) == DigestStatus.FAILED.value
         kind_of_item = "digest"
     else:
-        if item == "newsletter":
-            email_id = session.scalar(select(Newsletter.inbound_email_id).where(Newsletter.id == item_id))
-        else:
-            email_id = item_id
-        state = session.scalar(select(InboundEmail.state).where(InboundEmail.id == email_id))
-        failed = state == InboundState.FAILED.value
+        email_id = newsletter_email_id(session, item_id) if item == "newsletter" else item_id
+        failed = email_id is not None and inbound_state(session, email_id) == InboundState.FAILED.value
         kind_of_item = "newsletter" if item == "newsletter" else None
-    sent = kind_of_item is not None and session.scalar(
-        select(Delivery.id).where(
-            Delivery.item_kind == kind_of_item, Delivery.item_id == item_id, Delivery.status == DeliveryStatus.SENT.value
-        ).limit(1)
-    )
-    if sent:
+    if kind_of_item is not None and was_sent(session, kind_of_item, item_id):
         return "delivered since"
     if not failed:
         return "no longer failed (re-executed, resumed or replayed since)"
     return None
 
 
-def _still_true(session: "Session", row) -> bool:
+def _still_true(session: Session, row: Notification) -> bool:
     """Re-checked just before sending: a notice that became false is withdrawn, never sent."""
-    from inbox_pipeline.db.notifications import mark_notification_withdrawn
-
     why = no_longer_true(session, row.kind, row.user_id, row.dedup_key)
     if why is None:
         return True
@@ -233,30 +201,14 @@ def _still_true(session: "Session", row) -> bool:
     return False
 
 
-def _take_again(session: "Session", row, *, due_now: bool = False) -> bool:
+def _take_again(session: Session, row: Notification, *, due_now: bool = False) -> bool:
     """Claim a notice whose last attempt said "try later", or a deferred one that is due (``due_now``:
     the caller's notice is due now, whatever its ``send_after``); one winner among concurrent callers."""
-    from sqlalchemy import update
-
-    from inbox_pipeline.db.models import Notification, NotificationStatus
-
     retry = row.status == NotificationStatus.FAILED.value and (row.reason or "").startswith(RETRY_MARK)
     due = row.status == NotificationStatus.DEFERRED.value and (
         due_now or row.send_after is None or row.send_after <= utcnow()
     )
-    if not (retry or due):
-        return False
-    taken = session.execute(
-        update(Notification)
-        .where(
-            Notification.id == row.id,
-            Notification.status == row.status,
-            (Notification.reason == row.reason) if row.reason is not None else Notification.reason.is_(None),
-        )
-        .values(status=NotificationStatus.PENDING.value, reason=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return taken == 1
+    return (retry or due) and claim_again(session, row)
 
 
 def send_claimed(pipeline: Pipeline, notification_id: int, message) -> str:
@@ -264,9 +216,6 @@ def send_claimed(pipeline: Pipeline, notification_id: int, message) -> str:
 
     A transient mailer error is recorded as claimable again and raised (the op retries).
     """
-    from inbox_pipeline.db.notifications import mark_notification_failed, mark_notification_sent
-    from inbox_pipeline.seams.mailer import TransientMailError
-
     try:
         result = pipeline.mailer.send(message)
     except TransientMailError as exc:
@@ -297,8 +246,6 @@ def notify_user(
     """Tell the user once per (kind, key). A "try later" from the mailer is raised (the op retries and the
     notice is claimed again) unless ``raise_transient`` is False; either way it stays claimable and the
     notification retry sensor sends it later. Other mail errors are recorded and reported."""
-    from inbox_pipeline.seams.mailer import TransientMailError, build_notification_email
-
     notification_id, to, why = claim_notification(
         pipeline, user_id=user_id, kind=kind, dedup_key=dedup_key, subject=subject, body=body, defer=defer
     )
@@ -403,45 +350,22 @@ def resend_failed_notifications(pipeline: Pipeline, *, limit: int = 50, within: 
     Each is claimed first (the same conditional update as ``claim_notification``), so two
     callers never send one twice. The message is rebuilt from the row's subject and body.
     """
-    from sqlalchemy import func, select
-
-    from inbox_pipeline.db.ledger import LEASE
-    from inbox_pipeline.db.models import Notification, NotificationStatus, User
-    from inbox_pipeline.seams.mailer import build_notification_email
-
-    from sqlalchemy import and_, or_
-
     now = utcnow()
     with pipeline.sessions() as session:
-        candidates = session.execute(
-            select(Notification.id, Notification.reason)
-            .where(
-                or_(
-                    and_(Notification.status == NotificationStatus.FAILED.value, Notification.reason.like(RETRY_MARK + "%")),
-                    and_(Notification.status == NotificationStatus.DEFERRED.value, Notification.send_after <= now),
-                ),
-                Notification.created_at >= now - within,
-            )
-            .order_by(Notification.id)
-            .limit(limit)
-        ).all()
-        unconfirmed = session.scalar(
-            select(func.count()).where(
-                Notification.status == NotificationStatus.PENDING.value, Notification.created_at < now - LEASE
-            )
-        )
+        candidates = due_for_resend(session, now=now, since=now - within, limit=limit)
+        unconfirmed = count_unconfirmed(session, before=now - LEASE)
     sent: list[int] = []
     failed: list[tuple[int, str]] = []
     withdrawn: list[int] = []
-    for notification_id, _ in candidates:
+    for notification_id in candidates:
         with pipeline.sessions.begin() as session:
-            row = session.get(Notification, notification_id, populate_existing=True)
+            row = notification_by_id(session, notification_id)
             if row is None or not _take_again(session, row):
                 continue  # someone else took it
             if not _still_true(session, row):
                 withdrawn.append(notification_id)
                 continue
-            to = session.scalar(select(User.email).where(User.id == row.user_id)) or ""
+            to = user_email(session, row.user_id) or ""
             message = build_notification_email(
                 sender=pipeline.options.sender, to=to, subject=row.subject, body_text=row.body
             )
@@ -451,4 +375,4 @@ def resend_failed_notifications(pipeline: Pipeline, *, limit: int = 50, within: 
             failed.append((notification_id, str(exc)))
         else:
             sent.append(notification_id)
-    return Resent(sent, failed, int(unconfirmed or 0), withdrawn)
+    return Resent(sent, failed, unconfirmed, withdrawn)

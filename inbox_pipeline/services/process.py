@@ -23,14 +23,35 @@ import threading
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
+from inbox_pipeline.core import convert
+from inbox_pipeline.core.classify import classify
+from inbox_pipeline.core.convert import (
+    ConvertOptions,
+    clean_email,
+    email_title,
+    newsletter_book,
+    newsletter_chapter,
+    resolve_policy,
+    write_book,
+)
+from inbox_pipeline.core.envelope import envelope_recipients
+from inbox_pipeline.core.epubcheck import run_epubcheck
+from inbox_pipeline.core.images import EpubImage, ImagePolicy
+from inbox_pipeline.core.message import EmailParseError, ParsedEmail
+from inbox_pipeline.core.parse import parse_email
+from inbox_pipeline.core.preflight import kindle_preflight
+from inbox_pipeline.db.intake import advance_state, get_inbound, mark_parsed, raw_key, set_state
+from inbox_pipeline.db.models import DeliveryMode, InboundState, NewsletterStatus
+from inbox_pipeline.db.newsletters import (
+    get_newsletter,
+    newsletter_of_email,
+    set_newsletter_article,
+    set_newsletter_epub,
+    set_newsletter_status,
+)
+from inbox_pipeline.db.users import find_user
+from inbox_pipeline.seams import ObjectNotFound, ObjectTooLarge, Storage
 from inbox_pipeline.services.context import PermanentStepError, Pipeline
-
-if TYPE_CHECKING:
-    from inbox_pipeline.core.images import EpubImage, ImagePolicy
-    from inbox_pipeline.core.message import ParsedEmail
-    from inbox_pipeline.seams import Storage
 
 WORDS_PER_MINUTE = 230
 
@@ -44,7 +65,7 @@ class ParsedSummary:
     subject: str
     sender: str  # "Name <address>"
     sender_email: str
-    recipients: tuple[str, ...]  # the envelope's (see route.envelope_recipients): what routing reads
+    recipients: tuple[str, ...]  # the envelope's (see core.envelope.envelope_recipients): what routing reads
     content_sha256: str
     kind: str  # newsletter | confirmation | transactional
     kind_reason: str
@@ -142,7 +163,7 @@ WORK_FILES = ("article.xhtml", "body.xhtml", "images.zip", "book.epub")  # what 
 class WorkArea:
     """Where one newsletter's intermediate artefacts wait between stages (see the module docstring)."""
 
-    def __init__(self, storage: "Storage | None") -> None:
+    def __init__(self, storage: Storage | None) -> None:
         self._storage = storage
         self._memory: dict[str, bytes] = {}
 
@@ -166,8 +187,6 @@ class WorkArea:
         try:
             return self._memory[key]
         except KeyError:
-            from inbox_pipeline.seams import ObjectNotFound
-
             raise ObjectNotFound(f"no {key} in this step's work area") from None
 
     def exists(self, key: str) -> bool:
@@ -188,17 +207,13 @@ class WorkArea:
 
 # --- the raw email, parsed once per process ------------------------------------
 
-_cache: OrderedDict[tuple[str, str], "ParsedEmail"] = OrderedDict()
+_cache: OrderedDict[tuple[str, str], ParsedEmail] = OrderedDict()
 _cache_lock = threading.Lock()
 _CACHE_SIZE = 8
 
 
-def load_email(pipeline: Pipeline, storage_key: str) -> "ParsedEmail":
+def load_email(pipeline: Pipeline, storage_key: str) -> ParsedEmail:
     """The parsed email from the inbox archive (parsed again after a process restart)."""
-    from inbox_pipeline.core.message import EmailParseError
-    from inbox_pipeline.core.parse import parse_email
-    from inbox_pipeline.seams.inbox import ObjectNotFound, ObjectTooLarge
-
     cache_key = (pipeline.inbox_uri, storage_key)
     with _cache_lock:
         if cache_key in _cache:
@@ -221,7 +236,7 @@ def load_email(pipeline: Pipeline, storage_key: str) -> "ParsedEmail":
     return email
 
 
-def content_hash(email: "ParsedEmail") -> str:
+def content_hash(email: ParsedEmail) -> str:
     """Same sender, subject and body text: the same newsletter re-sent (whatever its headers)."""
     body = " ".join((email.html or email.text or "").split())
     text = "\n".join([email.sender.email, " ".join(email.subject.split()), body])
@@ -230,17 +245,9 @@ def content_hash(email: "ParsedEmail") -> str:
 
 def fail_email(pipeline: Pipeline, email_id: int, reason: str, *, newsletter_id: int | None = None) -> None:
     """Record a failure with its reason (the email and its newsletter, if any); never raises on a finished row."""
-    from inbox_pipeline.db.errors import InvalidTransition
-    from inbox_pipeline.db.intake import set_state
-    from inbox_pipeline.db.models import InboundState, NewsletterStatus
-    from inbox_pipeline.db.newsletters import set_newsletter_status
-
     with pipeline.sessions.begin() as session:
-        try:
-            with session.begin_nested():
-                set_state(session, email_id, InboundState.FAILED, reason[:2000])
-        except InvalidTransition:
-            pass  # already failed, or finished (delivered) before this failure: keep it
+        # False: already failed, or finished (delivered) before this failure: kept.
+        advance_state(session, email_id, InboundState.FAILED, reason[:2000])
         if newsletter_id is not None:
             set_newsletter_status(session, newsletter_id, NewsletterStatus.FAILED, reason[:2000])
 
@@ -250,11 +257,6 @@ def fail_email(pipeline: Pipeline, email_id: int, reason: str, *, newsletter_id:
 
 def parse_inbound(pipeline: Pipeline, email_id: int) -> ParsedSummary | UnreadableEmail:
     """What parsing found; input that is not an email ends ``unreadable`` (terminal, nobody alerted)."""
-    from inbox_pipeline.core.classify import classify
-    from inbox_pipeline.db.intake import get_inbound, mark_parsed, raw_key, set_state
-    from inbox_pipeline.db.models import InboundState
-    from inbox_pipeline.services.route import envelope_recipients
-
     with pipeline.sessions() as session:
         row = get_inbound(session, email_id)
         storage_key, size = raw_key(session, row), row.size
@@ -297,26 +299,22 @@ def parse_inbound(pipeline: Pipeline, email_id: int) -> ParsedSummary | Unreadab
     )
 
 
-def image_policy(pipeline: Pipeline) -> "ImagePolicy":
+def image_policy(pipeline: Pipeline) -> ImagePolicy:
     """The image policy of this deployment (fetching on or off, its disk cache)."""
-    from inbox_pipeline.core.convert import ConvertOptions, resolve_policy
-
     options = pipeline.options
     return resolve_policy(ConvertOptions(fetch_images=options.fetch_images, image_cache_dir=options.image_cache_dir))
 
 
 def clean_newsletter(pipeline: Pipeline, ref: NewsletterRef, work: WorkArea | None = None) -> CleanedSummary:
     """``core.convert.clean_email``; the article goes to the work area, its facts to the newsletter row."""
-    from inbox_pipeline.core.convert import clean_email, email_title
-    from inbox_pipeline.db.newsletters import get_newsletter
-
     email = load_email(pipeline, ref.storage_key)
     article = clean_email(email)
     key = work_key(ref.newsletter_id, "article.xhtml")
     (work or WorkArea.durable(pipeline)).put(key, article.html.encode("utf-8"), "application/xhtml+xml")
     with pipeline.sessions.begin() as session:
-        row = get_newsletter(session, ref.newsletter_id)
-        row.platform, row.language, row.words = article.platform, article.language, article.words
+        set_newsletter_article(
+            session, ref.newsletter_id, platform=article.platform, language=article.language, words=article.words
+        )
     removed = article.removed if isinstance(article.removed, int) else len(article.removed or ())
     return CleanedSummary(
         newsletter=ref,
@@ -331,8 +329,6 @@ def clean_newsletter(pipeline: Pipeline, ref: NewsletterRef, work: WorkArea | No
 
 def embed_images(pipeline: Pipeline, cleaned: CleanedSummary, work: WorkArea | None = None) -> ImagesSummary:
     """``core.convert.embed_images`` on the stored article; body and images go to the work area."""
-    from inbox_pipeline.core import convert
-
     nid = cleaned.newsletter.newsletter_id
     work = work or WorkArea.durable(pipeline)
     email = load_email(pipeline, cleaned.newsletter.storage_key)
@@ -352,7 +348,7 @@ def embed_images(pipeline: Pipeline, cleaned: CleanedSummary, work: WorkArea | N
     )
 
 
-def pack_images(images: "list[EpubImage]") -> bytes:
+def pack_images(images: list[EpubImage]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
         manifest = []
@@ -364,9 +360,7 @@ def pack_images(images: "list[EpubImage]") -> bytes:
     return buffer.getvalue()
 
 
-def unpack_images(data: bytes) -> "list[EpubImage]":
-    from inbox_pipeline.core.images import EpubImage
-
+def unpack_images(data: bytes) -> list[EpubImage]:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         return [EpubImage(m["file_name"], m["media_type"], zf.read(m["member"])) for m in manifest]
@@ -374,8 +368,6 @@ def unpack_images(data: bytes) -> "list[EpubImage]":
 
 def build_newsletter_epub(pipeline: Pipeline, images: ImagesSummary, work: WorkArea | None = None) -> BuiltEpub:
     """``core.convert`` chapter, book and EPUB from the stored body and images, into the work area."""
-    from inbox_pipeline.core.convert import newsletter_book, newsletter_chapter, write_book
-
     cleaned = images.cleaned
     ref = cleaned.newsletter
     work = work or WorkArea.durable(pipeline)
@@ -395,9 +387,6 @@ def build_newsletter_epub(pipeline: Pipeline, images: ImagesSummary, work: WorkA
 
 def store_newsletter_epub(pipeline: Pipeline, built: BuiltEpub, work: WorkArea | None = None) -> EpubSummary:
     """Move the EPUB to its lasting key, record size, words, images and reading time, empty the work area."""
-    from inbox_pipeline.db.models import DeliveryMode, NewsletterStatus, User
-    from inbox_pipeline.db.newsletters import get_newsletter, set_newsletter_epub
-
     images = built.images
     cleaned = images.cleaned
     ref = cleaned.newsletter
@@ -412,7 +401,7 @@ def store_newsletter_epub(pipeline: Pipeline, built: BuiltEpub, work: WorkArea |
 
     minutes = max(1, math.ceil(cleaned.words / WORDS_PER_MINUTE))
     with pipeline.sessions.begin() as session:
-        user = session.get(User, ref.user_id)
+        user = find_user(session, ref.user_id)
         held = user is not None and user.delivery_mode != DeliveryMode.INSTANT.value
         row = get_newsletter(session, ref.newsletter_id)
         if row.status in (
@@ -464,13 +453,9 @@ def validate_epub(pipeline: Pipeline, epub: EpubSummary, work: WorkArea | None =
 
 
 def check_epub_bytes(data: bytes, *, epubcheck: bool) -> CheckOutcome:
-    from inbox_pipeline.core.preflight import kindle_preflight
-
     problems = [f"Kindle preflight: {p}" for p in kindle_preflight(data)]
     checks = ["kindle_preflight"]
     if epubcheck:
-        from inbox_pipeline.core.epubcheck import run_epubcheck
-
         checks.append("epubcheck")
         # EpubCheckUnavailable (no Java) is raised: our configuration, not the EPUB (the email waits)
         report = run_epubcheck(data)
@@ -484,19 +469,13 @@ _UNFINISHED = ("received", "parsed", "routed", "ready")
 
 def record_run_failure(pipeline: Pipeline, email_id: int, reason: str) -> bool:
     """A run died without recording why: mark its email failed if it is still mid-way. True if changed."""
-    from inbox_pipeline.db.intake import get_inbound
-    from inbox_pipeline.db.models import NewsletterStatus
-
     with pipeline.sessions() as session:
         state = get_inbound(session, email_id).state
         if state not in _UNFINISHED:
             return False
         if state == "ready":
-            from sqlalchemy import select
-
-            from inbox_pipeline.db.models import Newsletter
-
-            status = session.scalar(select(Newsletter.status).where(Newsletter.inbound_email_id == email_id))
+            newsletter = newsletter_of_email(session, email_id)
+            status = newsletter.status if newsletter is not None else None
             if status in (NewsletterStatus.HELD_FOR_DIGEST.value, NewsletterStatus.NO_DEVICE.value):
                 return False  # finished: waiting for the digest or a Kindle address
     fail_email(pipeline, email_id, reason)

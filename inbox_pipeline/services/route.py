@@ -7,16 +7,17 @@ continues from there instead of deciding twice.
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from inbox_pipeline.db.intake import advance_state, get_inbound, route_inbound, set_state
+from inbox_pipeline.db.models import InboundState, NewsletterStatus
+from inbox_pipeline.db.newsletters import create_newsletter, newsletter_of_email, set_newsletter_status
+from inbox_pipeline.db.quota import consume_quota, quota_usage
+from inbox_pipeline.db.users import user_email as email_of_user
+from inbox_pipeline.seams.mailer import build_forward_email, build_notification_email
 from inbox_pipeline.services.context import Pipeline, utcnow
-from inbox_pipeline.services.notify import claim_notification, send_claimed
+from inbox_pipeline.services.notify import claim_notification, notify_quota_reached, send_claimed
 from inbox_pipeline.services.process import NewsletterRef, ParsedSummary, load_email
-
-if TYPE_CHECKING:
-    from inbox_pipeline.core.message import ParsedEmail
 
 # Inbound states after which the email goes on to its newsletter or forward step.
 _ONWARD = {"routed", "ready", "delivered", "over_quota", "confirmation_forwarded"}
@@ -41,44 +42,7 @@ class ForwardOutcome:
     reason: str
 
 
-_RECORDED_BY = {
-    "ses": "SES's Received header",
-    "ses-receipt": "the SES receipt",
-    "postmark": "Postmark's OriginalRecipient",
-    "mailgun": "Mailgun's recipient field",
-    "sendgrid": "SendGrid's envelope",
-    "mta": "the receiving server's Received header",
-    "unreceived": "To/Cc of a file placed by hand (no Received header)",
-}
-
-
-def envelope_recipients(email: "ParsedEmail", trusted_receivers: Collection[str]) -> tuple[tuple[str, ...], str]:
-    """The recipients routing may use, and where they came from (or why there are none).
-
-    Only what a receiving system the inbox trusts recorded; To, Cc, Delivered-To,
-    X-Original-To and the like are the sender's words and never route.
-    """
-    envelope = email.envelope
-    where = _RECORDED_BY.get(envelope.recorded_by)
-    if envelope.recorded_by not in trusted_receivers:
-        if envelope.recorded_by in ("mta", "unreceived"):
-            got = f"{where}{f' ({envelope.host})' if envelope.host else ''}"
-            return (), f"no envelope recorded by a receiver this inbox trusts (only {got})"
-        return (), "no envelope recipient recorded (headers naming recipients are not trusted)"
-    if envelope.recorded_by == "unreceived":
-        return email.recipients, where or ""
-    if not envelope.recipients:
-        return (), f"no envelope recipient in {where}"
-    return envelope.recipients, where or ""
-
-
 def route_parsed(pipeline: Pipeline, parsed: ParsedSummary) -> RouteOutcome:
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.errors import InvalidTransition
-    from inbox_pipeline.db.intake import get_inbound, route_inbound, set_state
-    from inbox_pipeline.db.models import InboundState, User
-
     path_for_kind = "newsletter" if parsed.kind == "newsletter" else "forward"
     if pipeline.options.sender.lower() in parsed.recipients:
         # Amazon answers our sender address: operational mail, never a newsletter (services.kindle_notices).
@@ -88,11 +52,7 @@ def route_parsed(pipeline: Pipeline, parsed: ParsedSummary) -> RouteOutcome:
         )
     with pipeline.sessions.begin() as session:
         if parsed.quarantine_reason:
-            try:
-                with session.begin_nested():
-                    set_state(session, parsed.email_id, InboundState.QUARANTINED, parsed.quarantine_reason)
-            except InvalidTransition:
-                pass  # decided before (a retry)
+            advance_state(session, parsed.email_id, InboundState.QUARANTINED, parsed.quarantine_reason)  # or a retry
             row = get_inbound(session, parsed.email_id)
             return RouteOutcome(parsed.email_id, row.state, row.reason or "", "stop", row.user_id, row.address_id)
         decision = route_inbound(
@@ -105,9 +65,7 @@ def route_parsed(pipeline: Pipeline, parsed: ParsedSummary) -> RouteOutcome:
             note=parsed.envelope_note,
         )
         state = InboundState(decision.state).value
-        user_email = (
-            session.scalar(select(User.email).where(User.id == decision.user_id)) if decision.user_id else None
-        )
+        user_email = email_of_user(session, decision.user_id) if decision.user_id else None
     path = path_for_kind if state in _ONWARD else "stop"
     return RouteOutcome(
         parsed.email_id, state, decision.reason, path, decision.user_id, decision.address_id, user_email
@@ -116,20 +74,13 @@ def route_parsed(pipeline: Pipeline, parsed: ParsedSummary) -> RouteOutcome:
 
 def record_newsletter(pipeline: Pipeline, parsed: ParsedSummary, routed: RouteOutcome) -> tuple[NewsletterRef | None, str]:
     """The newsletter row, with the month's quota taken once; ``None`` when over quota (and why)."""
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.intake import get_inbound, set_state
-    from inbox_pipeline.db.models import InboundState, Newsletter, NewsletterStatus
-    from inbox_pipeline.db.newsletters import create_newsletter, set_newsletter_status
-    from inbox_pipeline.db.quota import consume_quota, quota_usage
-
     assert routed.user_id is not None
     email = load_email(pipeline, parsed.storage_key)
     now = utcnow()
     over_quota: str | None = None
     period = ""
     with pipeline.sessions.begin() as session:
-        row = session.scalar(select(Newsletter).where(Newsletter.inbound_email_id == parsed.email_id))
+        row = newsletter_of_email(session, parsed.email_id)
         if row is None:
             inbound = get_inbound(session, parsed.email_id)
             row = create_newsletter(
@@ -163,34 +114,13 @@ def record_newsletter(pipeline: Pipeline, parsed: ParsedSummary, routed: RouteOu
             parsed.storage_key,
         )
     if over_quota is not None:
-        _tell_quota_reached(pipeline, routed.user_id, period, over_quota)
+        notify_quota_reached(pipeline, user_id=routed.user_id, period=period, reason=over_quota)
         return None, over_quota
     return ref, routed.reason
 
 
-def _tell_quota_reached(pipeline: Pipeline, user_id: int, period: str, reason: str) -> None:
-    from inbox_pipeline.services.notify import notify_user
-
-    notify_user(
-        pipeline,
-        user_id=user_id,
-        kind="quota_reached",
-        dedup_key=period,
-        subject="Your monthly newsletter quota is used up",
-        body=(
-            f"Newsletters that arrive for the rest of {period} are kept but not sent to your Kindle "
-            f"({reason}). Upgrade your plan, or wait for next month."
-        ),
-    )
-
-
 def forward_to_user(pipeline: Pipeline, parsed: ParsedSummary, routed: RouteOutcome) -> ForwardOutcome:
     """A confirmation (or other notice) goes to the user's own email, confirm link first; never to the Kindle."""
-    from inbox_pipeline.db.errors import InvalidTransition
-    from inbox_pipeline.db.intake import set_state
-    from inbox_pipeline.db.models import InboundState
-    from inbox_pipeline.seams.mailer import build_forward_email, build_notification_email
-
     assert routed.user_id is not None
     email = load_email(pipeline, parsed.storage_key)
     what = "subscription confirmation" if parsed.kind == "confirmation" else "notice"
@@ -231,9 +161,5 @@ def forward_to_user(pipeline: Pipeline, parsed: ParsedSummary, routed: RouteOutc
     else:
         reason = f"{what} forwarded to {to} ({parsed.kind_reason})"
     with pipeline.sessions.begin() as session:
-        try:
-            with session.begin_nested():
-                set_state(session, parsed.email_id, InboundState.CONFIRMATION_FORWARDED, reason)
-        except InvalidTransition:
-            pass  # recorded by an earlier attempt
+        advance_state(session, parsed.email_id, InboundState.CONFIRMATION_FORWARDED, reason)  # or an earlier attempt
     return ForwardOutcome(parsed.email_id, to, status, reason)

@@ -6,7 +6,7 @@ import pytest
 
 from inbox_pipeline.core.parse import parse_email
 from inbox_pipeline.seams.inbox import FolderInbox, S3Inbox
-from inbox_pipeline.services.route import envelope_recipients
+from inbox_pipeline.core.envelope import envelope_recipients
 from inbox_pipeline_tests.helpers import via_ses
 
 BOB = "bob-2b2b@in.example.com"
