@@ -855,7 +855,6 @@ __all__ = [
     "decode_bytes",
     "decode_value",
     "envelope_from_headers",
-    "parse_email",
     "parse_html_document",
     "parse_mime",
     "synthetic_message_id",
