@@ -11,14 +11,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from inbox_pipeline.cli import admin, convert, explain
+from inbox_pipeline.cli.errors import CliError
+from inbox_pipeline.config import load_dotenv_once
 
-class CliError(Exception):
-    """A mistake in what the user asked for; its message is shown as is."""
+__all__ = ["CliError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from inbox_pipeline.cli import admin, convert, explain
-
     parser = argparse.ArgumentParser(
         prog="inbox-pipeline",
         description="Email newsletters in, clean Kindle EPUBs out.",
@@ -31,8 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from inbox_pipeline.config import load_dotenv_once
-
     load_dotenv_once()
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -13,7 +13,10 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from inbox_pipeline.cli import CliError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from inbox_pipeline.cli.errors import CliError
 from inbox_pipeline.cli.validate import (
     OwnAddresses,
     control_free,
@@ -22,6 +25,33 @@ from inbox_pipeline.cli.validate import (
     mail_address,
     user_ref,
 )
+from inbox_pipeline.config import Settings
+from inbox_pipeline.db.engine import current_revision, head_revision, make_engine, session_factory, upgrade
+from inbox_pipeline.db.errors import DbInputError
+from inbox_pipeline.db.intake import count_by_state
+from inbox_pipeline.db.ledger import LEASE, count_deliveries, stale_deliveries
+from inbox_pipeline.db.models import utcnow
+from inbox_pipeline.db.pace import pace_counters
+from inbox_pipeline.db.story import reasons_by_state
+from inbox_pipeline.db.users import (
+    add_user,
+    addresses_with_owners,
+    count_users,
+    format_delivery,
+    get_user,
+    issue_address,
+    kindle_checks,
+    list_plans,
+    list_users,
+    resolve_address,
+    set_address_enabled,
+    set_kindle,
+    set_plan,
+    update_user,
+    users_per_plan,
+)
+from inbox_pipeline.services.context import PermanentStepError, Pipeline
+from inbox_pipeline.services.kindle_check import CHECK_WINDOW, verify_kindle
 
 Handler = Callable[..., int]
 
@@ -109,8 +139,6 @@ def register(subparsers: Any) -> None:
 
 
 def _settings() -> Any:
-    from inbox_pipeline.config import Settings
-
     try:
         return Settings.from_env()
     except ValueError as exc:
@@ -118,8 +146,6 @@ def _settings() -> Any:
 
 
 def _shown_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
@@ -131,10 +157,6 @@ def _db_errors(func: Handler) -> Handler:
 
     @functools.wraps(func)
     def wrapper(args: argparse.Namespace, **kwargs: Any) -> int:
-        from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-
-        from inbox_pipeline.db.errors import DbInputError
-
         try:
             return func(args, **kwargs)
         except DbInputError as exc:
@@ -153,8 +175,6 @@ def _db_errors(func: Handler) -> Handler:
 @contextmanager
 def _session() -> Iterator[Any]:
     """A transaction on the configured database, refused if the schema is not current."""
-    from inbox_pipeline.db.engine import current_revision, head_revision, make_engine, session_factory
-
     url = _settings().database_url
     engine = make_engine(url)
     try:
@@ -172,15 +192,11 @@ def _session() -> Iterator[Any]:
 
 def _refuse_inbound_address(session: Any, address: str, what: str) -> None:
     """An inbound address of ours (on any domain it was issued for) would loop mail back to us."""
-    from inbox_pipeline.db.users import resolve_address
-
     if resolve_address(session, address) is not None:
         raise CliError(f"{what} {address} cannot be used: it is one of our inbound addresses (a mail loop)")
 
 
 def _describe_user(user: Any) -> str:
-    from inbox_pipeline.db.users import format_delivery
-
     kindle = user.kindle.email if user.kindle else "none"
     return f"{user.email} ({user.timezone}, {format_delivery(user)}, plan {user.plan.name}, kindle {kindle})"
 
@@ -190,8 +206,6 @@ def _describe_user(user: Any) -> str:
 
 @_db_errors
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from inbox_pipeline.db.engine import upgrade
-
     url = _settings().database_url
     revision = upgrade(url)
     print(f"database {_shown_url(url)} is at revision {revision} (latest)")
@@ -200,8 +214,6 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 @_db_errors
 def cmd_db_current(args: argparse.Namespace) -> int:
-    from inbox_pipeline.db.engine import current_revision, head_revision, make_engine
-
     url = _settings().database_url
     engine = make_engine(url)
     try:
@@ -216,8 +228,6 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 @_db_errors
 def cmd_user_add(args: argparse.Namespace) -> int:
-    from inbox_pipeline.db.users import add_user
-
     ours = OwnAddresses.from_settings(_settings())
     email = mail_address(args.email, "user email", ours=ours)
     kindle = mail_address(args.kindle, "Kindle address", ours=ours) if args.kindle is not None else None
@@ -235,8 +245,6 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 @_db_errors
 def cmd_user_list(args: argparse.Namespace) -> int:
-    from inbox_pipeline.db.users import format_delivery, list_users
-
     with _session() as session:
         users = list_users(session)
         if not users:
@@ -255,8 +263,6 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 @_db_errors
 def cmd_user_set(args: argparse.Namespace) -> int:
-    from inbox_pipeline.db.users import get_user, update_user
-
     if args.tz is None and args.delivery is None and args.plan is None:
         raise CliError("nothing to change: give --tz, --delivery or --plan")
     tz, delivery, plan = (None if v is None else control_free(v, what)
@@ -270,8 +276,6 @@ def cmd_user_set(args: argparse.Namespace) -> int:
 
 @_db_errors
 def cmd_address_add(args: argparse.Namespace) -> int:
-    from inbox_pipeline.db.users import get_user, issue_address
-
     domain = _settings().inbound_domain
     label = control_free(args.label, "label", max_len=64) if args.label is not None else None
     with _session() as session:
@@ -283,17 +287,10 @@ def cmd_address_add(args: argparse.Namespace) -> int:
 
 @_db_errors
 def cmd_address_list(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.models import InboundAddress, User
-    from inbox_pipeline.db.users import get_user
-
     with _session() as session:
-        query = select(InboundAddress, User.email).join(User).order_by(InboundAddress.id)
-        if args.user:
-            query = query.where(InboundAddress.user_id == get_user(session, user_ref(args.user)).id)
+        owner = get_user(session, user_ref(args.user)).id if args.user else None
         rows = [("ADDRESS", "USER", "LABEL", "STATE")]
-        for address, email in session.execute(query):
+        for address, email in addresses_with_owners(session, owner):
             rows.append((address.address, email, address.label or "-", "enabled" if address.enabled else "disabled"))
         if len(rows) == 1:
             print("no inbound addresses yet: issue one with `inbox-pipeline address add USER`")
@@ -304,8 +301,6 @@ def cmd_address_list(args: argparse.Namespace) -> int:
 
 @_db_errors
 def cmd_address_enable(args: argparse.Namespace, *, enabled: bool) -> int:
-    from inbox_pipeline.db.users import set_address_enabled
-
     address = mail_address(args.address, "inbound address")
     with _session() as session:
         row = set_address_enabled(session, address, enabled)
@@ -315,8 +310,6 @@ def cmd_address_enable(args: argparse.Namespace, *, enabled: bool) -> int:
 
 @_db_errors
 def cmd_kindle_set(args: argparse.Namespace) -> int:
-    from inbox_pipeline.db.users import get_user, set_kindle
-
     kindle = mail_address(args.address, "Kindle address", ours=OwnAddresses.from_settings(_settings()))
     name = control_free(args.name, "device name", max_len=64) if args.name is not None else None
     with _session() as session:
@@ -330,17 +323,12 @@ def cmd_kindle_set(args: argparse.Namespace) -> int:
 
 @_db_errors
 def cmd_kindle_verify(args: argparse.Namespace) -> int:
-    from inbox_pipeline.db.users import get_user
-
     with _session() as session:
         user_id = get_user(session, user_ref(args.user)).id
     return _verify(user_id, arrived=args.arrived)
 
 
 def _verify(user_id: int, *, arrived: bool) -> int:
-    from inbox_pipeline.services.context import PermanentStepError, Pipeline
-    from inbox_pipeline.services.kindle_check import CHECK_WINDOW, verify_kindle
-
     try:
         outcome = verify_kindle(Pipeline.from_settings(_settings()), user_id, arrived=arrived)
     except PermanentStepError as exc:
@@ -364,8 +352,6 @@ def _verify(user_id: int, *, arrived: bool) -> int:
 
 @_db_errors
 def cmd_plan_set(args: argparse.Namespace) -> int:
-    from inbox_pipeline.db.users import set_plan
-
     with _session() as session:
         name = control_free(args.name, "plan name", max_len=64)
         plan = set_plan(session, name, monthly_limit=None if args.unlimited else args.monthly_limit)
@@ -376,13 +362,8 @@ def cmd_plan_set(args: argparse.Namespace) -> int:
 
 @_db_errors
 def cmd_plan_list(args: argparse.Namespace) -> int:
-    from sqlalchemy import func, select
-
-    from inbox_pipeline.db.models import User
-    from inbox_pipeline.db.users import list_plans
-
     with _session() as session:
-        users = dict(session.execute(select(User.plan_id, func.count()).group_by(User.plan_id)).all())
+        users = users_per_plan(session)
         rows = [("PLAN", "MONTHLY LIMIT", "USERS")]
         for plan in list_plans(session):
             limit = "unlimited" if plan.monthly_limit is None else str(plan.monthly_limit)
@@ -393,13 +374,6 @@ def cmd_plan_list(args: argparse.Namespace) -> int:
 
 @_db_errors
 def cmd_status(args: argparse.Namespace) -> int:
-    from inbox_pipeline.db.intake import count_by_state
-    from inbox_pipeline.db.ledger import LEASE, count_deliveries, stale_deliveries
-    from inbox_pipeline.db.models import utcnow
-    from inbox_pipeline.db.pace import pace_counters
-    from inbox_pipeline.db.story import reasons_by_state
-    from inbox_pipeline.db.users import count_users, kindle_checks
-
     now = utcnow()
     since = now - timedelta(hours=args.hours)
     period = "last 24 hours" if args.hours == 24 else f"last {args.hours} hours"

@@ -7,7 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from inbox_pipeline.cli import CliError
+from inbox_pipeline.cli.errors import CliError
+from inbox_pipeline.core.convert import ConvertOptions, convert_email
+from inbox_pipeline.core.message import EmailParseError
+from inbox_pipeline.seams._common import MAX_EMAIL_BYTES, ObjectTooLarge, read_file_within
 
 INPUT_SUFFIXES = {".eml", ".html", ".htm", ".json", ".txt", ".msg"}
 
@@ -106,10 +109,6 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inbox_pipeline.core.convert import ConvertOptions, convert_email
-    from inbox_pipeline.core.message import EmailParseError
-    from inbox_pipeline.seams._common import MAX_EMAIL_BYTES, ObjectTooLarge, read_file_within
-
     files = collect_inputs(args.inputs)
     batch = len(files) > 1 or any(Path(p).is_dir() for p in args.inputs)
     targets = output_paths(files, args.output, batch)

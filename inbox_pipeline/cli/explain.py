@@ -13,8 +13,9 @@ import os
 from datetime import datetime, timedelta
 from typing import Any
 
-from inbox_pipeline.cli import CliError
 from inbox_pipeline.cli.admin import _db_errors, _session
+from inbox_pipeline.cli.errors import CliError
+from inbox_pipeline.db.story import email_story, find_emails
 
 # A batch run is created within seconds of its emails' registration; look a little wider.
 BATCH_WINDOW = timedelta(hours=1)
@@ -30,8 +31,6 @@ def register(subparsers: Any) -> None:
 
 @_db_errors
 def cmd_explain(args: argparse.Namespace) -> int:
-    from inbox_pipeline.db.story import email_story, find_emails
-
     with _session() as session:
         emails = find_emails(session, args.ref)
         if not emails:
@@ -104,6 +103,7 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
     """For each email id (and its registration time): the runs that worked on it."""
     if not os.environ.get("DAGSTER_HOME"):
         return {i: ["runs: set DAGSTER_HOME to the Dagster instance's folder to list them"] for i in created}
+    # Dagster (and our definitions) only here: importing them costs every other command about a second.
     import dagster as dg
     from dagster._core.storage.tags import ROOT_RUN_ID_TAG  # Dagster's tag on every re-execution
 
@@ -143,7 +143,7 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
 
 def _step_lines(instance: Any, run_id: str, key: str) -> list[str]:
     """This email's steps in a batch run and how each ended."""
-    import dagster as dg
+    import dagster as dg  # lazy, as in _runs_lines
 
     ended: dict[str, str] = {}
     for entry in instance.all_logs(

@@ -11,7 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 from email.utils import parseaddr
 
-from inbox_pipeline.cli import CliError
+from inbox_pipeline.cli.errors import CliError
 
 MAX_LOCAL_PART = 64  # RFC 5321, 4.5.3.1.1
 MAX_ADDRESS = 254  # RFC 5321's 256-octet path, less its angle brackets
