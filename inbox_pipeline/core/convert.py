@@ -9,19 +9,19 @@ needs in between; digests rebuild a lost chapter with ``prepare_chapter``.
 
 from __future__ import annotations
 
-import re
+import time
 import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from inbox_pipeline.core.classify import classify
+from inbox_pipeline.core.clean import CleanedArticle, clean_html
+from inbox_pipeline.core.epub import Book, Chapter, build_epub
+from inbox_pipeline.core.images import EpubImage, ImagePolicy, ImagesResult, process_images
 from inbox_pipeline.core.message import Classification, ParsedEmail
-
-if TYPE_CHECKING:
-    from inbox_pipeline.core.clean import CleanedArticle
-    from inbox_pipeline.core.epub import Book, Chapter
-    from inbox_pipeline.core.images import EpubImage, ImagePolicy, ImagesResult
+from inbox_pipeline.core.names import safe_file_name
+from inbox_pipeline.core.parse import parse_email
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ConvertOptions:
     """How to convert; the defaults suit a preview on the command line."""
 
     fetch_images: bool = True
-    image_policy: "ImagePolicy | None" = None  # None: ImagePolicy() with fetch_images applied
+    image_policy: ImagePolicy | None = None  # None: ImagePolicy() with fetch_images applied
     image_cache_dir: Path | None = None  # used when the policy names no cache of its own
     # The resend after Amazon could not convert a book: no images, no cover, minimal CSS, plain metadata.
     safe_mode: bool = False
@@ -40,9 +40,9 @@ class PreparedChapter:
     """One email made ready for a book: its cleaned article, images and chapter."""
 
     email: ParsedEmail
-    article: "CleanedArticle"
-    images: "ImagesResult"
-    chapter: "Chapter"
+    article: CleanedArticle
+    images: ImagesResult
+    chapter: Chapter
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ class WrittenBook:
 class Conversion:
     email: ParsedEmail
     classification: Classification
-    article: "CleanedArticle"
-    images: "ImagesResult"
-    book: "Book"
+    article: CleanedArticle
+    images: ImagesResult
+    book: Book
     epub: bytes
     file_name: str
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
@@ -81,9 +81,7 @@ class Conversion:
         return self.images.dropped
 
 
-def resolve_policy(options: ConvertOptions) -> "ImagePolicy":
-    from inbox_pipeline.core.images import ImagePolicy
-
+def resolve_policy(options: ConvertOptions) -> ImagePolicy:
     policy = options.image_policy or ImagePolicy()
     if options.safe_mode:
         return replace(policy, fetch_remote=False, max_images=0)
@@ -111,10 +109,8 @@ def sender_label(email: ParsedEmail) -> str | None:
 # --- the steps ------------------------------------------------------------------
 
 
-def clean_email(email: ParsedEmail) -> "CleanedArticle":
+def clean_email(email: ParsedEmail) -> CleanedArticle:
     """Step 1: the article out of the email's HTML, as an XHTML fragment."""
-    from inbox_pipeline.core.clean import clean_html
-
     return clean_html(
         email.html or "",
         headers=email.headers,
@@ -123,10 +119,8 @@ def clean_email(email: ParsedEmail) -> "CleanedArticle":
     )
 
 
-def embed_images(email: ParsedEmail, article_html: str, policy: "ImagePolicy") -> "ImagesResult":
+def embed_images(email: ParsedEmail, article_html: str, policy: ImagePolicy) -> ImagesResult:
     """Step 2: the article's images made ready for the book (inline parts, fetched, converted)."""
-    from inbox_pipeline.core.images import process_images
-
     return process_images(article_html, email.inline_parts, policy)
 
 
@@ -138,10 +132,8 @@ def newsletter_chapter(
     body_html: str,
     images: "tuple[EpubImage, ...] | list[EpubImage]",
     group: str | None = None,
-) -> "Chapter":
+) -> Chapter:
     """Step 3: the email as one chapter (``title``: ``email_title``; ``group``: its TOC section in a digest)."""
-    from inbox_pipeline.core.epub import Chapter
-
     sender = sender_label(email)
     return Chapter(
         title=title,
@@ -155,10 +147,8 @@ def newsletter_chapter(
     )
 
 
-def newsletter_book(email: ParsedEmail, chapter: "Chapter") -> "Book":
+def newsletter_book(email: ParsedEmail, chapter: Chapter) -> Book:
     """Step 4: a book holding the one chapter, identified by the email's Message-ID."""
-    from inbox_pipeline.core.epub import Book
-
     return Book.for_newsletter(
         message_id=email.message_id,
         title=chapter.title,
@@ -169,17 +159,15 @@ def newsletter_book(email: ParsedEmail, chapter: "Chapter") -> "Book":
     )
 
 
-def write_book(book: "Book", email: ParsedEmail) -> WrittenBook:
+def write_book(book: Book, email: ParsedEmail) -> WrittenBook:
     """Step 5: the EPUB bytes and their file name."""
-    from inbox_pipeline.core.epub import build_epub
-
     return WrittenBook(build_epub(book), safe_file_name(book.title, email.date))
 
 
 # --- the composition -------------------------------------------------------------
 
 
-def prepare_chapter(email: ParsedEmail, *, policy: "ImagePolicy", group: str | None = None) -> PreparedChapter:
+def prepare_chapter(email: ParsedEmail, *, policy: ImagePolicy, group: str | None = None) -> PreparedChapter:
     """Steps 1-3: clean an email's HTML, embed its images and wrap it as a chapter."""
     article = clean_email(email)
     images = embed_images(email, article.html, policy)
@@ -200,11 +188,6 @@ def convert_email(raw: bytes, *, options: ConvertOptions = ConvertOptions()) -> 
     Raises ``EmailParseError`` (a clear, user-readable reason) for input that is
     not an email; everything else in a real-world email degrades, not fails.
     """
-    import time
-
-    from inbox_pipeline.core.classify import classify
-    from inbox_pipeline.core.parse import parse_email
-
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     email = parse_email(raw)
@@ -230,7 +213,7 @@ def convert_email(raw: bytes, *, options: ConvertOptions = ConvertOptions()) -> 
     )
 
 
-def plain_metadata(book: "Book") -> "Book":
+def plain_metadata(book: Book) -> Book:
     """ASCII title and creator, no description and (``safe_mode``) no cover: what Amazon's converter never trips on."""
     def ascii_only(value: str | None) -> str:
         text = unicodedata.normalize("NFKD", value or "").encode("ascii", "ignore").decode()
@@ -243,26 +226,3 @@ def plain_metadata(book: "Book") -> "Book":
         description=None,
         safe_mode=True,  # the writer then draws no cover, so cover_title/cover_subtitle go unread
     )
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9]+")
-
-
-def safe_file_name(title: str, date: datetime | None = None, *, suffix: str = ".epub", limit: int = 48) -> str:
-    """A short ASCII file name Send-to-Kindle and every mail client accept."""
-    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
-    stem = _UNSAFE.sub("-", ascii_title).strip("-").lower() or "newsletter"
-    prefix = f"{date:%Y-%m-%d}-" if date else ""
-    stem = shorten_name(stem, max(8, limit - len(prefix) - len(suffix)))
-    return f"{prefix}{stem}{suffix}"
-
-
-_WORD_GAP = re.compile(r"[-._]+")
-
-
-def shorten_name(stem: str, room: int) -> str:
-    """``stem`` cut to ``room`` characters between words: a half word reads as another ("...-on-a-shoes")."""
-    if len(stem) <= room:
-        return stem
-    gaps = [m.start() for m in _WORD_GAP.finditer(stem, 0, room + 1) if m.start() > 0]
-    return stem[: gaps[-1]] if gaps else stem[:room]

@@ -25,6 +25,8 @@ from datetime import datetime
 from lxml import etree
 
 from inbox_pipeline.core.epub import Book, Chapter, build_epub
+from inbox_pipeline.core.images import EpubImage
+from inbox_pipeline.core.names import safe_file_name
 
 OPF = "http://www.idpf.org/2007/opf"
 # Per chapter beyond its body and images: its XHTML wrapper, nav + NCX entries, manifest lines.
@@ -84,7 +86,6 @@ def chapter_from_epub(
     except (zipfile.BadZipFile, KeyError, etree.XMLSyntaxError) as exc:
         raise DigestInputError(f"not a readable EPUB: {exc}") from None
 
-    from inbox_pipeline.core.images import EpubImage
 
     manifest = {item.get("id"): item for item in opf.iter(f"{{{OPF}}}item")}
     bodies: list[str] = []
@@ -198,8 +199,6 @@ def volume_title(title: str, number: int, total: int) -> str:
 
 
 def digest_file_name(period_label: str, date: datetime, number: int = 1, total: int = 1) -> str:
-    from inbox_pipeline.core.convert import safe_file_name
-
     label = " ".join((period_label or "").split()) or "digest"
     if not label.lower().endswith("digest"):
         label += " digest"

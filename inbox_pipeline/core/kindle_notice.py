@@ -208,6 +208,7 @@ def read_notice(email: ParsedEmail, *, trusted_authserv_ids: tuple[str, ...]) ->
 
 def web_version_link(email: ParsedEmail) -> str | None:
     """The newsletter's own "view online" link (http or https), for a reader whose Kindle could not open it."""
+    # Lazy: the mailer seam imports this module on Dagster's load path, and classify brings lxml.
     from inbox_pipeline.core.classify import _document, _links
     from inbox_pipeline.core.clean.phrases import SIGNALS
 

@@ -17,6 +17,7 @@ def aws_client(service: str, **config: Any) -> Any:
     local S3 API server needs no code of ours. ``AWS_REGION`` is honoured as well as
     ``AWS_DEFAULT_REGION`` because botocore alone reads only the latter.
     """
+    # Lazy: boto3 (about 0.2-1 s to import) stays off Dagster's load path, which imports the seams.
     import boto3
     from botocore.config import Config
 

@@ -464,7 +464,7 @@ class S3Inbox(Inbox):
         return self._queue_url
 
     def _resolve_queue_name(self, name: str) -> str:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # lazy: botocore stays off Dagster's load path
 
         try:
             return self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
@@ -524,7 +524,7 @@ class S3Inbox(Inbox):
         return objects[:limit]
 
     def _head(self, full_key: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # lazy: botocore stays off Dagster's load path
 
         try:
             return self.client.head_object(Bucket=self.bucket, Key=full_key)
@@ -534,7 +534,7 @@ class S3Inbox(Inbox):
             raise
 
     def _get(self, full_key: str, what: str, max_bytes: int) -> bytes:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # lazy: botocore stays off Dagster's load path
 
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=full_key)
@@ -646,7 +646,7 @@ class S3Inbox(Inbox):
             self._delete_message(receipt_handle)
 
     def _receive(self, count: int) -> list[dict[str, Any]]:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # lazy: botocore stays off Dagster's load path
 
         try:
             reply = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=count, WaitTimeSeconds=0)
@@ -674,7 +674,7 @@ class S3Inbox(Inbox):
         return objects
 
     def _delete_message(self, receipt_handle: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # lazy: botocore stays off Dagster's load path
 
         try:
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from inbox_pipeline.core.convert import shorten_name
 from inbox_pipeline.core.kindle_notice import tokened_file_name, tokened_message_id_left
+from inbox_pipeline.core.names import shorten_name
 from inbox_pipeline.seams._aws import aws_client, error_code, http_status
 from inbox_pipeline.seams._common import write_atomically
 
@@ -169,6 +169,7 @@ class SesMailer(Mailer):
         return float(quota["MaxSendRate"]), int(daily) if daily > 0 else 0
 
     def send(self, message: EmailMessage) -> SendResult:
+        # Lazy: botocore stays off Dagster's load path.
         from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
         data, recipients = _envelope(message, self.sender)
@@ -561,7 +562,7 @@ def build_forward_email(
     """A subscription confirmation rebuilt for the user's own email: the confirm link first, then
     the original made inert (see ``core.clean.inert``) and quoted under its sender's bare address
     (``original_sender``; a display name could pass for us or for Amazon)."""
-    from inbox_pipeline.core.clean.inert import inert_fragment
+    from inbox_pipeline.core.clean.inert import inert_fragment  # lazy: lxml stays off Dagster's load path
 
     msg = _new_message(sender=sender, to=to, subject=subject)
     who = _one_line(original_sender) or "an unknown sender"

@@ -148,7 +148,7 @@ class S3Storage(Storage):
         return self.object_uri(key)
 
     def get(self, key: str) -> bytes:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # lazy: botocore stays off Dagster's load path
 
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
@@ -161,7 +161,7 @@ class S3Storage(Storage):
         self.client.head_bucket(Bucket=self.bucket)  # a missing bucket is a 404 here, not False
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # lazy: botocore stays off Dagster's load path
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))

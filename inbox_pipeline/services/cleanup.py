@@ -39,11 +39,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from inbox_pipeline.config import PREFIX
-from inbox_pipeline.db.retention import Deleted, delete_digests, delete_emails, expired_digests, expired_emails
 from inbox_pipeline.services.context import Pipeline, utcnow
-from inbox_pipeline.services.process import WORK_FILES, work_key
+
+if TYPE_CHECKING:
+    from inbox_pipeline.db.retention import Deleted
 
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_FAILED_RETENTION_DAYS = 90
@@ -129,6 +131,10 @@ def clean_up(pipeline: Pipeline, now: datetime | None = None, policy: RetentionP
 
 
 def _clean_inbound(pipeline: Pipeline, report: CleanupReport, states: tuple[str, ...], cutoff: datetime) -> None:
+    # Lazy: the maintenance definitions import this module (RetentionPolicy) on Dagster's load path.
+    from inbox_pipeline.db.retention import delete_emails, expired_emails
+    from inbox_pipeline.services.process import WORK_FILES, work_key
+
     after_id = 0
     while True:
         with pipeline.sessions() as session:
@@ -160,6 +166,8 @@ def _clean_inbound(pipeline: Pipeline, report: CleanupReport, states: tuple[str,
 
 
 def _clean_digests(pipeline: Pipeline, report: CleanupReport, statuses: tuple[str, ...], cutoff: datetime) -> None:
+    from inbox_pipeline.db.retention import delete_digests, expired_digests  # lazy, as in _clean_inbound
+
     after_id = 0
     while True:
         with pipeline.sessions() as session:

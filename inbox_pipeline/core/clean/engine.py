@@ -14,9 +14,11 @@ Steps, each one pass over the tree:
 from __future__ import annotations
 
 import re
-from itertools import islice
-from lxml import etree
 from functools import lru_cache
+from itertools import islice
+from urllib.parse import urlsplit
+
+from lxml import etree
 
 from . import phrases
 from .dom import BLOCK_TAGS, Element, class_tokens, classes, collapse, drop_tag, drop_tree, letters, text_of
@@ -965,8 +967,6 @@ def _sign_up_box(form: Element, body: Element) -> bool:
 
 def _to_home_page(el: Element) -> bool:
     """Does the (first) link in ``el`` point at a site's home page rather than into one of its pages?"""
-    from urllib.parse import urlsplit
-
     for anchor in el.iter("a"):
         href = (anchor.get("href") or "").strip()
         try:
