@@ -22,6 +22,8 @@ before you send):
   mailer could not rule out (reason starting ``MAY_HAVE_ARRIVED``): the Kindle may have it.
 - ``was_sent(session, item_kind, item_id) -> bool``, ``claims_of(session, item_kind, item_id) -> int``
 - ``newest_sent_to_device(session, user_id) -> int | None``: the user's newest delivery that reached a Kindle.
+- ``refused_as_unapproved(session, user_id) -> list[int]``: the user's newsletters Amazon refused because
+  our sender was not approved (standard sends only: a resend is its own row)
 
 At most once, then the operator decides: a claim is taken again only when it
 was explicitly marked failed *and* retryable (e.g. SMTP answered 4xx). A run
@@ -267,6 +269,20 @@ def newest_sent_to_device(session: Session, user_id: int) -> int | None:
     return session.scalar(
         select(func.max(Delivery.id)).where(
             Delivery.user_id == user_id, Delivery.device_id.is_not(None), Delivery.status == DeliveryStatus.SENT.value
+        )
+    )
+
+
+def refused_as_unapproved(session: Session, user_id: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(Delivery.id).where(
+                Delivery.user_id == user_id,
+                Delivery.item_kind == "newsletter",
+                Delivery.status == DeliveryStatus.REJECTED.value,
+                Delivery.rejection_cause == "not_approved",
+                Delivery.variant == DeliveryVariant.STANDARD.value,
+            )
         )
     )
 

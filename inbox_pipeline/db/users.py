@@ -8,6 +8,9 @@ Public functions (all take a ``Session``; none commits):
 - ``users_per_plan(session) -> dict[int, int]``  (plan id -> users on it)
 - ``addresses_with_owners(session, user_id=None) -> list[tuple[InboundAddress, str]]``  (with the owner's email)
 - ``newest_device_id(session, user_id) -> int | None``, ``has_active_kindle(session, user_id) -> bool``
+- ``set_device_check(session, device_id, state, reason, *, now) -> KindleDevice | None`` (``kindle verify``)
+- ``settle_device_checks(session, *, checked_before, reason) -> int``: ``pending`` checks older than that
+  become ``unconfirmed``
 - ``list_users(session) -> list[User]``
 - ``update_user(session, user_id, *, timezone=None, delivery=None, plan=None) -> User``
 - ``set_user_plan(session, user_id, plan_name) -> User``
@@ -39,7 +42,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from inbox_pipeline.db.errors import AlreadyExists, InvalidInput, NotFound
-from inbox_pipeline.db.models import DeliveryMode, InboundAddress, KindleDevice, Plan, User, utcnow
+from inbox_pipeline.db.models import DeliveryMode, InboundAddress, KindleCheck, KindleDevice, Plan, User, utcnow
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -220,6 +223,25 @@ def has_active_kindle(session: Session, user_id: int) -> bool:
     return session.scalar(
         select(KindleDevice.id).where(KindleDevice.user_id == user_id, KindleDevice.active.is_(True)).limit(1)
     ) is not None
+
+
+def set_device_check(
+    session: Session, device_id: int, state: KindleCheck | str, reason: str, *, now: datetime
+) -> KindleDevice | None:
+    """Record a Kindle check's outcome on the device; None when the device is gone."""
+    device = session.get(KindleDevice, device_id)
+    if device is not None:
+        device.check_state, device.check_reason, device.checked_at = KindleCheck(state).value, reason, now
+        session.flush()
+    return device
+
+
+def settle_device_checks(session: Session, *, checked_before: datetime, reason: str) -> int:
+    return session.execute(
+        update(KindleDevice)
+        .where(KindleDevice.check_state == KindleCheck.PENDING.value, KindleDevice.checked_at < checked_before)
+        .values(check_state=KindleCheck.UNCONFIRMED.value, check_reason=reason)
+    ).rowcount
 
 
 def list_users(session: Session) -> list[User]:

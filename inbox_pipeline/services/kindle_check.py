@@ -13,7 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from inbox_pipeline.core.kindle_check import guessable, test_book
+from inbox_pipeline.db.ledger import claims_of, refused_as_unapproved
+from inbox_pipeline.db.models import KindleCheck
+from inbox_pipeline.db.users import find_user, set_device_check, settle_device_checks
+from inbox_pipeline.seams.mailer import build_epub_email
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
+from inbox_pipeline.services.kindle_notices import approval_instructions, resend
+from inbox_pipeline.services.ledger_send import send_once
+from inbox_pipeline.services.notify import notify_user
 
 CHECK_WINDOW = timedelta(hours=1)
 
@@ -29,43 +37,20 @@ class KindleCheckOutcome:
 
 def verify_kindle(pipeline: Pipeline, user_id: int, *, arrived: bool = False) -> KindleCheckOutcome:
     """Send a test book (and resend what Amazon refused for an unapproved sender); or record that it arrived."""
-    from sqlalchemy import func, select
-
-    from inbox_pipeline.core.kindle_check import guessable, test_book
-    from inbox_pipeline.db.models import Delivery, KindleCheck, KindleDevice, User
-    from inbox_pipeline.seams.mailer import build_epub_email
-    from inbox_pipeline.services.kindle_notices import approval_instructions, resend
-    from inbox_pipeline.services.ledger_send import send_once
-    from inbox_pipeline.services.notify import notify_user
 
     sender = pipeline.options.sender
     now = utcnow()
     with pipeline.sessions.begin() as session:
-        user = session.get(User, user_id)
+        user = find_user(session, user_id)
         device = user.kindle if user is not None else None
         if device is None:
             raise PermanentStepError("no Kindle address to verify: set one first (`inbox-pipeline kindle set`)")
         kindle, device_id, user_email = device.email, device.id, user.email
         if arrived:
-            device.check_state, device.check_reason, device.checked_at = (
-                KindleCheck.VERIFIED.value, "the user saw the test book on their Kindle", now,
-            )
-            return KindleCheckOutcome(device.check_state, kindle, "", 0, ())
-        attempt = 1 + (
-            session.scalar(
-                select(func.count()).select_from(Delivery)
-                .where(Delivery.item_kind == "kindle_check", Delivery.item_id == device_id)
-            ) or 0
-        )
-        refused = list(
-            session.scalars(
-                select(Delivery.id).where(
-                    Delivery.user_id == user_id, Delivery.item_kind == "newsletter",
-                    Delivery.status == "rejected", Delivery.rejection_cause == "not_approved",
-                    Delivery.variant == "standard",
-                )
-            )
-        )
+            set_device_check(session, device_id, KindleCheck.VERIFIED, "the user saw the test book on their Kindle", now=now)
+            return KindleCheckOutcome(KindleCheck.VERIFIED.value, kindle, "", 0, ())
+        attempt = 1 + claims_of(session, "kindle_check", device_id)
+        refused = refused_as_unapproved(session, user_id)
     warning = guessable(kindle, user_email)
     warnings = (
         (f"{kindle} looks easy to guess ({warning}): Amazon then asks you to confirm each document. "
@@ -88,8 +73,7 @@ def verify_kindle(pipeline: Pipeline, user_id: int, *, arrived: bool = False) ->
         if sent.status == "sent" else f"the test book could not be sent: {sent.detail or sent.status}"
     )
     with pipeline.sessions.begin() as session:
-        device = session.get(KindleDevice, device_id)
-        device.check_state, device.check_reason, device.checked_at = state.value, reason, now
+        set_device_check(session, device_id, state, reason, now=now)
     resent = sum(resend(pipeline, delivery_id, variant="resend") == "sent" for delivery_id in refused)
     notify_user(
         pipeline,
@@ -112,18 +96,10 @@ def verify_kindle(pipeline: Pipeline, user_id: int, *, arrived: bool = False) ->
 
 def settle_kindle_checks(pipeline: Pipeline, *, now: datetime | None = None, window: timedelta = CHECK_WINDOW) -> int:
     """Checks still pending after ``window`` without a notice become ``unconfirmed``; how many."""
-    from sqlalchemy import update
-
-    from inbox_pipeline.db.models import KindleCheck, KindleDevice
-
     now = now or utcnow()
+    reason = (
+        f"no notice from Amazon within {int(window.total_seconds() // 60)} minutes of the test book "
+        "(most likely delivered; confirm with `kindle verify --arrived`)"
+    )
     with pipeline.sessions.begin() as session:
-        return session.execute(
-            update(KindleDevice)
-            .where(KindleDevice.check_state == KindleCheck.PENDING.value, KindleDevice.checked_at < now - window)
-            .values(
-                check_state=KindleCheck.UNCONFIRMED.value,
-                check_reason=f"no notice from Amazon within {int(window.total_seconds() // 60)} minutes of the test book "
-                "(most likely delivered; confirm with `kindle verify --arrived`)",
-            )
-        ).rowcount
+        return settle_device_checks(session, checked_before=now - window, reason=reason)

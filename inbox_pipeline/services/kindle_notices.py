@@ -15,11 +15,26 @@ A notice that the receiving system did not authenticate as Amazon's is recorded 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from inbox_pipeline.core.convert import ConvertOptions, convert_email
+from inbox_pipeline.core.kindle_notice import read_notice, web_version_link
+from inbox_pipeline.db.intake import get_inbound, raw_key, set_state
+from inbox_pipeline.db.ledger import delivery_by_token, get_delivery, reject_delivery
+from inbox_pipeline.db.digests import digest_period_key
+from inbox_pipeline.db.models import DeliveryVariant, InboundState, KindleCheck
+from inbox_pipeline.db.newsletters import get_newsletter, newsletter_subject
+from inbox_pipeline.db.notices import record_notice, recorded_notice
+from inbox_pipeline.db.users import set_device_check
+from inbox_pipeline.seams.mailer import build_epub_email
+from inbox_pipeline.services.alerts import operator_email, send_operator_alert
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
+from inbox_pipeline.services.ledger_send import send_once
+from inbox_pipeline.services.notify import KINDLE_REJECTED, notify_user
+from inbox_pipeline.services.process import load_email
 
 if TYPE_CHECKING:
     from inbox_pipeline.core.kindle_notice import RejectionRate
@@ -55,16 +70,9 @@ def approval_instructions(sender: str) -> str:
 
 def handle_kindle_notice(pipeline: Pipeline, email_id: int) -> NoticeOutcome:
     """Decide once what an email to the sender address means, then do it (each action exactly once)."""
-    from sqlalchemy import select
-
-    from inbox_pipeline.core.kindle_notice import read_notice
-    from inbox_pipeline.db.intake import get_inbound, raw_key
-    from inbox_pipeline.db.models import KindleNotice
-    from inbox_pipeline.services.process import load_email
-
     with pipeline.sessions() as session:
         storage_key = raw_key(session, get_inbound(session, email_id))
-        recorded = session.scalar(select(KindleNotice).where(KindleNotice.inbound_email_id == email_id))
+        recorded = recorded_notice(session, email_id)
         decided = (recorded.action, recorded.delivery_id) if recorded else None
     email = load_email(pipeline, storage_key)
     notice = read_notice(email, trusted_authserv_ids=pipeline.options.trusted_authserv_ids)
@@ -76,12 +84,6 @@ def handle_kindle_notice(pipeline: Pipeline, email_id: int) -> NoticeOutcome:
 
 def _decide(pipeline: Pipeline, email_id: int, notice) -> tuple[str, int | None]:
     """Record the notice and its decision (and the rejection on its delivery) in one transaction."""
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.intake import set_state
-    from inbox_pipeline.db.ledger import delivery_by_token, reject_delivery
-    from inbox_pipeline.db.models import DeliveryVariant, InboundState, KindleDevice, KindleNotice
-
     with pipeline.sessions.begin() as session:
         delivery = None
         matches = [d for d in (delivery_by_token(session, t) for t in notice.tokens) if d is not None]
@@ -97,10 +99,9 @@ def _decide(pipeline: Pipeline, email_id: int, notice) -> tuple[str, int | None]
             why = f"Amazon notice ({notice.cause}) {why}: sent to the operator"
         elif delivery.item_kind == "kindle_check":
             action, why = "check_rejected", f"the test book was rejected ({notice.cause})"
-            device = session.get(KindleDevice, delivery.item_id)
-            if device is not None:
-                device.check_state, device.check_reason = "rejected", f"{notice.cause}: {notice.summary[:300]}"
-                device.checked_at = utcnow()
+            set_device_check(
+                session, delivery.item_id, KindleCheck.REJECTED, f"{notice.cause}: {notice.summary[:300]}", now=utcnow()
+            )
         else:
             if notice.cause == "not_approved":
                 action = "approval_requested"
@@ -114,26 +115,22 @@ def _decide(pipeline: Pipeline, email_id: int, notice) -> tuple[str, int | None]
                 session, delivery.id, cause=notice.cause,
                 reason=f"rejected by Amazon ({notice.code or notice.cause}): {notice.summary}",
             )
-        session.add(
-            KindleNotice(
-                inbound_email_id=email_id,
-                delivery_id=delivery.id if delivery is not None else None,
-                cause=notice.cause,
-                code=notice.code,
-                authentic=notice.authentic,
-                trust_reason=notice.why[:2000],
-                action=action,
-                summary=notice.summary,
-                created_at=utcnow(),
-            )
+        record_notice(
+            session,
+            inbound_email_id=email_id,
+            delivery_id=delivery.id if delivery is not None else None,
+            cause=notice.cause,
+            code=notice.code,
+            authentic=notice.authentic,
+            trust_reason=notice.why,
+            action=action,
+            summary=notice.summary,
         )
         set_state(session, email_id, InboundState.KINDLE_NOTICE, why[:2000])
         return action, (delivery.id if delivery is not None else None)
 
 
 def _act(pipeline: Pipeline, email_id: int, notice, action: str, delivery_id: int | None) -> NoticeOutcome:
-    from inbox_pipeline.db.ledger import get_delivery
-
     user_id = None
     if delivery_id is not None:
         with pipeline.sessions() as session:
@@ -175,33 +172,22 @@ def _act(pipeline: Pipeline, email_id: int, notice, action: str, delivery_id: in
 
 
 def _notify(pipeline: Pipeline, *, user_id: int, dedup_key: str, subject: str, body: str) -> str:
-    from inbox_pipeline.services.notify import KINDLE_REJECTED, notify_user
-
     return notify_user(
         pipeline, user_id=user_id, kind=KINDLE_REJECTED, dedup_key=dedup_key, subject=subject, body=body,
     ).status
 
 
 def _title(pipeline: Pipeline, item_kind: str, item_id: int) -> str:
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.models import Digest, Newsletter
-
     with pipeline.sessions() as session:
         if item_kind == "newsletter":
-            return session.scalar(select(Newsletter.subject).where(Newsletter.id == item_id)) or "a newsletter"
+            return newsletter_subject(session, item_id) or "a newsletter"
         if item_kind == "digest":
-            period = session.scalar(select(Digest.period_key).where(Digest.id == item_id)) or ""
-            return f"your digest ({period})"
+            return f"your digest ({digest_period_key(session, item_id) or ''})"
     return "the test book"
 
 
 def _original_link(pipeline: Pipeline, item_kind: str, item_id: int) -> str | None:
     """The newsletter's own "view online" link, when the email had one (else None)."""
-    from inbox_pipeline.core.kindle_notice import web_version_link
-    from inbox_pipeline.db.newsletters import get_newsletter
-    from inbox_pipeline.services.process import load_email
-
     if item_kind != "newsletter":
         return None
     with pipeline.sessions() as session:
@@ -210,10 +196,6 @@ def _original_link(pipeline: Pipeline, item_kind: str, item_id: int) -> str | No
 
 
 def _tell_operator(pipeline: Pipeline, email_id: int, notice, delivery_id: int | None) -> None:
-    import logging
-
-    from inbox_pipeline.services.alerts import operator_email, send_operator_alert
-
     subject = f"Amazon notice #{email_id} ({notice.cause}{', ' + notice.code if notice.code else ''})"
     body = (
         f"An Amazon notice arrived at {pipeline.options.sender} (inbound email #{email_id}).\n"
@@ -228,12 +210,6 @@ def _tell_operator(pipeline: Pipeline, email_id: int, notice, delivery_id: int |
 
 def resend(pipeline: Pipeline, delivery_id: int, *, variant: str) -> str:
     """Send a rejected delivery's newsletter again as ``variant`` (its own ledger row: at most once)."""
-    from inbox_pipeline.core.convert import ConvertOptions, convert_email
-    from inbox_pipeline.db.ledger import get_delivery
-    from inbox_pipeline.db.newsletters import get_newsletter
-    from inbox_pipeline.seams.mailer import build_epub_email
-    from inbox_pipeline.services.ledger_send import send_once
-
     with pipeline.sessions() as session:
         original = get_delivery(session, delivery_id)
         if original.item_kind != "newsletter":
