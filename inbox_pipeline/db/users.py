@@ -7,6 +7,7 @@ Public functions (all take a ``Session``; none commits):
 - ``find_user(session, user_id) -> User | None``, ``user_email(session, user_id) -> str | None``
 - ``users_per_plan(session) -> dict[int, int]``  (plan id -> users on it)
 - ``addresses_with_owners(session, user_id=None) -> list[tuple[InboundAddress, str]]``  (with the owner's email)
+- ``first_address_on(session, user_id, domain) -> str | None``: the user's oldest address on ``domain``
 - ``newest_device_id(session, user_id) -> int | None``, ``has_active_kindle(session, user_id) -> bool``
 - ``set_device_check(session, device_id, state, reason, *, now) -> KindleDevice | None`` (``kindle verify``)
 - ``settle_device_checks(session, *, checked_before, reason) -> int``: ``pending`` checks older than that
@@ -212,6 +213,14 @@ def addresses_with_owners(session: Session, user_id: int | None = None) -> list[
     if user_id is not None:
         query = query.where(InboundAddress.user_id == user_id)
     return [(address, email) for address, email in session.execute(query)]
+
+
+def first_address_on(session: Session, user_id: int, domain: str) -> str | None:
+    return session.scalar(
+        select(InboundAddress.address)
+        .where(InboundAddress.user_id == user_id, InboundAddress.address.like(f"%@{domain}"))
+        .order_by(InboundAddress.id)
+    )
 
 
 def newest_device_id(session: Session, user_id: int) -> int | None:

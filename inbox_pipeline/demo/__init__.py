@@ -15,10 +15,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from inbox_pipeline.config import Settings
+from inbox_pipeline.config import Settings
+from inbox_pipeline.db.engine import make_engine, session_factory, upgrade
+from inbox_pipeline.db.errors import NotFound
+from inbox_pipeline.db.users import add_user, first_address_on, get_user, issue_address
+from inbox_pipeline.seams.inbox import inbox_from_uri
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 PLACEHOLDER_ADDRESS = b"demo-reader@in.localhost"
@@ -38,29 +40,19 @@ def sample_files() -> list[Path]:
     return sorted(SAMPLES_DIR.glob("*.eml"))
 
 
-def seed_demo(settings: "Settings", *, migrate: bool = True) -> DemoSeed:
+def seed_demo(settings: Settings, *, migrate: bool = True) -> DemoSeed:
     """Create (once) the demo user with an inbound address on the configured domain and a Kindle address."""
-    from sqlalchemy import select
-
-    from inbox_pipeline.db.engine import make_engine, session_factory, upgrade
-    from inbox_pipeline.db.models import InboundAddress, User
-    from inbox_pipeline.db.users import add_user, issue_address
-
     if migrate:
         upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
         with session_factory(engine).begin() as session:
-            user = session.scalar(select(User).where(User.email == DEMO_USER_EMAIL))
-            created = user is None
-            if user is None:
-                user = add_user(session, email=DEMO_USER_EMAIL, plan="unlimited", kindle=DEMO_KINDLE)
+            try:
+                user, created = get_user(session, DEMO_USER_EMAIL), False
+            except NotFound:
+                user, created = add_user(session, email=DEMO_USER_EMAIL, plan="unlimited", kindle=DEMO_KINDLE), True
             domain = settings.inbound_domain
-            address = session.scalar(
-                select(InboundAddress.address)
-                .where(InboundAddress.user_id == user.id, InboundAddress.address.like(f"%@{domain}"))
-                .order_by(InboundAddress.id)
-            )
+            address = first_address_on(session, user.id, domain)
             if address is None:
                 address = issue_address(session, user.id, "newsletters", domain=domain).address
             kindle = user.kindle.email if user.kindle else ""
@@ -85,10 +77,8 @@ def addressed_sample(path: Path, address: str, *, fresh_ids: bool = False) -> by
     return data
 
 
-def drop_samples(settings: "Settings", address: str, *, fresh_ids: bool = False) -> list[str]:
+def drop_samples(settings: Settings, address: str, *, fresh_ids: bool = False) -> list[str]:
     """Put every sample into the inbox; returns the keys."""
-    from inbox_pipeline.seams.inbox import inbox_from_uri
-
     inbox = inbox_from_uri(settings.inbox)
     prefix = uuid.uuid4().hex[:6] + "-" if fresh_ids else ""
     keys = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
@@ -21,7 +22,9 @@ from inbox_pipeline.db.intake import waiting_emails as held_emails
 from inbox_pipeline.db.models import InboundState
 from inbox_pipeline.seams._aws import error_code
 from inbox_pipeline.seams.mailer import TransientMailError
-from inbox_pipeline.services.context import Pipeline
+
+if TYPE_CHECKING:  # the context module builds seams through this one's UnusableConfiguration
+    from inbox_pipeline.services.context import Pipeline
 
 MAILER = "mailer"
 STORAGE = "storage"

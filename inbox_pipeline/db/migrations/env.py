@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from inbox_pipeline.config import Settings, load_dotenv_once
+from inbox_pipeline.db.engine import make_engine
 from inbox_pipeline.db.models import Base, UtcDateTime
 
 target_metadata = Base.metadata
@@ -36,8 +38,6 @@ def run() -> None:
             context.run_migrations()
         return
 
-    from inbox_pipeline.config import Settings, load_dotenv_once
-    from inbox_pipeline.db.engine import make_engine
 
     load_dotenv_once()
     url = context.get_x_argument(as_dictionary=True).get("url") or Settings.from_env().database_url
