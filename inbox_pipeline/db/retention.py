@@ -6,11 +6,12 @@ deletes the objects first, then the rows with these:
 - ``expired_emails(session, states, cutoff, *, after_id, limit) -> list[ExpiredEmail]``: emails in
   ``states`` since before ``cutoff`` (id order, after ``after_id``), except newsletters inside a digest
   still being delivered.
-- ``delete_emails(session, email_ids, newsletter_ids) -> Deleted``: their ledger rows, notifications,
+- ``delete_emails(session, email_ids, newsletter_ids) -> dict[str, int]``: their ledger rows, notifications,
   newsletters (with digest membership) and the emails; copies marked duplicate of them keep their row.
+  The counts are keyed ``inbound_emails``, ``newsletters``, ``digests``, ``deliveries``, ``notifications``.
 - ``expired_digests(session, statuses, cutoff, *, after_id, limit) -> list[tuple[int, list[str]]]``:
   (digest id, volume keys) of digests in ``statuses`` last changed before ``cutoff``.
-- ``delete_digests(session, digest_ids) -> Deleted``: their ledger rows, notifications, members and rows.
+- ``delete_digests(session, digest_ids) -> dict[str, int]``: their ledger rows, notifications, members and rows.
 
 Deletes are said explicitly, not left to ON DELETE CASCADE / SET NULL: SQLite
 applies those only on connections that turned foreign keys on.
@@ -19,6 +20,7 @@ applies those only on connections that turned foreign keys on.
 from __future__ import annotations
 
 from collections.abc import Collection
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,17 +37,6 @@ class ExpiredEmail:
     newsletter_id: int | None
     epub_key: str | None
     fanout_of_id: int | None
-
-
-@dataclass
-class Deleted:
-    """Rows deleted, per table."""
-
-    inbound_emails: int = 0
-    newsletters: int = 0
-    digests: int = 0
-    deliveries: int = 0
-    notifications: int = 0
 
 
 def expired_emails(
@@ -73,14 +64,14 @@ def expired_emails(
     return [ExpiredEmail(*row) for row in rows]
 
 
-def delete_emails(session: Session, email_ids: Collection[int], newsletter_ids: Collection[int]) -> Deleted:
-    deleted = Deleted()
+def delete_emails(session: Session, email_ids: Collection[int], newsletter_ids: Collection[int]) -> dict[str, int]:
+    deleted: Counter[str] = Counter()
     if newsletter_ids:
-        deleted.deliveries = session.execute(
+        deleted["deliveries"] = session.execute(
             delete(Delivery).where(Delivery.item_kind == "newsletter", Delivery.item_id.in_(newsletter_ids))
         ).rowcount
     keys = [f"newsletter-{n}" for n in newsletter_ids] + [f"inbound-{e}" for e in email_ids]
-    deleted.notifications = session.execute(
+    deleted["notifications"] = session.execute(
         delete(Notification).where(
             Notification.kind.in_(("delivery_failed", "confirmation_forwarded")),
             Notification.dedup_key.in_(keys),
@@ -88,12 +79,12 @@ def delete_emails(session: Session, email_ids: Collection[int], newsletter_ids: 
     ).rowcount
     if newsletter_ids:
         session.execute(delete(DigestMember).where(DigestMember.newsletter_id.in_(newsletter_ids)))
-        deleted.newsletters = session.execute(delete(Newsletter).where(Newsletter.id.in_(newsletter_ids))).rowcount
+        deleted["newsletters"] = session.execute(delete(Newsletter).where(Newsletter.id.in_(newsletter_ids))).rowcount
     session.execute(
         update(InboundEmail).where(InboundEmail.duplicate_of_id.in_(email_ids)).values(duplicate_of_id=None)
     )
-    deleted.inbound_emails = session.execute(delete(InboundEmail).where(InboundEmail.id.in_(email_ids))).rowcount
-    return deleted
+    deleted["inbound_emails"] = session.execute(delete(InboundEmail).where(InboundEmail.id.in_(email_ids))).rowcount
+    return dict(deleted)
 
 
 def expired_digests(
@@ -112,16 +103,16 @@ def expired_digests(
     return [(digest_id, list(keys or [])) for digest_id, keys in rows]
 
 
-def delete_digests(session: Session, digest_ids: Collection[int]) -> Deleted:
-    deleted = Deleted()
-    deleted.deliveries = session.execute(
+def delete_digests(session: Session, digest_ids: Collection[int]) -> dict[str, int]:
+    deleted: Counter[str] = Counter()
+    deleted["deliveries"] = session.execute(
         delete(Delivery).where(Delivery.item_kind == "digest", Delivery.item_id.in_(digest_ids))
     ).rowcount
-    deleted.notifications = session.execute(
+    deleted["notifications"] = session.execute(
         delete(Notification).where(
             Notification.kind == "delivery_failed", Notification.dedup_key.in_([f"digest-{d}" for d in digest_ids])
         )
     ).rowcount
     session.execute(delete(DigestMember).where(DigestMember.digest_id.in_(digest_ids)))
-    deleted.digests = session.execute(delete(Digest).where(Digest.id.in_(digest_ids))).rowcount
-    return deleted
+    deleted["digests"] = session.execute(delete(Digest).where(Digest.id.in_(digest_ids))).rowcount
+    return dict(deleted)

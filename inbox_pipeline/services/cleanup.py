@@ -39,13 +39,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from inbox_pipeline.config import PREFIX
 from inbox_pipeline.services.context import Pipeline, utcnow
-
-if TYPE_CHECKING:
-    from inbox_pipeline.db.retention import Deleted
 
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_FAILED_RETENTION_DAYS = 90
@@ -108,12 +104,10 @@ class CleanupReport:
     def removed(self) -> int:
         return self.inbound_emails + self.digests
 
-    def add(self, deleted: Deleted) -> None:
-        self.inbound_emails += deleted.inbound_emails
-        self.newsletters += deleted.newsletters
-        self.digests += deleted.digests
-        self.deliveries += deleted.deliveries
-        self.notifications += deleted.notifications
+    def add(self, deleted: Mapping[str, int]) -> None:
+        """Count rows deleted, keyed by the field they add to (``inbound_emails``, ``deliveries``, ...)."""
+        for name, rows in deleted.items():
+            setattr(self, name, getattr(self, name) + rows)
 
 
 def clean_up(pipeline: Pipeline, now: datetime | None = None, policy: RetentionPolicy | None = None) -> CleanupReport:
