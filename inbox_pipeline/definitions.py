@@ -29,7 +29,7 @@ from inbox_pipeline.defs.intake.sensors import build_inbox_sensor
 from inbox_pipeline.defs.maintenance import build_maintenance_definitions
 from inbox_pipeline.defs.resources import build_resources
 from inbox_pipeline.seams.inbox import inbox_from_uri
-from inbox_pipeline.services.notify import notice_grace
+from inbox_pipeline.services.notice_grace import notice_grace
 
 
 def notice_retry_seconds() -> int:

@@ -30,7 +30,6 @@ The causes and their keys (one notice per key):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -56,9 +55,8 @@ from inbox_pipeline.db.notifications import (
 from inbox_pipeline.db.users import has_active_kindle, newest_device_id, user_email
 from inbox_pipeline.seams.mailer import TransientMailError, build_notification_email
 from inbox_pipeline.services.context import Pipeline, utcnow
+from inbox_pipeline.services.notice_grace import DEFAULT_GRACE, GRACE_VARIABLE, notice_grace  # noqa: F401 - read here too
 RESEND_WITHIN = timedelta(days=3)  # older "try later" notices are no longer worth sending
-GRACE_VARIABLE = "INBOX_PIPELINE_NOTICE_GRACE_MINUTES"
-DEFAULT_GRACE = timedelta(minutes=30)  # time for the operator to re-execute before the user hears of it
 
 NO_KINDLE = "no_kindle"
 QUOTA_REACHED = "quota_reached"
@@ -123,12 +121,6 @@ def _scoped_key(session: Session, kind: str, user_id: int, dedup_key: str) -> st
 
 
 # --- claim and send ---------------------------------------------------------------------
-
-
-def notice_grace(environ=None) -> timedelta:
-    """How long a ``delivery_failed`` notice waits (``INBOX_PIPELINE_NOTICE_GRACE_MINUTES``, default 30)."""
-    value = ((os.environ if environ is None else environ).get(GRACE_VARIABLE) or "").strip()
-    return timedelta(minutes=float(value)) if value else DEFAULT_GRACE
 
 
 def claim_notification(
