@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from inbox_pipeline.seams.inbox import inbox_from_uri
 
 if TYPE_CHECKING:
     from inbox_pipeline.config import Settings
@@ -117,9 +121,6 @@ def amazon_notice(
 
 def newest_book(outbox: Path) -> tuple[str, str] | None:
     """(the Kindle address, the attachment's name) of the newest EPUB email in the outbox folder."""
-    from email import policy
-    from email.parser import BytesParser
-
     for path in sorted(outbox.glob("*.eml"), reverse=True):  # names start with the send time
         message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
         for part in message.iter_attachments():
@@ -132,8 +133,6 @@ def answer_newest_book(settings: "Settings", says: str) -> str:
     """Write Amazon's notice (``says``: "e999" or "not-approved") for the newest book into the inbox.
 
     Returns what was done, in words; raises ``ValueError`` when there is nothing to answer."""
-    from inbox_pipeline.seams.inbox import inbox_from_uri
-
     if not settings.mailer.startswith("outbox:"):
         raise ValueError(f"the demo answers books in an outbox folder; the mailer is {settings.mailer!r}")
     found = newest_book(Path(settings.mailer.removeprefix("outbox:")).expanduser())

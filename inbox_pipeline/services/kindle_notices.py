@@ -21,10 +21,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from inbox_pipeline.core.convert import ConvertOptions, convert_email
-from inbox_pipeline.core.kindle_notice import read_notice, web_version_link
-from inbox_pipeline.db.intake import get_inbound, raw_key, set_state
-from inbox_pipeline.db.ledger import delivery_by_token, get_delivery, reject_delivery
+from inbox_pipeline.core.kindle_notice import read_notice
+from inbox_pipeline.core.kindle_notice import rejection_rates as judge
+from inbox_pipeline.core.kindle_notice import web_version_link
 from inbox_pipeline.db.digests import digest_period_key
+from inbox_pipeline.db.intake import get_inbound, raw_key, set_state
+from inbox_pipeline.db.ledger import delivery_by_token, get_delivery, reject_delivery, rejections_by_cause
 from inbox_pipeline.db.models import DeliveryVariant, InboundState, KindleCheck
 from inbox_pipeline.db.newsletters import get_newsletter, newsletter_subject
 from inbox_pipeline.db.notices import record_notice, recorded_notice
@@ -241,9 +243,6 @@ def rejection_rates(
     pipeline: Pipeline, *, now: datetime | None = None, window: timedelta = REJECTION_WINDOW
 ) -> tuple[int, tuple["RejectionRate", ...]]:
     """Books that reached Amazon within ``window``, and per cause how many it refused (and whether to warn)."""
-    from inbox_pipeline.core.kindle_notice import rejection_rates as judge
-    from inbox_pipeline.db.ledger import rejections_by_cause
-
     with pipeline.sessions() as session:
         reached, rejected = rejections_by_cause(session, since=(now or utcnow()) - window)
     return reached, judge(reached, rejected)
