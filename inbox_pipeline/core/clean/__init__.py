@@ -10,7 +10,7 @@ from email.utils import parseaddr
 
 
 from ..language import guess_language
-from ..parse import text_to_html
+from ..mime import text_to_html
 from .article import CleanedArticle
 from .dom import Element, ascii_lower, collapse, parse, text_of
 from .engine import Cleaner, link_target
