@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inbox_pipeline.core.pace import Pace, PaceState, QuotaSpent, Slot, reserve, round_robin
-from inbox_pipeline.core.parse import recipient_hint
+from inbox_pipeline.core.mime import recipient_hint
 
 T0 = 1_780_000_000.0  # an instant on an hour boundary is not needed; any epoch second works
 
