@@ -68,6 +68,7 @@ def clean_html(
         cleaner.drop_signatures()
     cleaner.drop_button_links()
     cleaner.drop_sponsor_sections()
+    cleaner.drop_ad_units()
     cleaner.score_blocks()
     linearise_tables(body)
     title = _title(subject, html_title, body)

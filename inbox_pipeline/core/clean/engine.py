@@ -64,6 +64,8 @@ _SHARE_OR_APP_HREF = phrases.Finder(_SHARE_HREF.pattern + "|" + _APP_HREF.patter
 # The ESP hosts and paths of lexicon.toml's [link_targets] join the patterns as plain strings.
 _UNSUB_HREF_ANY = phrases.Finder("|".join([_UNSUB_HREF.pattern, *map(re.escape, phrases.PREFERENCE_LINKS)]))
 _TWEET_ANY = phrases.Finder(_TWEET.pattern)
+_HELP_HREF_ANY = phrases.Finder("|".join(map(re.escape, phrases.HELP_LINKS)))
+_AD_HREF_ANY = phrases.Finder("|".join(map(re.escape, phrases.AD_LINKS)))
 _SMALL_STYLE = re.compile(r"(?:^|;)(?:width|height):(\d+)px")
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+(?=[^\s])")
 HEADLINE_WORDS = 4  # "Follow the last ferry": fewer words are a button's
@@ -77,6 +79,8 @@ LABEL_MAX_ELEMENTS = 12
 LABEL_LETTERS = 40  # letters: the most a label ("Back to top", "Can we help?") says
 SIGN_UP_BOX_MAX = 400  # letters: a form this small with a text field asks for an address
 SPONSOR_SECTION_MAX = 1500  # letters: a sponsor's blurb, never a whole issue
+AD_UNIT_MAX = 300  # letters: the pitch beside an ad server's banner
+HELP_LINE_MAX = 150  # letters: a help line at the very foot, known by its words alone
 _RULE_LINE = re.compile(r"^\s*(?:[-=_*~#+]\s*){3,}$")  # a plain-text rule: ----, ====, ____
 _E_MAIL = re.compile(r"\b[\w.+-]{1,64}@[\w-]{1,63}\.[a-z]{2,}", re.IGNORECASE)  # a signature's or a list manager's address
 _SIGNATURE_LINE = re.compile(r"^\s*--\s*$")  # "-- ": the signature follows (RFC 3676)
@@ -242,7 +246,7 @@ class _Unit:
     __slots__ = (
         "el", "parent", "parts", "nodes", "button_chars", "clutter_link", "protected",
         "text", "lower", "size", "drop", "strong", "kept_size", "dropped_strong", "list_link",
-        "link_count", "link_chars", "headline", "cta",
+        "link_count", "link_chars", "headline", "cta", "help_link",
     )
 
     def __init__(self, el: Element, parent: "_Unit | None", protected: bool):
@@ -257,6 +261,7 @@ class _Unit:
         self.link_chars = 0
         self.headline = False  # holds a roundup's headline link
         self.cta = False  # holds a link drawn as a button
+        self.help_link = False  # holds a link to a help centre, a support page or mailbox
         self.protected = protected  # inside an element the platform marks as the article
         self.text = ""
         self.lower = ""
@@ -562,6 +567,34 @@ class Cleaner:
                 drop_tree(following)
                 self.removed += 1
 
+    def drop_ad_units(self) -> None:
+        """An e-zine's ad unit without a label: a banner (an image linked to an ad server, or
+        served by one) and the short pitch beside it. The smallest block around the banner that
+        holds any words goes, when it is short; in a longer block the banner goes alone. A
+        link with words to an ad server is left alone (an article may name ads.example.com)."""
+        body = self.body
+        total = letters(text_of(body)) or 1
+        for a in list(body.iter("a")):
+            if _dropped(a, body):
+                continue
+            images = [img.get("src") or "" for img in a.iter("img")]
+            if not images or letters(text_of(a)):
+                continue
+            targets = [a.get("href") or "", *images]
+            if not any(_AD_HREF_ANY.search(t.strip()[:_HREF_PREFIX].lower()) for t in targets):
+                continue
+            block = a.getparent()
+            while block is not None and block is not body and (block.tag not in BLOCK_TAGS or not letters(text_of(block))):
+                block = block.getparent()
+            if block is not None and block is not body:
+                size = letters(text_of(block))
+                if size <= AD_UNIT_MAX and size <= total * 0.4:
+                    drop_tree(block)
+                    self.removed += 1
+                    continue
+            drop_tree(a)
+            self.removed += 1
+
     @staticmethod
     def _section_size_ok(text: str, total: int) -> bool:
         """A sponsor's section is short beside the issue; a larger one is the issue itself."""
@@ -677,6 +710,8 @@ class Cleaner:
             scanned = self._scan(lower)
             strong_count = sum(1 for name in scanned if name in STRONG)
             weak = {name for name in scanned if name not in STRONG}
+            if "support" in weak and not (u.help_link or (position >= FOOT and size <= HELP_LINE_MAX)):
+                weak.discard("support")  # "here to help" in prose: a footer's only beside a help link, or at the very foot
             if strong_count:
                 # The address test is the costly one: it runs only where it can change the outcome.
                 if size > 220 and self._prose_lines_lead(u):
@@ -818,6 +853,8 @@ class Cleaner:
         short = len(text) <= 80
         if short and a not in self.headlines and phrases.is_button(text):
             unit.button_chars += letters(text)
+        if _HELP_HREF_ANY.search(href):
+            unit.help_link = True
         if self.list_targets and link_target(href) in self.list_targets:
             unit.list_link = True
         if _UNSUB_HREF_ANY.search(href) or (short and self._has_strong(text)):
@@ -862,6 +899,8 @@ class Cleaner:
             kept = []
             for sentence in sentences:
                 found = self._scan(sentence.lower())
+                if "support" in found and offset / total < FOOT:
+                    found = [name for name in found if name != "support"]  # help words in prose, not yet at the foot
                 if not STRONG.isdisjoint(found):
                     continue
                 if late and letters(sentence) <= 250 and (found or phrases.has_address(sentence)):

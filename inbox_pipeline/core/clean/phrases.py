@@ -55,14 +55,17 @@ def load_labels(path: Path = LEXICON_PATH) -> dict[str, re.Pattern[str]]:
 LABELS = load_labels()
 
 
-def load_link_targets(path: Path = LEXICON_PATH) -> tuple[str, ...]:
-    """Pieces of lower-cased hrefs that lead to a preference centre or an unsubscribe endpoint."""
+def load_link_targets(kind: str = "preferences", path: Path = LEXICON_PATH) -> tuple[str, ...]:
+    """Pieces of lower-cased hrefs of one kind: "preferences" (a preference centre or an
+    unsubscribe endpoint), "help" (a help centre, a support page or mailbox), "ads" (an ad server)."""
     with open(path, "rb") as fh:
         targets = tomllib.load(fh).get("link_targets", {})
-    return tuple(piece.lower() for pieces in targets.values() for piece in pieces)
+    return tuple(piece.lower() for piece in targets.get(kind, ()))
 
 
-PREFERENCE_LINKS = load_link_targets()
+PREFERENCE_LINKS = load_link_targets("preferences")
+HELP_LINKS = load_link_targets("help")
+AD_LINKS = load_link_targets("ads")
 _LABEL_TRIM = " \t\n\r\xa0|·•-–—:»«›‹→←>!?.*#_"
 
 

@@ -774,3 +774,261 @@ def test_plain_text_sent_as_html_keeps_its_lines() -> None:
     article = clean_html(body)
     assert_kept(article, sections[0], sections[1])
     assert_dropped(article, "Return to TOP")
+
+
+# --- more shapes: transactional templates (Mandrill), HubSpot, Brevo, an early e-zine's tables -
+
+mandrill = _shape(
+    "mandrill",
+    '<html><body style="background:#f4f4f4"><center><table width="560" cellpadding="0" cellspacing="0">'
+    '<tr><td style="padding:24px;background:#fff;font-family:Helvetica">{top}{article}</td></tr>'
+    '<tr><td style="padding:16px;font-size:13px;color:#666">{foot}</td></tr>'
+    "</table></center></body></html>",
+    (("x-mailer", "Mandrill"),),
+)
+hubspot = _shape(
+    "hubspot",
+    '<html><body><div id="email-body"><table class="hse-body-wrapper-table" width="100%"><tr><td>'
+    '<div class="hse-section"><div class="hse-column"><div class="hs_cos_wrapper_type_rich_text">{top}</div></div></div>'
+    '<div class="hse-section"><div class="hse-column"><div class="hs_cos_wrapper_type_rich_text">{article}</div></div></div>'
+    '<div class="hse-section"><div class="hse-column"><div class="hs_cos_wrapper_type_rich_text">{foot}</div></div></div>'
+    "</td></tr></table></div></body></html>",
+    (("x-hs-email", "1"),),
+)
+brevo = _shape(
+    "brevo",
+    '<html><body><table width="100%" bgcolor="#eeeeee"><tr><td align="center"><table width="600" bgcolor="#ffffff">'
+    '<tr><td style="padding:10px">{top}</td></tr>'
+    '<tr><td style="padding:20px;font-family:Arial">{article}</td></tr>'
+    '<tr><td style="padding:20px;font-size:12px;text-align:center">{foot}</td></tr>'
+    "</table></td></tr></table></body></html>",
+    (("x-mailer", "Sendinblue"),),
+)
+ezine = _shape(
+    "ezine",
+    '<html><body bgcolor="#ffffff"><table width="600" border="0" cellpadding="0" cellspacing="0">'
+    '<tr><td colspan="2"><font face="Arial" size="2">{top}</font></td></tr>'
+    '<tr><td width="150" valign="top"><font size="1">&nbsp;</font></td>'
+    '<td width="450" valign="top"><font face="Arial" size="2">{article}</font></td></tr>'
+    '<tr><td colspan="2"><font face="Arial" size="1">{foot}</font></td></tr>'
+    "</table></body></html>",
+    (("x-mailer", "iMakeNews"),),
+)
+
+
+# --- the help footer of a welcome note: "questions? we're here to help", a help centre -----------
+
+HELP_NOTES = [
+    (mandrill, "en", "<p>We're here to help. Visit our <a href='https://help.tide.example.com/'>Help Center</a> "
+     "or write to <a href='mailto:support@tide.example.com'>support@tide.example.com</a>.</p>",
+     ["We're here to help", "Help Center"]),
+    (mandrill, "en", "<p>Stuck on something? Our support team is happy to help: "
+     "<a href='https://tide.example.com/contact'>contact support</a>.</p>", ["Our support team is happy to help", "contact support"]),
+    (mailchimp, "en", "<p>Anything we can do? Simply reply to this email and a real person will answer.</p>",
+     ["Simply reply to this email"]),
+    (hubspot, "de", "<p>Sie haben Fragen? Wir helfen Ihnen gerne weiter. <a href='https://gezeiten.example.de/hilfe'>Zum Hilfe-Center</a></p>",
+     ["Wir helfen Ihnen gerne weiter", "Zum Hilfe-Center"]),
+    (brevo, "fr", "<p>Une question ? Notre équipe est là pour vous aider : "
+     "<a href='mailto:support@maree.example.fr'>support@maree.example.fr</a></p>", ["Notre équipe est là pour vous aider"]),
+    (mailchimp, "es", "<p>¿Tienes dudas? Estamos aquí para ayudarte. <a href='https://mareas.example.es/ayuda'>Centro de ayuda</a></p>",
+     ["Estamos aquí para ayudarte", "Centro de ayuda"]),
+    (hubspot, "it", "<p>Hai domande? Siamo qui per aiutarti: <a href='https://maree.example.it/supporto'>contatta l'assistenza</a>.</p>",
+     ["Siamo qui per aiutarti", "contatta l'assistenza"]),
+    (brevo, "nl", "<p>Vragen? We helpen je graag. Beantwoord deze e-mail of bezoek ons "
+     "<a href='https://getij.example.nl/help'>helpcentrum</a>.</p>", ["We helpen je graag", "helpcentrum"]),
+    (mandrill, "pt", "<p>Dúvidas? Estamos aqui para ajudar. Responda a este e-mail ou visite a nossa "
+     "<a href='https://mares.example.pt/ajuda'>central de ajuda</a>.</p>", ["Estamos aqui para ajudar", "central de ajuda"]),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "foot", "gone"), HELP_NOTES,
+                         ids=[f"{s.__name__}-{lang}-{i}" for i, (s, lang, *_) in enumerate(HELP_NOTES)])
+def test_a_welcome_note_help_footer_goes(shape, language, foot, gone) -> None:
+    check(clean(shape, language, foot=foot), language, *gone)
+
+
+HELP_PROSE = [
+    # a paragraph of the article, past its middle, about help and support: an article's, not a footer's
+    ("en", "<p>The operator says its support team is here to help stranded passengers, and a help centre "
+     "opens on the quay at six; <a href='https://tide.example.com/p/quay'>the new quay</a> has a waiting room.</p>",
+     "its support team is here to help stranded passengers"),
+    ("de", "<p>Der Betreiber sagt, sein Team helfe gestrandeten Fahrgästen gerne weiter; ein Hilfe-Center am Kai "
+     "öffnet um sechs.</p>", "sein Team helfe gestrandeten Fahrgästen gerne weiter"),
+    ("fr", "<p>L'exploitant dit que son équipe est là pour aider les passagers bloqués, et qu'un centre d'aide "
+     "ouvre sur le quai à six heures.</p>", "son équipe est là pour aider les passagers bloqués"),
+]
+
+
+@pytest.mark.parametrize(("language", "prose", "kept"), HELP_PROSE, ids=[lang for lang, *_ in HELP_PROSE])
+def test_prose_about_help_and_support_stays(language, prose, kept) -> None:
+    for shape in (mandrill, hubspot):
+        html, headers = shape(ARTICLES[language] + prose + ARTICLES[language].replace("h2", "h3"))
+        assert_kept(clean_html(html, headers=headers), kept, KEPT[language])
+        # the article's last paragraph, right above the footer
+        html, headers = shape(ARTICLES[language] + prose, "", "<p>Tide Notes</p>")
+        assert_kept(clean_html(html, headers=headers), kept)
+
+
+# --- an e-zine's ad unit: a label, or an image linked to an ad server with a short pitch ---------
+
+AD_SERVER_UNITS = [
+    ("en", "http://ads.tidezine.example.com/adclick.php?n=a1b2", "http://ads.tidezine.example.com/adview.php?n=a1b2",
+     "Harbourline rain jackets: stay dry on every crossing."),
+    ("de", "https://ad.doubleclick.net/ddm/clk/123;456", "https://tide.example.com/banners/harbourline.gif",
+     "Harbourline Regenjacken: trocken über jede Überfahrt."),
+    ("fr", "http://www.maree.example.fr/www/delivery/ck.php?oaparams=2__bannerid=7", "http://www.maree.example.fr/www/delivery/avw.php?zoneid=3",
+     "Vestes Harbourline : au sec à chaque traversée."),
+    ("es", "http://adserver.mareas.example.es/click?id=9", "http://adserver.mareas.example.es/img/9.gif",
+     "Chaquetas Harbourline: secos en cada travesía."),
+    ("it", "http://maree.example.it/adclick?id=4", "http://maree.example.it/ads/4.jpg",
+     "Giacche Harbourline: asciutti a ogni traversata."),
+    ("nl", "http://ads.getij.example.nl/c/5", "http://ads.getij.example.nl/i/5.gif",
+     "Harbourline regenjassen: droog over elke overtocht."),
+    ("pt", "http://mares.example.pt/adserver/clk?b=6", "http://mares.example.pt/adserver/img?b=6",
+     "Casacos Harbourline: secos em cada travessia."),
+]
+
+
+@pytest.mark.parametrize(("language", "href", "src", "pitch"), AD_SERVER_UNITS, ids=[lang for lang, *_ in AD_SERVER_UNITS])
+def test_an_ad_server_image_link_goes_with_its_pitch(language, href, src, pitch) -> None:
+    """No label: the image links to an ad server, the pitch sits beside it in its own cell."""
+    ad = (f"<table width='450'><tr><td width='125'><a href='{href}'><img src='{src}' width='120' height='60'></a></td>"
+          f"<td><font size='1'>{pitch} <a href='{href}'>Harbourline</a></font></td></tr></table>")
+    html, headers = ezine(ARTICLES[language] + ad + ARTICLES[language].replace("h2", "h3"))
+    check(clean_html(html, headers=headers), language, pitch)
+
+
+def test_an_ad_server_banner_alone_takes_its_pitch_row() -> None:
+    """The banner in one row, its pitch (linked through the same ad server) in the next."""
+    href = "http://ads.tidezine.example.com/adclick.php?n=a1b2"
+    ad = (f"<table width='450'><tr><td><a href='{href}'><img src='http://ads.tidezine.example.com/b.gif' width='468' height='60'></a></td></tr>"
+          f"<tr><td>Stay dry on every crossing. <a href='{href}'>Shop Harbourline</a></td></tr></table>")
+    html, headers = ezine(ARTICLES["en"] + ad + ARTICLES["en"].replace("h2", "h3"))
+    check(clean_html(html, headers=headers), "en", "Stay dry on every crossing", "Shop Harbourline")
+
+
+EZINE_LABELS = [
+    ("en", "Sponsor's Message"),
+    ("en", "Paid advertisement"),
+    ("en", "From our advertisers"),
+    ("de", "Angebot unseres Partners"),
+    ("fr", "Offre partenaire"),
+    ("es", "Oferta de nuestro patrocinador"),
+    ("it", "Offerta dei nostri partner"),
+    ("nl", "Aanbieding van onze partner"),
+    ("pt", "Oferta do nosso parceiro"),
+]
+
+
+@pytest.mark.parametrize(("language", "label"), EZINE_LABELS, ids=[f"{lang}-{i}" for i, (lang, _) in enumerate(EZINE_LABELS)])
+def test_an_e_zine_ad_unit_goes_with_its_label(language, label) -> None:
+    pitch = PITCH.get(language, "Harbourline: 20% off this week.")
+    ad = (f"<table width='450'><tr><td bgcolor='#cccccc'><b>{label}</b></td></tr>"
+          f"<tr><td><a href='https://harbourline.example/r?id=7'><img src='https://harbourline.example/j.gif'></a> {pitch}</td></tr></table>")
+    html, headers = ezine(ARTICLES[language] + ad + ARTICLES[language].replace("h2", "h3"))
+    check(clean_html(html, headers=headers), language, label, pitch)
+
+
+ADVERTISE_HERE = [
+    (ezine, "en", "<p>To advertise in Tide Zine, write to <a href='mailto:ads@tide.example.com'>ads@tide.example.com</a>.</p>", ["To advertise in Tide Zine"]),
+    (ezine, "de", "<p>Werben Sie im Gezeitenbrief: <a href='https://gezeiten.example.de/mediadaten'>Mediadaten</a></p>", ["Werben Sie im Gezeitenbrief"]),
+    (brevo, "fr", "<p>Annoncez dans La Marée : <a href='https://maree.example.fr/pub'>nos tarifs</a></p>", ["Annoncez dans La Marée"]),
+    (ezine, "es", "<p>Anúnciese en Mareas: <a href='https://mareas.example.es/publicidad'>tarifas</a></p>", ["Anúnciese en Mareas"]),
+    (ezine, "it", "<p>Pubblicizza la tua azienda su Maree: <a href='https://maree.example.it/pubblicita'>listino</a></p>", ["Pubblicizza la tua azienda"]),
+    (ezine, "nl", "<p>Adverteren in Getij? <a href='https://getij.example.nl/adverteren'>Tarieven</a></p>", ["Adverteren in Getij"]),
+    (ezine, "pt", "<p>Anuncie no Marés: <a href='https://mares.example.pt/publicidade'>tabela de preços</a></p>", ["Anuncie no Marés"]),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "foot", "gone"), ADVERTISE_HERE, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in ADVERTISE_HERE])
+def test_an_advertise_here_line_goes(shape, language, foot, gone) -> None:
+    check(clean(shape, language, foot=foot), language, *gone)
+
+
+def test_prose_about_ads_and_an_article_photo_link_stay() -> None:
+    """An article about advertising, and a photo linking into the article's site, are content."""
+    prose = ("<p>Advertising on the ferry paid for the new pontoon: the operator sold ad space on the "
+             "ticket office wall to a jacket maker.</p>"
+             "<p><a href='https://tide.example.com/photos/quay'><img src='https://tide.example.com/img/quay.jpg' "
+             "width='400' height='300'></a> The new quay at low water.</p>")
+    html, headers = ezine(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
+    assert_kept(clean_html(html, headers=headers), "Advertising on the ferry paid for the new pontoon",
+                "The new quay at low water", KEPT["en"])
+
+
+def test_a_short_paragraph_linking_an_ad_platform_stays() -> None:
+    """Only a banner marks an ad unit: words linked to an ad platform's site are the article's."""
+    prose = ("<p>The harbour café now buys keywords on <a href='https://ads.google.com/home/'>ads.google.com</a> "
+             "and says bookings doubled.</p>")
+    html, headers = ezine(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
+    assert_kept(clean_html(html, headers=headers), "The harbour café now buys keywords on ads.google.com")
+
+
+# A welcome note's help footer in more of its shapes: a question over a support address, an offer
+# to hear from the reader, "don't hesitate to contact us".
+HELP_NOTES_MORE = [
+    (mandrill, "en", "<p>Have a question?</p><p><a href='mailto:hello@tide.example.com'>hello@tide.example.com</a></p>", ["Have a question?"]),
+    (mandrill, "en", "<p>Questions or feedback? Drop us a line at <a href='mailto:hello@tide.example.com'>hello@tide.example.com</a>.</p>",
+     ["Questions or feedback?", "Drop us a line"]),
+    (hubspot, "en", "<p>If you have any questions or need a hand getting started, don't hesitate to "
+     "<a href='https://tide.example.com/contact'>get in touch</a>.</p>", ["If you have any questions or need a hand"]),
+    (brevo, "de", "<p>Bei Fragen stehen wir Ihnen gerne zur Verfügung: <a href='mailto:service@gezeiten.example.de'>service@gezeiten.example.de</a></p>",
+     ["stehen wir Ihnen gerne zur Verfügung"]),
+    (mandrill, "fr", "<p>Pour toute question, n'hésitez pas à nous contacter à <a href='mailto:contact@maree.example.fr'>contact@maree.example.fr</a>.</p>",
+     ["n'hésitez pas à nous contacter"]),
+    (hubspot, "es", "<p>Si tienes alguna pregunta, no dudes en escribirnos a <a href='mailto:hola@mareas.example.es'>hola@mareas.example.es</a>.</p>",
+     ["no dudes en escribirnos"]),
+    (brevo, "it", "<p>Per qualsiasi domanda non esitare a contattarci: <a href='https://maree.example.it/contatti'>scrivici</a>.</p>",
+     ["non esitare a contattarci"]),
+    (mailchimp, "nl", "<p>Heb je vragen? Aarzel niet om contact met ons op te nemen via <a href='mailto:info@getij.example.nl'>info@getij.example.nl</a>.</p>",
+     ["Aarzel niet om contact met ons op te nemen"]),
+    (mandrill, "pt", "<p>Em caso de dúvidas, não hesite em contactar-nos: <a href='mailto:apoio@mares.example.pt'>apoio@mares.example.pt</a></p>",
+     ["não hesite em contactar-nos"]),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "foot", "gone"), HELP_NOTES_MORE,
+                         ids=[f"{s.__name__}-{lang}-{i}" for i, (s, lang, *_) in enumerate(HELP_NOTES_MORE)])
+def test_more_shapes_of_a_help_footer_go(shape, language, foot, gone) -> None:
+    check(clean(shape, language, foot=foot), language, *gone)
+
+
+def test_a_long_paragraph_about_help_past_the_middle_keeps_its_sentences() -> None:
+    """In a long paragraph of the article, a sentence with help words is prose, not a footer line."""
+    prose = ("<p>The island council met on Thursday to talk about the winter crossings. The operator says its "
+             "support team is here to help stranded passengers, and a help centre opens on the quay at six. "
+             "Councillors asked for a second boat in January, when the storms close the harbour for days.</p>")
+    for shape in (mandrill, brevo):
+        html, headers = shape(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
+        assert_kept(clean_html(html, headers=headers), "its support team is here to help stranded passengers", KEPT["en"])
+
+
+# A short welcome note, where the help footer is a large part of the text (so not far past
+# the middle), and the footer's question names what the reader may need help with.
+WELCOME_NOTE = (
+    "<h1>Welcome to Tide Notes</h1><p>Hi there,</p><p>Thanks for joining Tide Notes. Every Monday you will get the "
+    "week's tide tables for the island crossing, with a note on the sailings most likely to be cancelled.</p>"
+    "<p>Your first issue arrives next Monday morning.</p>"
+)
+WELCOME_FOOTERS = [
+    (mandrill, "<p>Got questions? We've got answers. Visit <a href='https://support.tide.example.com'>support.tide.example.com</a></p>",
+     ["Got questions? We've got answers."]),
+    (hubspot, "<p>Need help getting started? Our team is here for you: <a href='mailto:support@tide.example.com'>support@tide.example.com</a></p>",
+     ["Need help getting started? Our team is here for you"]),
+    (mandrill, "<p>Questions? We're always happy to help. Just reply to this email.</p><p>The Tide Notes team</p>",
+     ["We're always happy to help", "The Tide Notes team"]),
+    (brevo, "<p>Besoin d'aide pour commencer ? Nous sommes là pour vous : <a href='https://aide.maree.example.fr'>aide.maree.example.fr</a></p>",
+     ["Nous sommes là pour vous"]),
+    (hubspot, "<p>Brauchst du Hilfe beim Einrichten? <a href='https://gezeiten.example.de/hilfe'>Zur Hilfe</a></p>",
+     ["Brauchst du Hilfe beim Einrichten"]),
+    (mandrill, "<p>¿Necesitas ayuda con tu cuenta? Estamos aquí para ti: <a href='mailto:ayuda@mareas.example.es'>ayuda@mareas.example.es</a></p>",
+     ["Estamos aquí para ti"]),
+]
+
+
+@pytest.mark.parametrize(("shape", "foot", "gone"), WELCOME_FOOTERS, ids=[f"{s.__name__}-{i}" for i, (s, *_) in enumerate(WELCOME_FOOTERS)])
+def test_a_short_welcome_note_loses_its_help_footer_and_keeps_its_words(shape, foot, gone) -> None:
+    html, headers = shape(WELCOME_NOTE, "", foot)
+    article = clean_html(html, headers=headers)
+    assert_kept(article, "Every Monday you will get the week's tide tables", "Your first issue arrives next Monday morning.")
+    assert_dropped(article, *gone)
