@@ -80,6 +80,7 @@ LABEL_LETTERS = 40  # letters: the most a label ("Back to top", "Can we help?") 
 SIGN_UP_BOX_MAX = 400  # letters: a form this small with a text field asks for an address
 SPONSOR_SECTION_MAX = 1500  # letters: a sponsor's blurb, never a whole issue
 AD_UNIT_MAX = 300  # letters: the pitch beside an ad server's banner
+LABEL_IMAGE_HEIGHT = 40  # px: an image this low, named or alt-texted as an ad, is a label drawn as a picture
 HELP_LINE_MAX = 150  # letters: a help line at the very foot, known by its words alone
 _RULE_LINE = re.compile(r"^\s*(?:[-=_*~#+]\s*){3,}$")  # a plain-text rule: ----, ====, ____
 _E_MAIL = re.compile(r"\b[\w.+-]{1,64}@[\w-]{1,63}\.[a-z]{2,}", re.IGNORECASE)  # a signature's or a list manager's address
@@ -510,6 +511,7 @@ class Cleaner:
         """A block that only says whose ad follows ("Sponsored by X", "Anzeige", "Together with
         X") goes with the section it heads, or with the block right after it. In plain text the
         label is the first line of the ad's own paragraph: the paragraph goes."""
+        drawn = self._read_label_images()
         total = letters(text_of(self.body)) or 1
         judged: dict[Element, bool] = {}
         labels: list[tuple[Element, str]] = []
@@ -566,6 +568,27 @@ class Cleaner:
             if following is not None and self._section_size_ok(collapse(text_of(following)), total):
                 drop_tree(following)
                 self.removed += 1
+        for span in drawn:  # a drawn label that headed nothing: images are off, so it says nothing
+            if not _dropped(span, self.body):
+                drop_tree(span)
+
+    def _read_label_images(self) -> list[Element]:
+        """Small images that are a sponsor's label drawn as a picture ("advertisement.gif", or
+        alt text that is a label) become that label's words, so the ad they head goes with them."""
+        drawn = []
+        for img in list(self.body.iter("img")):
+            width, height = image_size(img)
+            if height is None or height > LABEL_IMAGE_HEIGHT or (width is not None and width > 300):
+                continue
+            alt = collapse(img.get("alt") or "")
+            stem = (img.get("src") or "").split("?", 1)[0].rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
+            words = set(re.split(r"[-_+ .]+", stem))
+            if (alt and phrases.label_kind(alt) == "sponsor") or not phrases.SPONSOR_IMAGE_NAMES.isdisjoint(words):
+                tail = img.tail
+                img.clear()
+                img.tag, img.text, img.tail = "span", "Advertisement", tail
+                drawn.append(img)
+        return drawn
 
     def drop_ad_units(self) -> None:
         """An e-zine's ad unit without a label: a banner (an image linked to an ad server, or

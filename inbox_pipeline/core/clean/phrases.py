@@ -38,7 +38,7 @@ def load_lexicon(path: Path = LEXICON_PATH) -> dict[str, str]:
     return {
         kind: _alt(*(p for patterns in languages.values() for p in patterns))
         for kind, languages in data.items()
-        if kind not in ("labels", "link_targets")
+        if kind not in ("labels", "link_targets", "image_names")
     }
 
 
@@ -63,6 +63,13 @@ def load_link_targets(kind: str = "preferences", path: Path = LEXICON_PATH) -> t
     return tuple(piece.lower() for piece in targets.get(kind, ()))
 
 
+def load_image_names(kind: str = "sponsor", path: Path = LEXICON_PATH) -> frozenset[str]:
+    """Words of an image's file name that make a small image a label of ``kind``."""
+    with open(path, "rb") as fh:
+        return frozenset(word.lower() for word in tomllib.load(fh).get("image_names", {}).get(kind, ()))
+
+
+SPONSOR_IMAGE_NAMES = load_image_names("sponsor")
 PREFERENCE_LINKS = load_link_targets("preferences")
 HELP_LINKS = load_link_targets("help")
 AD_LINKS = load_link_targets("ads")

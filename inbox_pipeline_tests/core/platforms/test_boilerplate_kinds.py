@@ -1032,3 +1032,33 @@ def test_a_short_welcome_note_loses_its_help_footer_and_keeps_its_words(shape, f
     article = clean_html(html, headers=headers)
     assert_kept(article, "Every Monday you will get the week's tide tables", "Your first issue arrives next Monday morning.")
     assert_dropped(article, *gone)
+
+
+# The label drawn as a picture: a small "advertisement" gif over the ad (its alt text or its
+# file name says so). With images off the label is gone, and the ad must go with it.
+IMAGE_LABELS = [
+    ("en", "<img src='http://tide.example.com/images/advertisement.gif' width='100' height='12'>"),
+    ("en", "<img src='http://tide.example.com/i/lbl.gif' alt='Sponsor' width='60' height='12'>"),
+    ("de", "<img src='http://gezeiten.example.de/bilder/anzeige.gif' width='60' height='10'>"),
+    ("fr", "<img src='http://maree.example.fr/img/x1.gif' alt='Publicité' width='60' height='10'>"),
+    ("nl", "<img src='http://getij.example.nl/img/advertentie.png' width='80' height='10'>"),
+]
+
+
+@pytest.mark.parametrize(("language", "label"), IMAGE_LABELS, ids=[f"{lang}-{i}" for i, (lang, _) in enumerate(IMAGE_LABELS)])
+def test_an_ad_under_a_label_drawn_as_an_image_goes(language, label) -> None:
+    pitch = PITCH.get(language, PITCH["en"])
+    ad = (f"<table width='450'><tr><td align='center'>{label}</td></tr>"
+          f"<tr><td><a href='https://harbourline.example/shop'><b>Harbourline Rain Jackets</b></a><br>{pitch}</td></tr></table>")
+    html, headers = ezine(ARTICLES[language] + ad + ARTICLES[language].replace("h2", "h3"))
+    article = clean_html(html, headers=headers)
+    check(article, language, "Harbourline Rain Jackets", pitch)
+
+
+def test_an_article_photo_named_like_an_ad_word_keeps_the_article() -> None:
+    """A picture called ads.jpg in an article about advertising: the paragraphs around it stay."""
+    prose = ("<p><img src='https://tide.example.com/img/sponsors.jpg' width='400' height='300'></p>"
+             "<p>Ferry operators on three islands now sell the space on their ticket office walls; the money paid for "
+             "a new pontoon and a heated waiting room, and the operator plans to do the same on the boats next year.</p>")
+    html, headers = ezine(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
+    assert_kept(clean_html(html, headers=headers), "Ferry operators on three islands now sell the space", KEPT["en"])
