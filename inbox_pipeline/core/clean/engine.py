@@ -82,6 +82,7 @@ SPONSOR_SECTION_MAX = 1500  # letters: a sponsor's blurb, never a whole issue
 AD_UNIT_MAX = 300  # letters: the pitch beside an ad server's banner
 LABEL_IMAGE_HEIGHT = 40  # px: an image this low, named or alt-texted as an ad, is a label drawn as a picture
 HELP_LINE_MAX = 150  # letters: a help line at the very foot, known by its words alone
+HELP_LINK_LINE_MAX = 100  # letters: a line at the very foot around a help/support/contact link, whatever it says
 _RULE_LINE = re.compile(r"^\s*(?:[-=_*~#+]\s*){3,}$")  # a plain-text rule: ----, ====, ____
 _E_MAIL = re.compile(r"\b[\w.+-]{1,64}@[\w-]{1,63}\.[a-z]{2,}", re.IGNORECASE)  # a signature's or a list manager's address
 _SIGNATURE_LINE = re.compile(r"^\s*--\s*$")  # "-- ": the signature follows (RFC 3676)
@@ -714,6 +715,9 @@ class Cleaner:
                 continue
             if u.list_link and size <= 250:
                 u.drop = u.strong = True
+                continue
+            if u.help_link and position >= FOOT and size <= HELP_LINK_LINE_MAX and not u.headline:
+                u.drop = u.strong = True  # a line at the very foot pointing at help, support or contact
                 continue
             if position >= FOOT and size <= 300 and u.link_count >= 3 and u.link_chars >= 0.7 * size or (
                 position >= FOOT and size <= 150 and u.link_count == 2 and u.link_chars >= 0.8 * size and not u.headline

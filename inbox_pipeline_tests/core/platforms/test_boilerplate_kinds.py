@@ -1062,3 +1062,35 @@ def test_an_article_photo_named_like_an_ad_word_keeps_the_article() -> None:
              "a new pontoon and a heated waiting room, and the operator plans to do the same on the boats next year.</p>")
     html, headers = ezine(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
     assert_kept(clean_html(html, headers=headers), "Ferry operators on three islands now sell the space", KEPT["en"])
+
+
+# Known by where it leads, whatever it says: a short line at the very foot around a link to a help
+# centre, a support or contact page, or a support mailbox.
+HELP_LINK_LINES = [
+    (mandrill, "en", "<p>Contact our team at <a href='mailto:support@tide.example.com'>support@tide.example.com</a></p>", "Contact our team at"),
+    (hubspot, "en", "<p>Wondering how it works? <a href='https://tide.example.com/faq'>Read the FAQ</a></p>", "Wondering how it works?"),
+    (brevo, "de", "<p>Etwas funktioniert nicht? <a href='mailto:hilfe@gezeiten.example.de'>Sag uns Bescheid</a></p>", "Etwas funktioniert nicht?"),
+    (mandrill, "fr", "<p>Un souci ? <a href='https://maree.example.fr/contact'>Écrivez-nous</a></p>", "Un souci ?"),
+    (mailchimp, "es", "<p>¿Algo no funciona? <a href='https://ayuda.mareas.example.es/'>Avísanos</a></p>", "¿Algo no funciona?"),
+    (hubspot, "it", "<p>Qualcosa non va? <a href='https://maree.example.it/contatti'>Scrivici</a></p>", "Qualcosa non va?"),
+    (brevo, "nl", "<p>Werkt er iets niet? <a href='https://getij.example.nl/klantenservice'>Laat het ons weten</a></p>", "Werkt er iets niet?"),
+    (mandrill, "pt", "<p>Algo não funciona? <a href='https://mares.example.pt/suporte'>Diga-nos</a></p>", "Algo não funciona?"),
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "foot", "gone"), HELP_LINK_LINES,
+                         ids=[f"{s.__name__}-{lang}-{i}" for i, (s, lang, *_) in enumerate(HELP_LINK_LINES)])
+def test_a_short_foot_line_around_a_help_link_goes(shape, language, foot, gone) -> None:
+    check(clean(shape, language, foot=foot), language, gone)
+
+
+def test_article_lines_with_a_contact_link_stay_unless_short_at_the_very_foot() -> None:
+    """A short paragraph with a contact link in the article's body, and a longer closing paragraph
+    with one, are the article's: only a short line at the very foot is the footer's."""
+    middle = "<p>Tickets are sold at the <a href='https://tide.example.com/contact'>harbour office</a> only.</p>"
+    closing = ("<p>The harbour office answers questions about the winter timetable on weekdays; readers who "
+               "sail in January can <a href='https://tide.example.com/contact'>ask about the second boat</a> there.</p>")
+    for shape in (mandrill, hubspot, ezine):
+        html, headers = shape(ARTICLES["en"] + middle + ARTICLES["en"].replace("h2", "h3") + closing)
+        assert_kept(clean_html(html, headers=headers), "Tickets are sold at the harbour office only.",
+                    "readers who sail in January can ask about the second boat there.", KEPT["en"])
