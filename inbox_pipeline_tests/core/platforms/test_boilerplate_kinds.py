@@ -841,12 +841,6 @@ HELP_NOTES = [
 ]
 
 
-@pytest.mark.parametrize(("shape", "language", "foot", "gone"), HELP_NOTES,
-                         ids=[f"{s.__name__}-{lang}-{i}" for i, (s, lang, *_) in enumerate(HELP_NOTES)])
-def test_a_welcome_note_help_footer_goes(shape, language, foot, gone) -> None:
-    check(clean(shape, language, foot=foot), language, *gone)
-
-
 HELP_PROSE = [
     # a paragraph of the article, past its middle, about help and support: an article's, not a footer's
     ("en", "<p>The operator says its support team is here to help stranded passengers, and a help centre "
@@ -940,11 +934,6 @@ ADVERTISE_HERE = [
 ]
 
 
-@pytest.mark.parametrize(("shape", "language", "foot", "gone"), ADVERTISE_HERE, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in ADVERTISE_HERE])
-def test_an_advertise_here_line_goes(shape, language, foot, gone) -> None:
-    check(clean(shape, language, foot=foot), language, *gone)
-
-
 def test_prose_about_ads_and_an_article_photo_link_stay() -> None:
     """An article about advertising, and a photo linking into the article's site, are content."""
     prose = ("<p>Advertising on the ferry paid for the new pontoon: the operator sold ad space on the "
@@ -985,12 +974,6 @@ HELP_NOTES_MORE = [
     (mandrill, "pt", "<p>Em caso de dúvidas, não hesite em contactar-nos: <a href='mailto:apoio@mares.example.pt'>apoio@mares.example.pt</a></p>",
      ["não hesite em contactar-nos"]),
 ]
-
-
-@pytest.mark.parametrize(("shape", "language", "foot", "gone"), HELP_NOTES_MORE,
-                         ids=[f"{s.__name__}-{lang}-{i}" for i, (s, lang, *_) in enumerate(HELP_NOTES_MORE)])
-def test_more_shapes_of_a_help_footer_go(shape, language, foot, gone) -> None:
-    check(clean(shape, language, foot=foot), language, *gone)
 
 
 def test_a_long_paragraph_about_help_past_the_middle_keeps_its_sentences() -> None:
@@ -1067,21 +1050,15 @@ def test_an_article_photo_named_like_an_ad_word_keeps_the_article() -> None:
 # Known by where it leads, whatever it says: a short line at the very foot around a link to a help
 # centre, a support or contact page, or a support mailbox.
 HELP_LINK_LINES = [
-    (mandrill, "en", "<p>Contact our team at <a href='mailto:support@tide.example.com'>support@tide.example.com</a></p>", "Contact our team at"),
-    (hubspot, "en", "<p>Wondering how it works? <a href='https://tide.example.com/faq'>Read the FAQ</a></p>", "Wondering how it works?"),
-    (brevo, "de", "<p>Etwas funktioniert nicht? <a href='mailto:hilfe@gezeiten.example.de'>Sag uns Bescheid</a></p>", "Etwas funktioniert nicht?"),
-    (mandrill, "fr", "<p>Un souci ? <a href='https://maree.example.fr/contact'>Écrivez-nous</a></p>", "Un souci ?"),
-    (mailchimp, "es", "<p>¿Algo no funciona? <a href='https://ayuda.mareas.example.es/'>Avísanos</a></p>", "¿Algo no funciona?"),
-    (hubspot, "it", "<p>Qualcosa non va? <a href='https://maree.example.it/contatti'>Scrivici</a></p>", "Qualcosa non va?"),
-    (brevo, "nl", "<p>Werkt er iets niet? <a href='https://getij.example.nl/klantenservice'>Laat het ons weten</a></p>", "Werkt er iets niet?"),
-    (mandrill, "pt", "<p>Algo não funciona? <a href='https://mares.example.pt/suporte'>Diga-nos</a></p>", "Algo não funciona?"),
+    (mandrill, "en", "<p>Contact our team at <a href='mailto:support@tide.example.com'>support@tide.example.com</a></p>", ["Contact our team at"]),
+    (hubspot, "en", "<p>Wondering how it works? <a href='https://tide.example.com/faq'>Read the FAQ</a></p>", ["Wondering how it works?"]),
+    (brevo, "de", "<p>Etwas funktioniert nicht? <a href='mailto:hilfe@gezeiten.example.de'>Sag uns Bescheid</a></p>", ["Etwas funktioniert nicht?"]),
+    (mandrill, "fr", "<p>Un souci ? <a href='https://maree.example.fr/contact'>Écrivez-nous</a></p>", ["Un souci ?"]),
+    (mailchimp, "es", "<p>¿Algo no funciona? <a href='https://ayuda.mareas.example.es/'>Avísanos</a></p>", ["¿Algo no funciona?"]),
+    (hubspot, "it", "<p>Qualcosa non va? <a href='https://maree.example.it/contatti'>Scrivici</a></p>", ["Qualcosa non va?"]),
+    (brevo, "nl", "<p>Werkt er iets niet? <a href='https://getij.example.nl/klantenservice'>Laat het ons weten</a></p>", ["Werkt er iets niet?"]),
+    (mandrill, "pt", "<p>Algo não funciona? <a href='https://mares.example.pt/suporte'>Diga-nos</a></p>", ["Algo não funciona?"]),
 ]
-
-
-@pytest.mark.parametrize(("shape", "language", "foot", "gone"), HELP_LINK_LINES,
-                         ids=[f"{s.__name__}-{lang}-{i}" for i, (s, lang, *_) in enumerate(HELP_LINK_LINES)])
-def test_a_short_foot_line_around_a_help_link_goes(shape, language, foot, gone) -> None:
-    check(clean(shape, language, foot=foot), language, gone)
 
 
 def test_article_lines_with_a_contact_link_stay_unless_short_at_the_very_foot() -> None:
@@ -1094,3 +1071,17 @@ def test_article_lines_with_a_contact_link_stay_unless_short_at_the_very_foot() 
         html, headers = shape(ARTICLES["en"] + middle + ARTICLES["en"].replace("h2", "h3") + closing)
         assert_kept(clean_html(html, headers=headers), "Tickets are sold at the harbour office only.",
                     "readers who sail in January can ask about the second boat there.", KEPT["en"])
+
+
+# --- one test over the help and advertiser kinds at the foot above ---------------------------
+
+HELP_AND_AD_FEET = [
+    pytest.param(shape, language, foot, gone, id=f"{kind}-{shape.__name__}-{language}-{i}")
+    for kind, cases in (("help", HELP_NOTES), ("help-more", HELP_NOTES_MORE), ("help-link", HELP_LINK_LINES), ("advertise", ADVERTISE_HERE))
+    for i, (shape, language, foot, gone) in enumerate(cases)
+]
+
+
+@pytest.mark.parametrize(("shape", "language", "foot", "gone"), HELP_AND_AD_FEET)
+def test_each_help_or_advertiser_foot_kind_goes_and_the_article_stays(shape, language, foot, gone) -> None:
+    check(clean(shape, language, foot=foot), language, *gone)
