@@ -138,6 +138,7 @@ def _act(pipeline: Pipeline, email_id: int, notice, action: str, delivery_id: in
         with pipeline.sessions() as session:
             delivery = get_delivery(session, delivery_id)
             user_id, item_kind, item_id = delivery.user_id, delivery.item_kind, delivery.item_id
+            recipient = delivery.recipient
     if action == "ignored":
         return NoticeOutcome(email_id, action, notice.why, delivery_id, cause=notice.cause)
     if action in {"unmatched", "operator_told"}:
@@ -155,7 +156,9 @@ def _act(pipeline: Pipeline, email_id: int, notice, action: str, delivery_id: in
             f"Amazon did not deliver \u201c{title}\u201d because {pipeline.options.sender} is not yet an approved "
             f"sender for your Kindle.\n\n{approval_instructions(pipeline.options.sender)}"
         )
-        key = "not-approved"
+        # once a day per Kindle address while Amazon keeps refusing: a burst of refusals tells the user once,
+        # and a user who approved and later removed us (or never did) is reminded, not told once forever
+        key = f"not-approved-{recipient}-{utcnow():%Y-%m-%d}"
     elif action == "check_rejected":
         subject = "Your Kindle did not accept our test book"
         body = f"Amazon did not accept the test book we sent to your Kindle. Amazon said: {notice.summary[:500]}"

@@ -113,6 +113,25 @@ def test_sender_not_approved_tells_the_user_which_address_to_approve(world, smtp
     assert len(arrived(smtp_sink, ERIN_KINDLE)) == 1  # no resend until the user approves
 
 
+def test_approval_instructions_go_once_a_day_while_amazon_keeps_refusing(world, smtp_sink) -> None:
+    import time_machine
+
+    world.arrive(ERIN, NOW, expect="sent")
+    world.arrive(ERIN, NOW + timedelta(minutes=5), expect="sent")
+    names = [attachment(m)[0] for m in arrived(smtp_sink, ERIN_KINDLE)]
+    text = NOT_APPROVED_TEXT.format(sender=world.pipeline.options.sender, document="{document}")
+    with time_machine.travel(NOW + timedelta(minutes=10), tick=False):
+        outcomes = [notice_arrives(world, text.format(document=n), NOW + timedelta(minutes=10))[1] for n in names]
+    assert [o.reason for o in outcomes] == ["user notice: sent", "user notice: already_sent"]
+    assert len(arrived(smtp_sink, ERIN)) == 1  # two refused books, one set of instructions
+    world.arrive(ERIN, NOW + timedelta(days=1), expect="sent")
+    third = attachment(arrived(smtp_sink, ERIN_KINDLE)[-1])[0]
+    with time_machine.travel(NOW + timedelta(days=1, minutes=10), tick=False):
+        _, outcome = notice_arrives(world, text.format(document=third), NOW + timedelta(days=1, minutes=10))
+    assert outcome.reason == "user notice: sent"
+    assert len(arrived(smtp_sink, ERIN)) == 2  # still refused the next day: reminded once more
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"auth": "fail"}, {"auth": None}, {"from_addr": "kindle@amazon-support.example"}, {"auth": "fail", "forged_auth_below": True}],
