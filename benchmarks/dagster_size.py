@@ -52,7 +52,6 @@ def mb(n: int) -> str:
 def app(workdir: Path, batch_size: int):
     """The app's side on this machine: SQLite, folders, outbox; one reader."""
     from inbox_pipeline.db.engine import upgrade
-    from inbox_pipeline.services.context import dispose_engines
 
     data = workdir / "data"
     for key, value in {
@@ -66,10 +65,7 @@ def app(workdir: Path, batch_size: int):
     from inbox_pipeline.config import Settings
 
     upgrade(Settings.from_env().database_url)
-    try:
-        yield data
-    finally:
-        dispose_engines()
+    yield data
 
 
 def instance_home(workdir: Path, url: str) -> Path:
@@ -88,8 +84,7 @@ def reader_address() -> str:
     from inbox_pipeline.db.users import add_user, issue_address
     from inbox_pipeline.services.context import Pipeline
 
-    pipeline = Pipeline.from_settings(Settings.from_env())
-    with pipeline.sessions.begin() as session:
+    with Pipeline.from_settings(Settings.from_env()) as pipeline, pipeline.sessions.begin() as session:
         user = add_user(session, email="reader@bench.example", kindle="reader@kindle.example")
         return issue_address(session, user.id, "news", domain="in.bench.example").address
 

@@ -137,8 +137,6 @@ class SmtpSink:
 def pg_database(prefix: str):
     from sqlalchemy import create_engine, text
 
-    from inbox_pipeline.services.context import dispose_engines
-
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
@@ -146,7 +144,6 @@ def pg_database(prefix: str):
     try:
         yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     finally:
-        dispose_engines()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
@@ -464,7 +461,7 @@ def tick_cost(moto: str, workdir: Path, rng: random.Random, archived: int) -> di
         from inbox_pipeline.services.context import Pipeline
         from inbox_pipeline.services.intake import take_pending
 
-        pipeline = Pipeline.from_settings(Settings.from_env())
+        pipeline = stack_.enter_context(Pipeline.from_settings(Settings.from_env()))
         defs = build_definitions()
         repo = defs.get_repository_def()
         sensor = repo.get_sensor_def("inbox_sensor")

@@ -330,7 +330,8 @@ def cmd_kindle_verify(args: argparse.Namespace) -> int:
 
 def _verify(user_id: int, *, arrived: bool) -> int:
     try:
-        outcome = verify_kindle(Pipeline.from_settings(_settings()), user_id, arrived=arrived)
+        with Pipeline.from_settings(_settings()) as pipeline:
+            outcome = verify_kindle(pipeline, user_id, arrived=arrived)
     except PermanentStepError as exc:
         raise CliError(str(exc)) from None
     if arrived:

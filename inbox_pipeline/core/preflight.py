@@ -15,7 +15,8 @@ from urllib.parse import unquote
 
 from lxml import etree
 
-DEFAULT_MAX_BYTES = 29 * 1024 * 1024  # SES caps a message at 40 MB after base64 (x4/3)
+from inbox_pipeline.config import SIZE_BUDGET_BYTES as DEFAULT_MAX_BYTES  # SES: 40 MB after base64 (x4/3)
+
 ALLOWED_IMAGES = {"image/jpeg", "image/png", "image/gif"}
 MAX_NAME = 32  # per path segment; long or odd names are a known Send-to-Kindle failure
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")

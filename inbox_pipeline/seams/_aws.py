@@ -1,21 +1,21 @@
-"""boto3 clients configured only by boto3's own environment (AWS_ENDPOINT_URL, ...)."""
+"""boto3 clients configured by boto3's own environment (AWS_ENDPOINT_URL, ...) and our region setting."""
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
 _lock = threading.Lock()
 
 
-def aws_client(service: str, **config: Any) -> Any:
+def aws_client(service: str, *, region: str | None = None, **config: Any) -> Any:
     """A new client for ``service``.
 
     Endpoint, credentials and retries come from boto3's own variables and files
     (boto3 >= 1.28 reads ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``), so a
-    local S3 API server needs no code of ours. ``AWS_REGION`` is honoured as well as
-    ``AWS_DEFAULT_REGION`` because botocore alone reads only the latter.
+    local S3 API server needs no code of ours. ``region`` (``Settings.aws_region``, from
+    ``AWS_REGION``) is used when boto3's own configuration names none: botocore reads only
+    ``AWS_DEFAULT_REGION``.
     """
     # Lazy: boto3 (about 0.2-1 s to import) stays off Dagster's load path, which imports the seams.
     import boto3
@@ -24,7 +24,7 @@ def aws_client(service: str, **config: Any) -> Any:
     # Sessions are not thread-safe to create clients from; a fresh one per client is.
     with _lock:
         session = boto3.session.Session()
-        region = session.region_name or os.environ.get("AWS_REGION") or None
+        region = session.region_name or region or None
         return session.client(
             service,
             region_name=region,

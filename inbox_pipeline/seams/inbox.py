@@ -413,7 +413,13 @@ class S3Inbox(Inbox):
     """
 
     def __init__(
-        self, bucket: str, prefix: str = "", *, archive_prefix: str | None = None, queue: str | None = None
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        archive_prefix: str | None = None,
+        queue: str | None = None,
+        region: str | None = None,
     ):
         if not bucket:
             raise ValueError("S3 inbox needs a bucket name")
@@ -425,6 +431,7 @@ class S3Inbox(Inbox):
         if not self.archive_prefix or self.archive_prefix == self.prefix:
             raise ValueError(f"the archive prefix must differ from the inbox prefix {self.prefix!r}")
         self.queue = check_queue(queue) if queue is not None else None
+        self.region = region
         self._client: Any = None
         self._sqs: Any = None
         self._queue_url: str | None = None
@@ -443,7 +450,7 @@ class S3Inbox(Inbox):
         """The boto3 S3 client, created on first use (so defining the inbox needs no AWS)."""
         with self._client_lock:
             if self._client is None:
-                self._client = aws_client("s3")
+                self._client = aws_client("s3", region=self.region)
             return self._client
 
     @property
@@ -451,7 +458,7 @@ class S3Inbox(Inbox):
         """The boto3 SQS client, created on first use."""
         with self._client_lock:
             if self._sqs is None:
-                self._sqs = aws_client("sqs")
+                self._sqs = aws_client("sqs", region=self.region)
             return self._sqs
 
     @property
@@ -777,9 +784,9 @@ def check_queue(queue: str) -> str:
 # --- configuration --------------------------------------------------------------
 
 
-def inbox_from_uri(uri: str) -> Inbox:
+def inbox_from_uri(uri: str, *, region: str | None = None) -> Inbox:
     """``s3://bucket/prefix/[?archive=other/][&queue=<SQS queue URL or name>]``, ``file:///path``
-    or a folder path."""
+    or a folder path; ``region``: the AWS region of an S3 inbox when boto3's configuration names none."""
     text = (uri or "").strip()
     if not text:
         raise ValueError("INBOX_PIPELINE_INBOX is empty: give s3://bucket/prefix/ or a folder path")
@@ -804,6 +811,6 @@ def inbox_from_uri(uri: str) -> Inbox:
     archive = query.get("archive", [""])[-1] or None
     queue = query["queue"][-1] if "queue" in query else None
     try:
-        return S3Inbox(parts.netloc, parts.path, archive_prefix=archive, queue=queue)
+        return S3Inbox(parts.netloc, parts.path, archive_prefix=archive, queue=queue, region=region)
     except ValueError as exc:
         raise ValueError(f"inbox {uri!r}: {exc}") from None

@@ -145,9 +145,10 @@ _SES_TRANSIENT_CODES = {
 class SesMailer(Mailer):
     """SES v2 ``SendEmail`` with raw content; client from boto3's environment."""
 
-    def __init__(self, sender: str, *, configuration_set: str | None = None):
+    def __init__(self, sender: str, *, configuration_set: str | None = None, region: str | None = None):
         self.sender = _check_sender(sender)
         self.configuration_set = configuration_set
+        self.region = region
         self._client: Any = None
         self._client_lock = threading.Lock()
 
@@ -158,7 +159,7 @@ class SesMailer(Mailer):
     def client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                self._client = aws_client("sesv2")
+                self._client = aws_client("sesv2", region=self.region)
             return self._client
 
     def send_quota(self) -> tuple[float, int]:
@@ -407,8 +408,9 @@ def _check_sender(sender: str) -> str:
     return sender
 
 
-def mailer_from_uri(uri: str, sender: str) -> Mailer:
-    """``ses`` (``ses?configuration_set=NAME``), ``smtp://...``, ``smtps://...`` or ``outbox:<folder>``."""
+def mailer_from_uri(uri: str, sender: str, *, region: str | None = None) -> Mailer:
+    """``ses`` (``ses?configuration_set=NAME``), ``smtp://...``, ``smtps://...`` or ``outbox:<folder>``;
+    ``region``: SES's AWS region when boto3's configuration names none."""
     text = (uri or "").strip()
     forms = "use ses, smtp://user:pass@host:port, smtps://..., or outbox:/folder"
     if not text:
@@ -420,7 +422,7 @@ def mailer_from_uri(uri: str, sender: str) -> Mailer:
         unknown = set(query) - {"configuration_set"}
         if unknown:
             raise ValueError(f"mailer {uri!r}: unknown option(s) {sorted(unknown)}; ses takes ?configuration_set=NAME")
-        return SesMailer(sender, configuration_set=query.get("configuration_set", [""])[-1] or None)
+        return SesMailer(sender, configuration_set=query.get("configuration_set", [""])[-1] or None, region=region)
     if scheme in {"smtp", "smtps"} and colon:
         return SmtpMailer(text, sender)
     if scheme == "outbox" and colon:

@@ -113,10 +113,11 @@ class FolderStorage(Storage):
 class S3Storage(Storage):
     """Objects under ``s3://bucket/prefix``; client from boto3's environment."""
 
-    def __init__(self, bucket: str, prefix: str = ""):
+    def __init__(self, bucket: str, prefix: str = "", *, region: str | None = None):
         if not bucket:
             raise ValueError("S3 storage needs a bucket name")
         self.bucket = bucket
+        self.region = region
         prefix = prefix.lstrip("/")
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self._client: Any = None
@@ -130,7 +131,7 @@ class S3Storage(Storage):
         with self._client_lock:
             if self._client is None:
                 # SigV4 for presigned URLs: required in newer regions, accepted everywhere.
-                self._client = aws_client("s3", signature_version="s3v4")
+                self._client = aws_client("s3", region=self.region, signature_version="s3v4")
             return self._client
 
     @property
@@ -189,8 +190,8 @@ class S3Storage(Storage):
         )
 
 
-def storage_from_uri(uri: str) -> Storage:
-    """``s3://bucket/prefix/``, ``file:///path`` or a folder path."""
+def storage_from_uri(uri: str, *, region: str | None = None) -> Storage:
+    """``s3://bucket/prefix/``, ``file:///path`` or a folder path; ``region`` as for ``inbox_from_uri``."""
     text = (uri or "").strip()
     if not text:
         raise ValueError("INBOX_PIPELINE_STORAGE is empty: give s3://bucket/prefix/ or a folder path")
@@ -209,4 +210,4 @@ def storage_from_uri(uri: str) -> Storage:
         raise ValueError(f"storage {uri!r}: no bucket name; use s3://bucket/prefix/")
     if parts.query and parse_qs(parts.query, keep_blank_values=True):
         raise ValueError(f"storage {uri!r}: takes no ?options")
-    return S3Storage(parts.netloc, parts.path)
+    return S3Storage(parts.netloc, parts.path, region=region)

@@ -5,14 +5,14 @@ will follow). Plain functions over the ``Pipeline``; the Dagster side (is the
 run still going to be retried, claiming the operator alert on the run's tags)
 lives in ``inbox_pipeline.defs.alerts``.
 
-The operator address is ``INBOX_PIPELINE_OPERATOR_EMAIL``; without it alerts
-are only recorded (on the run) and logged.
+The operator address is ``INBOX_PIPELINE_OPERATOR_EMAIL`` (the pipeline's
+``options.operator_email``); without it alerts are only recorded (on the run)
+and logged.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from inbox_pipeline.db.intake import get_inbound
@@ -26,13 +26,6 @@ from inbox_pipeline.services.notify import notify_delivery_failed
 from inbox_pipeline.services.process import record_run_failure
 
 OPERATOR_EMAIL_VARIABLE = "INBOX_PIPELINE_OPERATOR_EMAIL"
-
-
-def operator_email(environ: Mapping[str, str] | None = None) -> str | None:
-    """The operator's address for alerts, or None (alerts are then recorded and logged only)."""
-    env = os.environ if environ is None else environ
-    value = (env.get(OPERATOR_EMAIL_VARIABLE) or "").strip()
-    return value or None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Cleanup: raw emails and EPUBs past retention leave storage and the database.
 
 ``clean_up(pipeline, now, policy)`` is what the daily maintenance schedule
-runs. Configuration (environment variables, read by ``RetentionPolicy.from_env``):
+runs. Configuration (environment variables, read by ``Settings``; ``RetentionPolicy.from_settings``):
 
 - ``INBOX_PIPELINE_RETENTION_DAYS`` (default 30): finished emails (delivered,
   unroutable, duplicate, quarantined, confirmation forwarded, over quota)
@@ -35,16 +35,14 @@ The same goes for notifications keyed by ids ("newsletter-7", "inbound-7",
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from inbox_pipeline.config import PREFIX
+from inbox_pipeline.config import FAILED_RETENTION_DAYS, PREFIX, RETENTION_DAYS, Settings
 from inbox_pipeline.services.context import Pipeline, utcnow
 
-DEFAULT_RETENTION_DAYS = 30
-DEFAULT_FAILED_RETENTION_DAYS = 90
+DEFAULT_RETENTION_DAYS = RETENTION_DAYS
+DEFAULT_FAILED_RETENTION_DAYS = FAILED_RETENTION_DAYS
 BATCH = 200  # rows per transaction
 # A digest row is what stops its period from being compiled again (unique per user and
 # period); keep it past the longest period plus the previous-period catch-up (two weeks).
@@ -71,19 +69,9 @@ class RetentionPolicy:
             )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RetentionPolicy":
-        env = os.environ if environ is None else environ
-
-        def days(name: str, default: int) -> int:
-            text = env.get(PREFIX + name, "").strip()
-            if not text:
-                return default
-            try:
-                return int(text)
-            except ValueError:
-                raise ValueError(f"{PREFIX}{name} must be a whole number of days, not {text!r}") from None
-
-        return cls(days("RETENTION_DAYS", DEFAULT_RETENTION_DAYS), days("FAILED_RETENTION_DAYS", DEFAULT_FAILED_RETENTION_DAYS))
+    def from_settings(cls, settings: Settings) -> "RetentionPolicy":
+        """The deployment's policy; a ValueError says which variable is wrong."""
+        return cls(settings.retention_days, settings.failed_retention_days)
 
     def describe(self) -> str:
         return f"finished items after {self.days} days, failed ones after {self.failed_days} days"
@@ -115,7 +103,7 @@ def clean_up(pipeline: Pipeline, now: datetime | None = None, policy: RetentionP
     now = now or utcnow()
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    policy = policy or RetentionPolicy.from_env()
+    policy = policy or RetentionPolicy()
     report = CleanupReport()
     _clean_inbound(pipeline, report, FINISHED_STATES, now - timedelta(days=policy.days))
     _clean_inbound(pipeline, report, FAILED_STATES, now - timedelta(days=policy.failed_days))

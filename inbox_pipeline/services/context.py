@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from inbox_pipeline.config import NOTICE_GRACE_MINUTES, SIZE_BUDGET_BYTES
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from inbox_pipeline.seams.storage import Storage
 
 LINK_EXPIRES_SECONDS = 7 * 24 * 3600  # the longest an S3 presigned link may live
+DEFAULT_NOTICE_GRACE = timedelta(minutes=NOTICE_GRACE_MINUTES)
+PARSED_KEPT = 8  # parsed emails a Pipeline keeps for the steps after parsing
 
 
 class PermanentStepError(Exception):
@@ -25,15 +29,20 @@ class PermanentStepError(Exception):
 
 @dataclass(frozen=True)
 class PipelineOptions:
+    """What the steps need from ``Settings`` besides the seams; built from them by ``from_settings``."""
+
     sender: str = "kindle@localhost"
     fetch_images: bool = True
     epubcheck: bool = False
-    size_budget_bytes: int = 29 * 1024 * 1024
+    size_budget_bytes: int = SIZE_BUDGET_BYTES
     image_cache_dir: Path | None = None
     link_expires_seconds: int = LINK_EXPIRES_SECONDS
     trusted_authserv_ids: tuple[str, ...] = ()  # whose Authentication-Results count (Amazon's notices)
     send_rate: float = 0.0  # messages a second for every mailer (0: none; SES: its account's)
     send_daily_quota: int = 0  # at most this many in 24 hours (0: none; SES: its account's)
+    operator_email: str | None = None  # where operator alerts go; None: logged only
+    notice_grace: timedelta = DEFAULT_NOTICE_GRACE  # a "could not deliver" notice waits this long
+    aws_region: str | None = None  # for the S3/SES/SQS clients; None: boto3's own configuration
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "PipelineOptions":
@@ -46,47 +55,40 @@ class PipelineOptions:
             trusted_authserv_ids=settings.trusted_authserv_ids,
             send_rate=settings.send_rate,
             send_daily_quota=settings.send_daily_quota,
+            operator_email=settings.operator_email,
+            notice_grace=timedelta(minutes=settings.notice_grace_minutes),
+            aws_region=settings.aws_region,
         )
-
-
-_engines: dict[str, Any] = {}
-_engines_lock = threading.Lock()
-
-
-def sessions_for(database_url: str) -> "sessionmaker[Session]":
-    """One engine per URL and process (pooled connections), sessions from it."""
-    from inbox_pipeline.db.engine import make_engine, session_factory
-
-    with _engines_lock:
-        engine = _engines.get(database_url)
-        if engine is None:
-            engine = _engines[database_url] = make_engine(database_url)
-    return session_factory(engine)
-
-
-def dispose_engines() -> None:
-    """Close pooled connections (tests dropping their database call this)."""
-    with _engines_lock:
-        for engine in _engines.values():
-            engine.dispose()
-        _engines.clear()
 
 
 @dataclass
 class Pipeline:
-    """The seams one run works with; built from Settings or by the Dagster resources."""
+    """The seams one run works with, and the clients behind them, which it owns.
+
+    Made by the ``pipeline`` Dagster resource for each run or sensor tick (and closed after it),
+    or by ``Pipeline.from_settings`` for the CLI (``with Pipeline.from_settings(s) as p:``). Its
+    database engine and seams are made on first use, so a tick that never touches storage pays
+    for no S3 client (about 0.3 s of CPU each: botocore loads its endpoint rules); a run makes
+    each once for all its steps. ``parsed`` keeps the emails parsed in this run, so the steps
+    after parsing read the email once.
+    """
 
     database_url: str
     inbox_uri: str
     storage_uri: str
     mailer_uri: str
     options: PipelineOptions = field(default_factory=PipelineOptions)
+    parsed: "OrderedDict[str, Any]" = field(default_factory=OrderedDict, repr=False)
+    _engine: Any = field(default=None, repr=False)
+    _sessions: Any = field(default=None, repr=False)
     _inbox: Any = field(default=None, repr=False)
     _storage: Any = field(default=None, repr=False)
     _mailer: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "Pipeline":
+        """The one way to make a ``Pipeline`` from ``Settings`` (the Dagster resource and the CLI)."""
         return cls(
             database_url=settings.database_url,
             inbox_uri=settings.inbox,
@@ -95,16 +97,51 @@ class Pipeline:
             options=PipelineOptions.from_settings(settings),
         )
 
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled database connections; the seams' clients go with the object."""
+        with self._lock:
+            engine, self._engine, self._sessions = self._engine, None, None
+            self.parsed.clear()
+        if engine is not None:
+            engine.dispose()
+
+    def parsed_email(self, storage_key: str) -> Any:
+        """The email parsed from ``storage_key`` earlier in this run, or None."""
+        with self._lock:
+            if storage_key in self.parsed:
+                self.parsed.move_to_end(storage_key)
+                return self.parsed[storage_key]
+        return None
+
+    def keep_parsed(self, storage_key: str, email: Any) -> None:
+        """Keep a parsed email for the run's later steps (the last few: a batch has up to 100)."""
+        with self._lock:
+            self.parsed[storage_key] = email
+            while len(self.parsed) > PARSED_KEPT:
+                self.parsed.popitem(last=False)
+
     @property
     def sessions(self) -> "sessionmaker[Session]":
-        return sessions_for(self.database_url)
+        with self._lock:
+            if self._sessions is None:
+                from inbox_pipeline.db.engine import make_engine, session_factory
+
+                self._engine = make_engine(self.database_url)
+                self._sessions = session_factory(self._engine)
+            return self._sessions
 
     @property
     def inbox(self) -> "Inbox":
         if self._inbox is None:
             from inbox_pipeline.seams.inbox import inbox_from_uri
 
-            self._inbox = inbox_from_uri(self.inbox_uri)
+            self._inbox = inbox_from_uri(self.inbox_uri, region=self.options.aws_region)
         return self._inbox
 
     @property
@@ -112,7 +149,9 @@ class Pipeline:
         if self._storage is None:
             from inbox_pipeline.seams.storage import storage_from_uri
 
-            self._storage = _configured("INBOX_PIPELINE_STORAGE", storage_from_uri, self.storage_uri)
+            self._storage = _configured(
+                "INBOX_PIPELINE_STORAGE", storage_from_uri, self.storage_uri, region=self.options.aws_region
+            )
         return self._storage
 
     @property
@@ -122,7 +161,10 @@ class Pipeline:
         if self._mailer is None:
             from inbox_pipeline.seams.mailer import SesMailer, mailer_from_uri
 
-            mailer = _configured("INBOX_PIPELINE_MAILER", mailer_from_uri, self.mailer_uri, self.options.sender)
+            mailer = _configured(
+                "INBOX_PIPELINE_MAILER", mailer_from_uri, self.mailer_uri, self.options.sender,
+                region=self.options.aws_region,
+            )
             if isinstance(mailer, SesMailer) or self.options.send_rate > 0:
                 from inbox_pipeline.services.pacing import CachedPace, PacedMailer
 
@@ -132,51 +174,14 @@ class Pipeline:
         return self._mailer
 
 
-def _configured(variable: str, make, *args):
+def _configured(variable: str, make, *args, **kwargs):
     """A seam from its URI; a URI that cannot work is our configuration's fault, not an email's."""
     from inbox_pipeline.services.holds import UnusableConfiguration
 
     try:
-        return make(*args)
+        return make(*args, **kwargs)
     except ValueError as exc:
         raise UnusableConfiguration(f"{variable} cannot work: {exc}") from exc
-
-
-_pipelines: "OrderedDict[tuple, Pipeline]" = OrderedDict()
-_pipelines_lock = threading.Lock()
-_MAX_PIPELINES = 8
-
-
-def pipeline_for(
-    database_url: str, inbox_uri: str, storage_uri: str, mailer_uri: str, options: PipelineOptions
-) -> Pipeline:
-    """One ``Pipeline`` per configuration and process (as ``sessions_for`` keeps one engine per URL).
-
-    Its seams hold boto3 clients, and making one costs about 0.3 s of CPU (botocore loads its
-    endpoint rules): one per op made a batch of 500 emails spend minutes on it. The S3 inbox also
-    keeps the SQS announcements a sensor tick took until their objects are archived. The key
-    includes boto3's endpoint variables, which choose the server the clients talk to.
-    """
-    import os
-
-    key = (
-        database_url,
-        inbox_uri,
-        storage_uri,
-        mailer_uri,
-        options,
-        os.environ.get("AWS_ENDPOINT_URL"),
-        os.environ.get("AWS_MAX_ATTEMPTS"),
-    )
-    with _pipelines_lock:
-        pipeline = _pipelines.get(key)
-        if pipeline is None:
-            pipeline = _pipelines[key] = Pipeline(database_url, inbox_uri, storage_uri, mailer_uri, options)
-            while len(_pipelines) > _MAX_PIPELINES:
-                _pipelines.popitem(last=False)
-        else:
-            _pipelines.move_to_end(key)
-        return pipeline
 
 
 def utcnow() -> datetime:

@@ -32,7 +32,7 @@ from inbox_pipeline.db.newsletters import get_newsletter, newsletter_subject
 from inbox_pipeline.db.notices import record_notice, recorded_notice
 from inbox_pipeline.db.users import set_device_check
 from inbox_pipeline.seams.mailer import build_epub_email
-from inbox_pipeline.services.alerts import operator_email, send_operator_alert
+from inbox_pipeline.services.alerts import send_operator_alert
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
 from inbox_pipeline.services.ledger_send import send_once
 from inbox_pipeline.services.notify import KINDLE_REJECTED, notify_user
@@ -208,7 +208,7 @@ def _tell_operator(pipeline: Pipeline, email_id: int, notice, delivery_id: int |
         f"Trusted: {notice.why}\n\n{notice.summary}\n"
     )
     logging.getLogger(__name__).warning("%s\n%s", subject, body)
-    to = operator_email()
+    to = pipeline.options.operator_email
     if to:
         send_operator_alert(pipeline, to, subject, body)
 

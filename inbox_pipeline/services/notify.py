@@ -11,7 +11,7 @@ is not sent again: at most once, like a Kindle delivery.
 A notice is sent only while it is still true (``no_longer_true``, checked just
 before every send and resend): a newsletter delivered since, a Kindle address
 added since, is ``withdrawn`` and never sent. ``delivery_failed`` is deferred by
-``notice_grace()`` (``deferred`` until ``send_after``), so an operator who
+the pipeline's ``options.notice_grace`` (``deferred`` until ``send_after``), so an operator who
 re-executes the run in time leaves the user untold. Users read plain sentences
 (``plain_reason``); the internals go to the operator's alert.
 
@@ -54,9 +54,10 @@ from inbox_pipeline.db.notifications import (
 )
 from inbox_pipeline.db.users import has_active_kindle, newest_device_id, user_email
 from inbox_pipeline.seams.mailer import TransientMailError, build_notification_email
-from inbox_pipeline.services.context import Pipeline, utcnow
-from inbox_pipeline.services.notice_grace import DEFAULT_GRACE, GRACE_VARIABLE, notice_grace  # noqa: F401 - read here too
+from inbox_pipeline.services.context import DEFAULT_NOTICE_GRACE, Pipeline, utcnow
+
 RESEND_WITHIN = timedelta(days=3)  # older "try later" notices are no longer worth sending
+DEFAULT_GRACE = DEFAULT_NOTICE_GRACE  # time for the operator to re-execute before the user hears of it
 
 NO_KINDLE = "no_kindle"
 QUOTA_REACHED = "quota_reached"
@@ -269,7 +270,7 @@ def notify_delivery_failed(
     email_id: int | None = None,
     defer: timedelta | None = None,
 ) -> Notice:
-    """Tell the user an item could not be delivered; once per item, after ``notice_grace()`` (by the
+    """Tell the user an item could not be delivered; once per item, after ``options.notice_grace`` (by the
     notification retry sensor) and only if it has not been delivered meanwhile. ``reason`` is the
     internal one: the user reads ``plain_reason(reason)``."""
     return notify_user(
@@ -280,7 +281,7 @@ def notify_delivery_failed(
         subject=f"Could not deliver: {title}",
         body=f"\u201c{title}\u201d could not be sent to your Kindle.\n\n{plain_reason(reason)}",
         raise_transient=False,  # already failing: the notice is recorded and re-sent later
-        defer=notice_grace() if defer is None else defer,
+        defer=pipeline.options.notice_grace if defer is None else defer,
     )
 
 

@@ -19,9 +19,7 @@ import hashlib
 import io
 import json
 import math
-import threading
 import zipfile
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from inbox_pipeline.core import convert
 from inbox_pipeline.core.classify import classify
@@ -205,20 +203,14 @@ class WorkArea:
             self._memory[key] = data
 
 
-# --- the raw email, parsed once per process ------------------------------------
-
-_cache: OrderedDict[tuple[str, str], ParsedEmail] = OrderedDict()
-_cache_lock = threading.Lock()
-_CACHE_SIZE = 8
+# --- the raw email, parsed once per run ----------------------------------------
 
 
 def load_email(pipeline: Pipeline, storage_key: str) -> ParsedEmail:
-    """The parsed email from the inbox archive (parsed again after a process restart)."""
-    cache_key = (pipeline.inbox_uri, storage_key)
-    with _cache_lock:
-        if cache_key in _cache:
-            _cache.move_to_end(cache_key)
-            return _cache[cache_key]
+    """The parsed email from the inbox archive, parsed once per ``Pipeline`` (a run or a tick)."""
+    kept = pipeline.parsed_email(storage_key)
+    if kept is not None:
+        return kept
     try:
         raw = pipeline.inbox.read_archived(storage_key)
     except ObjectNotFound as exc:
@@ -229,10 +221,7 @@ def load_email(pipeline: Pipeline, storage_key: str) -> ParsedEmail:
         email = parse_email(raw)
     except EmailParseError as exc:
         raise NotAnEmail(str(exc)) from None
-    with _cache_lock:
-        _cache[cache_key] = email
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+    pipeline.keep_parsed(storage_key, email)
     return email
 
 

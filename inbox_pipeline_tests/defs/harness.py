@@ -58,6 +58,7 @@ class Deployment:
     results: list[dg.ExecuteJobResult] = field(default_factory=list)
     requested: list[dg.RunRequest] = field(default_factory=list)  # every request run, in order
     cursors: dict[str, str | None] = field(default_factory=dict)  # each sensor's cursor, kept as the daemon does
+    opened: list = field(default_factory=list)  # the Pipelines made here, closed at the end
 
     @property
     def settings(self):
@@ -66,9 +67,16 @@ class Deployment:
         return Settings.from_env()
 
     def pipeline(self):
+        """A ``Pipeline`` on the deployment's settings, closed with the deployment."""
         from inbox_pipeline.services.context import Pipeline
 
-        return Pipeline.from_settings(self.settings)
+        pipeline = Pipeline.from_settings(self.settings)
+        self.opened.append(pipeline)
+        return pipeline
+
+    def close(self) -> None:
+        while self.opened:
+            self.opened.pop().close()
 
     def tick(self, sensor_name: str = "inbox_sensor") -> dg.SensorResult | dg.SkipReason:
         """One evaluation of the real sensor, with the cursor the last one left (as the daemon keeps it)."""
@@ -195,7 +203,6 @@ def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) ->
 
 @contextmanager
 def deployment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) -> Iterator[Deployment]:
-    from inbox_pipeline.services.context import dispose_engines
     from inbox_pipeline_tests.conftest import migrated
 
     data = configure(monkeypatch, tmp_path, **values)
@@ -204,10 +211,11 @@ def deployment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) -
     migrated(dep_settings.database_url)
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        dep = Deployment(instance=instance, data_dir=data)
         try:
-            yield Deployment(instance=instance, data_dir=data)
+            yield dep
         finally:
-            dispose_engines()
+            dep.close()
 
 
 def add_reader(

@@ -43,8 +43,9 @@ def defs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dg.Definitions:
 def test_the_module_level_definitions_load_and_validate() -> None:
     from inbox_pipeline import definitions
 
-    dg.Definitions.validate_loadable(definitions.defs)
-    repo = definitions.defs.get_repository_def()
+    loaded = definitions.defs()  # a @dg.definitions function: importing the module built nothing
+    dg.Definitions.validate_loadable(loaded)
+    repo = loaded.get_repository_def()
     assert "process_email" in {job.name for job in repo.get_all_jobs()}
 
 
@@ -144,16 +145,18 @@ def test_resources_follow_the_environment_and_hide_secret_values(
     from inbox_pipeline.definitions import build_definitions
 
     resources = build_definitions().resources
-    assert isinstance(resources["database"].url, dg.EnvVar)
-    assert resources["database"].url.env_var_name == "INBOX_PIPELINE_DATABASE_URL"
-    assert isinstance(resources["mailer"].uri, dg.EnvVar)
-    assert resources["mailer"].sender == "kindle@news.example"
+    assert set(resources) == {"pipeline"}
+    assert isinstance(resources["pipeline"].database_url, dg.EnvVar)
+    assert resources["pipeline"].database_url.env_var_name == "INBOX_PIPELINE_DATABASE_URL"
+    assert isinstance(resources["pipeline"].mailer, dg.EnvVar)
+    assert resources["pipeline"].options.sender == "kindle@news.example"
     with dg.build_resources({"pipeline": resources["pipeline"]}) as built:  # as a run resolves them
         pipeline = built.pipeline.pipeline()
-    assert pipeline.database_url.endswith("@db.internal:5432/app")
-    assert type(pipeline.inbox).__name__ == "S3Inbox" and pipeline.inbox.bucket == "mail-bucket"
-    assert type(pipeline.storage).__name__ == "S3Storage"
-    assert type(pipeline.mailer).__name__ == "SmtpMailer"
+        assert pipeline.database_url.endswith("@db.internal:5432/app")
+        assert type(pipeline.inbox).__name__ == "S3Inbox" and pipeline.inbox.bucket == "mail-bucket"
+        assert type(pipeline.storage).__name__ == "S3Storage"
+        assert type(pipeline.mailer).__name__ == "SmtpMailer"
+        assert pipeline.options.sender == "kindle@news.example"
 
 
 def test_local_defaults_are_folders_sqlite_and_an_outbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -165,17 +168,18 @@ def test_local_defaults_are_folders_sqlite_and_an_outbox(monkeypatch: pytest.Mon
     monkeypatch.setenv("INBOX_PIPELINE_DATA_DIR", str(tmp_path))
     from inbox_pipeline.definitions import build_definitions
 
-    pipeline = build_definitions().resources["pipeline"].pipeline()
-    assert pipeline.database_url.startswith("sqlite:///")
-    assert type(pipeline.inbox).__name__ == "FolderInbox"
-    assert type(pipeline.storage).__name__ == "FolderStorage"
-    assert type(pipeline.mailer).__name__ == "OutboxMailer"
+    with dg.build_resources(build_definitions().resources) as built:
+        pipeline = built.pipeline.pipeline()
+        assert pipeline.database_url.startswith("sqlite:///")
+        assert type(pipeline.inbox).__name__ == "FolderInbox"
+        assert type(pipeline.storage).__name__ == "FolderStorage"
+        assert type(pipeline.mailer).__name__ == "OutboxMailer"
 
 
 def test_import_stays_light() -> None:
     """Loading the code location must not import the core's heavy libraries."""
     code = (
-        "import sys, inbox_pipeline.definitions as d; d.defs.get_repository_def();"
+        "import sys, inbox_pipeline.definitions as d; d.defs().get_repository_def();"
         "print(','.join(sorted(m for m in ('ebooklib', 'PIL', 'lxml', 'bs4', 'boto3', 'sqlalchemy') if m in sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -22,7 +22,6 @@ UTC = timezone.utc
 @pytest.fixture
 def pg_deployment(monkeypatch, tmp_path, postgres_url):
     """The app on SQLite with local folders; Dagster's instance on PostgreSQL, as in production."""
-    from inbox_pipeline.services.context import dispose_engines
     from inbox_pipeline_tests.conftest import migrated
 
     data = configure(monkeypatch, tmp_path)
@@ -36,7 +35,7 @@ def pg_deployment(monkeypatch, tmp_path, postgres_url):
         try:
             yield dep
         finally:
-            dispose_engines()
+            dep.close()
 
 
 def _cleanup(dep: Deployment, **config: int) -> dg.ExecuteInProcessResult:

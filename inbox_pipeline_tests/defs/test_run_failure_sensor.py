@@ -43,7 +43,6 @@ def crashing_job() -> None:
 
 @contextmanager
 def deployment(monkeypatch, tmp_path, run_retries: dict | None = None, **values: str) -> Iterator[Deployment]:
-    from inbox_pipeline.services.context import dispose_engines
     from inbox_pipeline_tests.conftest import migrated
 
     data = configure(monkeypatch, tmp_path, **values)
@@ -57,7 +56,7 @@ def deployment(monkeypatch, tmp_path, run_retries: dict | None = None, **values:
         try:
             yield dep
         finally:
-            dispose_engines()
+            dep.close()
 
 
 def resources(dep: Deployment):

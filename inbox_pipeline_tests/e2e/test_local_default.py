@@ -94,9 +94,7 @@ def test_the_run_commands_setup_then_a_sensor_tick_puts_epubs_in_the_outbox(tmp_
         assert all(r.success for r in runs)
         check_outbox(data)
         play_amazon(dep, data, monkeypatch, capsys)
-    from inbox_pipeline.services.context import dispose_engines
-
-    dispose_engines()
+    dep.close()
 
 
 def play_amazon(dep: Deployment, data: Path, monkeypatch, capsys) -> None:

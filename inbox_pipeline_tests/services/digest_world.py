@@ -220,9 +220,7 @@ class World:
         return email_id, ref.newsletter_id
 
     def close(self) -> None:
-        from inbox_pipeline.services.context import dispose_engines
-
-        dispose_engines()
+        self.pipeline.close()
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,7 @@ def test_cleanup_removes_what_is_past_retention_and_keeps_the_rest(world):
     assert clean_up(p, NOW, RetentionPolicy(days=30, failed_days=90)) == CleanupReport()
 
     # Shorter retention from the environment: the 29-day delivery and the 31-day failure go too.
-    policy = RetentionPolicy.from_env(
+    policy = policy_from_env(
         {"INBOX_PIPELINE_RETENTION_DAYS": "20", "INBOX_PIPELINE_FAILED_RETENTION_DAYS": "30"}
     )
     report = clean_up(p, NOW, policy)
@@ -187,10 +187,16 @@ def test_cleanup_removes_what_is_past_retention_and_keeps_the_rest(world):
         assert _row_there(world, items[name].email_id) and _raw_there(world, items[name].raw_key)
 
 
+def policy_from_env(environ: dict[str, str]) -> RetentionPolicy:
+    from inbox_pipeline.config import Settings
+
+    return RetentionPolicy.from_settings(Settings.from_env(environ))
+
+
 def test_retention_settings_are_checked():
-    assert RetentionPolicy.from_env({}) == RetentionPolicy(30, 90)
-    assert RetentionPolicy.from_env({"INBOX_PIPELINE_RETENTION_DAYS": "7", "INBOX_PIPELINE_FAILED_RETENTION_DAYS": "14"}) == RetentionPolicy(7, 14)
+    assert policy_from_env({}) == RetentionPolicy(30, 90)
+    assert policy_from_env({"INBOX_PIPELINE_RETENTION_DAYS": "7", "INBOX_PIPELINE_FAILED_RETENTION_DAYS": "14"}) == RetentionPolicy(7, 14)
     with pytest.raises(ValueError, match="FAILED_RETENTION_DAYS"):
-        RetentionPolicy.from_env({"INBOX_PIPELINE_RETENTION_DAYS": "120"})
+        policy_from_env({"INBOX_PIPELINE_RETENTION_DAYS": "120"})
     with pytest.raises(ValueError, match="whole number"):
-        RetentionPolicy.from_env({"INBOX_PIPELINE_RETENTION_DAYS": "a month"})
+        policy_from_env({"INBOX_PIPELINE_RETENTION_DAYS": "a month"})

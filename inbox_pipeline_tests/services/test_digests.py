@@ -313,9 +313,7 @@ def test_a_missing_epub_is_rebuilt_from_the_raw_email_and_an_unreadable_one_left
     for row in rows.values():
         p.storage.delete(row.epub_key)  # storage lost the EPUB ...
     p.inbox.delete_archived(lost_email.storage_key)  # ... and, for one, the raw email too
-    from inbox_pipeline.services import process
-
-    process._cache.clear()  # the digest runs in another process than the per-email runs: nothing parsed in memory
+    p.parsed.clear()  # the digest runs in another run than the per-email runs: nothing parsed in memory
 
     run = compile_and_deliver_due(p, at("2026-10-26 01:00"))
     (got,) = received_digests([m["data"] for m in smtp_sink.messages])

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from inbox_pipeline.db.models import InboundEmail
-from inbox_pipeline.services.context import Pipeline, dispose_engines
+from inbox_pipeline.services.context import Pipeline
 from inbox_pipeline.services.intake import take_new_emails
 from inbox_pipeline_tests.conftest import EventQueue, migrated
 from inbox_pipeline_tests.helpers import ListingMeter, bytes_read, mime, sparse_file
@@ -33,8 +33,8 @@ def pipeline_for(database_url: str, inbox_uri: str, tmp_path: Path) -> Pipeline:
 def announced(sqlite_url: str, s3_bucket: str, event_queue: EventQueue, tmp_path: Path) -> Iterator[Pipeline]:
     """A pipeline whose S3 inbox is announced on the queue."""
     event_queue.notify(s3_bucket)
-    yield pipeline_for(sqlite_url, f"s3://{s3_bucket}/incoming/?queue={event_queue.url}", tmp_path)
-    dispose_engines()
+    with pipeline_for(sqlite_url, f"s3://{s3_bucket}/incoming/?queue={event_queue.url}", tmp_path) as pipeline:
+        yield pipeline
 
 
 def registered_keys(pipeline: Pipeline) -> list[str]:
@@ -78,7 +78,7 @@ def test_an_email_without_a_notification_is_found_only_by_a_reconciling_tick(
     assert (reconciling.reconciled, reconciling.listed, reconciling.unannounced) == (True, 1, 1)
     assert registered_keys(pipeline) == ["announced", "before-the-queue"]
     assert event_queue.messages() == 0
-    dispose_engines()
+    pipeline.close()
 
 
 def test_a_reconciling_tick_takes_each_email_once_whether_announced_or_listed(
@@ -117,7 +117,7 @@ def test_without_an_announcement_source_every_tick_lists(sqlite_url: str, tmp_pa
 
     assert [r.storage_key for r in tick.registered] == ["m1"]
     assert (tick.announced, tick.reconciled, tick.listed) == (None, True, 1)
-    dispose_engines()
+    pipeline.close()
 
 
 def test_a_3_gb_email_is_registered_unread_and_fails_as_too_large_while_the_others_go_on(
@@ -148,7 +148,7 @@ def test_a_3_gb_email_is_registered_unread_and_fails_as_too_large_while_the_othe
         assert row.reason == (
             "not a readable email: archived email 'b-huge' too large: 3,221,225,472 bytes (limit 52,428,800)"
         )
-    dispose_engines()
+    pipeline.close()
 
 
 # --- poison objects: names nobody should have chosen never hold the inbox up -----------------
@@ -179,8 +179,8 @@ def any_inbox(request, sqlite_url: str, tmp_path: Path) -> Iterator[Pipeline]:
             queue = request.getfixturevalue("event_queue")
             queue.notify(bucket)
             uri += f"?queue={queue.url}"
-    yield pipeline_for(sqlite_url, uri, tmp_path)
-    dispose_engines()
+    with pipeline_for(sqlite_url, uri, tmp_path) as pipeline:
+        yield pipeline
 
 
 def test_poison_names_are_registered_under_plain_names_and_the_rest_goes_on(any_inbox: Pipeline) -> None:

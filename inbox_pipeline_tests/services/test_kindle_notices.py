@@ -150,8 +150,10 @@ def test_a_forged_notice_changes_nothing(world, smtp_sink, kwargs) -> None:
     assert len(smtp_sink.messages) == 1
 
 
-def test_a_genuine_notice_naming_no_delivery_of_ours_goes_to_the_operator(world, smtp_sink, monkeypatch) -> None:
-    monkeypatch.setenv("INBOX_PIPELINE_OPERATOR_EMAIL", "ops@example.net")
+def test_a_genuine_notice_naming_no_delivery_of_ours_goes_to_the_operator(world, smtp_sink) -> None:
+    from dataclasses import replace
+
+    world.pipeline.options = replace(world.pipeline.options, operator_email="ops@example.net")
     world.arrive(ERIN, NOW, expect="sent")
     _, unmatched = notice_arrives(world, E999_TEXT.format(document="2026-03-02-someone-elses.epub"), NOW)
     _, unknown = notice_arrives(world, UNKNOWN_TEXT, NOW + timedelta(minutes=1), subject="Your Kindle storage")

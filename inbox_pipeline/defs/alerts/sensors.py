@@ -171,13 +171,9 @@ def _mark(instance, run, state: str, detail: str, event: str | None = None) -> N
         instance.report_engine_event(f"inbox-pipeline: {event}", dagster_run=run)
 
 
-def build_run_failure_sensor(
-    jobs: Sequence[dg.JobDefinition], *, operator_email: str | None = None
-) -> dg.SensorDefinition:
-    """The run-failure sensor for ``jobs`` (the per-email job, a batch job, the digest job).
-
-    ``operator_email`` defaults to ``INBOX_PIPELINE_OPERATOR_EMAIL`` read when a failure is handled.
-    """
+def build_run_failure_sensor(jobs: Sequence[dg.JobDefinition]) -> dg.SensorDefinition:
+    """The run-failure sensor for ``jobs`` (the per-email job, a batch job, the digest job); the operator
+    is the pipeline's ``options.operator_email``."""
     names = ", ".join(j.name for j in jobs)
 
     @dg.run_failure_sensor(
@@ -194,23 +190,18 @@ def build_run_failure_sensor(
         ),
     )
     def email_run_failure_sensor(context: dg.RunFailureSensorContext, pipeline: PipelineResource):
-        from inbox_pipeline.services.alerts import operator_email as from_env
-
         run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
         if will_be_retried(context.instance, run):
             return dg.SkipReason(f"run {run.run_id} failed and Dagster will retry it: told when its last retry fails")
-        emails, alert = tell_failed_run(
-            context.instance, run, pipeline.pipeline(), context.log, operator=operator_email or from_env()
-        )
+        p = pipeline.pipeline()
+        emails, alert = tell_failed_run(context.instance, run, p, context.log, operator=p.options.operator_email)
         context.log.info(f"run {run.run_id}: {len(emails)} email(s) told, operator alert {alert}")
         return None
 
     return email_run_failure_sensor
 
 
-def build_notification_retry_sensor(
-    *, interval_seconds: int = 300, operator_email: str | None = None
-) -> dg.SensorDefinition:
+def build_notification_retry_sensor(*, interval_seconds: int = 300) -> dg.SensorDefinition:
     """A sensor that sends again the user notices and operator alerts whose last send said "try later"."""
 
     @dg.sensor(
@@ -228,7 +219,6 @@ def build_notification_retry_sensor(
         ),
     )
     def notification_retry_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
-        from inbox_pipeline.services.alerts import operator_email as from_env
         from inbox_pipeline.services.kindle_check import settle_kindle_checks
         from inbox_pipeline.services.notify import resend_failed_notifications
 
@@ -245,7 +235,7 @@ def build_notification_retry_sensor(
         for run in context.instance.get_runs(filters=dg.RunsFilter(tags={TAG_OPERATOR_ALERT: "retry"}), limit=20):
             if run.status != dg.DagsterRunStatus.FAILURE or alert_state(run) != "retry":
                 continue  # a re-execution showing its parent's tag
-            _, state = tell_failed_run(context.instance, run, p, context.log, operator=operator_email or from_env())
+            _, state = tell_failed_run(context.instance, run, p, context.log, operator=p.options.operator_email)
             alerts.append(state)
         summary = (
             f"notifications: {len(resent.sent)} sent, {len(resent.withdrawn)} withdrawn (no longer true), "
@@ -306,9 +296,7 @@ def close_episode(instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline, lo
     return [r.run_id for r in alerted]
 
 
-def build_run_success_sensor(
-    jobs: Sequence[dg.JobDefinition], *, operator_email: str | None = None
-) -> dg.SensorDefinition:
+def build_run_success_sensor(jobs: Sequence[dg.JobDefinition]) -> dg.SensorDefinition:
     """The sensor that closes a failure episode when a re-execution of an alerted run succeeds."""
     names = ", ".join(j.name for j in jobs)
 
@@ -324,14 +312,11 @@ def build_run_success_sensor(
         ),
     )
     def email_run_success_sensor(context: dg.RunStatusSensorContext, pipeline: PipelineResource):
-        from inbox_pipeline.services.alerts import operator_email as from_env
-
         run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
         if alert_state(run) == "resolved":
             return None
-        closed = close_episode(
-            context.instance, run, pipeline.pipeline(), context.log, operator=operator_email or from_env()
-        )
+        p = pipeline.pipeline()
+        closed = close_episode(context.instance, run, p, context.log, operator=p.options.operator_email)
         if closed:
             context.log.info(f"run {run.run_id} resolved the alerts of {', '.join(closed)}")
         return None

@@ -72,33 +72,17 @@ def _in_flight(instance: dg.DagsterInstance, cause: str) -> bool:
     return bool(instance.get_run_ids(filters=dg.RunsFilter(tags={TAG_RESUMES: cause}, statuses=_IN_FLIGHT), limit=1))
 
 
-def watchdog_options(environ=None) -> dict:
-    """``build_watchdog_sensor``'s timings from ``INBOX_PIPELINE_WATCHDOG_{INTERVAL,RESUME,STALL,STALE}_SECONDS``."""
-    import os
-
-    env = os.environ if environ is None else environ
-    options: dict = {}
-    for name, key in (("RESUME", "resume_every"), ("STALL", "stall_after"), ("STALE", "stale_after")):
-        value = (env.get(f"INBOX_PIPELINE_WATCHDOG_{name}_SECONDS") or "").strip()
-        if value:
-            options[key] = timedelta(seconds=float(value))
-    interval = (env.get("INBOX_PIPELINE_WATCHDOG_INTERVAL_SECONDS") or "").strip()
-    if interval:
-        options["interval_seconds"] = int(float(interval))
-    return options
-
-
 def build_watchdog_sensor(
     batch_job: dg.JobDefinition,
     *,
-    interval_seconds: int = 60,
-    stale_after: timedelta = timedelta(minutes=30),
-    stall_after: timedelta = timedelta(minutes=10),
-    resume_every: timedelta = timedelta(minutes=2),
-    operator_email: str | None = None,
+    interval_seconds: int,
+    stale_after: timedelta,
+    stall_after: timedelta,
+    resume_every: timedelta,
 ) -> dg.SensorDefinition:
-    """The watchdog; ``stale_after``: mail unprocessed this long is a problem; ``stall_after``: an inbox sensor
-    silent this long is; ``resume_every``: held emails are tried again at most this often."""
+    """The watchdog (timings from ``Settings``); ``stale_after``: mail unprocessed this long is a problem;
+    ``stall_after``: an inbox sensor silent this long is; ``resume_every``: held emails are tried again at
+    most this often. Alerts go to the pipeline's ``options.operator_email``."""
 
     @dg.sensor(
         name=WATCHDOG_SENSOR,
@@ -116,7 +100,6 @@ def build_watchdog_sensor(
         ),
     )
     def deployment_watchdog(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
-        from inbox_pipeline.services.alerts import operator_email as from_env
         from inbox_pipeline.services.alerts import send_operator_alert
         from inbox_pipeline.services.context import utcnow
         from inbox_pipeline.services.health import INBOX, INBOX_SENSOR, Watch, check_deployment
@@ -144,7 +127,7 @@ def build_watchdog_sensor(
                 watch.resumed[cause] = now.isoformat()
         watch.update(problems, now)
 
-        operator = operator_email or from_env()
+        operator = p.options.operator_email
         while watch.unsent:
             subject, body = watch.unsent[0]
             if not operator:

@@ -1,7 +1,6 @@
 """The cleanup job (one op calling ``services.cleanup.clean_up``) and its daily schedule."""
 
 # No "from __future__ import annotations": Dagster reads the config and resource annotations at definition time.
-import os
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -17,7 +16,6 @@ if TYPE_CHECKING:
 JOB_NAME = "clean_up_expired"
 SCHEDULE_NAME = "cleanup_schedule"
 CLEANUP_CRON_VARIABLE = PREFIX + "CLEANUP_CRON"
-DEFAULT_CRON = "30 3 * * *"  # daily, a quiet hour UTC
 
 
 class CleanupIncomplete(Exception):
@@ -97,8 +95,7 @@ def build_cleanup_job(policy: "RetentionPolicy", retry_delay_seconds: float = 60
     return clean_up_expired
 
 
-def build_cleanup_schedule(job: dg.JobDefinition) -> dg.ScheduleDefinition:
-    cron = os.environ.get(CLEANUP_CRON_VARIABLE, "").strip() or DEFAULT_CRON
+def build_cleanup_schedule(job: dg.JobDefinition, cron: str) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
         name=SCHEDULE_NAME,
         job=job,
