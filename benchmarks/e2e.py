@@ -283,7 +283,7 @@ class Stack:
 
     def timeline(self, since: float) -> str:
         """Each run: its job, emails, and when it was created, started and ended (s after ``since``)."""
-        from inbox_pipeline.defs.email.job import email_ids_of_run
+        from inbox_pipeline.defs.common import email_ids_of_run
 
         lines = []
         with self.instance() as instance:

@@ -107,15 +107,15 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
     import dagster as dg
     from dagster._core.storage.tags import ROOT_RUN_ID_TAG  # Dagster's tag on every re-execution
 
-    from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, email_ids_of_run
-    from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_OUTCOME, TAG_REASON, mapping_key
+    from inbox_pipeline.defs.common import BATCH_JOB, TAG_EMAIL_ID, TAG_OUTCOME, TAG_REASON, email_ids_of_run
+    from inbox_pipeline.defs.email.ops import mapping_key
 
     out: dict[int, list[str]] = {}
     with dg.DagsterInstance.get() as instance:
         for email_id, created_at in created.items():
             runs = {r.run_id: r for r in instance.get_runs(filters=dg.RunsFilter(tags={TAG_EMAIL_ID: str(email_id)}))}
             window = dg.RunsFilter(
-                job_name=BATCH_JOB_NAME, created_after=created_at - BATCH_WINDOW, created_before=created_at + BATCH_WINDOW
+                job_name=BATCH_JOB, created_after=created_at - BATCH_WINDOW, created_before=created_at + BATCH_WINDOW
             )
             runs.update({r.run_id: r for r in instance.get_runs(filters=window) if email_id in email_ids_of_run(r)})
             for root in list(runs):  # and their re-executions, whenever they were made
@@ -132,7 +132,7 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
                     + (f", re-execution of {run.parent_run_id}" if run.parent_run_id else "")
                 )
                 tags = run.tags
-                if run.job_name == BATCH_JOB_NAME:
+                if run.job_name == BATCH_JOB:
                     lines += _step_lines(instance, run.run_id, mapping_key(email_id))
                 elif tags.get(TAG_OUTCOME):
                     reason = tags.get(TAG_REASON, "-")

@@ -36,7 +36,7 @@ def inbox_batch_job() -> dg.JobDefinition:
 
 def requested_emails(request: dg.RunRequest) -> list[str]:
     """The names of the pending inbox objects a run request names (one for process_email, several for a batch)."""
-    from inbox_pipeline.defs.email.job import inbox_objects_of_run
+    from inbox_pipeline.defs.common import inbox_objects_of_run
 
     return inbox_objects_of_run(request)
 
@@ -107,7 +107,7 @@ class Deployment:
 
     def emails_of(self, result: dg.ExecuteJobResult) -> list[int]:
         """The inbound email ids a run registered (its first op tags them)."""
-        from inbox_pipeline.defs.email.job import email_ids_of_run
+        from inbox_pipeline.defs.common import email_ids_of_run
 
         return email_ids_of_run(self.instance.get_run_by_id(result.run_id))
 

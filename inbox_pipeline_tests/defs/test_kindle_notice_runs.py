@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from inbox_pipeline.defs.email.ops import TAG_OUTCOME
+from inbox_pipeline.defs.common import TAG_OUTCOME
 from inbox_pipeline_tests.defs.harness import add_reader, current_definitions, deployment
 from inbox_pipeline_tests.defs.test_one_path import orchard_newsletter
 from inbox_pipeline_tests.defs.test_pipeline import by_recipient, epub_attachment

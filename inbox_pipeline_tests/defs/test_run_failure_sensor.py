@@ -22,7 +22,7 @@ from inbox_pipeline.defs.alerts import (
     build_notification_retry_sensor,
     build_run_failure_sensor,
 )
-from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID
+from inbox_pipeline.defs.common import TAG_EMAIL_ID
 from inbox_pipeline_tests.defs import mails
 from inbox_pipeline_tests.defs.harness import Deployment, add_reader, configure
 from inbox_pipeline_tests.helpers import forget_reconstructed_jobs, tags_kept_on_retry
@@ -351,17 +351,17 @@ def build_process_email_job_for(settings) -> dg.JobDefinition:
 
 
 def test_the_emails_of_a_run_come_from_its_tags_or_its_config() -> None:
-    from inbox_pipeline.defs.alerts.sensors import email_ids_of
+    from inbox_pipeline.defs.common import email_ids_of_run
 
     def run(tags=None, config=None) -> dg.DagsterRun:
         return dg.DagsterRun(job_name="j", run_id="r", tags=tags or {}, run_config=config or {})
 
-    assert email_ids_of(run({TAG_EMAIL_ID: "7"})) == [7]
-    assert email_ids_of(run({"inbox-pipeline/email-ids": "3, 4,4"})) == [3, 4]
-    assert email_ids_of(run(config={"ops": {"parse_email": {"config": {"inbound_email_id": 9, "storage_key": "k"}}}})) == [9]
-    batch = {"ops": {"inbox_batch": {"config": {"emails": [{"id": 11, "key": "a"}, {"id": 12, "key": "b"}]}}}}
-    assert email_ids_of(run(config=batch)) == [11, 12]
-    assert email_ids_of(run(config={"ops": {"compile_and_deliver_digests": {"config": {"as_of": ""}}}})) == []
+    assert email_ids_of_run(run({TAG_EMAIL_ID: "7"})) == [7]
+    assert email_ids_of_run(run({"inbox-pipeline/email-ids": "3, 4,4"})) == [3, 4]
+    assert email_ids_of_run(run(config={"ops": {"parse_email": {"config": {"inbound_email_id": 9, "storage_key": "k"}}}})) == [9]
+    batch = {"ops": {"inbox_batch": {"config": {"emails": [{"key": "a"}, {"key": "b"}]}}}}
+    assert email_ids_of_run(run(config=batch)) == []  # pending objects: their ids are tagged once registered
+    assert email_ids_of_run(run(config={"ops": {"compile_and_deliver_digests": {"config": {"as_of": ""}}}})) == []
     resumed = {"ops": {"inbox_batch": {"config": {"emails": [], "registered": [21, 22]}}}}
-    assert email_ids_of(run(config=resumed)) == [21, 22]
-    assert email_ids_of(run(config={"ops": {"parse_email": {"config": {"inbound_email_id": 0}}}})) == []
+    assert email_ids_of_run(run(config=resumed)) == [21, 22]
+    assert email_ids_of_run(run(config={"ops": {"parse_email": {"config": {"inbound_email_id": 0}}}})) == []

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import time_machine
 
-from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID
+from inbox_pipeline.defs.common import TAG_EMAIL_ID
 from inbox_pipeline.defs.run_limits import EMAIL_RUN_SECONDS, MAX_RUNTIME_TAG
 from inbox_pipeline_tests.defs.test_run_failure_sensor import (
     OPERATOR,

@@ -58,7 +58,7 @@ def test_a_burst_goes_through_batch_runs_an_unreadable_email_fails_nothing_and_a
     finally:
         daemon.stop()
 
-    from inbox_pipeline.defs.email.job import email_ids_of_run
+    from inbox_pipeline.defs.common import email_ids_of_run
 
     # 25 emails, at most 10 a run: three batch runs, every email in exactly one.
     assert sorted(r.job_name for r in runs) == ["process_inbox_batch"] * 3

@@ -132,7 +132,7 @@ def test_twenty_emails_through_the_daemon_with_s3_and_smtp_faults(
         proxy.close()
 
     # Every email in exactly one run (the burst waited for S3: batch runs), every run a success.
-    from inbox_pipeline.defs.email.job import email_ids_of_run
+    from inbox_pipeline.defs.common import email_ids_of_run
 
     in_runs = Counter(i for r in runs for i in email_ids_of_run(r))
     assert sorted(in_runs) == sorted(i for i, _, _, _ in rows(postgres_url)) and set(in_runs.values()) == {1}, in_runs

@@ -15,12 +15,12 @@ from datetime import timedelta
 import dagster as dg
 
 from inbox_pipeline.config import Settings
+from inbox_pipeline.defs.common import BATCH_JOB
 
 from inbox_pipeline.defs.alerts.sensors import (
     NOTIFICATION_RETRY_SENSOR,
     RUN_FAILURE_SENSOR,
     RUN_SUCCESS_SENSOR,
-    TAG_EMAIL_IDS,
     TAG_OPERATOR_ALERT,
     TAG_OPERATOR_ALERT_RUN,
     TAG_RESOLVED_BY,
@@ -36,7 +36,6 @@ __all__ = [
     "NOTIFICATION_RETRY_SENSOR",
     "RUN_FAILURE_SENSOR",
     "RUN_SUCCESS_SENSOR",
-    "TAG_EMAIL_IDS",
     "TAG_OPERATOR_ALERT",
     "TAG_OPERATOR_ALERT_RUN",
     "TAG_RESOLVED_BY",
@@ -57,9 +56,7 @@ def notice_retry_seconds(settings: Settings) -> int:
 
 def build_alert_definitions(settings: Settings, *, watched: Sequence[dg.JobDefinition]) -> dg.Definitions:
     """The alert sensors for the ``watched`` jobs; the watchdog resumes held mail in the batch job among them."""
-    from inbox_pipeline.defs.email.job import BATCH_JOB_NAME
-
-    (batch_job,) = [job for job in watched if job.name == BATCH_JOB_NAME]
+    (batch_job,) = [job for job in watched if job.name == BATCH_JOB]
     return dg.Definitions(
         sensors=[
             build_run_failure_sensor(watched),

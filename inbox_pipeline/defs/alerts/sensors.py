@@ -21,12 +21,11 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID
+from inbox_pipeline.defs.common import email_ids_of_run
 from inbox_pipeline.defs.resources import PipelineResource
 
 RUN_FAILURE_SENSOR = "email_run_failure_sensor"
 NOTIFICATION_RETRY_SENSOR = "notification_retry_sensor"
-TAG_EMAIL_IDS = "inbox-pipeline/email-ids"  # a batch run's inbound email ids, comma-separated
 TAG_OPERATOR_ALERT = "inbox-pipeline/operator-alert"
 TAG_OPERATOR_ALERT_DETAIL = "inbox-pipeline/operator-alert-detail"
 TAG_OPERATOR_ALERT_RUN = "inbox-pipeline/operator-alert-run"  # the run the alert state is about
@@ -50,32 +49,6 @@ def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
 
     return bool(should_retry(run, instance))
-
-
-def email_ids_of(run: dg.DagsterRun) -> list[int]:
-    """The inbound emails a run worked on: its email-id tag(s), the per-email run config
-    (``parse_email.config.inbound_email_id``) and a batch run's config (``<op>.config.emails[].id``,
-    ``<op>.config.registered``)."""
-    ids: list[int] = []
-
-    def add(value) -> None:
-        text = str(value).strip()
-        if text.isdigit() and int(text) > 0 and int(text) not in ids:  # 0: EmailConfig's "no id"
-            ids.append(int(text))
-
-    add(run.tags.get(TAG_EMAIL_ID, ""))
-    for value in run.tags.get(TAG_EMAIL_IDS, "").split(","):
-        add(value)
-    for op_config in ((run.run_config or {}).get("ops") or {}).values():
-        config = (op_config or {}).get("config") or {} if isinstance(op_config, dict) else {}
-        if "inbound_email_id" in config:
-            add(config["inbound_email_id"])
-        for email in config.get("emails") or []:
-            if isinstance(email, dict):
-                add(email.get("id", ""))
-        for email_id in config.get("registered") or []:  # held emails a watchdog batch run resumes
-            add(email_id)
-    return ids
 
 
 def failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:
@@ -116,7 +89,7 @@ def tell_failed_run(
     from inbox_pipeline.services.alerts import operator_alert, record_failed_run
 
     reason = failure_reason(instance, run.run_id)
-    emails = record_failed_run(pipeline, email_ids_of(run), f"run {run.run_id} failed: {reason}")
+    emails = record_failed_run(pipeline, email_ids_of_run(run), f"run {run.run_id} failed: {reason}")
     for e in emails:
         recorded = "recorded now" if e.marked else "already recorded"
         log.info(f"email #{e.email_id} {e.state} ({recorded}); user notice: {e.told}")
@@ -278,7 +251,7 @@ def close_episode(instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline, lo
         return []
     subject, body = episode_resolved(
         job_name=run.job_name, run_id=run.run_id, failed_run_ids=[r.run_id for r in alerted],
-        email_ids=email_ids_of(run),
+        email_ids=email_ids_of_run(run),
     )
     for r in alerted:
         instance.add_run_tags(r.run_id, {TAG_RESOLVED_BY: run.run_id})

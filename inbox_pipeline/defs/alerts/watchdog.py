@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
+from inbox_pipeline.defs.common import BATCH_JOB, TAG_EMAIL_COUNT, batch_run_config
 from inbox_pipeline.defs.intake.sensors import INBOX_SENSOR as INBOX_SENSOR_NAME
-from inbox_pipeline.defs.intake.sensors import TAG_EMAIL_COUNT
 from inbox_pipeline.defs.resources import PipelineResource
 
 WATCHDOG_SENSOR = "deployment_watchdog"
@@ -55,15 +55,14 @@ def inbox_sensor_problem(instance: dg.DagsterInstance, now: datetime, stall_afte
 
 def resume_request(cause: str, waiting: list) -> dg.RunRequest:
     """A batch run for emails one cause held; its key is new for each hold (state_changed_at)."""
-    from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, batch_run_config_for_emails
 
     batch = waiting[:RESUME_BATCH]
     marks = "\n".join(f"{w.email_id}@{w.since.isoformat()}" for w in batch)
     digest = hashlib.sha256(marks.encode()).hexdigest()[:20]
     return dg.RunRequest(
         run_key=f"resume:{cause}:{digest}",
-        job_name=BATCH_JOB_NAME,
-        run_config=batch_run_config_for_emails([w.email_id for w in batch]),
+        job_name=BATCH_JOB,
+        run_config=batch_run_config(registered=[w.email_id for w in batch]),
         tags={TAG_RESUMES: cause, TAG_EMAIL_COUNT: str(len(batch))},
     )
 

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from inbox_pipeline.defs.digests.jobs import DIGEST, DIGEST_SPEC, JOB_NAME, build_digest_job
+from inbox_pipeline.defs.digests.jobs import DIGEST, DIGEST_SPEC, build_digest_job
 from inbox_pipeline.defs.digests.schedules import SCHEDULE_NAME, build_digest_schedule
 
 if TYPE_CHECKING:
     from inbox_pipeline.config import Settings
 
-__all__ = ["DIGEST", "JOB_NAME", "SCHEDULE_NAME", "build_digest_definitions"]
+__all__ = ["DIGEST", "SCHEDULE_NAME", "build_digest_definitions"]
 
 
 def build_digest_definitions(settings: "Settings") -> dg.Definitions:

@@ -9,15 +9,11 @@ volumes and sends them through the delivery ledger; the op reports what it did.
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
-from pydantic import Field
 
-from inbox_pipeline.defs.email.job import SENDS_MAIL_TAG
-from inbox_pipeline.defs.email.ops import network_retry
+from inbox_pipeline.defs.common import DIGEST_JOB, DIGEST_OP, SENDS_MAIL_TAG, DigestRunConfig, network_retry
 from inbox_pipeline.defs.resources import PipelineResource
 from inbox_pipeline.defs.run_limits import DIGEST_RUN_SECONDS, max_runtime
 
-JOB_NAME = "compile_digests"
-OP_NAME = "compile_and_deliver_digests"
 DIGEST = dg.AssetKey("digest")
 # A little slack for clocks: an "as of" a few seconds ahead of this machine is still accepted.
 CLOCK_SKEW = timedelta(minutes=1)
@@ -33,16 +29,6 @@ DIGEST_SPEC = dg.AssetSpec(
         "the email size budget and sent to the Kindle exactly once. One materialization per delivered digest."
     ),
 )
-
-
-class DigestRunConfig(dg.Config):
-    as_of: str = Field(
-        default="",
-        description=(
-            "The time to compile digests at, ISO 8601 (the schedule passes its tick). Empty: now. "
-            "Never later than now: a digest is not sent before it is due."
-        ),
-    )
 
 
 class DigestsIncomplete(Exception):
@@ -64,7 +50,7 @@ def run_time(as_of: str) -> datetime:
 
 
 @dg.op(
-    name=OP_NAME,
+    name=DIGEST_OP,
     description=(
         "Find the users whose daily or weekly digest is due (their hour, their IANA zone, DST-correct; a missed "
         "tick is caught up, also across the period's end), take their held newsletters oldest first, build the "
@@ -116,7 +102,7 @@ def compile_and_deliver_digests(
 
 def build_digest_job(retry_delay_seconds: float = 60) -> dg.JobDefinition:
     @dg.job(
-        name=JOB_NAME,
+        name=DIGEST_JOB,
         description=(
             "Compile and deliver every digest that is due: launched hourly by the digest schedule (only when "
             "something is due), or by hand with an optional as_of time. Safe to run again: each period makes one "

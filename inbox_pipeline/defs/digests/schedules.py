@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from inbox_pipeline.defs.digests.jobs import OP_NAME
+from inbox_pipeline.defs.common import digest_run_config
 from inbox_pipeline.defs.resources import PipelineResource
 
 SCHEDULE_NAME = "digest_schedule"
@@ -46,7 +46,7 @@ def build_digest_schedule(job: dg.JobDefinition) -> dg.ScheduleDefinition:
             return dg.SkipReason(f"no digest due at {tick:%Y-%m-%d %H:%M} UTC")
         return dg.RunRequest(
             run_key=f"digests@{tick:%Y-%m-%dT%H:%MZ}",
-            run_config={"ops": {OP_NAME: {"config": {"as_of": tick.isoformat()}}}},
+            run_config=digest_run_config(tick.isoformat()),
             tags={
                 "inbox-pipeline/digests-due": str(len(work.due)),
                 "inbox-pipeline/digests-unfinished": str(len(work.unfinished)),

@@ -26,8 +26,8 @@ failure (by hand or by the instance's run retries) in a new process.
 
 import dagster as dg
 
+from inbox_pipeline.defs.common import BATCH_JOB, EMAIL_JOB, SENDS_MAIL_TAG, network_retry
 from inbox_pipeline.defs.email.ops import (
-    BatchConfig,
     build_epub,
     check_epub,
     clean_html,
@@ -37,7 +37,6 @@ from inbox_pipeline.defs.email.ops import (
     forward_confirmation,
     inbox_batch,
     inbox_not_taken,
-    network_retry,
     parse_email,
     read_kindle_notice,
     record_newsletter,
@@ -46,10 +45,6 @@ from inbox_pipeline.defs.email.ops import (
 )
 from inbox_pipeline.defs.run_limits import BATCH_RUN_SECONDS, EMAIL_RUN_SECONDS, max_runtime
 
-JOB_NAME = "process_email"
-BATCH_JOB_NAME = "process_inbox_batch"
-BATCH_OP = "inbox_batch"
-SENDS_MAIL_TAG = {"inbox-pipeline/sends": "mail"}  # dagster.yaml limits how many such runs send at once
 # The in-process executor takes the ready step with the highest priority first: later steps
 # rank higher, so a batch carries each email through to delivery before starting many new ones
 # (the first Kindle gets its book early, and the parsed email is still in the process's cache).
@@ -79,7 +74,7 @@ def build_process_email_job(retry_delay_seconds: float = 60) -> dg.JobDefinition
     retry = network_retry(retry_delay_seconds)
 
     @dg.job(
-        name=JOB_NAME,
+        name=EMAIL_JOB,
         description=(
             "One inbound email, start to finish: parse, route (unknown address, duplicate, quarantined, "
             "confirmation, over quota), record the newsletter, clean the HTML, embed images, build and store the "
@@ -108,7 +103,7 @@ def build_process_inbox_batch_job(retry_delay_seconds: float = 60) -> dg.JobDefi
         convert_and_deliver.with_retry_policy(retry)(email_id)
 
     @dg.job(
-        name=BATCH_JOB_NAME,
+        name=BATCH_JOB,
         description=(
             "A burst of inbound emails in one run: the first op takes them from the inbox (registers and archives "
             "each; the sensor's run config names them) and each email goes through the same steps as process_email on its own (step keys end in [e<email id>]; "
@@ -127,60 +122,4 @@ def build_process_inbox_batch_job(retry_delay_seconds: float = 60) -> dg.JobDefi
     return process_inbox_batch
 
 
-def object_config(obj) -> dict:
-    """What a run needs to take one pending inbox object (``InboxObject``) itself."""
-    return {"key": obj.key, "version": obj.version, "received_at": obj.last_modified.isoformat()}
-
-
-def run_config_for(obj) -> dict:
-    """Run config of ``process_email`` taking one pending inbox object."""
-    return {"ops": {"parse_email": {"config": {"inbox": object_config(obj)}}}}
-
-
-def run_config_for_email(email_id: int) -> dict:
-    """Run config of ``process_email`` for an inbound email registered before (a fan-out copy, a replay)."""
-    return {"ops": {"parse_email": {"config": {"inbound_email_id": email_id}}}}
-
-
-def batch_run_config(objects: list) -> dict:
-    """Run config of ``process_inbox_batch`` taking pending inbox objects."""
-    return {"ops": {BATCH_OP: {"config": {"emails": [object_config(o) for o in objects]}}}}
-
-
-def batch_run_config_for_emails(email_ids: list[int]) -> dict:
-    """Run config of ``process_inbox_batch`` processing inbound emails registered before (held ones resumed)."""
-    return {"ops": {BATCH_OP: {"config": {"registered": list(email_ids)}}}}
-
-
-def inbox_objects_of_run(run: dg.DagsterRun | dg.RunRequest) -> list[str]:
-    """The names of the pending inbox objects a run of either job takes."""
-    ops = (run.run_config or {}).get("ops", {})
-    if run.job_name == BATCH_JOB_NAME:
-        entries = ops.get(BATCH_OP, {}).get("config", {}).get("emails", [])
-    elif run.job_name == JOB_NAME:
-        entries = [ops.get("parse_email", {}).get("config", {}).get("inbox") or {}]
-    else:
-        return []
-    return [e["key"] for e in entries if isinstance(e, dict) and e.get("key")]
-
-
-def email_ids_of_run(run: dg.DagsterRun) -> list[int]:
-    """The inbound email ids a run of either job worked on, from the tags its first op adds once
-    it has registered them (a run that has not got that far has none yet) and its run config
-    (a replay by id, held emails resumed): the run-failure sensor's ``email_ids_of``."""
-    from inbox_pipeline.defs.alerts.sensors import email_ids_of
-
-    return email_ids_of(run)
-
-
-__all__ = [
-    "BATCH_JOB_NAME",
-    "BatchConfig",
-    "JOB_NAME",
-    "batch_run_config",
-    "build_process_email_job",
-    "build_process_inbox_batch_job",
-    "email_ids_of_run",
-    "inbox_objects_of_run",
-    "run_config_for",
-]
+__all__ = ["build_process_email_job", "build_process_inbox_batch_job"]

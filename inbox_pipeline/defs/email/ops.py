@@ -20,6 +20,22 @@ from typing import Any
 
 import dagster as dg
 
+from inbox_pipeline.defs.common import (
+    MAX_RETRIES,
+    TAG_EMAIL_ID,
+    TAG_EMAIL_IDS,
+    TAG_INBOX_KEY,
+    TAG_MESSAGE_ID,
+    TAG_OUTCOME,
+    TAG_OUTCOMES,
+    TAG_REASON,
+    TAG_SENDER,
+    TAG_SUBJECT,
+    TAG_USER,
+    BatchConfig,
+    EmailConfig,
+    InboxObjectConfig,
+)
 from inbox_pipeline.defs.email.assets import (
     CLEANED_HTML,
     EPUB,
@@ -32,45 +48,8 @@ from inbox_pipeline.defs.email.assets import (
 )
 from inbox_pipeline.defs.resources import PipelineResource
 
-MAX_RETRIES = 3  # of the network steps' RetryPolicy; the last attempt records the failure
-
-# Run tags: filter runs in the UI by any of these.
-TAG_EMAIL_ID = "inbox-pipeline/email-id"
-TAG_INBOX_KEY = "inbox-pipeline/inbox-key"
-TAG_MESSAGE_ID = "inbox-pipeline/message-id"
-TAG_SUBJECT = "inbox-pipeline/subject"
-TAG_SENDER = "inbox-pipeline/sender"
-TAG_USER = "inbox-pipeline/user"
-TAG_OUTCOME = "inbox-pipeline/outcome"
-TAG_REASON = "inbox-pipeline/reason"  # why a per-email run ended without a book on the Kindle
-TAG_OUTCOMES = "inbox-pipeline/outcomes"  # a batch run's emails that did not go to a Kindle: "unroutable: e4 e9; ..."
 ON_THE_WAY = ("routed", "ready")  # routing's outcome for an email that goes on to delivery
 DELIVERED_OUTCOMES = ON_THE_WAY + ("sent", "link_sent", "delivered", "already_sent")  # nothing to point out
-
-
-class InboxObjectConfig(dg.Config):
-    """A pending inbox object the run takes (registers and archives) itself."""
-
-    key: str
-    version: str = ""
-    received_at: str = ""  # ISO 8601, when the inbox got it
-
-
-class EmailConfig(dg.Config):
-    """Which email this run processes: a pending inbox object (set by the inbox sensor), or an
-    inbound email registered before (an operator's replay by id)."""
-
-    inbox: InboxObjectConfig | None = None
-    inbound_email_id: int = 0
-    storage_key: str = ""
-
-
-class BatchConfig(dg.Config):
-    """The pending inbox objects one batch run takes and processes (set by the inbox sensor), and
-    inbound emails registered before that it processes again (held emails the watchdog resumes)."""
-
-    emails: list[InboxObjectConfig] = []
-    registered: list[int] = []
 
 
 def mapping_key(email_id: int) -> str:
@@ -143,15 +122,6 @@ def tag_outcome(context: dg.OpExecutionContext, outcome: str, reason: str = "", 
 
 def _by_id(key: str) -> tuple[int, str]:
     return (int(key[1:]) if key[1:].isdigit() else 0, key)
-
-
-def network_retry(delay_seconds: float) -> dg.RetryPolicy:
-    return dg.RetryPolicy(
-        max_retries=MAX_RETRIES,
-        delay=delay_seconds,
-        backoff=dg.Backoff.EXPONENTIAL,
-        jitter=dg.Jitter.PLUS_MINUS,
-    )
 
 
 class EmailHeld(dg.Failure):
@@ -616,8 +586,6 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
     },
 )
 def inbox_batch(context: dg.OpExecutionContext, config: BatchConfig, pipeline: PipelineResource):
-    from inbox_pipeline.defs.alerts import TAG_EMAIL_IDS
-
     from inbox_pipeline.core.pace import round_robin
 
     tick = take_from_inbox(context, pipeline.pipeline(), config.emails)

@@ -32,16 +32,22 @@ import time
 
 import dagster as dg
 
-from inbox_pipeline.defs.email.ops import TAG_EMAIL_ID, TAG_INBOX_KEY
+from inbox_pipeline.defs.common import (
+    BATCH_JOB,
+    EMAIL_JOB,
+    TAG_EMAIL_COUNT,
+    TAG_EMAIL_ID,
+    TAG_INBOX_KEY,
+    batch_run_config,
+    email_run_config,
+    inbox_objects_of_run,
+)
 from inbox_pipeline.defs.resources import PipelineResource
 
 INBOX_SENSOR = "inbox_sensor"
 # A burst of at least this many emails is split into at least two runs, so both cores of a
 # small machine work on it (a run executes its steps one at a time).
 SPLIT_FROM = 20
-# Batch runs: how many emails (their ids are tagged once the run has registered them); each
-# email's own materializations (Message-ID, subject, sender, id) link to the run.
-TAG_EMAIL_COUNT = "inbox-pipeline/email-count"
 # Objects of a run that failed (it alerted) are requested again only after this long.
 RETAKE_AFTER_SECONDS = 24 * 3600
 
@@ -54,38 +60,33 @@ def run_key_for(obj) -> str:
 
 
 def run_request_for(obj) -> dg.RunRequest:
-    from inbox_pipeline.defs.email.job import JOB_NAME, run_config_for
     from inbox_pipeline.seams.inbox import archive_name
 
     return dg.RunRequest(
         run_key=run_key_for(obj),
-        job_name=JOB_NAME,
-        run_config=run_config_for(obj),
+        job_name=EMAIL_JOB,
+        run_config=email_run_config(obj=obj),
         tags={TAG_INBOX_KEY: archive_name(obj.key)},
     )
 
 
 def fanout_run_request(email_id: int) -> dg.RunRequest:
     """A run for a copy routing made for a further envelope recipient (it has no inbox object)."""
-    from inbox_pipeline.defs.email.job import JOB_NAME, run_config_for_email
-
     return dg.RunRequest(
         run_key=f"fanout:{email_id}",
-        job_name=JOB_NAME,
-        run_config=run_config_for_email(email_id),
+        job_name=EMAIL_JOB,
+        run_config=email_run_config(email_id=email_id),
         tags={TAG_EMAIL_ID: str(email_id)},
     )
 
 
 def batch_run_request_for(batch: list) -> dg.RunRequest:
     """One run for several pending objects; its run key is stable for the same objects."""
-    from inbox_pipeline.defs.email.job import BATCH_JOB_NAME, batch_run_config
-
     batch = sorted(batch, key=lambda o: o.key)
     digest = hashlib.sha256("\n".join(run_key_for(o) for o in batch).encode("utf-8", "surrogateescape")).hexdigest()
     return dg.RunRequest(
         run_key=f"batch:{len(batch)}:{digest[:24]}",
-        job_name=BATCH_JOB_NAME,
+        job_name=BATCH_JOB,
         run_config=batch_run_config(batch),
         tags={TAG_EMAIL_COUNT: str(len(batch))},
     )
@@ -119,8 +120,6 @@ def busy_objects(instance: dg.DagsterInstance, *, retake_after_seconds: float, n
     or were canceled within ``retake_after_seconds``. Costs O(runs in flight + recent failures),
     never O(history): a finished run has archived its objects, so they are no longer pending."""
     from datetime import datetime, timezone
-
-    from inbox_pipeline.defs.email.job import inbox_objects_of_run
 
     since = datetime.fromtimestamp(now - retake_after_seconds, tz=timezone.utc)
     runs = list(instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED)))

@@ -7,7 +7,7 @@ import dagster as dg
 
 from inbox_pipeline.config import PREFIX
 from inbox_pipeline.defs.run_limits import CLEANUP_RUN_SECONDS, max_runtime
-from inbox_pipeline.defs.email.ops import network_retry
+from inbox_pipeline.defs.common import network_retry
 from inbox_pipeline.defs.resources import PipelineResource
 
 if TYPE_CHECKING:

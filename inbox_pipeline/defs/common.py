@@ -1,0 +1,157 @@
+"""What every domain of the Dagster shell shares: run tags, the retry policy, job and op names, and
+the run config of each job as ``dg.Config`` classes, built and read back through them.
+
+A run's config is written once (``RunRequest(run_config=dg.RunConfig(...))``) and read back from a
+stored run by validating it against the same class (``email_ids_of_run``, ``inbox_objects_of_run``),
+never by walking raw dicts.
+"""
+
+# No "from __future__ import annotations": Dagster reads the config annotations at definition time.
+from collections.abc import Iterable
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, ValidationError
+
+# --- run tags: filter runs in the UI by any of these ----------------------------------------
+TAG_EMAIL_ID = "inbox-pipeline/email-id"
+TAG_EMAIL_IDS = "inbox-pipeline/email-ids"  # a batch run's inbound email ids, comma-separated
+TAG_EMAIL_COUNT = "inbox-pipeline/email-count"  # how many emails a batch run takes
+TAG_INBOX_KEY = "inbox-pipeline/inbox-key"
+TAG_MESSAGE_ID = "inbox-pipeline/message-id"
+TAG_SUBJECT = "inbox-pipeline/subject"
+TAG_SENDER = "inbox-pipeline/sender"
+TAG_USER = "inbox-pipeline/user"
+TAG_OUTCOME = "inbox-pipeline/outcome"
+TAG_REASON = "inbox-pipeline/reason"  # why a per-email run ended without a book on the Kindle
+TAG_OUTCOMES = "inbox-pipeline/outcomes"  # a batch run's emails that did not go to a Kindle: "unroutable: e4 e9; ..."
+SENDS_MAIL_TAG = {"inbox-pipeline/sends": "mail"}  # dagster.yaml limits how many such runs send at once
+
+# --- jobs and the ops whose config names their work -------------------------------------------
+EMAIL_JOB = "process_email"
+EMAIL_OP = "parse_email"
+BATCH_JOB = "process_inbox_batch"
+BATCH_OP = "inbox_batch"
+DIGEST_JOB = "compile_digests"
+DIGEST_OP = "compile_and_deliver_digests"
+
+# --- retries ---------------------------------------------------------------------------------
+MAX_RETRIES = 3  # of the network steps' RetryPolicy; the last attempt records the failure
+
+
+def network_retry(delay_seconds: float) -> dg.RetryPolicy:
+    """The retry policy of every step that talks to the network (``INBOX_PIPELINE_RETRY_DELAY_SECONDS``)."""
+    return dg.RetryPolicy(
+        max_retries=MAX_RETRIES,
+        delay=delay_seconds,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
+
+
+# --- run config ------------------------------------------------------------------------------
+
+
+class InboxObjectConfig(dg.Config):
+    """A pending inbox object the run takes (registers and archives) itself."""
+
+    key: str
+    version: str = ""
+    received_at: str = ""  # ISO 8601, when the inbox got it
+
+    @classmethod
+    def of(cls, obj) -> "InboxObjectConfig":
+        """From a pending ``InboxObject``."""
+        return cls(key=obj.key, version=obj.version, received_at=obj.last_modified.isoformat())
+
+
+class EmailConfig(dg.Config):
+    """Which email this run processes: a pending inbox object (set by the inbox sensor), or an
+    inbound email registered before (an operator's replay by id)."""
+
+    inbox: InboxObjectConfig | None = None
+    inbound_email_id: int = 0
+    storage_key: str = ""
+
+
+class BatchConfig(dg.Config):
+    """The pending inbox objects one batch run takes and processes (set by the inbox sensor), and
+    inbound emails registered before that it processes again (held emails the watchdog resumes)."""
+
+    emails: list[InboxObjectConfig] = []
+    registered: list[int] = []
+
+
+class DigestRunConfig(dg.Config):
+    as_of: str = Field(
+        default="",
+        description=(
+            "The time to compile digests at, ISO 8601 (the schedule passes its tick). Empty: now. "
+            "Never later than now: a digest is not sent before it is due."
+        ),
+    )
+
+
+def email_run_config(*, obj=None, email_id: int = 0) -> dg.RunConfig:
+    """Run config of ``process_email``: take one pending inbox object, or process a registered email by id."""
+    inbox = InboxObjectConfig.of(obj) if obj is not None else None
+    return dg.RunConfig(ops={EMAIL_OP: EmailConfig(inbox=inbox, inbound_email_id=email_id)})
+
+
+def batch_run_config(objects: Iterable = (), registered: Iterable[int] = ()) -> dg.RunConfig:
+    """Run config of ``process_inbox_batch``: pending inbox objects to take, registered emails to resume."""
+    config = BatchConfig(emails=[InboxObjectConfig.of(o) for o in objects], registered=list(registered))
+    return dg.RunConfig(ops={BATCH_OP: config})
+
+
+def digest_run_config(as_of: str) -> dg.RunConfig:
+    """Run config of ``compile_digests`` at ``as_of`` (ISO 8601)."""
+    return dg.RunConfig(ops={DIGEST_OP: DigestRunConfig(as_of=as_of)})
+
+
+def _op_config(run: dg.DagsterRun | dg.RunRequest, op: str, model: type[dg.Config]) -> Any:
+    """The config ``run`` gave ``op``, as ``model``; None when it has none (or none that fits)."""
+    run_config = run.run_config
+    if isinstance(run_config, dg.RunConfig):
+        run_config = run_config.to_config_dict()
+    raw = ((run_config or {}).get("ops") or {}).get(op)
+    if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict):
+        return None
+    try:
+        return model.model_validate(raw["config"])
+    except ValidationError:
+        return None
+
+
+def inbox_objects_of_run(run: dg.DagsterRun | dg.RunRequest) -> list[str]:
+    """The names of the pending inbox objects a run of either email job takes."""
+    if run.job_name == BATCH_JOB:
+        batch = _op_config(run, BATCH_OP, BatchConfig)
+        return [o.key for o in batch.emails if o.key] if batch else []
+    if run.job_name == EMAIL_JOB:
+        email = _op_config(run, EMAIL_OP, EmailConfig)
+        return [email.inbox.key] if email and email.inbox and email.inbox.key else []
+    return []
+
+
+def email_ids_of_run(run: dg.DagsterRun) -> list[int]:
+    """The inbound emails a run worked on, in order, each once: the email-id tag(s) its first op adds
+    once it has registered them (a run that has not got that far has none yet), and the ids its run
+    config names (a replay by id, held emails a batch run resumes)."""
+    ids: list[int] = []
+
+    def add(value) -> None:
+        text = str(value).strip()
+        if text.isdigit() and int(text) > 0 and int(text) not in ids:  # 0: EmailConfig's "no id"
+            ids.append(int(text))
+
+    add(run.tags.get(TAG_EMAIL_ID, ""))
+    for value in run.tags.get(TAG_EMAIL_IDS, "").split(","):
+        add(value)
+    email = _op_config(run, EMAIL_OP, EmailConfig)
+    if email is not None:
+        add(email.inbound_email_id)
+    batch = _op_config(run, BATCH_OP, BatchConfig)
+    for email_id in batch.registered if batch is not None else ():
+        add(email_id)
+    return ids
