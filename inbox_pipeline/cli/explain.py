@@ -101,13 +101,19 @@ def _story_lines(story: Any) -> list[str]:
 
 def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
     """For each email id (and its registration time): the runs that worked on it."""
-    if not os.environ.get("DAGSTER_HOME"):
+    if not os.environ.get("DAGSTER_HOME"):  # Dagster's own variable, which dg.DagsterInstance.get() reads
         return {i: ["runs: set DAGSTER_HOME to the Dagster instance's folder to list them"] for i in created}
     # Dagster (and our definitions) only here: importing them costs every other command about a second.
     import dagster as dg
-    from dagster._core.storage.tags import ROOT_RUN_ID_TAG  # Dagster's tag on every re-execution
 
-    from inbox_pipeline.defs.common import BATCH_JOB, TAG_EMAIL_ID, TAG_OUTCOME, TAG_REASON, email_ids_of_run
+    from inbox_pipeline.defs.common import (
+        BATCH_JOB,
+        ROOT_RUN_TAG,
+        TAG_EMAIL_ID,
+        TAG_OUTCOME,
+        TAG_REASON,
+        email_ids_of_run,
+    )
     from inbox_pipeline.defs.email.ops import mapping_key
 
     out: dict[int, list[str]] = {}
@@ -119,12 +125,12 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
             )
             runs.update({r.run_id: r for r in instance.get_runs(filters=window) if email_id in email_ids_of_run(r)})
             for root in list(runs):  # and their re-executions, whenever they were made
-                for child in instance.get_runs(filters=dg.RunsFilter(tags={ROOT_RUN_ID_TAG: root})):
+                for child in instance.get_runs(filters=dg.RunsFilter(tags={ROOT_RUN_TAG: root})):
                     runs[child.run_id] = child
             records = sorted(
                 (instance.get_run_record_by_id(run_id) for run_id in runs), key=lambda r: r.create_timestamp
             )
-            lines = [f"runs: {len(records) or 'none found in ' + os.environ['DAGSTER_HOME']}"]
+            lines = [f"runs: {len(records) or 'none found in ' + str(instance.root_directory)}"]
             for record in records:
                 run = record.dagster_run
                 lines.append(

@@ -8,7 +8,7 @@ never by walking raw dicts.
 
 # No "from __future__ import annotations": Dagster reads the config annotations at definition time.
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 from pydantic import Field, ValidationError
@@ -26,6 +26,11 @@ TAG_OUTCOME = "inbox-pipeline/outcome"
 TAG_REASON = "inbox-pipeline/reason"  # why a per-email run ended without a book on the Kindle
 TAG_OUTCOMES = "inbox-pipeline/outcomes"  # a batch run's emails that did not go to a Kindle: "unroutable: e4 e9; ..."
 SENDS_MAIL_TAG = {"inbox-pipeline/sends": "mail"}  # dagster.yaml limits how many such runs send at once
+# Dagster's own run tags (shown in the UI): a re-execution's parent and root, and the run-retry decision
+# Dagster stores on a failed run when run retries are enabled ("true"/"false").
+PARENT_RUN_TAG = "dagster/parent_run_id"
+ROOT_RUN_TAG = "dagster/root_run_id"
+WILL_RETRY_TAG = "dagster/will_retry"
 
 # --- jobs and the ops whose config names their work -------------------------------------------
 EMAIL_JOB = "process_email"
@@ -155,3 +160,27 @@ def email_ids_of_run(run: dg.DagsterRun) -> list[int]:
     for email_id in batch.registered if batch is not None else ():
         add(email_id)
     return ids
+
+
+# --- sensor and schedule ticks ---------------------------------------------------------------
+
+
+class TickTypes(NamedTuple):
+    instigator_type: Any  # InstigatorType: SENSOR, SCHEDULE
+    instigator_status: Any  # InstigatorStatus: RUNNING, STOPPED, DECLARED_IN_CODE
+    tick_status: Any  # TickStatus: STARTED, SKIPPED, SUCCESS, FAILURE
+
+
+def tick_types() -> TickTypes:
+    """Dagster's types for sensor and schedule ticks, for ``DagsterInstance.all_instigator_state``,
+    ``get_ticks`` and ``purge_ticks`` (the watchdog reads the inbox sensor's last tick; the history
+    purge deletes old ticks).
+
+    Dagster has no public Python API for ticks: only its GraphQL API reads them, the three instance
+    methods are not marked ``@public`` and these enums are not exported from ``dagster``. This is the
+    one place product code imports from ``dagster._core``; a Dagster upgrade that moves them breaks here.
+    """
+    from dagster._core.definitions.run_request import InstigatorType
+    from dagster._core.scheduler.instigation import InstigatorStatus, TickStatus
+
+    return TickTypes(InstigatorType, InstigatorStatus, TickStatus)

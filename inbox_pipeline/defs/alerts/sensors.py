@@ -1,10 +1,9 @@
 """The run-failure sensor and the notification retry sensor.
 
 A failed run is told once Dagster has given up on it: ``will_be_retried``
-follows the run-retry daemon's own rule (``dagster/will_retry``, set by
-Dagster when the failure is stored, recomputed the daemon's way when missing),
-so a run that is still going to be retried is skipped and its retry is judged
-when it fails in turn.
+reads the run-retry decision Dagster stores on the run with its failure
+(``dagster/will_retry``), so a run that is still going to be retried is
+skipped and its retry is judged when it fails in turn.
 
 The operator alert is claimed on the run itself (tag ``inbox-pipeline/operator-alert``:
 ``pending`` -> ``sent`` | ``logged`` (no operator address) | ``retry`` (the mailer
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from inbox_pipeline.defs.common import email_ids_of_run
+from inbox_pipeline.defs.common import PARENT_RUN_TAG, WILL_RETRY_TAG, email_ids_of_run
 from inbox_pipeline.defs.resources import PipelineResource
 
 RUN_FAILURE_SENSOR = "email_run_failure_sensor"
@@ -31,8 +30,6 @@ TAG_OPERATOR_ALERT_DETAIL = "inbox-pipeline/operator-alert-detail"
 TAG_OPERATOR_ALERT_RUN = "inbox-pipeline/operator-alert-run"  # the run the alert state is about
 TAG_RESOLVED_BY = "inbox-pipeline/resolved-by"  # the re-execution that succeeded after this run's alert
 RUN_SUCCESS_SENSOR = "email_run_success_sensor"
-PARENT_RUN_TAG = "dagster/parent_run_id"
-WILL_RETRY_TAG = "dagster/will_retry"
 _TOLD = ("pending", "sent", "logged", "failed")  # operator-alert states that are not sent again
 
 
@@ -40,15 +37,16 @@ def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     """True when Dagster's run-retry daemon will re-execute this failed run.
 
     Run retries come from dagster.yaml ``run_retries`` (``max_retries``, ``retry_on_asset_or_op_failure``)
-    or the run's ``dagster/max_retries`` / ``dagster/retry_on_asset_or_op_failure`` tags. Dagster
-    records its decision as ``dagster/will_retry`` when it stores the failure; ``should_retry``
-    reads that tag (and computes and stores it when missing), exactly as the daemon does.
+    or the run's ``dagster/max_retries`` / ``dagster/retry_on_asset_or_op_failure`` tags. When run
+    retries are enabled, the instance stores its decision as the run tag ``dagster/will_retry`` as it
+    stores the run's failure, before any sensor can see that failure, and the daemon acts on that tag.
+    A failed run without the tag (its failure stored by a Dagster older than the tag) counts as not
+    retried, so it is told: a notice too many is deferred and withdrawn if the email is delivered
+    meanwhile, while a failure never told would stay silent.
     """
     if not instance.run_retries_enabled or run.status != dg.DagsterRunStatus.FAILURE:
         return False  # no daemon retries anything
-    from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
-
-    return bool(should_retry(run, instance))
+    return (run.tags.get(WILL_RETRY_TAG) or "").strip().lower() == "true"
 
 
 def failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:

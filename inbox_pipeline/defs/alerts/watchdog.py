@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from inbox_pipeline.defs.common import BATCH_JOB, TAG_EMAIL_COUNT, batch_run_config
+from inbox_pipeline.defs.common import BATCH_JOB, TAG_EMAIL_COUNT, batch_run_config, tick_types
 from inbox_pipeline.defs.intake.sensors import INBOX_SENSOR as INBOX_SENSOR_NAME
 from inbox_pipeline.defs.resources import PipelineResource
 
@@ -34,17 +34,15 @@ _IN_FLIGHT = [
 
 def inbox_sensor_problem(instance: dg.DagsterInstance, now: datetime, stall_after: timedelta) -> str | None:
     """The inbox sensor's last tick failed, or it has not ticked for ``stall_after`` while running."""
-    from dagster._core.definitions.run_request import InstigatorType
-    from dagster._core.scheduler.instigation import InstigatorStatus, TickStatus
-
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        if state.name != INBOX_SENSOR_NAME or state.status == InstigatorStatus.STOPPED:
+    types = tick_types()
+    for state in instance.all_instigator_state(instigator_type=types.instigator_type.SENSOR):
+        if state.name != INBOX_SENSOR_NAME or state.status == types.instigator_status.STOPPED:
             continue
         ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
         if not ticks:
             continue
         tick = ticks[0]
-        if tick.status == TickStatus.FAILURE:
+        if tick.status == types.tick_status.FAILURE:
             error = (tick.error.message if tick.error else "").strip().splitlines()
             return f"the inbox sensor's ticks fail: {error[-1] if error else 'no error recorded'}"
         silent = now.timestamp() - tick.timestamp

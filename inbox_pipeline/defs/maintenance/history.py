@@ -5,8 +5,9 @@ tick row, so without a purge Dagster's database grows forever. The same
 retention as the app's data applies (``RetentionPolicy``): successful runs and
 ticks go after ``days``, failed or canceled ones after ``failed_days``. Runs
 not finished (queued, starting, started, canceling) stay whatever their age.
-Only public instance APIs are used: ``get_run_records``, ``delete_run`` (the
-run, its tags and its events), ``all_instigator_state`` and ``purge_ticks``.
+Runs go through public instance APIs: ``get_run_records`` and ``delete_run`` (the
+run, its tags and its events). Ticks have no public Python API: ``all_instigator_state``
+and ``purge_ticks`` take the types ``defs.common.tick_types`` isolates.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import dagster as dg
-from dagster._core.scheduler.instigation import TickStatus  # purge_ticks' own argument type
+
+from inbox_pipeline.defs.common import tick_types
 
 if TYPE_CHECKING:
     from inbox_pipeline.services.cleanup import RetentionPolicy
@@ -54,19 +56,20 @@ def purge_dagster_history(
     report.failed_runs = _delete_runs(instance, FAILED_RUNS, failed_cutoff, report, deadline)
     if instance.schedule_storage is None:  # an ephemeral instance (execute_in_process): no ticks kept
         return report
+    tick_status = tick_types().tick_status  # purge_ticks' own argument type
     for state in instance.all_instigator_state():
         try:
             instance.purge_ticks(
                 state.instigator_origin_id,
                 state.selector_id,
                 before=finished_cutoff.timestamp(),
-                tick_statuses=[TickStatus.SUCCESS, TickStatus.SKIPPED],
+                tick_statuses=[tick_status.SUCCESS, tick_status.SKIPPED],
             )
             instance.purge_ticks(
                 state.instigator_origin_id,
                 state.selector_id,
                 before=failed_cutoff.timestamp(),
-                tick_statuses=[TickStatus.FAILURE],
+                tick_statuses=[tick_status.FAILURE],
             )
         except Exception as exc:  # noqa: BLE001 - one instigator's ticks never stop the others'
             report.errors.append(f"ticks of {state.instigator_name}: {type(exc).__name__}: {exc}")
