@@ -358,8 +358,11 @@ def test_ses_errors_are_classified(monkeypatch, status, error_type, expected) ->
         monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # boto3's own retries would only slow the test
 
+        from inbox_pipeline.config import Settings
+
+        region = Settings.from_env().aws_region  # AWS_REGION, which botocore alone does not read
         with pytest.raises(expected, match=error_type):
-            SesMailer(SENDER).send(epub_email())
+            SesMailer(SENDER, region=region).send(epub_email())
     finally:
         server.shutdown()
         server.server_close()
@@ -369,7 +372,7 @@ def test_ses_unreachable_is_transient(monkeypatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
 
     with pytest.raises(TransientMailError, match="could not reach SES") as err:

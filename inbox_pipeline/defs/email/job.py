@@ -47,7 +47,7 @@ from inbox_pipeline.defs.run_limits import BATCH_RUN_SECONDS, EMAIL_RUN_SECONDS,
 
 # The in-process executor takes the ready step with the highest priority first: later steps
 # rank higher, so a batch carries each email through to delivery before starting many new ones
-# (the first Kindle gets its book early, and the parsed email is still in the process's cache).
+# (the first Kindle gets its book early, and the parsed email is still kept by the run's Pipeline).
 PRIORITY = "dagster/priority"
 
 
