@@ -64,8 +64,9 @@ class Settings:
     watchdog_stale_seconds: float = 1800  # mail unprocessed this long is a problem
     # boto3 reads only AWS_DEFAULT_REGION; AWS_REGION (what AWS's own tools set) is honoured too
     aws_region: str | None = None
-    # The INBOX_PIPELINE_* variables that were set: a resource names those holding secrets as dg.EnvVar.
-    given: frozenset[str] = field(default=frozenset(), compare=False)
+    # The INBOX_PIPELINE_* variables set in this process's environment (none when read from a mapping):
+    # a resource names those holding secrets as dg.EnvVar, which Dagster resolves from that environment.
+    in_process_env: frozenset[str] = field(default=frozenset(), compare=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -113,7 +114,9 @@ class Settings:
             watchdog_stall_seconds=number("watchdog_stall_seconds"),
             watchdog_stale_seconds=number("watchdog_stale_seconds"),
             aws_region=(env.get("AWS_REGION") or "").strip() or None,
-            given=frozenset(k for k, v in env.items() if k.startswith(PREFIX) and v.strip()),
+            in_process_env=frozenset(
+                k for k, v in env.items() if environ is None and k.startswith(PREFIX) and v.strip()
+            ),
         )
 
 

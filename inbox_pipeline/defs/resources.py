@@ -58,14 +58,14 @@ class PipelineResource(dg.ConfigurableResource):
         return pipeline
 
 
-def _env_or(settings_env: frozenset[str], name: str, default: str) -> str:
-    """``dg.EnvVar(name)`` when the variable is set (its value stays out of the UI), else the default."""
-    return dg.EnvVar(PREFIX + name) if PREFIX + name in settings_env else default
+def _env_or(in_process_env: frozenset[str], name: str, default: str) -> str:
+    """``dg.EnvVar(name)`` when the process's environment sets it (its value stays out of the UI), else the value."""
+    return dg.EnvVar(PREFIX + name) if PREFIX + name in in_process_env else default
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources of a deployment described by ``settings``."""
-    given = settings.given
+    given = settings.in_process_env
     return {
         "pipeline": PipelineResource(
             database_url=_env_or(given, "DATABASE_URL", settings.database_url),
