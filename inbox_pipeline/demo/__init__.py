@@ -79,7 +79,7 @@ def addressed_sample(path: Path, address: str, *, fresh_ids: bool = False) -> by
 
 def drop_samples(settings: Settings, address: str, *, fresh_ids: bool = False) -> list[str]:
     """Put every sample into the inbox; returns the keys."""
-    inbox = inbox_from_uri(settings.inbox)
+    inbox = inbox_from_uri(settings.inbox, region=settings.aws_region)
     prefix = uuid.uuid4().hex[:6] + "-" if fresh_ids else ""
     keys = []
     for path in sample_files():

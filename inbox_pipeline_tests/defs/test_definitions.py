@@ -211,3 +211,48 @@ def test_deferred_notices_are_checked_within_a_third_of_a_short_grace(monkeypatc
 
     assert retry_interval() == 300  # the default 30 min grace
     assert retry_interval(NOTICE_GRACE_MINUTES="1.5") == 30
+
+
+def test_every_setting_reaches_what_it_configures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    configure(
+        monkeypatch,
+        tmp_path,
+        CLEANUP_CRON="15 2 * * *",
+        WATCHDOG_INTERVAL_SECONDS="45",
+        WATCHDOG_STALL_SECONDS="120",
+        OPERATOR_EMAIL="ops@example.net",
+        NOTICE_GRACE_MINUTES="12",
+        SIZE_BUDGET_BYTES="1000000",
+    )
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    from datetime import timedelta
+
+    from inbox_pipeline.definitions import build_definitions
+
+    defs = build_definitions()
+    repo = defs.get_repository_def()
+    assert repo.get_schedule_def("cleanup_schedule").cron_schedule == "15 2 * * *"
+    watchdog = repo.get_sensor_def("deployment_watchdog")
+    assert watchdog.minimum_interval_seconds == 45 and "silent for 2 min" in watchdog.description
+    options = defs.resources["pipeline"].options
+    assert options.operator_email == "ops@example.net"
+    assert options.notice_grace == timedelta(minutes=12)
+    assert options.size_budget_bytes == 1_000_000
+    assert options.aws_region == "eu-west-1"
+
+
+def test_the_pipeline_resource_closes_its_database_connections_after_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from sqlalchemy import text
+
+    configure(monkeypatch, tmp_path)
+    from inbox_pipeline.definitions import build_definitions
+
+    with dg.build_resources(build_definitions().resources) as built:  # as a run or a sensor tick
+        pipeline = built.pipeline.pipeline()
+        with pipeline.sessions() as session:
+            assert session.execute(text("select 1")).scalar() == 1
+        engine = pipeline.sessions.kw["bind"]
+        assert engine.pool.checkedin() == 1  # pooled for the run's next step
+    assert engine.pool.checkedin() == 0  # closed with the run, not kept by the process
