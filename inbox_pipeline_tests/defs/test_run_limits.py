@@ -34,7 +34,7 @@ def test_every_job_carries_a_max_runtime_within_the_instance_default(monkeypatch
     configure(monkeypatch, tmp_path)
     from inbox_pipeline.definitions import defs
 
-    jobs = defs.resolve_all_job_defs()
+    jobs = defs().resolve_all_job_defs()
     assert jobs
     for job in jobs:
         if job.name.startswith("__"):
