@@ -6,28 +6,35 @@ import threading
 from typing import Any
 
 _lock = threading.Lock()
+_session: Any = None  # boto3's configuration and service models, loaded once per process; no client, no connection
 
 
 def aws_client(service: str, *, region: str | None = None, **config: Any) -> Any:
-    """A new client for ``service``.
+    """A new client for ``service``, owned by the caller (a seam, owned by a run's ``Pipeline``).
 
     Endpoint, credentials and retries come from boto3's own variables and files
-    (boto3 >= 1.28 reads ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``), so a
-    local S3 API server needs no code of ours. ``region`` (``Settings.aws_region``, from
-    ``AWS_REGION``) is used when boto3's own configuration names none: botocore reads only
-    ``AWS_DEFAULT_REGION``.
+    (boto3 >= 1.28 reads ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``, at each
+    client's creation), so a local S3 API server needs no code of ours. ``region``
+    (``Settings.aws_region``, from ``AWS_REGION``) is used when boto3's own configuration
+    names none: botocore reads only ``AWS_DEFAULT_REGION``.
+
+    Clients come from one boto3 session per process: a fresh session loads botocore's
+    endpoint rules and service model again, 0.08-0.2 s of CPU per client against 0.01 s
+    (measured on 2 cores), which every sensor tick would pay now that clients live only as
+    long as their run or tick. Sessions are not thread-safe to create clients from: the
+    lock makes creation one at a time.
     """
+    global _session
     # Lazy: boto3 (about 0.2-1 s to import) stays off Dagster's load path, which imports the seams.
     import boto3
     from botocore.config import Config
 
-    # Sessions are not thread-safe to create clients from; a fresh one per client is.
     with _lock:
-        session = boto3.session.Session()
-        region = session.region_name or region or None
-        return session.client(
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client(
             service,
-            region_name=region,
+            region_name=_session.region_name or region or None,
             config=Config(connect_timeout=10, read_timeout=60, **config),
         )
 
