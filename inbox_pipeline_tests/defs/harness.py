@@ -58,7 +58,7 @@ class Deployment:
     results: list[dg.ExecuteJobResult] = field(default_factory=list)
     requested: list[dg.RunRequest] = field(default_factory=list)  # every request run, in order
     cursors: dict[str, str | None] = field(default_factory=dict)  # each sensor's cursor, kept as the daemon does
-    opened: list = field(default_factory=list)  # the Pipelines made here, closed at the end
+    opened: dict = field(default_factory=dict)  # settings -> the Pipeline made here for them, closed at the end
 
     @property
     def settings(self):
@@ -67,16 +67,18 @@ class Deployment:
         return Settings.from_env()
 
     def pipeline(self):
-        """A ``Pipeline`` on the deployment's settings, closed with the deployment."""
+        """The ``Pipeline`` on the deployment's current settings (one per settings: one connection pool),
+        closed with the deployment."""
         from inbox_pipeline.services.context import Pipeline
 
-        pipeline = Pipeline.from_settings(self.settings)
-        self.opened.append(pipeline)
-        return pipeline
+        settings = self.settings
+        if settings not in self.opened:
+            self.opened[settings] = Pipeline.from_settings(settings)
+        return self.opened[settings]
 
     def close(self) -> None:
         while self.opened:
-            self.opened.pop().close()
+            self.opened.popitem()[1].close()
 
     def tick(self, sensor_name: str = "inbox_sensor") -> dg.SensorResult | dg.SkipReason:
         """One evaluation of the real sensor, with the cursor the last one left (as the daemon keeps it)."""
