@@ -11,7 +11,7 @@ import time_machine
 
 from inbox_pipeline.db.engine import make_engine, session_factory, upgrade
 from inbox_pipeline.db.pace import pace_counters
-from inbox_pipeline.services.context import Pipeline, PipelineOptions, dispose_engines
+from inbox_pipeline.services.context import Pipeline, PipelineOptions
 from inbox_pipeline.services.pacing import PacedMailer, QuotaSpentError, pace_for
 from inbox_pipeline_tests.conftest import SmtpSink
 from inbox_pipeline_tests.db.test_races import _run
@@ -145,7 +145,6 @@ def test_two_processes_share_one_rate(postgres_url: str, smtp_sink: SmtpSink) ->
             assert pace_counters(session).sends == 20
     finally:
         engine.dispose()
-        dispose_engines()
 
 
 def test_an_unreadable_ses_quota_paces_at_the_configured_rate_and_is_read_again(aws_env: str, monkeypatch) -> None:
