@@ -35,6 +35,7 @@ The same goes for notifications keyed by ids ("newsletter-7", "inbound-7",
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
