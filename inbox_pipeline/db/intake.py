@@ -304,6 +304,14 @@ def route_inbound(
         _fan_out(session, email, other, now)
     user_email = session.scalar(select(User.email).where(User.id == address.user_id))
     original = _find_original(session, address.user_id, message_id, content_sha256, exclude=email_id)
+    # What routing found out about the email, stored whether it goes on or is a duplicate.
+    routed_to = {
+        "user_id": address.user_id,
+        "address_id": address.id,
+        "message_id": message_id,
+        "content_sha256": content_sha256,
+        "recipients": recipients,
+    }
     if original is None:
         reason = f"routed to {user_email} via {address.address}"
         if len(targets) > 1:
@@ -314,11 +322,7 @@ def route_inbound(
                     update(InboundEmail)
                     .where(InboundEmail.id == email_id, InboundEmail.state.in_([s.value for s in _ROUTABLE]))
                     .values(
-                        user_id=address.user_id,
-                        address_id=address.id,
-                        message_id=message_id,
-                        content_sha256=content_sha256,
-                        recipients=recipients,
+                        **routed_to,
                         dedup_message_id=message_id,
                         dedup_content_sha256=content_sha256,
                         state=S.ROUTED.value,
@@ -345,14 +349,7 @@ def route_inbound(
     session.execute(
         update(InboundEmail)
         .where(InboundEmail.id == email_id)
-        .values(
-            user_id=address.user_id,
-            address_id=address.id,
-            message_id=message_id,
-            content_sha256=content_sha256,
-            recipients=recipients,
-            duplicate_of_id=original.id,
-        )
+        .values(**routed_to, duplicate_of_id=original.id)
         .execution_options(synchronize_session=False)
     )
     set_state(session, email_id, S.DUPLICATE, reason, now=now)
