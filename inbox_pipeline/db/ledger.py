@@ -143,29 +143,32 @@ def find_delivery(
     )
 
 
-def _finish(session: Session, delivery_id: int, from_statuses: tuple[DeliveryStatus, ...], **values: object) -> int:
-    return session.execute(
+def _finish(
+    session: Session,
+    delivery_id: int,
+    from_statuses: tuple[DeliveryStatus, ...],
+    status: DeliveryStatus,
+    now: datetime | None,
+    **values: object,
+) -> tuple[bool, Delivery]:
+    """Move the delivery from one of ``from_statuses`` to ``status`` (finished at ``now``): whether it
+    moved, and the row as it is now."""
+    done = session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.status.in_([s.value for s in from_statuses]))
-        .values(**values)
+        .values(status=status.value, finished_at=now or utcnow(), **values)
         .execution_options(synchronize_session=False)
     ).rowcount
+    return bool(done), get_delivery(session, delivery_id)
 
 
 def mark_delivery_sent(
     session: Session, delivery_id: int, *, provider_message_id: str | None, now: datetime | None = None
 ) -> Delivery:
-    done = _finish(
-        session,
-        delivery_id,
-        (DeliveryStatus.CLAIMED,),
-        status=DeliveryStatus.SENT.value,
-        provider_message_id=provider_message_id,
-        reason=None,
-        retryable=False,
-        finished_at=now or utcnow(),
+    done, row = _finish(
+        session, delivery_id, (DeliveryStatus.CLAIMED,), DeliveryStatus.SENT, now,
+        provider_message_id=provider_message_id, reason=None, retryable=False,
     )
-    row = get_delivery(session, delivery_id)
     if not done and row.status != DeliveryStatus.SENT.value:
         raise InvalidTransition(f"delivery #{delivery_id} is {row.status}, not claimed: cannot mark it sent")
     return row
@@ -174,16 +177,10 @@ def mark_delivery_sent(
 def mark_delivery_failed(
     session: Session, delivery_id: int, *, reason: str, retryable: bool, now: datetime | None = None
 ) -> Delivery:
-    done = _finish(
-        session,
-        delivery_id,
-        (DeliveryStatus.CLAIMED, DeliveryStatus.FAILED),
-        status=DeliveryStatus.FAILED.value,
-        reason=reason,
-        retryable=retryable,
-        finished_at=now or utcnow(),
+    done, row = _finish(
+        session, delivery_id, (DeliveryStatus.CLAIMED, DeliveryStatus.FAILED), DeliveryStatus.FAILED, now,
+        reason=reason, retryable=retryable,
     )
-    row = get_delivery(session, delivery_id)
     if not done:
         raise InvalidTransition(f"delivery #{delivery_id} was already sent: use reject_delivery for Amazon's notice")
     return row
@@ -200,16 +197,9 @@ def stale_deliveries(session: Session, *, now: datetime, lease: timedelta = LEAS
 
 
 def release_delivery(session: Session, delivery_id: int, *, reason: str, now: datetime | None = None) -> Delivery:
-    done = _finish(
-        session,
-        delivery_id,
-        (DeliveryStatus.CLAIMED,),
-        status=DeliveryStatus.FAILED.value,
-        reason=reason,
-        retryable=True,
-        finished_at=now or utcnow(),
+    done, row = _finish(
+        session, delivery_id, (DeliveryStatus.CLAIMED,), DeliveryStatus.FAILED, now, reason=reason, retryable=True
     )
-    row = get_delivery(session, delivery_id)
     if not done:
         raise InvalidTransition(f"delivery #{delivery_id} is {row.status}: only an unfinished claim can be released")
     return row
@@ -225,17 +215,11 @@ def reject_delivery(
     session: Session, delivery_id: int, *, cause: str, reason: str, now: datetime | None = None
 ) -> Delivery:
     """Amazon's notice on a sent delivery; a second notice for the same row changes nothing."""
-    _finish(
-        session,
-        delivery_id,
-        (DeliveryStatus.SENT,),
-        status=DeliveryStatus.REJECTED.value,
-        rejection_cause=cause,
-        reason=reason[:2000],
-        retryable=False,
-        finished_at=now or utcnow(),
+    _, row = _finish(
+        session, delivery_id, (DeliveryStatus.SENT,), DeliveryStatus.REJECTED, now,
+        rejection_cause=cause, reason=reason[:2000], retryable=False,
     )
-    return get_delivery(session, delivery_id)
+    return row
 
 
 def may_have_arrived(session: Session, item_kind: str, item_id: int) -> bool:
