@@ -35,12 +35,18 @@ The same goes for notifications keyed by ids ("newsletter-7", "inbound-7",
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
 
 from inbox_pipeline.config import FAILED_RETENTION_DAYS, PREFIX, RETENTION_DAYS, Settings
 from inbox_pipeline.services.context import Pipeline, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+Row = TypeVar("Row")  # an expired item as the repository returns it
 
 DEFAULT_RETENTION_DAYS = RETENTION_DAYS
 DEFAULT_FAILED_RETENTION_DAYS = FAILED_RETENTION_DAYS
@@ -118,56 +124,77 @@ def _clean_inbound(pipeline: Pipeline, report: CleanupReport, states: tuple[str,
     from inbox_pipeline.db.retention import delete_emails, expired_emails
     from inbox_pipeline.services.process import WORK_FILES, work_key
 
-    after_id = 0
-    while True:
-        with pipeline.sessions() as session:
-            rows = expired_emails(session, states, cutoff, after_id=after_id, limit=BATCH)
-        if not rows:
-            return
-        after_id = rows[-1].email_id
-        done: list[tuple[int, int | None]] = []
-        for row in rows:
-            try:
-                if row.fanout_of_id is None:  # a fan-out copy reads its original's raw email: it has none
-                    pipeline.inbox.delete_archived(row.storage_key)
-                    report.raw_objects += 1
-                if row.newsletter_id is not None:
-                    keys = ([row.epub_key] if row.epub_key else []) + [
-                        work_key(row.newsletter_id, n) for n in WORK_FILES
-                    ]
-                    for key in keys:
-                        pipeline.storage.delete(key)
-                    report.epub_objects += 1 if row.epub_key else 0
-            except Exception as exc:  # noqa: BLE001 - kept for the next cleanup; the others go on
-                report.errors.append(f"inbound email #{row.email_id}: {type(exc).__name__}: {exc}")
-                continue
-            done.append((row.email_id, row.newsletter_id))
-        if done:
-            with pipeline.sessions.begin() as session:
-                deleted = delete_emails(session, [e for e, _ in done], [n for _, n in done if n is not None])
-            report.add(deleted)
+    def delete_objects(row) -> None:
+        if row.fanout_of_id is None:  # a fan-out copy reads its original's raw email: it has none
+            pipeline.inbox.delete_archived(row.storage_key)
+            report.raw_objects += 1
+        if row.newsletter_id is not None:
+            keys = ([row.epub_key] if row.epub_key else []) + [work_key(row.newsletter_id, n) for n in WORK_FILES]
+            for key in keys:
+                pipeline.storage.delete(key)
+            report.epub_objects += 1 if row.epub_key else 0
+
+    def delete_rows(session: Session, rows: list) -> Mapping[str, int]:
+        newsletter_ids = [r.newsletter_id for r in rows if r.newsletter_id is not None]
+        return delete_emails(session, [r.email_id for r in rows], newsletter_ids)
+
+    _clean_expired(
+        pipeline,
+        report,
+        "inbound email",
+        lambda session, after_id: expired_emails(session, states, cutoff, after_id=after_id, limit=BATCH),
+        lambda row: row.email_id,
+        delete_objects,
+        delete_rows,
+    )
 
 
 def _clean_digests(pipeline: Pipeline, report: CleanupReport, statuses: tuple[str, ...], cutoff: datetime) -> None:
     from inbox_pipeline.db.retention import delete_digests, expired_digests  # lazy, as in _clean_inbound
 
+    def delete_objects(row: tuple[int, list[str]]) -> None:
+        for key in row[1]:
+            pipeline.storage.delete(key)
+            report.epub_objects += 1
+
+    _clean_expired(
+        pipeline,
+        report,
+        "digest",
+        lambda session, after_id: expired_digests(session, statuses, cutoff, after_id=after_id, limit=BATCH),
+        lambda row: row[0],
+        delete_objects,
+        lambda session, rows: delete_digests(session, [digest_id for digest_id, _ in rows]),
+    )
+
+
+def _clean_expired(
+    pipeline: Pipeline,
+    report: CleanupReport,
+    what: str,
+    find: Callable[[Session, int], list[Row]],
+    row_id: Callable[[Row], int],
+    delete_objects: Callable[[Row], None],
+    delete_rows: Callable[[Session, list[Row]], Mapping[str, int]],
+) -> None:
+    """Page through what ``find`` returns after an id, ``BATCH`` rows a transaction: each row's objects
+    go first, then the rows whose objects all went; a row whose objects could not be deleted stays for
+    the next cleanup (the error reported) and the others go on."""
     after_id = 0
     while True:
         with pipeline.sessions() as session:
-            rows = expired_digests(session, statuses, cutoff, after_id=after_id, limit=BATCH)
+            rows = find(session, after_id)
         if not rows:
             return
-        after_id = rows[-1][0]
-        done: list[int] = []
-        for digest_id, keys in rows:
+        after_id = row_id(rows[-1])
+        done: list[Row] = []
+        for row in rows:
             try:
-                for key in keys:
-                    pipeline.storage.delete(key)
-                    report.epub_objects += 1
-            except Exception as exc:  # noqa: BLE001 - kept for the next cleanup
-                report.errors.append(f"digest #{digest_id}: {type(exc).__name__}: {exc}")
+                delete_objects(row)
+            except Exception as exc:  # noqa: BLE001 - kept for the next cleanup; the others go on
+                report.errors.append(f"{what} #{row_id(row)}: {type(exc).__name__}: {exc}")
                 continue
-            done.append(digest_id)
+            done.append(row)
         if done:
             with pipeline.sessions.begin() as session:
-                report.add(delete_digests(session, done))
+                report.add(delete_rows(session, done))
