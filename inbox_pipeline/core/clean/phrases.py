@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 _I = re.IGNORECASE | re.UNICODE
@@ -112,15 +113,19 @@ ADDRESS = _alt(
     r"(?-i:\b[A-Z]\d[A-Z] ?\d[A-Z]\d\b)",  # Canadian postcode
 )
 
-def _split_top(pattern: str) -> list[str]:
-    """The top-level alternatives of a pattern."""
-    out, depth, current, i, in_class = [], 0, "", 0, False
+
+def _scan(pattern: str) -> Iterator[tuple[int, str, int, bool]]:
+    """``pattern`` piece by piece (an escape pair or one character): where the piece starts, the piece,
+    the group depth after it, and whether it is a grouping ``(``, ``)`` or ``|`` (not escaped, not in
+    a ``[...]`` class)."""
+    depth, i, in_class = 0, 0, False
     while i < len(pattern):
         c = pattern[i]
         if c == "\\":
-            current += pattern[i : i + 2]
+            yield i, pattern[i : i + 2], depth, False
             i += 2
             continue
+        grouping = not in_class and c in "()|"
         if in_class:
             in_class = c != "]"
         elif c == "[":
@@ -129,12 +134,19 @@ def _split_top(pattern: str) -> list[str]:
             depth += 1
         elif c == ")":
             depth -= 1
-        elif c == "|" and depth == 0:
-            out.append(current)
-            current, i = "", i + 1
-            continue
-        current += c
+        yield i, c, depth, grouping
         i += 1
+
+
+def _split_top(pattern: str) -> list[str]:
+    """The top-level alternatives of a pattern."""
+    out, current = [], ""
+    for _, piece, depth, grouping in _scan(pattern):
+        if grouping and piece == "|" and depth == 0:
+            out.append(current)
+            current = ""
+        else:
+            current += piece
     out.append(current)
     return out
 
@@ -146,23 +158,9 @@ def _leading_group_end(pattern: str) -> int:
     """Index of the ``)`` closing the ``(?:`` group ``pattern`` starts with; -1 when there is none."""
     if not pattern.startswith("(?:"):
         return -1
-    depth, i, in_class = 0, 0, False
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
+    for i, piece, depth, grouping in _scan(pattern):
+        if grouping and piece == ")" and depth == 0:
+            return i
     return -1
 
 
