@@ -37,8 +37,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import exists, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from inbox_pipeline.db._sql import upsert_insert
-from inbox_pipeline.db.errors import NotFound
+from inbox_pipeline.db._sql import get_row, upsert_insert
 from inbox_pipeline.db.models import (
     Digest,
     DigestMember,
@@ -236,10 +235,7 @@ def create_digest(
 
 
 def get_digest(session: Session, digest_id: int) -> Digest:
-    row = session.get(Digest, digest_id, populate_existing=True)
-    if row is None:
-        raise NotFound(f"no digest #{digest_id}")
-    return row
+    return get_row(session, Digest, digest_id, "digest")
 
 
 def digest_newsletters(session: Session, digest_id: int) -> list[Newsletter]:

@@ -39,8 +39,8 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from inbox_pipeline.db._sql import upsert_insert
-from inbox_pipeline.db.errors import InvalidTransition, NotFound
+from inbox_pipeline.db._sql import get_row, upsert_insert
+from inbox_pipeline.db.errors import InvalidTransition
 from inbox_pipeline.db.models import InboundAddress, InboundEmail, InboundState, User, utcnow
 from inbox_pipeline.db.users import resolve_address
 
@@ -105,10 +105,7 @@ def register_inbound(
 
 
 def get_inbound(session: Session, email_id: int) -> InboundEmail:
-    email = session.get(InboundEmail, email_id, populate_existing=True)
-    if email is None:
-        raise NotFound(f"no inbound email #{email_id}")
-    return email
+    return get_row(session, InboundEmail, email_id, "inbound email")
 
 
 def inbound_state(session: Session, email_id: int) -> str | None:

@@ -40,8 +40,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from inbox_pipeline.db._sql import upsert_insert
-from inbox_pipeline.db.errors import InvalidInput, InvalidTransition, NotFound
+from inbox_pipeline.db._sql import get_row, upsert_insert
+from inbox_pipeline.db.errors import InvalidInput, InvalidTransition
 from inbox_pipeline.core.kindle_notice import new_delivery_token
 from inbox_pipeline.db.models import Delivery, DeliveryStatus, DeliveryVariant, utcnow
 
@@ -115,10 +115,7 @@ def claim_delivery(
 
 
 def get_delivery(session: Session, delivery_id: int) -> Delivery:
-    row = session.get(Delivery, delivery_id, populate_existing=True)
-    if row is None:
-        raise NotFound(f"no delivery #{delivery_id}")
-    return row
+    return get_row(session, Delivery, delivery_id, "delivery")
 
 
 def find_delivery(

@@ -24,8 +24,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inbox_pipeline.db._sql import upsert_insert
-from inbox_pipeline.db.errors import InvalidInput, NotFound
+from inbox_pipeline.db._sql import get_row, upsert_insert
+from inbox_pipeline.db.errors import InvalidInput
 from inbox_pipeline.db.models import DigestMember, Newsletter, NewsletterStatus, utcnow
 
 
@@ -77,10 +77,7 @@ def create_newsletter(
 
 
 def get_newsletter(session: Session, newsletter_id: int) -> Newsletter:
-    row = session.get(Newsletter, newsletter_id, populate_existing=True)
-    if row is None:
-        raise NotFound(f"no newsletter #{newsletter_id}")
-    return row
+    return get_row(session, Newsletter, newsletter_id, "newsletter")
 
 
 def newsletter_of_email(session: Session, email_id: int) -> Newsletter | None:

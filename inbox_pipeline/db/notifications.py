@@ -26,8 +26,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from inbox_pipeline.db._sql import upsert_insert
-from inbox_pipeline.db.errors import NotFound
+from inbox_pipeline.db._sql import get_row, upsert_insert
 from inbox_pipeline.db.models import Notification, NotificationStatus, utcnow
 
 RETRY_MARK = "transient: "  # reason prefix of a failure that may be claimed again
@@ -144,10 +143,7 @@ def count_unconfirmed(session: Session, *, before: datetime) -> int:
 
 
 def _get(session: Session, notification_id: int) -> Notification:
-    row = session.get(Notification, notification_id, populate_existing=True)
-    if row is None:
-        raise NotFound(f"no notification #{notification_id}")
-    return row
+    return get_row(session, Notification, notification_id, "notification")
 
 
 def mark_notification_sent(session: Session, notification_id: int, *, now: datetime | None = None) -> Notification:
