@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 import dagster as dg
 from pydantic import Field, ValidationError
 
+from inbox_pipeline.defs.run_limits import max_runtime
+
 # --- run tags: filter runs in the UI by any of these ----------------------------------------
 TAG_EMAIL_ID = "inbox-pipeline/email-id"
 TAG_EMAIL_IDS = "inbox-pipeline/email-ids"  # a batch run's inbound email ids, comma-separated
@@ -52,6 +54,14 @@ def network_retry(delay_seconds: float) -> dg.RetryPolicy:
         backoff=dg.Backoff.EXPONENTIAL,
         jitter=dg.Jitter.PLUS_MINUS,
     )
+
+
+def in_process_job(name: str, description: str, run_seconds: int, *, sends_mail: bool = True) -> Any:
+    """``@dg.job`` as each of our jobs has it: every step in the run's own process, its runs ended past
+    ``run_seconds`` (``run_limits``), and, when it sends mail, tagged so that dagster.yaml limits how many
+    such runs send at once."""
+    tags = {**(SENDS_MAIL_TAG if sends_mail else {}), **max_runtime(run_seconds)}
+    return dg.job(name=name, description=description, tags=tags, executor_def=dg.in_process_executor)
 
 
 # --- run config ------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from inbox_pipeline.defs.common import DIGEST_JOB, DIGEST_OP, SENDS_MAIL_TAG, DigestRunConfig, network_retry
+from inbox_pipeline.defs.common import DIGEST_JOB, DIGEST_OP, DigestRunConfig, in_process_job, network_retry
 from inbox_pipeline.defs.resources import PipelineResource
-from inbox_pipeline.defs.run_limits import DIGEST_RUN_SECONDS, max_runtime
+from inbox_pipeline.defs.run_limits import DIGEST_RUN_SECONDS
 
 DIGEST = dg.AssetKey("digest")
 # A little slack for clocks: an "as of" a few seconds ahead of this machine is still accepted.
@@ -101,15 +101,14 @@ def compile_and_deliver_digests(
 
 
 def build_digest_job(retry_delay_seconds: float = 60) -> dg.JobDefinition:
-    @dg.job(
-        name=DIGEST_JOB,
-        description=(
+    @in_process_job(
+        DIGEST_JOB,
+        (
             "Compile and deliver every digest that is due: launched hourly by the digest schedule (only when "
             "something is due), or by hand with an optional as_of time. Safe to run again: each period makes one "
             "digest and each volume is sent once."
         ),
-        tags={**SENDS_MAIL_TAG, **max_runtime(DIGEST_RUN_SECONDS)},
-        executor_def=dg.in_process_executor,
+        DIGEST_RUN_SECONDS,
     )
     def compile_digests() -> None:
         compile_and_deliver_digests.with_retry_policy(network_retry(retry_delay_seconds))()

@@ -26,7 +26,7 @@ failure (by hand or by the instance's run retries) in a new process.
 
 import dagster as dg
 
-from inbox_pipeline.defs.common import BATCH_JOB, EMAIL_JOB, SENDS_MAIL_TAG, network_retry
+from inbox_pipeline.defs.common import BATCH_JOB, EMAIL_JOB, in_process_job, network_retry
 from inbox_pipeline.defs.email.ops import (
     build_epub,
     check_epub,
@@ -43,7 +43,7 @@ from inbox_pipeline.defs.email.ops import (
     route_email,
     store_epub,
 )
-from inbox_pipeline.defs.run_limits import BATCH_RUN_SECONDS, EMAIL_RUN_SECONDS, max_runtime
+from inbox_pipeline.defs.run_limits import BATCH_RUN_SECONDS, EMAIL_RUN_SECONDS
 
 # The in-process executor takes the ready step with the highest priority first: later steps
 # rank higher, so a batch carries each email through to delivery before starting many new ones
@@ -73,17 +73,16 @@ def _after_parse(parsed, retry: dg.RetryPolicy) -> None:
 def build_process_email_job(retry_delay_seconds: float = 60) -> dg.JobDefinition:
     retry = network_retry(retry_delay_seconds)
 
-    @dg.job(
-        name=EMAIL_JOB,
-        description=(
+    @in_process_job(
+        EMAIL_JOB,
+        (
             "One inbound email, start to finish: parse, route (unknown address, duplicate, quarantined, "
             "confirmation, over quota), record the newsletter, clean the HTML, embed images, build and store the "
             "EPUB, check it (blocking) and deliver it to the Kindle exactly once, or hold it for the digest. "
             "Launched by the inbox sensor when a tick finds one email; find a run by its Message-ID, user or "
             "subject tags."
         ),
-        tags={**SENDS_MAIL_TAG, **max_runtime(EMAIL_RUN_SECONDS)},
-        executor_def=dg.in_process_executor,
+        EMAIL_RUN_SECONDS,
     )
     def process_email() -> None:
         _after_parse(parse_email.with_retry_policy(retry)(), retry)
@@ -102,17 +101,16 @@ def build_process_inbox_batch_job(retry_delay_seconds: float = 60) -> dg.JobDefi
     def email(email_id: int) -> None:
         convert_and_deliver.with_retry_policy(retry)(email_id)
 
-    @dg.job(
-        name=BATCH_JOB,
-        description=(
+    @in_process_job(
+        BATCH_JOB,
+        (
             "A burst of inbound emails in one run: the first op takes them from the inbox (registers and archives "
             "each; the sensor's run config names them) and each email goes through the same steps as process_email on its own (step keys end in [e<email id>]; "
             "each email's step retries alone; one email failing does not stop the others, though the run then ends "
             "failed). Find an email: its `inbox_email` materialization (Message-ID, subject, sender, id) links "
             "to its run; the run's tags give the first and last email id and the count."
         ),
-        tags={**SENDS_MAIL_TAG, **max_runtime(BATCH_RUN_SECONDS)},
-        executor_def=dg.in_process_executor,
+        BATCH_RUN_SECONDS,
     )
     def process_inbox_batch() -> None:
         emails, not_taken = inbox_batch.with_retry_policy(retry)()

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from inbox_pipeline.config import PREFIX
-from inbox_pipeline.defs.run_limits import CLEANUP_RUN_SECONDS, max_runtime
-from inbox_pipeline.defs.common import network_retry
+from inbox_pipeline.defs.common import in_process_job, network_retry
+from inbox_pipeline.defs.run_limits import CLEANUP_RUN_SECONDS
 from inbox_pipeline.defs.resources import PipelineResource
 
 if TYPE_CHECKING:
@@ -80,14 +80,14 @@ def build_cleanup_job(policy: "RetentionPolicy", retry_delay_seconds: float = 60
                 context.log.warning(error)
             raise CleanupIncomplete(f"{len(errors)} item(s) could not be removed; first: {errors[0]}")
 
-    @dg.job(
-        name=JOB_NAME,
-        description=(
+    @in_process_job(
+        JOB_NAME,
+        (
             "Retention: remove raw emails and EPUBs past their retention from storage and the database, and "
             "Dagster's old runs, event logs and ticks; failed ones are kept longer for inspection. Launched daily by the cleanup schedule; safe to run any time."
         ),
-        tags=max_runtime(CLEANUP_RUN_SECONDS),
-        executor_def=dg.in_process_executor,
+        CLEANUP_RUN_SECONDS,
+        sends_mail=False,
     )
     def clean_up_expired() -> None:
         remove_expired.with_retry_policy(network_retry(retry_delay_seconds))()
