@@ -21,47 +21,27 @@ KINDLE_DELIVERY = dg.AssetKey("kindle_delivery")
 EPUB_CHECK_NAME = "kindle_ready"
 REJECTION_CHECK_NAME = "amazon_rejection_rate"
 
-ASSET_SPECS = [
-    dg.AssetSpec(
+# Each stage's asset, its kind and what it is, in pipeline order: each depends on the one before.
+_STAGES = (
+    (
         INBOX_EMAIL,
-        group_name=GROUP,
-        kinds={"email"},
-        description=(
-            "A raw inbound email: an object in the inbox (S3 prefix written by SES, or a folder), "
-            "registered once by the inbox sensor and archived. One materialization per email."
-        ),
+        "email",
+        "A raw inbound email: an object in the inbox (S3 prefix written by SES, or a folder), "
+        "registered once by the inbox sensor and archived. One materialization per email.",
     ),
-    dg.AssetSpec(
-        NEWSLETTER,
-        deps=[INBOX_EMAIL],
-        group_name=GROUP,
-        kinds={"sql"},
-        description="A routed newsletter: its database row (user, sender, subject, Message-ID, raw HTML).",
-    ),
-    dg.AssetSpec(
-        CLEANED_HTML,
-        deps=[NEWSLETTER],
-        group_name=GROUP,
-        kinds={"html"},
-        description="The newsletter's article with email clutter removed (platform rules), as XHTML.",
-    ),
-    dg.AssetSpec(
-        EPUB,
-        deps=[CLEANED_HTML],
-        group_name=GROUP,
-        kinds={"epub"},
-        description="The Kindle EPUB (images embedded, cover, nav), kept in storage.",
-    ),
-    dg.AssetSpec(
+    (NEWSLETTER, "sql", "A routed newsletter: its database row (user, sender, subject, Message-ID, raw HTML)."),
+    (CLEANED_HTML, "html", "The newsletter's article with email clutter removed (platform rules), as XHTML."),
+    (EPUB, "epub", "The Kindle EPUB (images embedded, cover, nav), kept in storage."),
+    (
         KINDLE_DELIVERY,
-        deps=[EPUB],
-        group_name=GROUP,
-        kinds={"email"},
-        description=(
-            "The EPUB sent to the user's Kindle address (or a download link to their own email when too "
-            "large), exactly once through the delivery ledger."
-        ),
+        "email",
+        "The EPUB sent to the user's Kindle address (or a download link to their own email when too "
+        "large), exactly once through the delivery ledger.",
     ),
+)
+ASSET_SPECS = [
+    dg.AssetSpec(key, deps=[_STAGES[n - 1][0]] if n else None, group_name=GROUP, kinds={kind}, description=text)
+    for n, (key, kind, text) in enumerate(_STAGES)
 ]
 
 EPUB_CHECK_DESCRIPTION = (
