@@ -64,6 +64,12 @@ def in_process_job(name: str, description: str, run_seconds: int, *, sends_mail:
     return dg.job(name=name, description=description, tags=tags, executor_def=dg.in_process_executor)
 
 
+def log_materialization(context: Any, asset_key: dg.AssetKey, description: str, **metadata: Any) -> None:
+    """Record that this op materialized ``asset_key`` (the op-based jobs report their assets so), with
+    ``metadata`` in the asset's history."""
+    context.log_event(dg.AssetMaterialization(asset_key, description=description, metadata=metadata))
+
+
 # --- run config ------------------------------------------------------------------------------
 
 

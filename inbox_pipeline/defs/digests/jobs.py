@@ -10,7 +10,14 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from inbox_pipeline.defs.common import DIGEST_JOB, DIGEST_OP, DigestRunConfig, in_process_job, network_retry
+from inbox_pipeline.defs.common import (
+    DIGEST_JOB,
+    DIGEST_OP,
+    DigestRunConfig,
+    in_process_job,
+    log_materialization,
+    network_retry,
+)
 from inbox_pipeline.defs.resources import PipelineResource
 from inbox_pipeline.defs.run_limits import DIGEST_RUN_SECONDS
 
@@ -75,20 +82,11 @@ def compile_and_deliver_digests(
         else:
             context.log.info(line)
         if outcome.status == "delivered":
-            context.log_event(
-                dg.AssetMaterialization(
-                    DIGEST,
-                    description=outcome.reason,
-                    metadata={
-                        "user": outcome.user_email,
-                        "period": outcome.period_key,
-                        "digest_id": outcome.digest_id or 0,
-                        "newsletters": outcome.newsletters,
-                        "volumes": len(outcome.volumes),
-                        "bytes": sum(v.bytes for v in outcome.volumes),
-                        "recipients": ", ".join(sorted({v.recipient for v in outcome.volumes})),
-                    },
-                )
+            log_materialization(
+                context, DIGEST, outcome.reason, user=outcome.user_email, period=outcome.period_key,
+                digest_id=outcome.digest_id or 0, newsletters=outcome.newsletters, volumes=len(outcome.volumes),
+                bytes=sum(v.bytes for v in outcome.volumes),
+                recipients=", ".join(sorted({v.recipient for v in outcome.volumes})),
             )
     context.add_output_metadata(
         {"as_of": now.isoformat(), "emails_sent": run.sent, **{f"digests_{k}": v for k, v in sorted(counts.items())}}

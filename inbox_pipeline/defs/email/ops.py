@@ -35,6 +35,7 @@ from inbox_pipeline.defs.common import (
     BatchConfig,
     EmailConfig,
     InboxObjectConfig,
+    log_materialization,
 )
 from inbox_pipeline.defs.email.assets import (
     CLEANED_HTML,
@@ -181,8 +182,9 @@ def _tag(value: str, limit: int = 200) -> str:
     return " ".join((value or "").split())[:limit]
 
 
-def _email_metadata(subject: str, sender: str, email_id: int) -> dict[str, Any]:
-    return {"subject": subject, "sender": sender, "inbound_email_id": email_id}
+def _about(email: Any) -> dict[str, Any]:
+    """The metadata every materialization of an email's stages starts with (parsed email, newsletter, EPUB)."""
+    return {"subject": email.subject, "sender": email.sender, "inbound_email_id": email.email_id}
 
 
 # --- what each step does and reports (shared by the fine ops and the batch's coarse ones) ---
@@ -198,18 +200,9 @@ def _parse(context: dg.OpExecutionContext, p, email_id: int):
     if isinstance(parsed, UnreadableEmail):
         tag_run(context, {TAG_OUTCOME: "unreadable"})
         context.log.info(f"unreadable: {parsed.reason}")
-        context.log_event(
-            dg.AssetMaterialization(
-                INBOX_EMAIL,
-                description=f"unreadable: {parsed.reason}",
-                metadata={
-                    "inbound_email_id": parsed.email_id,
-                    "state": "unreadable",
-                    "reason": parsed.reason,
-                    "bytes": parsed.size,
-                    "storage_key": parsed.storage_key,
-                },
-            )
+        log_materialization(
+            context, INBOX_EMAIL, f"unreadable: {parsed.reason}", inbound_email_id=parsed.email_id,
+            state="unreadable", reason=parsed.reason, bytes=parsed.size, storage_key=parsed.storage_key,
         )
         return None
     tag_run(
@@ -220,19 +213,10 @@ def _parse(context: dg.OpExecutionContext, p, email_id: int):
             TAG_SENDER: _tag(parsed.sender_email or parsed.sender),
         },
     )
-    context.log_event(
-        dg.AssetMaterialization(
-            INBOX_EMAIL,
-            description=parsed.subject,
-            metadata={
-                **_email_metadata(parsed.subject, parsed.sender, parsed.email_id),
-                "message_id": parsed.message_id,
-                "recipients": ", ".join(parsed.recipients)[:1000],
-                "kind": f"{parsed.kind}: {parsed.kind_reason}",
-                "bytes": parsed.size,
-                "storage_key": parsed.storage_key,
-            },
-        )
+    log_materialization(
+        context, INBOX_EMAIL, parsed.subject, **_about(parsed), message_id=parsed.message_id,
+        recipients=", ".join(parsed.recipients)[:1000], kind=f"{parsed.kind}: {parsed.kind_reason}",
+        bytes=parsed.size, storage_key=parsed.storage_key,
     )
     return parsed
 
@@ -267,20 +251,11 @@ def _notice(context: dg.OpExecutionContext, p, routed):
     tag_run(context, {TAG_OUTCOME: f"kindle_notice:{outcome.action}"})
     context.log.info(f"Amazon notice: {outcome.action}: {outcome.reason}")
     if outcome.delivery_id is not None and outcome.action not in ("ignored", "operator_told"):
-        context.log_event(
-            dg.AssetMaterialization(
-                KINDLE_DELIVERY,
-                description=f"rejected by Amazon: {outcome.action.replace('_', ' ')}",
-                metadata={
-                    "inbound_email_id": routed.email_id,
-                    "status": "rejected",
-                    "cause": outcome.cause,
-                    "action": outcome.action,
-                    "outcome": outcome.reason,  # e.g. "safe-mode resend: sent", "user notice: sent"
-                    "delivery_id": outcome.delivery_id,
-                    "user_id": outcome.user_id or 0,
-                },
-            )
+        log_materialization(
+            context, KINDLE_DELIVERY, f"rejected by Amazon: {outcome.action.replace('_', ' ')}",
+            inbound_email_id=routed.email_id, status="rejected", cause=outcome.cause, action=outcome.action,
+            outcome=outcome.reason,  # e.g. "safe-mode resend: sent", "user notice: sent"
+            delivery_id=outcome.delivery_id, user_id=outcome.user_id or 0,
         )
         yield dg.AssetCheckEvaluation(
             asset_key=KINDLE_DELIVERY, check_name=REJECTION_CHECK_NAME, blocking=False, **rejection_rate_evaluation(p)
@@ -294,20 +269,14 @@ def _record(context: dg.OpExecutionContext, p, parsed, routed):
 
     with step(context, p, parsed.email_id):
         ref, reason = record(p, parsed, routed)
-    metadata = {**_email_metadata(parsed.subject, parsed.sender, parsed.email_id), "user": routed.user_email or ""}
+    metadata = {**_about(parsed), "user": routed.user_email or ""}
     if ref is None:
         tag_outcome(context, "over_quota", reason)
         context.log.info(reason)
-        context.log_event(
-            dg.AssetMaterialization(NEWSLETTER, description=reason, metadata={**metadata, "status": "over_quota"})
-        )
+        log_materialization(context, NEWSLETTER, reason, **metadata, status="over_quota")
         return None
-    context.log_event(
-        dg.AssetMaterialization(
-            NEWSLETTER,
-            description=parsed.subject,
-            metadata={**metadata, "newsletter_id": ref.newsletter_id, "status": "recorded"},
-        )
+    log_materialization(
+        context, NEWSLETTER, parsed.subject, **metadata, newsletter_id=ref.newsletter_id, status="recorded"
     )
     return ref
 
@@ -317,18 +286,9 @@ def _clean(context: dg.OpExecutionContext, p, newsletter, work=None):
 
     with step(context, p, newsletter.email_id, newsletter.newsletter_id):
         cleaned = clean_newsletter(p, newsletter, work)
-    context.log_event(
-        dg.AssetMaterialization(
-            CLEANED_HTML,
-            description=cleaned.title,
-            metadata={
-                **_email_metadata(newsletter.subject, newsletter.sender, newsletter.email_id),
-                "platform": cleaned.platform,
-                "language": cleaned.language,
-                "words": cleaned.words,
-                "removed": cleaned.removed,
-            },
-        )
+    log_materialization(
+        context, CLEANED_HTML, cleaned.title, **_about(newsletter), platform=cleaned.platform,
+        language=cleaned.language, words=cleaned.words, removed=cleaned.removed,
     )
     return cleaned
 
@@ -360,23 +320,10 @@ def _store(context: dg.OpExecutionContext, p, built, work=None):
     ref = built.images.cleaned.newsletter
     with step(context, p, ref.email_id, ref.newsletter_id):
         epub = store_newsletter_epub(p, built, work)
-    context.log_event(
-        dg.AssetMaterialization(
-            EPUB,
-            description=epub.title,
-            metadata={
-                **_email_metadata(epub.subject, epub.sender, epub.email_id),
-                "title": epub.title,
-                "words": epub.words,
-                "images": epub.images,
-                "images_dropped": built.images.dropped,
-                "images_dropped_reasons": "; ".join(built.images.reasons[:10]) or "none",
-                "bytes": epub.bytes,
-                "reading_minutes": epub.reading_minutes,
-                "file_name": epub.file_name,
-                "storage_key": epub.key,
-            },
-        )
+    log_materialization(
+        context, EPUB, epub.title, **_about(epub), title=epub.title, words=epub.words, images=epub.images,
+        images_dropped=built.images.dropped, images_dropped_reasons="; ".join(built.images.reasons[:10]) or "none",
+        bytes=epub.bytes, reading_minutes=epub.reading_minutes, file_name=epub.file_name, storage_key=epub.key,
     )
     return epub
 
@@ -420,22 +367,11 @@ def _deliver(context: dg.OpExecutionContext, p, epub):
     _note(context, outcome.reason, routine=outcome.status in ("sent", "link_sent"))  # + the materialization
     if outcome.status not in ("sent", "link_sent"):
         return outcome  # held for the digest, kept for lack of a Kindle, or sent by an earlier run
-    context.log_event(
-        dg.AssetMaterialization(
-            KINDLE_DELIVERY,
-            description=outcome.reason,
-            metadata={
-                **_email_metadata(epub.subject, epub.sender, epub.email_id),
-                "status": outcome.status,
-                "recipient": outcome.recipient,
-                "words": epub.words,
-                "images": epub.images,
-                "bytes": epub.bytes,
-                "delivery_id": outcome.delivery_id or 0,
-                "provider_message_id": outcome.provider_message_id or "",
-                "paced_seconds": round(outcome.paced_seconds, 3),  # held back by the shared send rate
-            },
-        )
+    log_materialization(
+        context, KINDLE_DELIVERY, outcome.reason, **_about(epub), status=outcome.status,
+        recipient=outcome.recipient, words=epub.words, images=epub.images, bytes=epub.bytes,
+        delivery_id=outcome.delivery_id or 0, provider_message_id=outcome.provider_message_id or "",
+        paced_seconds=round(outcome.paced_seconds, 3),  # held back by the shared send rate
     )
     return outcome
 
