@@ -23,15 +23,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 from inbox_pipeline.core.forwarded import unwrap_forwarded
-from inbox_pipeline.core.message import (
-    Address,
-    Attachment,
-    EmailParseError,
-    Envelope,
-    InlinePart,
-    ParsedEmail,
-    Verdicts,
-)
+from inbox_pipeline.core.message import Address, Attachment, EmailParseError, Envelope, InlinePart, ParsedEmail, Verdicts
 
 MAX_BYTES = 50 * 1024 * 1024
 MAX_HEADER_CHARS = 4096  # stored header values; longer ones are cut

@@ -18,15 +18,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from email.parser import HeaderParser
 
-from inbox_pipeline.core.message import (
-    Address,
-    Attachment,
-    EmailParseError,
-    Envelope,
-    InlinePart,
-    ParsedEmail,
-    Verdicts,
-)
+from inbox_pipeline.core.message import Address, Attachment, EmailParseError, Envelope, InlinePart, ParsedEmail, Verdicts
 from inbox_pipeline.core.mime import (
     CAPPED_POLICY,
     MAX_BYTES,
