@@ -47,18 +47,17 @@ class PipelineOptions:
     @classmethod
     def from_settings(cls, settings: "Settings") -> "PipelineOptions":
         return cls(
-            sender=settings.sender,
-            fetch_images=settings.fetch_images,
-            epubcheck=settings.epubcheck,
-            size_budget_bytes=settings.size_budget_bytes,
+            **{name: getattr(settings, name) for name in _AS_SET},
             image_cache_dir=settings.data_dir / "image-cache",
-            trusted_authserv_ids=settings.trusted_authserv_ids,
-            send_rate=settings.send_rate,
-            send_daily_quota=settings.send_daily_quota,
-            operator_email=settings.operator_email,
             notice_grace=timedelta(minutes=settings.notice_grace_minutes),
-            aws_region=settings.aws_region,
         )
+
+
+# The options that are settings of the same name, taken as they are.
+_AS_SET = (
+    "sender", "fetch_images", "epubcheck", "size_budget_bytes", "trusted_authserv_ids", "send_rate",
+    "send_daily_quota", "operator_email", "aws_region",
+)
 
 
 @dataclass
