@@ -57,82 +57,77 @@ Handler = Callable[..., int]
 
 
 def register(subparsers: Any) -> None:
-    db = subparsers.add_parser("db", help="the app database").add_subparsers(
-        dest="db_command", metavar="ACTION", required=True
-    )
-    p = db.add_parser("upgrade", help="create or migrate the database schema to the latest version")
-    p.set_defaults(func=cmd_db_upgrade)
-    p = db.add_parser("current", help="show the schema version")
-    p.set_defaults(func=cmd_db_current)
+    db = _actions(subparsers, "db", "the app database")
+    _action(db, "upgrade", cmd_db_upgrade, "create or migrate the database schema to the latest version")
+    _action(db, "current", cmd_db_current, "show the schema version")
 
-    user = subparsers.add_parser("user", help="users").add_subparsers(
-        dest="user_command", metavar="ACTION", required=True
-    )
-    p = user.add_parser("add", help="add a user")
+    user = _actions(subparsers, "user", "users")
+    p = _action(user, "add", cmd_user_add, "add a user")
     p.add_argument("email", metavar="EMAIL", help="the user's own email (notifications, confirmations)")
     p.add_argument("--kindle", metavar="ADDR", help="Send-to-Kindle address")
     p.add_argument("--tz", default="UTC", metavar="ZONE", help="IANA timezone (default UTC)")
     p.add_argument("--delivery", default="instant", metavar="SPEC", help="instant | daily@HH | weekly@DAY@HH")
     p.add_argument("--plan", default="free", metavar="NAME", help="plan name (default free)")
-    p.set_defaults(func=cmd_user_add)
-    p = user.add_parser("list", help="list users")
-    p.set_defaults(func=cmd_user_list)
-    p = user.add_parser("set", help="change a user's timezone, delivery or plan")
+    _action(user, "list", cmd_user_list, "list users")
+    p = _action(user, "set", cmd_user_set, "change a user's timezone, delivery or plan")
     p.add_argument("user", metavar="USER", help="email or id")
     p.add_argument("--tz", metavar="ZONE")
     p.add_argument("--delivery", metavar="SPEC", help="instant | daily@HH | weekly@DAY@HH")
     p.add_argument("--plan", metavar="NAME")
-    p.set_defaults(func=cmd_user_set)
 
-    address = subparsers.add_parser("address", help="inbound addresses").add_subparsers(
-        dest="address_command", metavar="ACTION", required=True
-    )
-    p = address.add_parser("add", help="issue a new inbound address and print it")
+    address = _actions(subparsers, "address", "inbound addresses")
+    p = _action(address, "add", cmd_address_add, "issue a new inbound address and print it")
     p.add_argument("user", metavar="USER", help="email or id")
     p.add_argument("--label", metavar="L", help="readable start of the address, e.g. the newsletter's name")
-    p.set_defaults(func=cmd_address_add)
-    p = address.add_parser("list", help="list inbound addresses")
+    p = _action(address, "list", cmd_address_list, "list inbound addresses")
     p.add_argument("user", metavar="USER", nargs="?", help="only this user's (email or id)")
-    p.set_defaults(func=cmd_address_list)
     for action, enabled in (("disable", False), ("enable", True)):
-        p = address.add_parser(action, help=f"{action} an inbound address")
+        p = _action(
+            address, action, functools.partial(cmd_address_enable, enabled=enabled), f"{action} an inbound address"
+        )
         p.add_argument("address", metavar="ADDRESS")
-        p.set_defaults(func=functools.partial(cmd_address_enable, enabled=enabled))
 
-    kindle = subparsers.add_parser("kindle", help="Kindle devices").add_subparsers(
-        dest="kindle_command", metavar="ACTION", required=True
-    )
-    p = kindle.add_parser("set", help="set the user's Send-to-Kindle address")
+    kindle = _actions(subparsers, "kindle", "Kindle devices")
+    p = _action(kindle, "set", cmd_kindle_set, "set the user's Send-to-Kindle address")
     p.add_argument("user", metavar="USER", help="email or id")
     p.add_argument("address", metavar="ADDR", help="e.g. name_abc@kindle.com")
     p.add_argument("--name", metavar="NAME", help="a name for the device")
     p.add_argument("--no-verify", action="store_true", help="do not send a test book now")
-    p.set_defaults(func=cmd_kindle_set)
-    p = kindle.add_parser(
+    p = _action(
+        kindle,
         "verify",
-        help="send a test book, tell the user the address to approve, and resend what Amazon refused before",
+        cmd_kindle_verify,
+        "send a test book, tell the user the address to approve, and resend what Amazon refused before",
     )
     p.add_argument("user", metavar="USER", help="email or id")
     p.add_argument("--arrived", action="store_true", help="the user saw the test book on their Kindle")
-    p.set_defaults(func=cmd_kindle_verify)
 
-    plan = subparsers.add_parser("plan", help="plans and their monthly limits").add_subparsers(
-        dest="plan_command", metavar="ACTION", required=True
-    )
-    p = plan.add_parser("set", help="create a plan or change its monthly limit")
+    plan = _actions(subparsers, "plan", "plans and their monthly limits")
+    p = _action(plan, "set", cmd_plan_set, "create a plan or change its monthly limit")
     p.add_argument("name", metavar="NAME")
     limit = p.add_mutually_exclusive_group(required=True)
     limit.add_argument("--monthly-limit", type=count_arg, metavar="N", help="newsletters per month")
     limit.add_argument("--unlimited", action="store_true", help="no monthly limit")
-    p.set_defaults(func=cmd_plan_set)
-    p = plan.add_parser("list", help="list plans")
-    p.set_defaults(func=cmd_plan_list)
+    _action(plan, "list", cmd_plan_list, "list plans")
 
-    p = subparsers.add_parser("status", help="emails per state with their reasons, and deliveries, recently")
+    p = _action(subparsers, "status", cmd_status, "emails per state with their reasons, and deliveries, recently")
     p.add_argument("--hours", type=hours_arg, default=24, metavar="N", help="look back N hours (default 24)")
     p.add_argument("--reasons", type=count_arg, default=3, metavar="N",
                    help="the N most frequent reasons per state (default 3; 0: counts only)")
-    p.set_defaults(func=cmd_status)
+
+
+def _actions(subparsers: Any, command: str, help: str) -> Any:
+    """The sub-command ``command`` and the parser of its actions (``inbox-pipeline user add ...``)."""
+    return subparsers.add_parser(command, help=help).add_subparsers(
+        dest=f"{command}_command", metavar="ACTION", required=True
+    )
+
+
+def _action(group: Any, name: str, func: Handler, help: str) -> argparse.ArgumentParser:
+    """The action ``name`` of a sub-command, run by ``func``; its arguments are added to what is returned."""
+    parser = group.add_parser(name, help=help)
+    parser.set_defaults(func=func)
+    return parser
 
 
 # --- plumbing -------------------------------------------------------------------
