@@ -245,14 +245,14 @@ def cmd_user_list(args: argparse.Namespace) -> int:
         if not users:
             print("no users yet: add one with `inbox-pipeline user add EMAIL`")
             return 0
-        rows = [("ID", "EMAIL", "TIMEZONE", "DELIVERY", "PLAN", "KINDLE", "ADDRESSES")]
-        for u in users:
-            active = sum(1 for a in u.addresses if a.enabled)
-            rows.append(
+        _print_table(
+            ("ID", "EMAIL", "TIMEZONE", "DELIVERY", "PLAN", "KINDLE", "ADDRESSES"),
+            [
                 (str(u.id), u.email, u.timezone, format_delivery(u), u.plan.name,
-                 u.kindle.email if u.kindle else "-", str(active))
-            )
-        _print_table(rows)
+                 u.kindle.email if u.kindle else "-", str(sum(1 for a in u.addresses if a.enabled)))
+                for u in users
+            ],
+        )
     return 0
 
 
@@ -284,13 +284,14 @@ def cmd_address_add(args: argparse.Namespace) -> int:
 def cmd_address_list(args: argparse.Namespace) -> int:
     with _session() as session:
         owner = get_user(session, user_ref(args.user)).id if args.user else None
-        rows = [("ADDRESS", "USER", "LABEL", "STATE")]
-        for address, email in addresses_with_owners(session, owner):
-            rows.append((address.address, email, address.label or "-", "enabled" if address.enabled else "disabled"))
-        if len(rows) == 1:
+        rows = [
+            (address.address, email, address.label or "-", "enabled" if address.enabled else "disabled")
+            for address, email in addresses_with_owners(session, owner)
+        ]
+        if not rows:
             print("no inbound addresses yet: issue one with `inbox-pipeline address add USER`")
             return 0
-        _print_table(rows)
+        _print_table(("ADDRESS", "USER", "LABEL", "STATE"), rows)
     return 0
 
 
@@ -360,11 +361,14 @@ def cmd_plan_set(args: argparse.Namespace) -> int:
 def cmd_plan_list(args: argparse.Namespace) -> int:
     with _session() as session:
         users = users_per_plan(session)
-        rows = [("PLAN", "MONTHLY LIMIT", "USERS")]
-        for plan in list_plans(session):
-            limit = "unlimited" if plan.monthly_limit is None else str(plan.monthly_limit)
-            rows.append((plan.name, limit, str(users.get(plan.id, 0))))
-        _print_table(rows)
+        _print_table(
+            ("PLAN", "MONTHLY LIMIT", "USERS"),
+            [
+                (plan.name, "unlimited" if plan.monthly_limit is None else str(plan.monthly_limit),
+                 str(users.get(plan.id, 0)))
+                for plan in list_plans(session)
+            ],
+        )
     return 0
 
 
@@ -423,7 +427,8 @@ def _one_line(text: str, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def _print_table(rows: list[tuple[str, ...]]) -> None:
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    rows = [header, *rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
