@@ -299,7 +299,8 @@ class SmtpSink:
 
         self.messages: list[dict] = []
         self.refuse_next = 0  # answer "451" to this many DATA commands first
-        self.times: list[float] = []  # when each message was accepted (time.monotonic)
+        self.clock = time.monotonic  # a test in virtual time sets its clock here
+        self.times: list[float] = []  # when each message was accepted (by ``clock``)
         self.attempts = 0
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
@@ -312,7 +313,7 @@ class SmtpSink:
         self.messages.append(
             {"from": envelope.mail_from, "to": list(envelope.rcpt_tos), "data": bytes(envelope.content)}
         )
-        self.times.append(time.monotonic())
+        self.times.append(self.clock())
         return "250 OK"
 
     def parsed(self):
