@@ -128,16 +128,21 @@ def find_pending(
     inbox = pipeline.inbox
     tick = PendingTick()
     found: dict[str, InboxObject] = {}
-    announced = inbox.take_announced(limit)
+    announced = inbox.take_announced(limit + len(busy))  # past runs' announcements, as the listing below
     tick.announced = None if announced is None else len(announced)
     for obj in announced or ():
-        if obj.key in busy or obj.key in found:
+        if obj.key in found:
             tick.busy += 1
-        elif inbox.is_pending(obj.key):
-            found[obj.key] = obj
-        else:
-            inbox.forget(obj.key)  # archived meanwhile: its announcement has done its work
+        elif not inbox.is_pending(obj.key):
+            # Archived meanwhile (by its run, which may still be running): the announcement has done
+            # its work. Settled now, not when the run ends, or a burst's announcements of taken emails
+            # would keep coming back and crowd the later ones out of every tick.
+            inbox.forget(obj.key)
             tick.settled += 1
+        elif obj.key in busy:
+            tick.busy += 1
+        else:
+            found[obj.key] = obj
     if announced is None or reconcile:
         # Busy objects come first in the listing as often as not: list past them.
         listed = inbox.list_pending(limit + len(busy))

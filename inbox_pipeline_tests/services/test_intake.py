@@ -6,10 +6,12 @@ sent by the server, as S3 sends them to SQS; the app database is SQLite.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import time_machine
 from sqlalchemy import select
 
 from inbox_pipeline.db.models import InboundEmail
@@ -107,6 +109,32 @@ def test_an_announcement_for_an_email_already_archived_is_dropped(
     assert (tick.announced, tick.registered, tick.errors) == (1, [], [])
     assert registered_keys(announced) == ["early"]
     assert event_queue.messages() == 0, "the stale announcement is deleted, it does not come back"
+
+
+def test_announcements_of_emails_taken_by_runs_still_running_are_settled_not_kept(
+    announced: Pipeline, event_queue: EventQueue, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A burst: the first tick's emails are in runs that have archived them but not finished. Their
+    announcements are deleted at once, so they cannot crowd a later email out of the next ticks."""
+    from inbox_pipeline.services.intake import find_pending, take_pending
+
+    for n in range(4):
+        announced.inbox.put(f"early-{n}", mime(n))
+    first = find_pending(announced, limit=4, reconcile=False)
+    assert [o.key for o in first.new] == [f"early-{n}" for n in range(4)]
+    with pipeline_for(sqlite_url, announced.inbox.uri, tmp_path) as run:
+        take_pending(run, first.new)  # the runs' first op, in their own processes: registered and archived
+    busy = {o.key for o in first.new}  # ... and the runs are still running
+    announced.inbox.put("late", mime(9))
+
+    # Past the queue's visibility timeout (moto's server runs in this process: it travels too), the
+    # first tick's announcements come back; a burst's later emails are behind them in the queue.
+    with time_machine.travel(time.time() + 5 * EventQueue.VISIBILITY_TIMEOUT):
+        later = find_pending(announced, limit=2, reconcile=False, busy=busy)
+
+    assert [o.key for o in later.new] == ["late"]
+    assert (later.settled, later.busy) == (4, 0)
+    assert event_queue.messages() == 1, "only the late email's announcement is left, until it is taken"
 
 
 def test_without_an_announcement_source_every_tick_lists(sqlite_url: str, tmp_path: Path) -> None:
