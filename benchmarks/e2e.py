@@ -78,8 +78,11 @@ MAIL_RUNS = [4]  # runs sending mail at once (the instance's tag limit); --mail-
 
 INSTANCE_YAML = """
 storage:
-  postgres:
-    postgres_url: "{url}"
+  custom:  # dagster-postgres's storage, each process keeping its connections open
+    module: inbox_pipeline.defs.instance_storage
+    class: PooledPostgresStorage
+    config:
+      postgres_url: "{url}"
 # As deploy/production/dagster.yaml: 8 runs at once, 4 of them sending mail (--mail-runs).
 concurrency:
   runs:

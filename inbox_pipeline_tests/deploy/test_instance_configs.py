@@ -29,7 +29,9 @@ def load(folder: str):
 @pytest.mark.parametrize("folder", FILES)
 def test_instance_file_passes_dagster_schema(folder: str) -> None:
     config = load(folder)
-    assert "postgres" in config["storage"]
+    storage = config["storage"]["custom"]
+    assert (storage["module"], storage["class"]) == ("inbox_pipeline.defs.instance_storage", "PooledPostgresStorage")
+    assert "postgres_db" in storage["config"]
     assert_like_production(config)
 
 
@@ -74,6 +76,7 @@ def test_a_misspelt_key_is_refused() -> None:
 
 
 def test_production_instance_runs_on_postgres(postgres_url: str, tmp_path: Path, monkeypatch) -> None:
+    import dagster as dg
     from dagster import DagsterInstance
 
     url = make_url(postgres_url)
@@ -91,8 +94,32 @@ def test_production_instance_runs_on_postgres(postgres_url: str, tmp_path: Path,
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_retries_enabled
         assert instance.run_monitoring_enabled
+        # Events are written over one kept connection, not a new one each (dagster-postgres's default).
+        backends = []
+        for n in range(5):
+            instance.report_runless_asset_event(dg.AssetMaterialization("pooled", description=f"write {n}"))
+            backends.append(_backends(postgres_url, url.database))
+        assert len(instance.fetch_materializations(dg.AssetKey("pooled"), limit=10).records) == 5
+        assert len(set(backends)) == 1 and len(backends[0]) >= 1, backends
     finally:
         instance.dispose()
+    assert _backends(postgres_url, url.database) == frozenset(), "disposing the instance closes them"
+
+
+def _backends(admin_url: str, database: str) -> frozenset[int]:
+    """The server processes (connections) open on ``database`` but this query's own."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(admin_url)
+    try:
+        with engine.connect() as conn:
+            pids = conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"),
+                {"db": database},
+            )
+            return frozenset(pids.scalars())
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.parametrize("folder", [*FILES, "local"])

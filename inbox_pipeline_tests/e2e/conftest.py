@@ -51,8 +51,11 @@ def dagster_pg_url(postgres_available: bool) -> Iterator[str]:
 
 INSTANCE_YAML = """
 storage:
-  postgres:
-    postgres_url: "{url}"
+  custom:  # as deploy/production/dagster.yaml: dagster-postgres, connections kept open
+    module: inbox_pipeline.defs.instance_storage
+    class: PooledPostgresStorage
+    config:
+      postgres_url: "{url}"
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
