@@ -58,7 +58,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -72,7 +72,6 @@ TARGET_IDLE_MEDIAN_S = 5.0
 TARGET_IDLE_P95_S = 10.0
 SCENARIOS = ("tick", "burst", "slow", "users", "idle", "per_email")
 TARGET_TICK_RATIO = 1.5
-PG_ADMIN_URL = os.environ.get("INBOX_PIPELINE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 USERS = 8
 MAIL_RUNS = [4]  # runs sending mail at once (the instance's tag limit); --mail-runs
 
@@ -134,22 +133,6 @@ class SmtpSink:
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
-
-
-@contextmanager
-def pg_database(prefix: str):
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # --- newsletters ----------------------------------------------------------------
@@ -218,6 +201,7 @@ class Stack:
     def __enter__(self) -> "Stack":
         import boto3
 
+        from inbox_pipeline_tests.conftest import pg_database
         from inbox_pipeline_tests.e2e.conftest import Daemon
 
         self.workdir.mkdir(parents=True)
@@ -426,6 +410,8 @@ def tick_cost(moto: str, workdir: Path, rng: random.Random, archived: int) -> di
     with ExitStack() as stack_:
         import boto3
         import dagster as dg
+
+        from inbox_pipeline_tests.conftest import pg_database
 
         app_db = stack_.enter_context(pg_database("ip_bench_app"))
         dagster_db = stack_.enter_context(pg_database("ip_bench_dagster"))

@@ -13,13 +13,12 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from inbox_pipeline_tests.conftest import PG_ADMIN_URL, _pg_admin_engine, free_port
+from inbox_pipeline_tests.conftest import free_port, pg_database
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER = "kindle-delivery@pipeline.example"
@@ -28,25 +27,18 @@ SENDER = "kindle-delivery@pipeline.example"
 @pytest.fixture
 def dagster_pg_url(postgres_available: bool) -> Iterator[str]:
     """A second fresh PostgreSQL database, for the Dagster instance (runs, events, schedules)."""
-    from sqlalchemy import text
-
     from inbox_pipeline_tests.conftest import unavailable
 
     if not postgres_available:
         unavailable("PostgreSQL is not answering at 127.0.0.1:5432")
-    name = f"ip_dagster_{uuid.uuid4().hex[:12]}"
-    admin = _pg_admin_engine()
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    # psycopg2 explicitly: with SQLAlchemy 2.1 a bare postgresql:// means psycopg 3, where
-    # dagster-postgres's "NOTIFY run_events, %(id)s" is a syntax error (runs never start).
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with pg_database("ip_dagster") as url:
+        yield dagster_url(url)
+
+
+def dagster_url(pg_url: str) -> str:
+    """``pg_url`` with psycopg2 named: with SQLAlchemy 2.1 a bare postgresql:// means psycopg 3, where
+    dagster-postgres's "NOTIFY run_events, %(id)s" is a syntax error (runs never start)."""
+    return pg_url.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 INSTANCE_YAML = """
