@@ -209,14 +209,22 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+def moto_env(endpoint: str) -> dict[str, str]:
+    """boto3's own environment variables for the moto server at ``endpoint``: its test credentials and region."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
 @pytest.fixture
 def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """boto3 pointed at the moto server through its own environment variables."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name, value in moto_env(moto_server).items():
+        monkeypatch.setenv(name, value)
     return moto_server
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from inbox_pipeline_tests.conftest import free_port, pg_database
+from inbox_pipeline_tests.conftest import free_port, moto_env, pg_database
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER = "kindle-delivery@pipeline.example"
@@ -80,28 +80,40 @@ def pipeline_env(
         for k, v in os.environ.items()
         if not k.startswith(("INBOX_PIPELINE_", "AWS_", "DAGSTER_")) or k == "INBOX_PIPELINE_TEST_PG"
     }
-    env.update(
-        DAGSTER_HOME=str(home),
-        INBOX_PIPELINE_DATA_DIR=str(tmp_path / "data"),
-        INBOX_PIPELINE_DATABASE_URL=app_db,
-        INBOX_PIPELINE_INBOX=f"s3://{bucket}/incoming/",
-        INBOX_PIPELINE_STORAGE=f"s3://{bucket}/books/",
-        INBOX_PIPELINE_MAILER=smtp_url,
-        INBOX_PIPELINE_SENDER=SENDER,
-        INBOX_PIPELINE_INBOUND_DOMAIN="in.example",
-        INBOX_PIPELINE_FETCH_IMAGES="false",
-        INBOX_PIPELINE_EPUBCHECK="true",
-        INBOX_PIPELINE_RETRY_DELAY_SECONDS="1",
-        INBOX_PIPELINE_SENSOR_INTERVAL_SECONDS="1",
-        AWS_ENDPOINT_URL=s3_endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION="us-east-1",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_MAX_ATTEMPTS="2",
-    )
-    env.update({f"INBOX_PIPELINE_{name}": value for name, value in settings.items()})
+    values = {
+        "DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": app_db,
+        "INBOX": f"s3://{bucket}/incoming/",
+        "STORAGE": f"s3://{bucket}/books/",
+        "MAILER": smtp_url,
+        "SENDER": SENDER,
+        "INBOUND_DOMAIN": "in.example",
+        "FETCH_IMAGES": "false",
+        "EPUBCHECK": "true",
+        "RETRY_DELAY_SECONDS": "1",
+        "SENSOR_INTERVAL_SECONDS": "1",
+        **settings,
+    }
+    env.update({f"INBOX_PIPELINE_{name}": value for name, value in values.items()})
+    env.update(DAGSTER_HOME=str(home), **moto_env(s3_endpoint), AWS_MAX_ATTEMPTS="2")
     return env
+
+
+@pytest.fixture
+def daemon_env(tmp_path: Path, postgres_url: str, dagster_pg_url: str, moto_server: str, s3_bucket: str):
+    """``daemon_env(smtp_url, **settings)``: a Dagster home on its own PostgreSQL database, and the
+    ``pipeline_env`` of a daemon on the test's app database, bucket and SMTP server; returns both.
+    ``s3_endpoint`` (the moto server's by default) is where the daemon reaches S3."""
+
+    def make(smtp_url: str, *, s3_endpoint: str = moto_server, **settings: str) -> tuple[Path, dict[str, str]]:
+        home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
+        env = pipeline_env(
+            tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=s3_endpoint, smtp_url=smtp_url,
+            **settings,
+        )
+        return home, env
+
+    return make
 
 
 # Two users with a Kindle each: the usual cast of the daemon tests.

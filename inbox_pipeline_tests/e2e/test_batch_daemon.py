@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.e2e.conftest import ALICE_AND_BOB, Daemon, pipeline_env, seed, wait_for, write_instance
+from inbox_pipeline_tests.e2e.conftest import ALICE_AND_BOB, Daemon, seed, wait_for
 from inbox_pipeline_tests.e2e.test_daemon import finished_runs, open_instance, rows, wait_all_final
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -19,19 +19,9 @@ BROKEN = b'{"From": "a@b.example", "Subject": "cut off'  # an inbound-parse webh
 
 
 def test_a_burst_goes_through_batch_runs_an_unreadable_email_fails_nothing_and_a_quiet_one_runs_alone(
-    tmp_path, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink
+    tmp_path, postgres_url, daemon_env, moto_server, aws_env, s3_bucket, smtp_sink
 ) -> None:
-    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
-    env = pipeline_env(
-        tmp_path,
-        home=home,
-        app_db=postgres_url,
-        bucket=s3_bucket,
-        s3_endpoint=moto_server,
-        smtp_url=smtp_sink.url,
-        EPUBCHECK="false",
-        BATCH_SIZE="10",
-    )
+    home, env = daemon_env(smtp_sink.url, EPUBCHECK="false", BATCH_SIZE="10")
     addresses = seed(postgres_url, ALICE_AND_BOB)
     alice, bob = addresses["alice@example.org"], addresses["bob@example.org"]
     s3 = boto3.client("s3", endpoint_url=moto_server)

@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.e2e.conftest import ROOT, SENDER, Daemon, pipeline_env, run_worker_pids, seed, wait_for, write_instance
+from inbox_pipeline_tests.e2e.conftest import ROOT, SENDER, Daemon, run_worker_pids, seed, wait_for
 from inbox_pipeline_tests.e2e.proxy import TcpProxy
 from inbox_pipeline_tests.helpers import in_process_workspace
 
@@ -85,14 +85,11 @@ def wait_all_final(app_db: str, count: int, daemon: Daemon, instance: dg.Dagster
 
 
 def test_twenty_emails_through_the_daemon_with_s3_and_smtp_faults(
-    tmp_path, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink, java_available
+    tmp_path, postgres_url, daemon_env, moto_server, aws_env, s3_bucket, smtp_sink, java_available
 ) -> None:
-    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
     host, port = moto_server.removeprefix("http://").split(":")
     proxy = TcpProxy(host, int(port))  # the daemon reaches S3 through this; the test cuts it
-    env = pipeline_env(
-        tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=proxy.url, smtp_url=smtp_sink.url
-    )
+    home, env = daemon_env(smtp_sink.url, s3_endpoint=proxy.url)
     addresses = seed(
         postgres_url,
         [
@@ -201,16 +198,12 @@ mutation($runId: String!) {
 
 
 def test_a_run_killed_during_delivery_and_reexecuted_from_the_api_does_not_send_twice(
-    tmp_path, monkeypatch, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, stalling_smtp
+    tmp_path, monkeypatch, postgres_url, daemon_env, moto_server, aws_env, s3_bucket, stalling_smtp
 ) -> None:
     from dagster_graphql.client.query import LAUNCH_PIPELINE_REEXECUTION_MUTATION
     from dagster_graphql.test.utils import execute_dagster_graphql
 
-    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
-    env = pipeline_env(
-        tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=moto_server, smtp_url=stalling_smtp.url
-    )
-    env["INBOX_PIPELINE_EPUBCHECK"] = "false"
+    home, env = daemon_env(stalling_smtp.url, EPUBCHECK="false")
     for key, value in env.items():  # the API below loads the code location with the same settings
         monkeypatch.setenv(key, value)
     alice = seed(postgres_url, [{"email": "alice@example.org", "kindle": "alice_k@kindle.example"}])[

@@ -21,7 +21,7 @@ import dagster as dg
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.e2e.conftest import ROOT, SENDER, Daemon, pipeline_env, seed, wait_for, write_instance
+from inbox_pipeline_tests.e2e.conftest import ROOT, SENDER, Daemon, seed, wait_for
 from inbox_pipeline_tests.e2e.test_daemon import finished_runs, ledger, open_instance, rows
 from inbox_pipeline_tests.fixtures.kindle_notices import E999_TEXT, NOT_APPROVED_TEXT, kindle_notice
 from inbox_pipeline_tests.helpers import via_ses
@@ -101,12 +101,10 @@ def notice_rows(app_db: str) -> list[tuple[int, bool, str, int | None]]:
 
 
 def test_amazons_notices_through_the_daemon_resend_once_tell_once_and_ignore_forgeries(
-    tmp_path, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink
+    tmp_path, postgres_url, daemon_env, moto_server, aws_env, s3_bucket, smtp_sink
 ) -> None:
-    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
-    env = pipeline_env(
-        tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=moto_server, smtp_url=smtp_sink.url,
-        EPUBCHECK="false", BATCH_SIZE="1",  # one run per email: each notice's run carries its outcome tag
+    home, env = daemon_env(
+        smtp_sink.url, EPUBCHECK="false", BATCH_SIZE="1",  # one run per email: each notice's run carries its outcome tag
     )
     addresses = seed(postgres_url, [{"email": ALICE, "kindle": ALICE_KINDLE}, {"email": BOB, "kindle": BOB_KINDLE}])
     s3 = boto3.client("s3", endpoint_url=moto_server)

@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.e2e.conftest import ROOT, Daemon, pipeline_env, seed, wait_for, write_instance
+from inbox_pipeline_tests.e2e.conftest import ROOT, Daemon, seed, wait_for
 from inbox_pipeline_tests.e2e.test_daemon import open_instance, rows, wait_all_final
 from inbox_pipeline_tests.helpers import in_process_workspace
 
@@ -96,13 +96,11 @@ def notices(app_db: str) -> list[tuple[str, str]]:
 
 
 def test_a_failed_run_reexecuted_fails_again_alerts_twice_and_succeeding_tells_the_operator_not_the_user(
-    tmp_path, monkeypatch, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink
+    tmp_path, monkeypatch, postgres_url, daemon_env, moto_server, aws_env, s3_bucket, smtp_sink
 ) -> None:
     grace_minutes = 1.5  # the failure-to-success below fits well inside it; the test then waits it out
-    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
-    env = pipeline_env(
-        tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=moto_server, smtp_url=smtp_sink.url,
-        EPUBCHECK="false", RETRY_DELAY_SECONDS="0", OPERATOR_EMAIL=OPERATOR,
+    home, env = daemon_env(
+        smtp_sink.url, EPUBCHECK="false", RETRY_DELAY_SECONDS="0", OPERATOR_EMAIL=OPERATOR,
         NOTICE_GRACE_MINUTES=str(grace_minutes), WATCHDOG_INTERVAL_SECONDS="2",
     )
     fay = seed(postgres_url, [READER])[READER["email"]]
@@ -147,17 +145,15 @@ def test_a_failed_run_reexecuted_fails_again_alerts_twice_and_succeeding_tells_t
 
 
 def test_an_inbox_made_unreadable_alerts_once_and_recovers_once_it_is_back(
-    tmp_path, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink
+    tmp_path, postgres_url, daemon_env, moto_server, aws_env, s3_bucket, smtp_sink
 ) -> None:
     s3 = boto3.client("s3", endpoint_url=moto_server)
     inbox_bucket = f"inbox-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=inbox_bucket)
-    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
-    env = pipeline_env(
-        tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=moto_server, smtp_url=smtp_sink.url,
-        EPUBCHECK="false", OPERATOR_EMAIL=OPERATOR, WATCHDOG_INTERVAL_SECONDS="2",
+    home, env = daemon_env(
+        smtp_sink.url, EPUBCHECK="false", OPERATOR_EMAIL=OPERATOR, WATCHDOG_INTERVAL_SECONDS="2",
+        INBOX=f"s3://{inbox_bucket}/incoming/",  # storage stays in s3_bucket
     )
-    env["INBOX_PIPELINE_INBOX"] = f"s3://{inbox_bucket}/incoming/"  # storage stays in s3_bucket
     fay = seed(postgres_url, [READER])[READER["email"]]
 
     with running(env, home, tmp_path / "daemon.log", lambda: subjects_to(smtp_sink, OPERATOR)) as (daemon, instance):
@@ -203,13 +199,9 @@ mutation($selectorData: SensorSelector!, $cursor: String) {
 
 
 def test_previewing_the_inbox_sensors_tick_in_the_ui_changes_no_row_object_or_run(
-    tmp_path, monkeypatch, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink
+    tmp_path, monkeypatch, postgres_url, daemon_env, moto_server, aws_env, s3_bucket, smtp_sink
 ) -> None:
-    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
-    env = pipeline_env(
-        tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=moto_server, smtp_url=smtp_sink.url,
-        EPUBCHECK="false",
-    )
+    home, env = daemon_env(smtp_sink.url, EPUBCHECK="false")
     fay = seed(postgres_url, [READER])[READER["email"]]
     s3 = boto3.client("s3", endpoint_url=moto_server)
     for n in range(2):

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.e2e.conftest import Daemon, pipeline_env, seed, wait_for, write_instance
+from inbox_pipeline_tests.e2e.conftest import Daemon, seed, wait_for
 from inbox_pipeline_tests.e2e.test_daemon import open_instance, rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -23,22 +23,11 @@ OPERATOR = "ops@pipeline.example"
 
 
 def test_the_mailer_down_during_a_burst_then_back_delivers_each_once_tells_no_user_and_the_operator_twice(
-    tmp_path, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink
+    tmp_path, postgres_url, daemon_env, moto_server, aws_env, s3_bucket, smtp_sink
 ) -> None:
-    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
-    env = pipeline_env(
-        tmp_path,
-        home=home,
-        app_db=postgres_url,
-        bucket=s3_bucket,
-        s3_endpoint=moto_server,
-        smtp_url=smtp_sink.url,
-        EPUBCHECK="false",
-        BATCH_SIZE="10",
-        RETRY_DELAY_SECONDS="0",
-        OPERATOR_EMAIL=OPERATOR,
-        WATCHDOG_INTERVAL_SECONDS="2",
-        WATCHDOG_RESUME_SECONDS="4",
+    home, env = daemon_env(
+        smtp_sink.url, EPUBCHECK="false", BATCH_SIZE="10", RETRY_DELAY_SECONDS="0", OPERATOR_EMAIL=OPERATOR,
+        WATCHDOG_INTERVAL_SECONDS="2", WATCHDOG_RESUME_SECONDS="4",
     )
     readers = [{"email": f"r{n}@example.org", "kindle": f"r{n}_k@kindle.example"} for n in range(3)]
     addresses = seed(postgres_url, readers)

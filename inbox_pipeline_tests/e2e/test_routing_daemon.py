@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.e2e.conftest import ALICE_AND_BOB, Daemon, pipeline_env, seed, wait_for, write_instance
+from inbox_pipeline_tests.e2e.conftest import ALICE_AND_BOB, Daemon, seed, wait_for
 from inbox_pipeline_tests.e2e.test_daemon import finished_runs, open_instance, rows, wait_all_final
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -51,12 +51,9 @@ def usage(app_db: str) -> dict[str, int]:
 
 
 def test_only_the_envelope_routes_and_each_user_in_it_gets_the_email_once(
-    tmp_path, postgres_url, dagster_pg_url, moto_server, aws_env, s3_bucket, smtp_sink, java_available
+    tmp_path, postgres_url, daemon_env, moto_server, aws_env, s3_bucket, smtp_sink, java_available
 ) -> None:
-    home = write_instance(tmp_path / "dagster_home", dagster_pg_url)
-    env = pipeline_env(
-        tmp_path, home=home, app_db=postgres_url, bucket=s3_bucket, s3_endpoint=moto_server, smtp_url=smtp_sink.url
-    )
+    home, env = daemon_env(smtp_sink.url)
     addresses = seed(postgres_url, ALICE_AND_BOB)
     alice, bob = addresses["alice@example.org"], addresses["bob@example.org"]
     s3 = boto3.client("s3", endpoint_url=moto_server)
