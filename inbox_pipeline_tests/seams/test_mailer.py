@@ -19,21 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from inbox_pipeline.seams import (
-    SES_MAX_MESSAGE_BYTES,
-    OutboxMailer,
-    PermanentMailError,
-    SesMailer,
-    SmtpMailer,
-    TransientMailError,
-    build_epub_email,
-    build_forward_email,
-    build_link_email,
-    build_notification_email,
-    mailer_from_uri,
-    message_size_after_base64,
-    safe_file_name,
-)
+from inbox_pipeline import seams
 from inbox_pipeline_tests.conftest import free_port
 from inbox_pipeline_tests.helpers import self_signed_certificate
 
@@ -43,7 +29,7 @@ EPUB = b"PK\x03\x04" + b"mimetypeapplication/epub+zip" + bytes(range(256)) * 64
 
 
 def epub_email(subject: str = "The Weekly Dispatch \u2014 No. 12", to: str = KINDLE) -> EmailMessage:
-    return build_epub_email(
+    return seams.build_epub_email(
         sender=SENDER,
         to=to,
         subject=subject,
@@ -142,7 +128,7 @@ def accept_only(login: bytes, password: bytes):
 
 
 def test_smtp_delivers_the_epub(smtp_sink) -> None:
-    mailer = mailer_from_uri(smtp_sink.url, SENDER)
+    mailer = seams.mailer_from_uri(smtp_sink.url, SENDER)
 
     result = mailer.send(epub_email())
 
@@ -159,10 +145,10 @@ def test_smtp_delivers_the_epub(smtp_sink) -> None:
 
 
 def test_smtp_451_is_transient_and_a_retry_delivers(smtp_sink) -> None:
-    mailer = mailer_from_uri(smtp_sink.url, SENDER)
+    mailer = seams.mailer_from_uri(smtp_sink.url, SENDER)
     smtp_sink.refuse_next = 1
 
-    with pytest.raises(TransientMailError, match="451") as err:
+    with pytest.raises(seams.TransientMailError, match="451") as err:
         mailer.send(epub_email())
     assert not err.value.maybe_sent
     assert smtp_sink.messages == []
@@ -174,29 +160,29 @@ def test_smtp_451_is_transient_and_a_retry_delivers(smtp_sink) -> None:
 def test_smtp_550_recipient_is_permanent(smtp_server) -> None:
     port = smtp_server(Recorder(rcpt_reply="550 5.1.1 <reader_42@kindle.com>: no such user"))
 
-    with pytest.raises(PermanentMailError, match="550 5.1.1"):
-        SmtpMailer(f"smtp://127.0.0.1:{port}", SENDER).send(epub_email())
+    with pytest.raises(seams.PermanentMailError, match="550 5.1.1"):
+        seams.SmtpMailer(f"smtp://127.0.0.1:{port}", SENDER).send(epub_email())
 
 
 def test_smtp_452_recipient_is_transient(smtp_server) -> None:
     port = smtp_server(Recorder(rcpt_reply="452 4.2.2 mailbox full"))
 
-    with pytest.raises(TransientMailError, match="452"):
-        SmtpMailer(f"smtp://127.0.0.1:{port}", SENDER).send(epub_email())
+    with pytest.raises(seams.TransientMailError, match="452"):
+        seams.SmtpMailer(f"smtp://127.0.0.1:{port}", SENDER).send(epub_email())
 
 
 def test_smtp_552_too_large_is_permanent(smtp_server) -> None:
     port = smtp_server(Recorder(data_reply="552 5.3.4 Message size exceeds fixed limit"))
 
-    with pytest.raises(PermanentMailError, match="552"):
-        SmtpMailer(f"smtp://127.0.0.1:{port}", SENDER).send(epub_email())
+    with pytest.raises(seams.PermanentMailError, match="552"):
+        seams.SmtpMailer(f"smtp://127.0.0.1:{port}", SENDER).send(epub_email())
 
 
 def test_refused_connection_is_transient() -> None:
     port = free_port()  # nothing listens there
 
-    with pytest.raises(TransientMailError, match="unreachable") as err:
-        SmtpMailer(f"smtp://127.0.0.1:{port}", SENDER, timeout=3).send(epub_email())
+    with pytest.raises(seams.TransientMailError, match="unreachable") as err:
+        seams.SmtpMailer(f"smtp://127.0.0.1:{port}", SENDER, timeout=3).send(epub_email())
     assert not err.value.maybe_sent
 
 
@@ -205,9 +191,9 @@ def test_silent_server_times_out_as_transient() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)  # accepts the TCP connection, never greets
         port = listener.getsockname()[1]
-        mailer = mailer_from_uri(f"smtp://127.0.0.1:{port}?timeout=0.5", SENDER)
+        mailer = seams.mailer_from_uri(f"smtp://127.0.0.1:{port}?timeout=0.5", SENDER)
 
-        with pytest.raises(TransientMailError):
+        with pytest.raises(seams.TransientMailError):
             mailer.send(epub_email())
 
 
@@ -220,7 +206,7 @@ def test_starttls_with_login(smtp_server, tls_files) -> None:
         authenticator=accept_only(b"alice", b"p@ss:w/rd"),
         auth_required=True,
     )
-    mailer = mailer_from_uri(f"smtp://alice:p%40ss%3Aw%2Frd@127.0.0.1:{port}?starttls=true", SENDER)
+    mailer = seams.mailer_from_uri(f"smtp://alice:p%40ss%3Aw%2Frd@127.0.0.1:{port}?starttls=true", SENDER)
 
     mailer.send(epub_email())
 
@@ -241,7 +227,7 @@ def test_smtps_implicit_tls_with_login(smtp_server, tls_files) -> None:
         auth_require_tls=False,  # aiosmtpd only counts STARTTLS as TLS; this socket is TLS already
     )
 
-    mailer_from_uri(f"smtps://alice:secret@127.0.0.1:{port}", SENDER).send(epub_email())
+    seams.mailer_from_uri(f"smtps://alice:secret@127.0.0.1:{port}", SENDER).send(epub_email())
 
     [received] = recorder.messages
     assert received["login"] == b"alice" and received["to"] == [KINDLE]
@@ -257,16 +243,16 @@ def test_wrong_password_is_permanent(smtp_server, tls_files) -> None:
         auth_require_tls=False,  # aiosmtpd only counts STARTTLS as TLS; this socket is TLS already
     )
 
-    with pytest.raises(PermanentMailError, match="535"):
-        mailer_from_uri(f"smtps://alice:wrong@127.0.0.1:{port}", SENDER).send(epub_email())
+    with pytest.raises(seams.PermanentMailError, match="535"):
+        seams.mailer_from_uri(f"smtps://alice:wrong@127.0.0.1:{port}", SENDER).send(epub_email())
 
 
 def test_untrusted_certificate_is_permanent(smtp_server, tls_files, monkeypatch) -> None:
     port = smtp_server(Recorder(), ssl_context=server_tls_context(tls_files))
     monkeypatch.delenv("SSL_CERT_FILE")  # the system CAs do not know our self-signed cert
 
-    with pytest.raises(PermanentMailError, match="certificate"):
-        mailer_from_uri(f"smtps://127.0.0.1:{port}", SENDER).send(epub_email())
+    with pytest.raises(seams.PermanentMailError, match="certificate"):
+        seams.mailer_from_uri(f"smtps://127.0.0.1:{port}", SENDER).send(epub_email())
 
 
 # --- SES (moto server) ------------------------------------------------------------------------
@@ -289,7 +275,7 @@ def verify_identity(identity: str) -> None:
 
 def test_ses_sends_raw_mime(aws_env: str) -> None:
     verify_identity("send.example.com")
-    mailer = mailer_from_uri("ses", SENDER)
+    mailer = seams.mailer_from_uri("ses", SENDER)
 
     result = mailer.send(epub_email())
 
@@ -302,19 +288,19 @@ def test_ses_sends_raw_mime(aws_env: str) -> None:
 
 
 def test_ses_unverified_sender_is_permanent(aws_env: str) -> None:
-    mailer = SesMailer("nobody@unverified.example.org")
+    mailer = seams.SesMailer("nobody@unverified.example.org")
 
-    with pytest.raises(PermanentMailError, match="MessageRejected"):
+    with pytest.raises(seams.PermanentMailError, match="MessageRejected"):
         mailer.send(epub_email())
 
 
 def test_ses_refuses_over_40_mb_before_calling(aws_env: str) -> None:
-    big = build_epub_email(
+    big = seams.build_epub_email(
         sender=SENDER, to=KINDLE, subject="big", epub_bytes=b"\0" * (31 * 1024 * 1024), file_name="b", body_text="x"
     )
 
-    with pytest.raises(PermanentMailError, match="40 MB"):
-        SesMailer(SENDER).send(big)
+    with pytest.raises(seams.PermanentMailError, match="40 MB"):
+        seams.SesMailer(SENDER).send(big)
 
 
 class FakeSesHandler(http.server.BaseHTTPRequestHandler):
@@ -340,9 +326,9 @@ class FakeSesHandler(http.server.BaseHTTPRequestHandler):
 @pytest.mark.parametrize(
     "status, error_type, expected",
     [
-        (429, "TooManyRequestsException", TransientMailError),
-        (500, "InternalFailure", TransientMailError),
-        (400, "BadRequestException", PermanentMailError),
+        (429, "TooManyRequestsException", seams.TransientMailError),
+        (500, "InternalFailure", seams.TransientMailError),
+        (400, "BadRequestException", seams.PermanentMailError),
     ],
 )
 def test_ses_errors_are_classified(monkeypatch, status, error_type, expected) -> None:
@@ -362,7 +348,7 @@ def test_ses_errors_are_classified(monkeypatch, status, error_type, expected) ->
 
         region = Settings.from_env().aws_region  # AWS_REGION, which botocore alone does not read
         with pytest.raises(expected, match=error_type):
-            SesMailer(SENDER, region=region).send(epub_email())
+            seams.SesMailer(SENDER, region=region).send(epub_email())
     finally:
         server.shutdown()
         server.server_close()
@@ -375,8 +361,8 @@ def test_ses_unreachable_is_transient(monkeypatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
 
-    with pytest.raises(TransientMailError, match="could not reach SES") as err:
-        SesMailer(SENDER).send(epub_email())
+    with pytest.raises(seams.TransientMailError, match="could not reach SES") as err:
+        seams.SesMailer(SENDER).send(epub_email())
     assert not err.value.maybe_sent
 
 
@@ -384,7 +370,7 @@ def test_ses_unreachable_is_transient(monkeypatch) -> None:
 
 
 def test_outbox_writes_eml_files(tmp_path: Path) -> None:
-    mailer = mailer_from_uri(f"outbox:{tmp_path / 'outbox'}", SENDER)
+    mailer = seams.mailer_from_uri(f"outbox:{tmp_path / 'outbox'}", SENDER)
 
     first = mailer.send(epub_email())
     second = mailer.send(epub_email())
@@ -415,7 +401,7 @@ def test_epub_email_shape() -> None:
 
 
 def test_epub_email_never_has_an_empty_body_or_a_broken_subject() -> None:
-    msg = build_epub_email(
+    msg = seams.build_epub_email(
         sender=SENDER, to=KINDLE, subject="Line one\r\nBcc: x@evil.example", epub_bytes=EPUB, file_name="", body_text="  "
     )
 
@@ -436,24 +422,24 @@ def test_epub_email_never_has_an_empty_body_or_a_broken_subject() -> None:
     ],
 )
 def test_safe_file_name(name: str, expected: str) -> None:
-    assert safe_file_name(name) == expected
+    assert seams.safe_file_name(name) == expected
 
 
 def test_message_size_after_base64_matches_the_message() -> None:
     for size in (0, 1, 57, 58, 1000, 123_457):
         data = bytes(size)
         expected = len(base64.encodebytes(data).replace(b"\n", b"\r\n"))
-        assert message_size_after_base64(data) == expected == message_size_after_base64(size)
+        assert seams.message_size_after_base64(data) == expected == seams.message_size_after_base64(size)
     epub = bytes(range(256)) * 4000
-    msg = build_epub_email(sender=SENDER, to=KINDLE, subject="s", epub_bytes=epub, file_name="x", body_text="b")
+    msg = seams.build_epub_email(sender=SENDER, to=KINDLE, subject="s", epub_bytes=epub, file_name="x", body_text="b")
     wire = len(msg.as_bytes(policy=policy.SMTP))
-    assert message_size_after_base64(epub) < wire < message_size_after_base64(epub) + 2048
-    assert message_size_after_base64(29 * 1024 * 1024) < SES_MAX_MESSAGE_BYTES  # the default budget fits
+    assert seams.message_size_after_base64(epub) < wire < seams.message_size_after_base64(epub) + 2048
+    assert seams.message_size_after_base64(29 * 1024 * 1024) < seams.SES_MAX_MESSAGE_BYTES  # the default budget fits
 
 
 def test_link_email_carries_the_link() -> None:
     link = "https://bucket.s3.amazonaws.com/epubs/big.epub?X-Amz-Signature=abc&X-Amz-Expires=604800"
-    msg = build_link_email(
+    msg = seams.build_link_email(
         sender=SENDER,
         to="alice@example.com",
         subject="Too large for your Kindle: The Long Read",
@@ -474,7 +460,7 @@ def forward(**given: str | None):
     """``build_forward_email`` to alice from our sender, with ``given`` fields."""
     fields = dict(sender=SENDER, to="alice@example.com", subject="Confirm", confirm_link=None,
                   original_sender="x@news.example", original_subject="Confirm", original_html=None, original_text=None)
-    return build_forward_email(**(fields | given))
+    return seams.build_forward_email(**(fields | given))
 
 
 def test_forward_email_puts_the_confirm_link_first() -> None:
@@ -551,7 +537,7 @@ def test_a_forward_names_the_sender_by_address_and_refuses_a_foreign_confirm_lin
 
 
 def test_notification_email() -> None:
-    msg = build_notification_email(
+    msg = seams.build_notification_email(
         sender=SENDER, to="alice@example.com", subject="No Kindle address yet", body_text="Add one with ..."
     )
 
@@ -563,15 +549,15 @@ def test_notification_email() -> None:
 
 
 def test_mailer_uri_forms(tmp_path: Path) -> None:
-    assert isinstance(mailer_from_uri("ses", SENDER), SesMailer)
-    assert mailer_from_uri("ses?configuration_set=prod", SENDER).configuration_set == "prod"
-    smtp = mailer_from_uri("smtp://u:p@relay.example:2525?starttls=true", SENDER)
+    assert isinstance(seams.mailer_from_uri("ses", SENDER), seams.SesMailer)
+    assert seams.mailer_from_uri("ses?configuration_set=prod", SENDER).configuration_set == "prod"
+    smtp = seams.mailer_from_uri("smtp://u:p@relay.example:2525?starttls=true", SENDER)
     assert (smtp.host, smtp.port, smtp.starttls, smtp.username) == ("relay.example", 2525, True, "u")
-    assert mailer_from_uri("smtps://relay.example", SENDER).port == 465
-    assert mailer_from_uri("smtp://relay.example?starttls=true", SENDER).port == 587
-    assert mailer_from_uri("smtp://relay.example", SENDER).port == 25
-    assert isinstance(mailer_from_uri(f"outbox:{tmp_path}", SENDER), OutboxMailer)
-    assert mailer_from_uri(f"outbox://{tmp_path}", SENDER).folder == tmp_path
+    assert seams.mailer_from_uri("smtps://relay.example", SENDER).port == 465
+    assert seams.mailer_from_uri("smtp://relay.example?starttls=true", SENDER).port == 587
+    assert seams.mailer_from_uri("smtp://relay.example", SENDER).port == 25
+    assert isinstance(seams.mailer_from_uri(f"outbox:{tmp_path}", SENDER), seams.OutboxMailer)
+    assert seams.mailer_from_uri(f"outbox://{tmp_path}", SENDER).folder == tmp_path
 
 
 @pytest.mark.parametrize(
@@ -591,20 +577,20 @@ def test_mailer_uri_forms(tmp_path: Path) -> None:
 )
 def test_bad_mailer_uris_say_what_is_wrong(uri: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        mailer_from_uri(uri, SENDER)
+        seams.mailer_from_uri(uri, SENDER)
 
 
 def test_bad_sender_is_refused() -> None:
     with pytest.raises(ValueError, match="not an email address"):
-        mailer_from_uri("ses", "kindle")
+        seams.mailer_from_uri("ses", "kindle")
 
 
 def test_check_reaches_the_smtp_server_without_sending_and_says_try_later_when_it_is_gone(smtp_sink, tmp_path) -> None:
-    SmtpMailer(smtp_sink.url, SENDER).check()
+    seams.SmtpMailer(smtp_sink.url, SENDER).check()
     assert not smtp_sink.messages
-    with pytest.raises(TransientMailError, match="unreachable while connecting"):
-        SmtpMailer(f"smtp://127.0.0.1:{free_port()}", SENDER).check()
-    OutboxMailer(tmp_path / "outbox", SENDER).check()  # created on first send
+    with pytest.raises(seams.TransientMailError, match="unreachable while connecting"):
+        seams.SmtpMailer(f"smtp://127.0.0.1:{free_port()}", SENDER).check()
+    seams.OutboxMailer(tmp_path / "outbox", SENDER).check()  # created on first send
     (tmp_path / "file").write_text("in the way")
-    with pytest.raises(TransientMailError, match="cannot write to the outbox"):
-        OutboxMailer(tmp_path / "file", SENDER).check()
+    with pytest.raises(seams.TransientMailError, match="cannot write to the outbox"):
+        seams.OutboxMailer(tmp_path / "file", SENDER).check()
