@@ -24,12 +24,9 @@ def ses_like_key() -> str:
     return uuid.uuid4().hex + uuid.uuid4().hex[:8]
 
 
-@pytest.fixture(params=["folder", "s3"])
-def inbox(request: pytest.FixtureRequest, tmp_path: Path) -> Inbox:
-    if request.param == "folder":
-        return inbox_from_uri(str(tmp_path / "inbox"))
-    bucket = request.getfixturevalue("s3_bucket")
-    return inbox_from_uri(f"s3://{bucket}/incoming/")
+@pytest.fixture
+def inbox(place) -> Inbox:
+    return inbox_from_uri(place("incoming/"))
 
 
 def drain(inbox: Inbox, limit: int = 100) -> list[str]:

@@ -13,12 +13,9 @@ from inbox_pipeline.seams import FolderStorage, ObjectNotFound, S3Storage, Stora
 EPUB = b"PK\x03\x04mimetypeapplication/epub+zip" + bytes(range(256)) * 40
 
 
-@pytest.fixture(params=["folder", "s3"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    if request.param == "folder":
-        return storage_from_uri(str(tmp_path / "storage"))
-    bucket = request.getfixturevalue("s3_bucket")
-    return storage_from_uri(f"s3://{bucket}/epubs")
+@pytest.fixture
+def storage(place) -> Storage:
+    return storage_from_uri(place("epubs"))
 
 
 def test_put_get_exists_delete(storage: Storage) -> None:
