@@ -134,6 +134,19 @@ def bytes_read() -> int:
     return next(int(line.split()[1]) for line in lines if line.startswith("rchar:"))
 
 
+def noise_jpeg(side: int, seed: int, *, quality: int = 92) -> bytes:
+    """An incompressible photo-sized JPEG (random pixels): size budgets cannot be met by deflate."""
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(seed)
+    image = Image.frombytes("RGB", (side, side), bytes(rng.getrandbits(8) for _ in range(side * side * 3)))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
 def png_bomb(side: int, *, rgba: bool = False) -> bytes:
     """A side x side PNG of zeros (1-bit grey, or 8-bit RGBA), a few hundred KB at most, built row by
     row (never whole in memory)."""

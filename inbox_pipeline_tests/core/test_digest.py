@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import random
 import zipfile
 from datetime import datetime, timezone
 
@@ -19,20 +18,10 @@ from inbox_pipeline.core.digest import (
 )
 from inbox_pipeline.core.epub import Book, Chapter, build_epub
 from inbox_pipeline.core.images import EpubImage
-from inbox_pipeline_tests.helpers import epub_chapter_texts, normalise
+from inbox_pipeline_tests.helpers import epub_chapter_texts, noise_jpeg, normalise
 
 DAY = datetime(2026, 10, 25, 12, tzinfo=timezone.utc)
 SENDERS = ("The Harbour Log", "Field Notes", "Workshop Weekly")
-
-
-def noise_jpeg(side: int, seed: int) -> bytes:
-    from PIL import Image
-
-    rng = random.Random(seed)
-    image = Image.frombytes("RGB", (side, side), bytes(rng.getrandbits(8) for _ in range(side * side * 3)))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=85)
-    return out.getvalue()
 
 
 def newsletter_epub(n: int, sender: str, image: bytes | None = None) -> bytes:
@@ -54,7 +43,7 @@ def chapters(count: int, *, image_side: int = 0) -> list[Chapter]:
     out = []
     for n in range(1, count + 1):
         sender = SENDERS[(n - 1) % len(SENDERS)]
-        image = noise_jpeg(image_side, n) if image_side else None
+        image = noise_jpeg(image_side, n, quality=85) if image_side else None
         out.append(
             chapter_from_epub(
                 newsletter_epub(n, sender, image), author=sender, date=DAY, message_id=f"issue-{n}@example.org"
@@ -104,7 +93,7 @@ def test_pack_volumes_keeps_order_and_budget(sizes, budget, expected):
 
 
 def test_chapter_from_epub_keeps_body_and_images_without_the_generated_header():
-    photo = noise_jpeg(64, 1)
+    photo = noise_jpeg(64, 1, quality=85)
     chapter = chapter_from_epub(newsletter_epub(1, "Field Notes", photo), author="Field Notes", date=DAY)
     assert chapter.title == "Issue 1 of Field Notes"  # read from the book's header
     assert "mark001" in chapter.body_html and "two &amp; three" in chapter.body_html

@@ -24,8 +24,7 @@ from inbox_pipeline_tests.defs import mails
 from inbox_pipeline_tests.e2e.conftest import ROOT, SENDER, Daemon, seed, wait_for
 from inbox_pipeline_tests.e2e.test_daemon import finished_runs, ledger, open_instance, rows
 from inbox_pipeline_tests.fixtures.kindle_notices import E999_TEXT, NOT_APPROVED_TEXT, kindle_notice
-from inbox_pipeline_tests.helpers import via_ses
-from inbox_pipeline_tests.services.digest_world import noise_jpeg
+from inbox_pipeline_tests.helpers import noise_jpeg, via_ses
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -10,7 +10,6 @@ The newsletters are written here for these tests, in plain platform-neutral HTML
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
@@ -42,19 +41,6 @@ class Arrival:
     @property
     def marker(self) -> str:
         return f"marker{self.number:03d}"
-
-
-def noise_jpeg(side: int, seed: int) -> bytes:
-    """An incompressible photo-sized JPEG (random pixels): size budgets cannot be met by deflate."""
-    import random
-
-    from PIL import Image
-
-    rng = random.Random(seed)
-    image = Image.frombytes("RGB", (side, side), bytes(rng.getrandbits(8) for _ in range(side * side * 3)))
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=92)
-    return out.getvalue()
 
 
 def newsletter_mime(

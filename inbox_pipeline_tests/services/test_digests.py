@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from inbox_pipeline.core.epub import format_date
 from inbox_pipeline.db.models import Delivery, Digest, DigestMember, InboundEmail, Newsletter
 from inbox_pipeline.services.digests import compile_and_deliver_due, due_work, epub_budget
-from inbox_pipeline_tests.helpers import normalise
-from inbox_pipeline_tests.services.digest_world import World, noise_jpeg, received_digests
+from inbox_pipeline_tests.helpers import noise_jpeg, normalise
+from inbox_pipeline_tests.services.digest_world import World, received_digests
 
 UTC = timezone.utc
 

@@ -13,7 +13,8 @@ from io import BytesIO
 import pytest
 
 from inbox_pipeline_tests.fixtures.kindle_notices import E999_TEXT, NOT_APPROVED_TEXT, UNKNOWN_TEXT, kindle_notice
-from inbox_pipeline_tests.services.digest_world import World, noise_jpeg
+from inbox_pipeline_tests.helpers import noise_jpeg
+from inbox_pipeline_tests.services.digest_world import World
 from inbox_pipeline_tests.services.test_notifications import arrived
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
