@@ -96,16 +96,7 @@ class Deployment:
     def run(self, request: dg.RunRequest, **kwargs) -> dg.ExecuteJobResult:
         self.requested.append(request)
         tags = {**(request.tags or {}), "dagster/run_key": request.run_key or ""}
-        with dg.execute_job(
-            job_for(request.job_name),
-            instance=self.instance,
-            run_config=request.run_config,
-            tags=tags,
-            raise_on_error=False,
-            **kwargs,
-        ) as result:
-            self.results.append(result)
-            return result
+        return self._execute(job_for(request.job_name), run_config=request.run_config, tags=tags, **kwargs)
 
     def emails_of(self, result: dg.ExecuteJobResult) -> list[int]:
         """The inbound email ids a run registered (its first op tags them)."""
@@ -127,12 +118,11 @@ class Deployment:
             options = dg.ReexecutionOptions.from_failure(parent_run_id, self.instance)
         else:
             options = dg.ReexecutionOptions(parent_run_id=parent_run_id, step_selection=step_selection)
-        with dg.execute_job(
-            job,
-            instance=self.instance,
-            reexecution_options=options,
-            raise_on_error=False,
-        ) as result:
+        return self._execute(job, reexecution_options=options)
+
+    def _execute(self, job, **kwargs) -> dg.ExecuteJobResult:
+        """The job run to its end in this process on the deployment's instance, kept in ``results``."""
+        with dg.execute_job(job, instance=self.instance, raise_on_error=False, **kwargs) as result:
             self.results.append(result)
             return result
 
@@ -204,7 +194,11 @@ def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) ->
 
 
 @contextmanager
-def deployment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) -> Iterator[Deployment]:
+def deployment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, instance_overrides: dict | None = None, **values: str
+) -> Iterator[Deployment]:
+    """The app configured with ``values`` (see ``configure``) on a migrated database, and a test Dagster
+    instance (``instance_overrides``: its dagster.yaml settings, e.g. run retries or PostgreSQL storage)."""
     from inbox_pipeline_tests.conftest import migrated
 
     data = configure(monkeypatch, tmp_path, **values)
@@ -212,7 +206,7 @@ def deployment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) -
     dep_settings = Deployment(instance=None, data_dir=data).settings  # type: ignore[arg-type]
     migrated(dep_settings.database_url)
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home"), overrides=instance_overrides) as instance:
         dep = Deployment(instance=instance, data_dir=data)
         try:
             yield dep

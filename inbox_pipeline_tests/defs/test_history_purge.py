@@ -13,8 +13,8 @@ import dagster as dg
 import pytest
 import time_machine
 
-from inbox_pipeline_tests.defs.harness import Deployment, configure
-from inbox_pipeline_tests.helpers import declared_sensor_state, forget_reconstructed_jobs, stored_tick
+from inbox_pipeline_tests.defs.harness import Deployment, deployment
+from inbox_pipeline_tests.helpers import declared_sensor_state, stored_tick
 
 UTC = timezone.utc
 
@@ -22,20 +22,10 @@ UTC = timezone.utc
 @pytest.fixture
 def pg_deployment(monkeypatch, tmp_path, postgres_url):
     """The app on SQLite with local folders; Dagster's instance on PostgreSQL, as in production."""
-    from inbox_pipeline_tests.conftest import migrated
-
-    data = configure(monkeypatch, tmp_path)
-    forget_reconstructed_jobs()
-    dep = Deployment(instance=None, data_dir=data)  # type: ignore[arg-type]
-    migrated(dep.settings.database_url)
-    overrides = {"storage": {"postgres": {"postgres_url": postgres_url}}}
-    (tmp_path / "dagster_home").mkdir()
-    with dg.instance_for_test(overrides=overrides, temp_dir=str(tmp_path / "dagster_home")) as instance:
-        dep.instance = instance
-        try:
-            yield dep
-        finally:
-            dep.close()
+    with deployment(
+        monkeypatch, tmp_path, instance_overrides={"storage": {"postgres": {"postgres_url": postgres_url}}}
+    ) as dep:
+        yield dep
 
 
 def _cleanup(dep: Deployment, **config: int) -> dg.ExecuteInProcessResult:

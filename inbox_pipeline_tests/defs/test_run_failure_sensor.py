@@ -9,7 +9,6 @@ on the run's real failure event. Mail goes to an aiosmtpd server.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -24,8 +23,8 @@ from inbox_pipeline.defs.alerts import (
 )
 from inbox_pipeline.defs.common import TAG_EMAIL_ID
 from inbox_pipeline_tests.defs import mails
-from inbox_pipeline_tests.defs.harness import Deployment, add_reader, configure
-from inbox_pipeline_tests.helpers import forget_reconstructed_jobs, tags_kept_on_retry
+from inbox_pipeline_tests.defs.harness import Deployment, add_reader, configure, deployment
+from inbox_pipeline_tests.helpers import tags_kept_on_retry
 
 OPERATOR = "ops@pipeline.example"
 
@@ -41,22 +40,22 @@ def crashing_job() -> None:
     lose_the_worker()
 
 
-@contextmanager
-def deployment(monkeypatch, tmp_path, run_retries: dict | None = None, **values: str) -> Iterator[Deployment]:
-    from inbox_pipeline_tests.conftest import migrated
+@pytest.fixture
+def dep(monkeypatch, tmp_path, database_url, smtp_sink) -> Iterator[Deployment]:
+    """A deployment mailing through ``smtp_sink``, with an operator address."""
+    with deployment(
+        monkeypatch, tmp_path, DATABASE_URL=database_url, MAILER=smtp_sink.url, OPERATOR_EMAIL=OPERATOR
+    ) as deployed:
+        yield deployed
 
-    data = configure(monkeypatch, tmp_path, **values)
-    forget_reconstructed_jobs()
-    dep = Deployment(instance=None, data_dir=data)  # type: ignore[arg-type]
-    migrated(dep.settings.database_url)
-    overrides = {"run_retries": run_retries} if run_retries else None
-    (tmp_path / "dagster_home").mkdir(exist_ok=True)
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home"), overrides=overrides) as instance:
-        dep.instance = instance
-        try:
-            yield dep
-        finally:
-            dep.close()
+
+def crash(dep: Deployment, email_id: int, message: str) -> dg.ExecuteJobResult:
+    """A run for the email whose worker is lost with ``message``."""
+    return dg.execute_job(
+        dg.reconstructable(crashing_job), instance=dep.instance,
+        run_config={"ops": {"lose_the_worker": {"config": {"message": message}}}},
+        tags={TAG_EMAIL_ID: str(email_id)}, raise_on_error=False,
+    )
 
 
 def resources(dep: Deployment):
@@ -168,71 +167,65 @@ def mend_storage(dep: Deployment) -> None:
 
 
 def test_a_reexecution_failing_again_alerts_again_and_one_that_succeeds_closes_the_episode_untold_to_the_user(
-    monkeypatch, tmp_path, database_url, smtp_sink
+    dep, smtp_sink
 ) -> None:
     import time_machine
 
     from inbox_pipeline.defs.alerts import TAG_OPERATOR_ALERT_RUN, TAG_RESOLVED_BY
     from inbox_pipeline.services.notify import DEFAULT_GRACE
 
-    with deployment(
-        monkeypatch, tmp_path, DATABASE_URL=database_url, MAILER=smtp_sink.url, OPERATOR_EMAIL=OPERATOR
-    ) as dep:
-        jobs = [dep_job(dep)]
-        fay = add_reader(dep, "fay@example.org", kindle="fay_k@kindle.example")
-        dep.pipeline().inbox.put("f.eml", mails.newsletter(4, fay))
-        break_storage(dep)
-        (first,) = dep.drain()
-        assert not first.success
-        assert evaluate_failure_sensor(dep, first.run_id, jobs) is None
-        evaluate_failure_sensor(dep, first.run_id, jobs)  # seen twice: one alert
+    jobs = [dep_job(dep)]
+    fay = add_reader(dep, "fay@example.org", kindle="fay_k@kindle.example")
+    dep.pipeline().inbox.put("f.eml", mails.newsletter(4, fay))
+    break_storage(dep)
+    (first,) = dep.drain()
+    assert not first.success
+    assert evaluate_failure_sensor(dep, first.run_id, jobs) is None
+    evaluate_failure_sensor(dep, first.run_id, jobs)  # seen twice: one alert
 
-        again = reexecute_as_the_ui_does(dep, first.run_id)  # storage still broken
-        assert not again.success
-        inherited = dep.instance.get_run_by_id(again.run_id).tags
-        assert inherited[TAG_OPERATOR_ALERT] == "sent" and inherited[TAG_OPERATOR_ALERT_RUN] == first.run_id
-        assert evaluate_failure_sensor(dep, again.run_id, jobs) is None
-        assert [a["Subject"] for a in arrived(smtp_sink, OPERATOR)] == [
-            f"[inbox-pipeline] process_email run {first.run_id[:8]} failed",
-            f"[inbox-pipeline] process_email run {again.run_id[:8]} failed",
-        ]
+    again = reexecute_as_the_ui_does(dep, first.run_id)  # storage still broken
+    assert not again.success
+    inherited = dep.instance.get_run_by_id(again.run_id).tags
+    assert inherited[TAG_OPERATOR_ALERT] == "sent" and inherited[TAG_OPERATOR_ALERT_RUN] == first.run_id
+    assert evaluate_failure_sensor(dep, again.run_id, jobs) is None
+    assert [a["Subject"] for a in arrived(smtp_sink, OPERATOR)] == [
+        f"[inbox-pipeline] process_email run {first.run_id[:8]} failed",
+        f"[inbox-pipeline] process_email run {again.run_id[:8]} failed",
+    ]
 
-        mend_storage(dep)
-        fixed = reexecute_as_the_ui_does(dep, again.run_id)
-        assert fixed.success
-        evaluate_success_sensor(dep, fixed.run_id, jobs)
-        evaluate_success_sensor(dep, fixed.run_id, jobs)  # seen twice: one note
-        with time_machine.travel(datetime.now(timezone.utc) + DEFAULT_GRACE * 2, tick=False):
-            evaluate_retry_sensor(dep)
+    mend_storage(dep)
+    fixed = reexecute_as_the_ui_does(dep, again.run_id)
+    assert fixed.success
+    evaluate_success_sensor(dep, fixed.run_id, jobs)
+    evaluate_success_sensor(dep, fixed.run_id, jobs)  # seen twice: one note
+    with time_machine.travel(datetime.now(timezone.utc) + DEFAULT_GRACE * 2, tick=False):
+        evaluate_retry_sensor(dep)
 
-        alerts = arrived(smtp_sink, OPERATOR)
-        assert len(alerts) == 3 and alerts[2]["Subject"].startswith("[inbox-pipeline] resolved: process_email run")
-        assert first.run_id in text_of(alerts[2]) and again.run_id in text_of(alerts[2])
-        assert dep.instance.get_run_by_id(fixed.run_id).tags[TAG_OPERATOR_ALERT] == "resolved"
-        for failed in (first, again):
-            assert dep.instance.get_run_by_id(failed.run_id).tags[TAG_RESOLVED_BY] == fixed.run_id
-        assert not arrived(smtp_sink, "fay@example.org")  # no failure notice, before or after
-        assert len(arrived(smtp_sink, "fay_k@kindle.example")) == 1
-        (notice,) = [n for n in dep.notifications() if n.kind == "delivery_failed"]
-        assert notice.status == "withdrawn"
-        assert state_of(dep, 1)[0] == "delivered"
+    alerts = arrived(smtp_sink, OPERATOR)
+    assert len(alerts) == 3 and alerts[2]["Subject"].startswith("[inbox-pipeline] resolved: process_email run")
+    assert first.run_id in text_of(alerts[2]) and again.run_id in text_of(alerts[2])
+    assert dep.instance.get_run_by_id(fixed.run_id).tags[TAG_OPERATOR_ALERT] == "resolved"
+    for failed in (first, again):
+        assert dep.instance.get_run_by_id(failed.run_id).tags[TAG_RESOLVED_BY] == fixed.run_id
+    assert not arrived(smtp_sink, "fay@example.org")  # no failure notice, before or after
+    assert len(arrived(smtp_sink, "fay_k@kindle.example")) == 1
+    (notice,) = [n for n in dep.notifications() if n.kind == "delivery_failed"]
+    assert notice.status == "withdrawn"
+    assert state_of(dep, 1)[0] == "delivered"
 
 
 def test_a_mail_server_saying_try_later_holds_the_email_without_failing_the_run_or_telling_anyone(
-    monkeypatch, tmp_path, database_url, smtp_sink
+    dep, smtp_sink
 ) -> None:
-    with deployment(
-        monkeypatch, tmp_path, DATABASE_URL=database_url, MAILER=smtp_sink.url, OPERATOR_EMAIL=OPERATOR
-    ) as dep:
-        alice = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
-        dep.pipeline().inbox.put("a.eml", mails.newsletter(1, alice))
-        smtp_sink.refuse_next = 1000  # the mail server says "try later" to everything for a while
-        (run,) = dep.drain()
-        assert run.success  # our outage is not the email's failure
-        state, reason = state_of(dep, 1)
-        assert state == "waiting" and reason.startswith("waiting for the mailer: deliver_to_kindle") and "451" in reason
-        assert dep.instance.get_run_by_id(run.run_id).tags["inbox-pipeline/outcome"] == "waiting"
-        assert not smtp_sink.messages and not dep.notifications()
+    alice = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
+    dep.pipeline().inbox.put("a.eml", mails.newsletter(1, alice))
+    smtp_sink.refuse_next = 1000  # the mail server says "try later" to everything for a while
+    (run,) = dep.drain()
+    assert run.success  # our outage is not the email's failure
+    state, reason = state_of(dep, 1)
+    assert state == "waiting" and reason.startswith("waiting for the mailer: deliver_to_kindle") and "451" in reason
+    assert dep.instance.get_run_by_id(run.run_id).tags["inbox-pipeline/outcome"] == "waiting"
+    assert not smtp_sink.messages and not dep.notifications()
 
 
 def dep_job(dep: Deployment) -> dg.JobDefinition:
@@ -249,16 +242,12 @@ def test_a_run_dagster_will_retry_tells_nobody_until_its_last_retry_fails(
     from inbox_pipeline.services.notify import DEFAULT_GRACE
 
     with deployment(
-        monkeypatch, tmp_path, run_retries={"enabled": True, "max_retries": 1},
+        monkeypatch, tmp_path, instance_overrides={"run_retries": {"enabled": True, "max_retries": 1}},
         DATABASE_URL=database_url, MAILER=smtp_sink.url, OPERATOR_EMAIL=OPERATOR,
     ) as dep:
         bea = add_reader(dep, "bea@example.org", kindle="bea_k@kindle.example")
         email_id, newsletter_id = midway_email(dep, bea, 2)
-        config = {"ops": {"lose_the_worker": {"config": {"message": "the worker container was lost"}}}}
-        first = dg.execute_job(
-            dg.reconstructable(crashing_job), instance=dep.instance, run_config=config,
-            tags={TAG_EMAIL_ID: str(email_id)}, raise_on_error=False,
-        )
+        first = crash(dep, email_id, "the worker container was lost")
         assert not first.success
         assert dep.instance.get_run_by_id(first.run_id).tags.get("dagster/will_retry") == "true"
         skipped = evaluate_failure_sensor(dep, first.run_id, [crashing_job])
@@ -300,17 +289,11 @@ def test_production_retries_skip_op_failures_and_without_an_operator_address_the
     monkeypatch, tmp_path, smtp_sink
 ) -> None:
     # deploy/*/dagster.yaml: run retries only for crashes, not for op failures.
-    with deployment(
-        monkeypatch, tmp_path, run_retries={"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False},
-        MAILER=smtp_sink.url,
-    ) as dep:
+    retries = {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
+    with deployment(monkeypatch, tmp_path, instance_overrides={"run_retries": retries}, MAILER=smtp_sink.url) as dep:
         cid = add_reader(dep, "cid@example.org", kindle="cid_k@kindle.example")
         email_id, _ = midway_email(dep, cid, 3)
-        config = {"ops": {"lose_the_worker": {"config": {"message": "out of memory"}}}}
-        run = dg.execute_job(
-            dg.reconstructable(crashing_job), instance=dep.instance, run_config=config,
-            tags={TAG_EMAIL_ID: str(email_id)}, raise_on_error=False,
-        )
+        run = crash(dep, email_id, "out of memory")
         assert evaluate_failure_sensor(dep, run.run_id, [crashing_job]) is None
         assert state_of(dep, email_id)[0] == "failed"
         assert [n.status for n in dep.notifications()] == ["deferred"]  # the user hears after the grace
