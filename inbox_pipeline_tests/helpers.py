@@ -9,6 +9,7 @@ import re
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from email.message import EmailMessage
 from pathlib import Path
 
 from lxml import etree
@@ -132,6 +133,22 @@ def bytes_read() -> int:
     except OSError:
         pytest.skip("no /proc/self/io on this system")
     return next(int(line.split()[1]) for line in lines if line.startswith("rchar:"))
+
+
+def email_message(
+    *, sender: str, to: str, subject: str, date: str, message_id: str, text: str, list_unsubscribe: str | None = None
+) -> EmailMessage:
+    """An email with these headers and a plain-text body, for an HTML alternative (and its parts) to be added."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = date
+    msg["Message-ID"] = message_id
+    if list_unsubscribe:
+        msg["List-Unsubscribe"] = list_unsubscribe
+    msg.set_content(text)
+    return msg
 
 
 def noise_jpeg(side: int, seed: int, *, quality: int = 92) -> bytes:

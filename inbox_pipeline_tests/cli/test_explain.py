@@ -7,25 +7,21 @@ then the commands are run as an operator would.
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-
 import dagster as dg
 import pytest
 
 from inbox_pipeline.cli import main
 from inbox_pipeline_tests.defs import mails
 from inbox_pipeline_tests.defs.harness import Deployment, add_reader, deployment, job_for
+from inbox_pipeline_tests.helpers import email_message
 
 
 def with_missing_image(to: str) -> bytes:
     """A newsletter whose picture points at an inline part that is not there: the image is dropped."""
-    msg = EmailMessage()
-    msg["From"] = '"Harbour Notes" <letters@harbour.example>'
-    msg["To"] = to
-    msg["Subject"] = "Harbour notes: the crane"
-    msg["Message-ID"] = "<crane-1@harbour.example>"
-    msg["Date"] = "Tue, 03 Mar 2026 09:00:00 +0000"
-    msg.set_content("The crane.")
+    msg = email_message(
+        sender='"Harbour Notes" <letters@harbour.example>', to=to, subject="Harbour notes: the crane",
+        date="Tue, 03 Mar 2026 09:00:00 +0000", message_id="<crane-1@harbour.example>", text="The crane.",
+    )
     paragraphs = "".join(f"<p>Paragraph {k} about the old harbour crane and the men who ran it.</p>" for k in range(8))
     msg.add_alternative(
         f'<html><body><h1>The crane</h1><img src="cid:crane-photo@harbour" alt="The crane">{paragraphs}</body></html>',

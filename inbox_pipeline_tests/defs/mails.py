@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-
-from inbox_pipeline_tests.helpers import via_ses
+from inbox_pipeline_tests.helpers import email_message, via_ses
 
 TOPICS = [
     ("Ferries", "the night ferry that still carries the post to the outer islands"),
@@ -68,27 +66,29 @@ def subject(n: int) -> str:
 def newsletter(n: int, to: str, *, msgid: str | None = None, platform: str | None = None) -> bytes:
     topic, line = TOPICS[n % len(TOPICS)]
     platform = platform or PLATFORMS[n % len(PLATFORMS)]
-    msg = EmailMessage()
-    msg["From"] = f'"{topic} Weekly" <letters@{topic.lower()}-{platform}.example>'
-    msg["To"] = to
-    msg["Subject"] = subject(n)
-    msg["Date"] = f"Mon, 02 Mar 2026 {6 + n % 12:02d}:{n % 60:02d}:00 +0000"
-    msg["Message-ID"] = msgid or f"<{message_id(n, platform)}>"
-    msg["List-Unsubscribe"] = f"<https://{topic.lower()}.example/unsubscribe?n={n}>"
-    msg.set_content(f"{topic} #{n}: {line}.")
+    msg = email_message(
+        sender=f'"{topic} Weekly" <letters@{topic.lower()}-{platform}.example>',
+        to=to,
+        subject=subject(n),
+        date=f"Mon, 02 Mar 2026 {6 + n % 12:02d}:{n % 60:02d}:00 +0000",
+        message_id=msgid or f"<{message_id(n, platform)}>",
+        text=f"{topic} #{n}: {line}.",
+        list_unsubscribe=f"<https://{topic.lower()}.example/unsubscribe?n={n}>",
+    )
     msg.add_alternative(article_html(n, topic, line, platform), subtype="html")
     return via_ses(msg.as_bytes(), to)
 
 
 def confirmation(to: str, *, n: int = 1) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = '"Tide Tables Digest" <hello@tidetables.example>'
-    msg["To"] = to
-    msg["Subject"] = "Please confirm your subscription to Tide Tables Digest"
-    msg["Date"] = "Tue, 03 Mar 2026 09:00:00 +0000"
-    msg["Message-ID"] = f"<confirm-{n}@tidetables.example>"
     link = f"https://tidetables.example/confirm?token=tok-{n}"
-    msg.set_content(f"Please confirm your subscription:\n{link}\n")
+    msg = email_message(
+        sender='"Tide Tables Digest" <hello@tidetables.example>',
+        to=to,
+        subject="Please confirm your subscription to Tide Tables Digest",
+        date="Tue, 03 Mar 2026 09:00:00 +0000",
+        message_id=f"<confirm-{n}@tidetables.example>",
+        text=f"Please confirm your subscription:\n{link}\n",
+    )
     msg.add_alternative(
         f'<html><body><p>Please confirm your subscription to Tide Tables Digest.</p>'
         f'<p><a href="{link}">Confirm my subscription</a></p></body></html>',

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 import io
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from PIL import Image
 from inbox_pipeline.cli import main
 from inbox_pipeline_tests.defs.harness import add_reader, deployment
 from inbox_pipeline_tests.defs.test_pipeline import by_recipient, epub_attachment
-from inbox_pipeline_tests.helpers import epub_text
+from inbox_pipeline_tests.helpers import email_message, epub_text
 
 KINDLE = "alice_k@kindle.example"
 
@@ -28,14 +27,12 @@ def orchard_newsletter(to: str) -> bytes:
     """A Substack-shaped issue with an inline picture, a remote one, and a link Kindle tooling rejects as written."""
     picture = io.BytesIO()
     Image.new("RGB", (120, 80), (40, 120, 60)).save(picture, "PNG")
-    msg = EmailMessage()
-    msg["From"] = '"Orchard Notes" <letters@orchard-notes.example>'
-    msg["To"] = to
-    msg["Subject"] = "Orchard Notes #7: grafting old apple varieties onto young rootstock"
-    msg["Date"] = "Tue, 03 Mar 2026 07:15:00 +0000"
-    msg["Message-ID"] = "<orchard-7@substack.example>"
-    msg["List-Unsubscribe"] = "<https://orchard-notes.example/unsubscribe?n=7>"
-    msg.set_content("Orchard Notes #7")
+    msg = email_message(
+        sender='"Orchard Notes" <letters@orchard-notes.example>', to=to,
+        subject="Orchard Notes #7: grafting old apple varieties onto young rootstock",
+        date="Tue, 03 Mar 2026 07:15:00 +0000", message_id="<orchard-7@substack.example>", text="Orchard Notes #7",
+        list_unsubscribe="<https://orchard-notes.example/unsubscribe?n=7>",
+    )
     paragraphs = "".join(
         f"<p>Part {k}: the scions were cut in January and kept cold in damp sawdust until the sap rose in "
         f"the rootstock, which in a cold spring came three weeks late.</p>"

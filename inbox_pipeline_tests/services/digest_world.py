@@ -13,12 +13,11 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
-from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime
 from pathlib import Path
 
-from inbox_pipeline_tests.helpers import epub_chapter_texts, normalise, via_ses
+from inbox_pipeline_tests.helpers import email_message, epub_chapter_texts, normalise, via_ses
 
 SENDER = "digests@pipeline.example"
 DOMAIN = "in.example"
@@ -47,13 +46,15 @@ def newsletter_mime(
     *, number: int, to: str, sender_name: str, sender_domain: str, subject: str, received_at: datetime,
     line: str, image: bytes | None = None,
 ) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = f'"{sender_name}" <issues@{sender_domain}>'
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(received_at)
-    msg["Message-ID"] = f"<issue-{number}-{received_at:%Y%m%d%H%M}@{sender_domain}>"
-    msg["List-Unsubscribe"] = f"<https://{sender_domain}/unsubscribe>"
+    msg = email_message(
+        sender=f'"{sender_name}" <issues@{sender_domain}>',
+        to=to,
+        subject=subject,
+        date=format_datetime(received_at),
+        message_id=f"<issue-{number}-{received_at:%Y%m%d%H%M}@{sender_domain}>",
+        text=f"{subject}\n\nmarker{number:03d}\n",
+        list_unsubscribe=f"<https://{sender_domain}/unsubscribe>",
+    )
     paragraphs = "".join(
         f"<p>Paragraph {k} of this issue is about {line}. It is long enough to read as an article, "
         f"with a marker for the tests: marker{number:03d}.</p>"
@@ -64,7 +65,6 @@ def newsletter_mime(
         f"<html><body><h1>{subject}</h1>{paragraphs}{figure}"
         f'<p><a href="https://{sender_domain}/unsubscribe">Unsubscribe</a></p></body></html>'
     )
-    msg.set_content(f"{subject}\n\nmarker{number:03d}\n")
     msg.add_alternative(html, subtype="html")
     if image:
         html_part = msg.get_payload()[1]
