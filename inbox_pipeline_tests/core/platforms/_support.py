@@ -16,6 +16,12 @@ def clean_fixture(name: str, headers: tuple[tuple[str, str], ...] = (), subject:
     return clean_html((FIXTURES / name).read_text(encoding="utf-8"), headers=headers, subject=subject)
 
 
+def assert_recognised(platform: str, headers: tuple[tuple[str, str], ...]) -> None:
+    """``<platform>.html`` is recognised as ``platform`` by its markup alone, and with its sender's headers."""
+    assert clean_fixture(f"{platform}.html").platform == platform
+    assert clean_fixture(f"{platform}.html", headers=headers).platform == platform
+
+
 def body_text(article: CleanedArticle) -> str:
     """The article's body text (normalised), parsed as XML to prove it is well-formed."""
     root = etree.fromstring(f"<div>{article.html}</div>")

@@ -1,11 +1,10 @@
-from ._support import assert_dropped, assert_kept, clean_fixture
+from ._support import assert_dropped, assert_kept, assert_recognised, clean_fixture
 
 HEADERS = (("feedback-id", "1234567:890123:emailtemplate:CK"),)
 
 
 def test_kit_is_recognised():
-    assert clean_fixture("convertkit.html").platform == "convertkit"
-    assert clean_fixture("convertkit.html", headers=HEADERS).platform == "convertkit"
+    assert_recognised("convertkit", HEADERS)
 
 
 def test_kit_letter_keeps_body_quote_and_signature():

@@ -1,11 +1,10 @@
-from ._support import assert_dropped, assert_kept, clean_fixture
+from ._support import assert_dropped, assert_kept, assert_recognised, clean_fixture
 
 HEADERS = (("x-mailer", "HubSpot"), ("feedback-id", "abc:def:ghi:HubSpot"))
 
 
 def test_hubspot_is_recognised():
-    assert clean_fixture("hubspot.html").platform == "hubspot"
-    assert clean_fixture("hubspot.html", headers=HEADERS).platform == "hubspot"
+    assert_recognised("hubspot", HEADERS)
 
 
 def test_hubspot_rich_text_is_kept():

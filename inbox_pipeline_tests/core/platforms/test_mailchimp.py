@@ -1,11 +1,10 @@
-from ._support import assert_dropped, assert_kept, clean_fixture
+from ._support import assert_dropped, assert_kept, assert_recognised, clean_fixture
 
 HEADERS = (("x-mailer", "Mailchimp Mailer - **CID0123456789abcdef**"),)
 
 
 def test_mailchimp_is_recognised_by_header_and_by_markup():
-    assert clean_fixture("mailchimp.html", headers=HEADERS).platform == "mailchimp"
-    assert clean_fixture("mailchimp.html").platform == "mailchimp"
+    assert_recognised("mailchimp", HEADERS)
 
 
 def test_mailchimp_german_article_is_kept_and_outlook_only_text_is_not():

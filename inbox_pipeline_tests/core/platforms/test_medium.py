@@ -1,11 +1,10 @@
-from ._support import assert_dropped, assert_kept, clean_fixture
+from ._support import assert_dropped, assert_kept, assert_recognised, clean_fixture
 
 HEADERS = (("from", "Medium Daily Digest <noreply@medium.com>"),)
 
 
 def test_medium_is_recognised():
-    assert clean_fixture("medium.html", headers=HEADERS).platform == "medium"
-    assert clean_fixture("medium.html").platform == "medium"
+    assert_recognised("medium", HEADERS)
 
 
 def test_medium_story_is_kept_with_its_link():
