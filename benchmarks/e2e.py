@@ -645,7 +645,10 @@ def main() -> int:
                         convert_s = convert_in_process(emails)
                         print(f"  {convert_s:.1f} s ({convert_s / n * 1000:.1f} ms an email)", flush=True)
                         print(f"burst of {n}, batch runs, limiter {args.rate:g}/s ...", flush=True)
+                        cpu_before, sql_before = cpu_seconds(), statements(stack)
                         b = burst(stack, n, args.burst_timeout, rng, emails=emails)
+                        cpu = {k: v - cpu_before[k] for k, v in cpu_seconds().items()}
+                        sql = {k: v - sql_before[k] for k, v in statements(stack).items()}
                         print(f"  {b}", flush=True)
                         ratio = b["seconds"] / convert_s
                         rows.append(
@@ -667,6 +670,8 @@ def main() -> int:
                             )
                         )
                         rows += cost_rows(stack, b["delivered"])
+                        rows.append(cpu_row(cpu, b["delivered"]))
+                        rows.append(statements_row(sql, b["delivered"]))
                     if "idle" in chosen:
                         print(f"idle latency, {args.idle} emails one at a time ...", flush=True)
                         lat = idle_latency(stack, args.idle, rng)
@@ -736,6 +741,76 @@ def main() -> int:
     for r in [("scenario", "measured", "target", "verdict"), tuple("-" * w for w in widths), *rows]:
         print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
     return 0 if all(r[3] != "FAIL" for r in rows) else 1
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far: the whole machine (busy), this process (moto's S3 and SQS, the SMTP sink,
+    the puts) and PostgreSQL (the postmaster and its live and ended backends)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    busy = (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait
+    own = sum(os.times()[:2])
+    pg = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        if name.startswith("postgres"):  # utime stime cutime cstime: fields 14-17
+            pg += sum(int(x) for x in rest[11:15]) / tick
+    return {"machine": busy, "bench": own, "postgres": pg}
+
+
+def cpu_row(cpu: dict[str, float], emails: int) -> tuple[str, str, str, str]:
+    """Where the burst's CPU went, per email: the rest is Dagster and the pipeline (daemon, code
+    server, run workers)."""
+    per = {k: v / max(1, emails) * 1000 for k, v in cpu.items()}
+    rest = per["machine"] - per["bench"] - per["postgres"]
+    return (
+        "  CPU per email, all processes (ms): Dagster daemon + runs | PostgreSQL | moto S3/SQS + SMTP sink",
+        f"{per['machine']:.0f} ms: {rest:.0f} | {per['postgres']:.0f} | {per['bench']:.0f}",
+        "-",
+        verdict(None),
+    )
+
+
+def statements(stack: Stack) -> dict[str, int]:
+    """Transactions and rows written so far in the app's and the instance's databases (PostgreSQL's counters)."""
+    from sqlalchemy import create_engine, make_url, text
+
+    counts: dict[str, int] = {}
+    from inbox_pipeline_tests.conftest import PG_ADMIN_URL
+
+    engine = create_engine(PG_ADMIN_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+            for part, url in (("app", stack.app_db), ("dagster", stack.dagster_db)):
+                row = conn.execute(
+                    text("SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database "
+                         "WHERE datname = :db"),
+                    {"db": make_url(url).database},
+                ).one()
+                counts[f"{part}_transactions"], counts[f"{part}_rows"] = int(row[0]), int(row[1])
+    finally:
+        engine.dispose()
+    return counts
+
+
+def statements_row(sql: dict[str, int], emails: int) -> tuple[str, str, str, str]:
+    per = {k: v / max(1, emails) for k, v in sql.items()}
+    return (
+        "  PostgreSQL per email: transactions (rows written), app database | Dagster instance",
+        f"{per['app_transactions']:.1f} ({per['app_rows']:.1f}) | {per['dagster_transactions']:.1f} "
+        f"({per['dagster_rows']:.1f})",
+        "-",
+        verdict(None),
+    )
 
 
 def cost_rows(stack: Stack, emails: int) -> list[tuple[str, str, str, str]]:
