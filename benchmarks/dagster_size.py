@@ -38,7 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.e2e import newsletter, pg_database  # noqa: E402 - after the path
+from benchmarks.e2e import newsletter  # noqa: E402 - after the path
+from inbox_pipeline_tests.conftest import pg_database  # noqa: E402
 
 UTC = timezone.utc
 COPIED_TABLES = ("runs", "run_tags", "event_logs", "asset_check_executions")  # what grows per run

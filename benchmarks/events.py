@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.dagster_size import app, instance_home, real_runs  # noqa: E402 - after the path
-from benchmarks.e2e import pg_database  # noqa: E402
+from inbox_pipeline_tests.conftest import pg_database  # noqa: E402
 
 
 def event_stats(url: str) -> dict:
