@@ -284,7 +284,21 @@ class Stack:
                     f"    {run.job_name:20} {len(email_ids_of_run(run)):4} email(s)  created {created:6.1f}  "
                     f"started {start:6.1f}  ended {end:6.1f}  {run.status.value.lower()}"
                 )
+            lines.append("    inbox sensor ticks (start +duration: runs requested):  " + "  ".join(
+                f"{t.timestamp - since:.1f} +{(t.end_timestamp or t.timestamp) - t.timestamp:.1f}: {len(t.run_ids)}"
+                for t in self.ticks(instance, since)
+            ))
         return "\n".join(lines)
+
+    @staticmethod
+    def ticks(instance, since: float) -> list:
+        """The inbox sensor's ticks after ``since`` that requested runs, or took over a second, oldest first."""
+        states = [s for s in instance.all_instigator_state() if s.instigator_name == "inbox_sensor"]
+        ticks = [t for s in states for t in instance.get_ticks(s.instigator_origin_id, s.selector_id, limit=2000)]
+        return sorted(
+            (t for t in ticks if t.timestamp >= since and (t.run_ids or (t.end_timestamp or 0) - t.timestamp > 1)),
+            key=lambda t: t.timestamp,
+        )
 
     def database_size(self) -> int:
         """The Dagster instance's PostgreSQL database, in bytes."""
