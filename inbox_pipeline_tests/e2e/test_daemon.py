@@ -118,7 +118,8 @@ def test_twenty_emails_through_the_daemon_with_s3_and_smtp_faults(
     try:
         wait_for(lambda: proxy.refused >= 2 or not daemon.alive(), timeout=90, what="a tick to try S3")
         assert daemon.alive(), daemon.output()[-3000:]
-        time.sleep(2)
+        refused = proxy.refused  # S3 stays cut for a few more of the daemon's attempts
+        wait_for(lambda: proxy.refused >= refused + 2 or not daemon.alive(), timeout=60, what="more refused calls")
         proxy.reconnect()
         started = time.monotonic()
         wait_all_final(postgres_url, 20, daemon, instance, timeout=240)

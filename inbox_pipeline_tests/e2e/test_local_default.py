@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 from email import policy
 from email.parser import BytesParser
@@ -155,13 +154,11 @@ def test_dev_sh_serves_the_ui_and_delivers_the_samples_within_a_minute(tmp_path)
     proc = subprocess.Popen(
         ["bash", "scripts/dev.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    started = time.monotonic()
     try:
-        try:
-            wait_for(lambda: len(outbox_messages(tmp_path / "data")) >= 4, timeout=120, interval=1, what="the outbox")
+        try:  # the README's promise ("within a minute"), with room for a busy machine, as the deadline
+            wait_for(lambda: len(outbox_messages(tmp_path / "data")) >= 4, timeout=90, interval=1, what="the outbox")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{(tmp_path / 'dev.log').read_text(errors='replace')[-4000:]}")
-        elapsed = time.monotonic() - started
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/graphql", data=RUNS_QUERY.encode(), headers={"Content-Type": "application/json"}
         )
@@ -189,4 +186,3 @@ def test_dev_sh_serves_the_ui_and_delivers_the_samples_within_a_minute(tmp_path)
         proc.wait(timeout=10)
         log.close()
     check_outbox(tmp_path / "data")
-    assert elapsed < 90, f"the samples took {elapsed:.0f} s to arrive"
