@@ -7,6 +7,7 @@ import io
 import ipaddress
 import re
 import zipfile
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from email.message import EmailMessage
@@ -115,6 +116,17 @@ class ListingMeter:
     def _count(self, parsed, **_: object) -> None:
         self.calls += 1
         self.keys += len(parsed.get("Contents", [])) + len(parsed.get("CommonPrefixes", []))
+
+
+class CallMeter:
+    """Counts a boto3 client's calls by operation (``calls["HeadObject"]``), as sent to the server."""
+
+    def __init__(self, client) -> None:
+        self.calls: Counter[str] = Counter()
+        client.meta.events.register(f"after-call.{client.meta.service_model.endpoint_prefix}", self._count)
+
+    def _count(self, model, **_: object) -> None:
+        self.calls[model.name] += 1
 
 
 def sparse_file(path: Path, size: int) -> Path:

@@ -19,7 +19,10 @@ however many arrive in the same second and whatever their names.
 (or between S3's copy and delete) simply does it again next tick: if the source is
 gone and the archived copy exists, the archived key is returned. An archived object
 is never overwritten by a *different* one that reused its name: that one is archived
-as ``<name>-dup<N>``; callers must record the key ``archive`` returns.
+as ``<name>-dup<N>``; callers must record the key ``archive`` returns. A caller that has
+just read the object (``read_to_archive``) passes its head to ``archive``: S3's move then
+skips looking it up, and its copy is guarded by the ETag read, so what is archived is
+exactly what was read.
 
 Layout
 ------
@@ -92,6 +95,7 @@ __all__ = [
     "FolderInbox",
     "Inbox",
     "InboxObject",
+    "ObjectHead",
     "ObjectNotFound",
     "ObjectTooLarge",
     "S3Inbox",
@@ -130,6 +134,25 @@ class InboxObject:
     version: str = ""  # S3 ETag, or mtime+size for a file: tells a reused name apart
 
 
+@dataclass(frozen=True)
+class ObjectHead:
+    """What archiving needs of a pending S3 object, from the read that just fetched it: moving
+    exactly that object (the copy is guarded by its ETag) needs no second look at it."""
+
+    etag: str  # as S3 gives it, quoted
+    metadata: dict[str, str]
+    content_type: str
+
+    @classmethod
+    def of(cls, response: dict[str, Any]) -> "ObjectHead":
+        """From a HeadObject or GetObject response."""
+        return cls(
+            etag=str(response["ETag"]),
+            metadata=dict(response.get("Metadata") or {}),
+            content_type=response.get("ContentType") or "application/octet-stream",
+        )
+
+
 # Who may have recorded the envelope of an email in an inbox (``Envelope.recorded_by``):
 # mail lands in a bucket only through SES (or as a webhook payload our own receiver
 # wrote), so a bucket trusts only those records. See docs/DEPLOY.md, "Routing".
@@ -166,13 +189,22 @@ class Inbox(ABC):
         ``ObjectTooLarge`` if it is over ``max_bytes``, known from its size before it is read.
         """
 
+    def read_to_archive(self, key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> tuple[bytes, ObjectHead | None]:
+        """``read``, with what ``archive(key, head=...)`` needs to move the object just read without
+        looking it up again (None: ``archive`` looks it up itself, as a folder's does)."""
+        return self.read(key, max_bytes=max_bytes), None
+
     @abstractmethod
     def is_pending(self, key: str) -> bool:
         """Whether ``key`` is still pending (not archived yet)."""
 
     @abstractmethod
-    def archive(self, key: str) -> str:
-        """Move a pending object to the archive and return its archived key (idempotent)."""
+    def archive(self, key: str, *, head: ObjectHead | None = None) -> str:
+        """Move a pending object to the archive and return its archived key (idempotent).
+
+        ``head`` (from ``read_to_archive``) saves looking the object up; the object moved is then the
+        one read: if it changed since, the move fails (and is done again by the caller's retry).
+        """
 
     @abstractmethod
     def read_archived(self, archived_key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> bytes:
@@ -330,7 +362,7 @@ class FolderInbox(Inbox):
     def put(self, key: str, data: bytes) -> None:
         write_atomically(self._pending(key), data)
 
-    def archive(self, key: str) -> str:
+    def archive(self, key: str, *, head: ObjectHead | None = None) -> str:
         src = self._pending(key)
         name = archive_name(key)
         if not src.is_file():
@@ -540,7 +572,8 @@ class S3Inbox(Inbox):
                 return None
             raise
 
-    def _get(self, full_key: str, what: str, max_bytes: int) -> bytes:
+    def _get(self, full_key: str, what: str, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
+        """The object's bytes and the GetObject response (its ETag, metadata, content type)."""
         from botocore.exceptions import ClientError  # lazy: botocore stays off Dagster's load path
 
         try:
@@ -557,10 +590,14 @@ class S3Inbox(Inbox):
             data = body.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise ObjectTooLarge(f"{what} s3://{self.bucket}/{full_key}", len(data), max_bytes)
-        return data
+        return data, response
 
     def read(self, key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> bytes:
-        return self._get(self.prefix + _pending_key(key), "pending email", max_bytes)
+        return self.read_to_archive(key, max_bytes=max_bytes)[0]
+
+    def read_to_archive(self, key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> tuple[bytes, ObjectHead | None]:
+        data, response = self._get(self.prefix + _pending_key(key), "pending email", max_bytes)
+        return data, ObjectHead.of(response)
 
     def is_pending(self, key: str) -> bool:
         return self._head(self.prefix + _pending_key(key)) is not None
@@ -568,47 +605,60 @@ class S3Inbox(Inbox):
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key, flat=True), Body=data)
 
-    def archive(self, key: str) -> str:
-        archived = self._archive(key)
+    def archive(self, key: str, *, head: ObjectHead | None = None) -> str:
+        archived = self._archive(key, head)
         self.forget(key)  # moved out of the inbox: its announcement is settled
         return archived
 
-    def _archive(self, key: str) -> str:
+    def _archive(self, key: str, read: ObjectHead | None = None) -> str:
+        """Copy + delete. ``read``: the head of the object as the caller read it (else looked up here)."""
+        from botocore.exceptions import ClientError  # lazy: botocore stays off Dagster's load path
+
         src = self.prefix + _pending_key(key)
         name = archive_name(key)
-        head = self._head(src)
+        head = read
         if head is None:
-            if self._head(self.archive_prefix + name) is not None:
-                return name  # archived by an earlier call that was not recorded
-            raise ObjectNotFound(f"no pending or archived email {key!r} in {self.uri}")
-        etag = str(head["ETag"]).strip('"')
+            found = self._head(src)
+            if found is None:
+                if self._head(self.archive_prefix + name) is not None:
+                    return name  # archived by an earlier call that was not recorded
+                raise ObjectNotFound(f"no pending or archived email {key!r} in {self.uri}")
+            head = ObjectHead.of(found)
+        etag = head.etag.strip('"')
         candidate, n = name, 0
         while True:
             dest_head = self._head(self.archive_prefix + candidate)
             if dest_head is None:
                 break
-            same = (dest_head.get("Metadata") or {}).get(_SOURCE_ETAG_META) == etag or str(
-                dest_head.get("ETag", "")
-            ).strip('"') == etag
+            same = (dest_head.get("Metadata") or {}).get(_SOURCE_ETAG_META) == etag or _etag(dest_head) == etag
             if same:  # copied before, but the delete did not happen
-                self.client.delete_object(Bucket=self.bucket, Key=src)
+                # A head read earlier may be out of date: the pending object is deleted only if it
+                # is still the one archived (a newer email of the same name stays pending).
+                current = self._head(src) if read is not None else head
+                if current is not None and _etag(current) == etag:
+                    self.client.delete_object(Bucket=self.bucket, Key=src)
                 return candidate
             n += 1
             candidate = dup_name(name, n)
-        self.client.copy_object(
-            Bucket=self.bucket,
-            Key=self.archive_prefix + candidate,
-            CopySource={"Bucket": self.bucket, "Key": src},
-            CopySourceIfMatch=head["ETag"],
-            MetadataDirective="REPLACE",
-            Metadata={**(head.get("Metadata") or {}), _SOURCE_ETAG_META: etag},
-            ContentType=head.get("ContentType") or "application/octet-stream",
-        )
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=self.archive_prefix + candidate,
+                CopySource={"Bucket": self.bucket, "Key": src},
+                CopySourceIfMatch=head.etag,
+                MetadataDirective="REPLACE",
+                Metadata={**head.metadata, _SOURCE_ETAG_META: etag},
+                ContentType=head.content_type,
+            )
+        except ClientError as exc:
+            if read is not None and is_not_found(exc):  # moved meanwhile: as without a head (idempotent)
+                return self._archive(key)
+            raise  # PreconditionFailed: it changed since it was read (or looked up)
         self.client.delete_object(Bucket=self.bucket, Key=src)
         return candidate
 
     def read_archived(self, archived_key: str, *, max_bytes: int = MAX_EMAIL_BYTES) -> bytes:
-        return self._get(self.archive_prefix + check_key(archived_key, flat=True), "archived email", max_bytes)
+        return self._get(self.archive_prefix + check_key(archived_key, flat=True), "archived email", max_bytes)[0]
 
     def delete_archived(self, archived_key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.archive_prefix + check_key(archived_key, flat=True))
@@ -687,6 +737,10 @@ class S3Inbox(Inbox):
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
         except (BotoCoreError, ClientError) as exc:  # SQS delivers it again; taking it twice is harmless
             logger.warning("inbox %s: could not delete an SQS message (it will come back): %s", self.uri, exc)
+
+
+def _etag(head: ObjectHead | dict[str, Any]) -> str:
+    return (head.etag if isinstance(head, ObjectHead) else str(head.get("ETag", ""))).strip('"')
 
 
 def _announced_objects(body: str, bucket: str, prefix: str) -> tuple[list[InboxObject], str]:

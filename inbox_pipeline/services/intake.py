@@ -222,7 +222,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
     inbox, sessions = pipeline.inbox, pipeline.sessions
     name = archive_name(obj.key)  # a plain, registrable name, whatever the sender or writer chose
     try:
-        data = inbox.read(obj.key)
+        data, head = inbox.read_to_archive(obj.key)  # head: the archive's move needs no second look
         size, sha = len(data), hashlib.sha256(data).hexdigest()
     except ObjectNotFound:
         inbox.forget(obj.key)
@@ -233,7 +233,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
     except ObjectTooLarge as exc:
         # Registered unread (its size says enough), so it is recorded, not retried: parsing fails it.
         size, sha = exc.size, hashlib.sha256(f"unread {obj.key} {obj.version}".encode()).hexdigest()
-        data = b""
+        data, head = b"", None
     received_at = obj.last_modified or now or utcnow()
     with sessions.begin() as session:
         row, created = register_inbound(session, storage_key=name, size=size, sha256=sha, received_at=received_at)
@@ -241,14 +241,14 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
     if not created and row_sha != sha:
         # The name was used before by another email: archive first (the
         # archive chooses the new name), then register that name.
-        archived = inbox.archive(obj.key)
+        archived = inbox.archive(obj.key, head=head)
         with sessions.begin() as session:
             row, created = register_inbound(
                 session, storage_key=archived, size=size, sha256=sha, received_at=received_at
             )
             row_id, row_created = row.id, row.created_at
     else:
-        archived = inbox.archive(obj.key)
+        archived = inbox.archive(obj.key, head=head)
         if archived != name:
             with sessions.begin() as session:
                 set_storage_key(session, row_id, archived)

@@ -12,11 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from inbox_pipeline.seams import FolderInbox, Inbox, ObjectNotFound, ObjectTooLarge, S3Inbox, inbox_from_uri
+from inbox_pipeline.seams._aws import error_code
 from inbox_pipeline.seams._common import MAX_EMAIL_BYTES
 from inbox_pipeline_tests.conftest import EventQueue
-from inbox_pipeline_tests.helpers import ListingMeter, bytes_read, mime, sparse_file
+from inbox_pipeline_tests.helpers import CallMeter, ListingMeter, bytes_read, mime, sparse_file
 
 
 def ses_like_key() -> str:
@@ -210,6 +212,68 @@ def test_s3_custom_archive_prefix(s3_bucket: str) -> None:
 
     body = boto3.client("s3").get_object(Bucket=s3_bucket, Key="processed/raw/m1")["Body"].read()
     assert body == mime(1)
+
+
+# --- S3: archiving the object just read, without looking it up again --------------------
+
+
+def test_s3_archiving_what_was_just_read_looks_up_only_the_archive(s3_bucket: str) -> None:
+    inbox = S3Inbox(s3_bucket, "incoming")
+    inbox.client.put_object(
+        Bucket=s3_bucket, Key="incoming/m1", Body=mime(1), ContentType="message/rfc822", Metadata={"by": "ses"}
+    )
+    meter = CallMeter(inbox.client)
+
+    data, head = inbox.read_to_archive("m1")
+    archived = inbox.archive("m1", head=head)
+
+    assert (data, archived) == (mime(1), "m1")
+    # One GET; the one HEAD is the archive's (is the name taken?), none for the object just read.
+    assert meter.calls == {"GetObject": 1, "HeadObject": 1, "CopyObject": 1, "DeleteObject": 1}
+    assert inbox.list_pending(10) == [] and inbox.read_archived("m1") == mime(1)
+    copy = inbox.client.head_object(Bucket=s3_bucket, Key="incoming-archive/m1")
+    assert copy["ContentType"] == "message/rfc822" and copy["Metadata"]["by"] == "ses"
+
+
+def test_s3_the_move_of_what_was_read_is_guarded_by_the_etag_read(s3_bucket: str) -> None:
+    inbox = S3Inbox(s3_bucket, "incoming")
+    first = inbox.client.put_object(Bucket=s3_bucket, Key="incoming/m1", Body=mime("first"))["ETag"]
+    _, head = inbox.read_to_archive("m1")
+    inbox.put("m1", mime("second"))  # the same name written again before the move
+    conditions: list[str] = []
+    inbox.client.meta.events.register(
+        "before-parameter-build.s3.CopyObject", lambda params, **_: conditions.append(params["CopySourceIfMatch"])
+    )
+
+    try:
+        inbox.archive("m1", head=head)
+    except ClientError as exc:  # what S3 answers; moto (5.2) ignores the condition, so the request is checked
+        assert error_code(exc) == "PreconditionFailed"
+
+    assert conditions == [first]  # copied only if still the object read, never the second unseen
+
+
+def test_s3_a_newer_object_of_an_archived_name_stays_pending_when_the_head_read_is_old(s3_bucket: str) -> None:
+    inbox = S3Inbox(s3_bucket, "incoming")
+    inbox.put("m1", mime("first"))
+    _, head = inbox.read_to_archive("m1")
+    assert inbox.archive("m1") == "m1"  # moved meanwhile (a retry that was not recorded)
+    inbox.put("m1", mime("second"))
+
+    assert inbox.archive("m1", head=head) == "m1"  # the email read is archived there
+
+    assert inbox.read("m1") == mime("second")  # not deleted: it was never archived
+    assert inbox.read_archived("m1") == mime("first")
+
+
+def test_s3_an_object_moved_after_it_was_read_is_found_in_the_archive(s3_bucket: str) -> None:
+    inbox = S3Inbox(s3_bucket, "incoming")
+    inbox.put("m1", mime(1))
+    _, head = inbox.read_to_archive("m1")
+    inbox.archive("m1")
+
+    assert inbox.archive("m1", head=head) == "m1"
+    assert inbox.list_pending(10) == [] and inbox.read_archived("m1") == mime(1)
 
 
 # --- S3 announcements: event notifications on an SQS queue ----------------------------
