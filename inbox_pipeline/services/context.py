@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 LINK_EXPIRES_SECONDS = 7 * 24 * 3600  # the longest an S3 presigned link may live
 DEFAULT_NOTICE_GRACE = timedelta(minutes=NOTICE_GRACE_MINUTES)
 PARSED_KEPT = 8  # parsed emails a Pipeline keeps for the steps after parsing
+# Raw emails a Pipeline keeps from taking them out of the inbox to parsing them: each under
+# RAW_KEPT_EACH, at most RAW_KEPT_TOTAL bytes together (a batch takes up to 100 emails at once).
+RAW_KEPT_EACH = 1024 * 1024
+RAW_KEPT_TOTAL = 64 * 1024 * 1024
 
 
 class PermanentStepError(Exception):
@@ -69,7 +73,8 @@ class Pipeline:
     database engine and seams are made on first use, so a tick that never touches storage pays
     for no S3 client (about 0.3 s of CPU each: botocore loads its endpoint rules); a run makes
     each once for all its steps. ``parsed`` keeps the emails parsed in this run, so the steps
-    after parsing read the email once.
+    after parsing read the email once; ``raw`` the bytes read when they were taken from the
+    inbox, so parsing them does not read the archived copy again.
     """
 
     database_url: str
@@ -78,6 +83,8 @@ class Pipeline:
     mailer_uri: str
     options: PipelineOptions = field(default_factory=PipelineOptions)
     parsed: "OrderedDict[str, Any]" = field(default_factory=OrderedDict, repr=False)
+    raw: "OrderedDict[str, bytes]" = field(default_factory=OrderedDict, repr=False)
+    _raw_bytes: int = field(default=0, repr=False)
     _engine: Any = field(default=None, repr=False)
     _sessions: Any = field(default=None, repr=False)
     _inbox: Any = field(default=None, repr=False)
@@ -107,6 +114,8 @@ class Pipeline:
         with self._lock:
             engine, self._engine, self._sessions = self._engine, None, None
             self.parsed.clear()
+            self.raw.clear()
+            self._raw_bytes = 0
         if engine is not None:
             engine.dispose()
 
@@ -124,6 +133,26 @@ class Pipeline:
             self.parsed[storage_key] = email
             while len(self.parsed) > PARSED_KEPT:
                 self.parsed.popitem(last=False)
+
+    def keep_raw(self, storage_key: str, data: bytes) -> None:
+        """Keep the bytes of the email archived as ``storage_key``, just read, for parsing it later
+        in this run (small ones only, the oldest dropped past ``RAW_KEPT_TOTAL``)."""
+        if len(data) > RAW_KEPT_EACH:
+            return
+        with self._lock:
+            self._raw_bytes -= len(self.raw.pop(storage_key, b""))
+            self.raw[storage_key] = data
+            self._raw_bytes += len(data)
+            while self._raw_bytes > RAW_KEPT_TOTAL:
+                self._raw_bytes -= len(self.raw.popitem(last=False)[1])
+
+    def take_raw(self, storage_key: str) -> bytes | None:
+        """The bytes kept by ``keep_raw`` for ``storage_key`` (given once: parsing keeps the result), or None."""
+        with self._lock:
+            data = self.raw.pop(storage_key, None)
+            if data is not None:
+                self._raw_bytes -= len(data)
+            return data
 
     @property
     def sessions(self) -> "sessionmaker[Session]":

@@ -233,7 +233,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
     except ObjectTooLarge as exc:
         # Registered unread (its size says enough), so it is recorded, not retried: parsing fails it.
         size, sha = exc.size, hashlib.sha256(f"unread {obj.key} {obj.version}".encode()).hexdigest()
-        data, head = b"", None
+        data, head = None, None
     received_at = obj.last_modified or now or utcnow()
     with sessions.begin() as session:
         row, created = register_inbound(session, storage_key=name, size=size, sha256=sha, received_at=received_at)
@@ -252,7 +252,9 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
         if archived != name:
             with sessions.begin() as session:
                 set_storage_key(session, row_id, archived)
-    return Registered(row_id, archived, size, created, row_created, recipient_hint(data))
+    if data is not None:
+        pipeline.keep_raw(archived, data)  # what was archived, for the run's parse (no second read)
+    return Registered(row_id, archived, size, created, row_created, recipient_hint(data or b""))
 
 
 def fanout_copies(pipeline: Pipeline, *, limit: int = 100) -> list[int]:

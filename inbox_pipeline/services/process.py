@@ -212,7 +212,9 @@ def load_email(pipeline: Pipeline, storage_key: str) -> ParsedEmail:
     if kept is not None:
         return kept
     try:
-        raw = pipeline.inbox.read_archived(storage_key)
+        raw = pipeline.take_raw(storage_key)  # read when this run took it from the inbox
+        if raw is None:
+            raw = pipeline.inbox.read_archived(storage_key)
     except ObjectNotFound as exc:
         raise PermanentStepError(f"the raw email is missing from the archive: {exc}") from None
     except ObjectTooLarge as exc:

@@ -18,7 +18,7 @@ from inbox_pipeline.db.models import InboundEmail
 from inbox_pipeline.services.context import Pipeline
 from inbox_pipeline.services.intake import take_new_emails
 from inbox_pipeline_tests.conftest import EventQueue, migrated
-from inbox_pipeline_tests.helpers import ListingMeter, bytes_read, mime, sparse_file
+from inbox_pipeline_tests.helpers import CallMeter, ListingMeter, bytes_read, mime, sparse_file
 
 
 def pipeline_for(database_url: str, inbox_uri: str, tmp_path: Path) -> Pipeline:
@@ -177,6 +177,52 @@ def test_a_3_gb_email_is_registered_unread_and_fails_as_too_large_while_the_othe
             "not a readable email: archived email 'b-huge' too large: 3,221,225,472 bytes (limit 52,428,800)"
         )
     pipeline.close()
+
+
+# --- S3 calls per email: the bytes read to take it are the bytes parsed --------------------------
+
+
+def test_an_announced_email_taken_and_parsed_costs_one_get_and_two_heads(announced: Pipeline) -> None:
+    from inbox_pipeline.services.process import parse_inbound
+
+    announced.inbox.put("m1", mime(1))
+    meter = CallMeter(announced.inbox.client)
+
+    (taken,) = take_new_emails(announced, limit=10, reconcile=False).registered
+    parsed = parse_inbound(announced, taken.email_id)
+
+    assert parsed.size == len(mime(1)) and parsed.subject
+    # HEAD: still pending? (the tick's) and is the archive's name taken?; the GET that hashed it is
+    # the one parsed, and the move uses that GET's ETag.
+    assert meter.calls == {"HeadObject": 2, "GetObject": 1, "CopyObject": 1, "DeleteObject": 1}
+
+
+def test_large_emails_are_read_again_from_the_archive_and_what_a_run_keeps_is_bounded(
+    sqlite_url: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    from inbox_pipeline.services.context import RAW_KEPT_EACH, RAW_KEPT_TOTAL
+    from inbox_pipeline.services.process import parse_inbound
+
+    pipeline = pipeline_for(sqlite_url, f"s3://{s3_bucket}/incoming/", tmp_path)
+    large = mime(1) + b"more of the body\r\n" * (RAW_KEPT_EACH // 18 + 1)  # just over what a run keeps
+    pipeline.inbox.put("large", large)
+    pipeline.inbox.put("small", mime(2))
+    meter = CallMeter(pipeline.inbox.client)
+
+    taken = {r.storage_key: r for r in take_new_emails(pipeline, limit=10).registered}
+    assert meter.calls["GetObject"] == 2
+    assert parse_inbound(pipeline, taken["large"].email_id).size == len(large)
+    assert parse_inbound(pipeline, taken["small"].email_id).size == len(mime(2))
+    assert meter.calls["GetObject"] == 3  # the large one's archived copy only
+
+    # A batch of 100 emails just under the limit each: the oldest are dropped, the rest fit the budget.
+    for n in range(100):
+        pipeline.keep_raw(f"e{n}", bytes(RAW_KEPT_EACH))
+    assert sum(map(len, pipeline.raw.values())) <= RAW_KEPT_TOTAL
+    assert pipeline.take_raw("e0") is None and pipeline.take_raw("e99") == bytes(RAW_KEPT_EACH)
+    assert pipeline.take_raw("e99") is None  # given once: parsing keeps what it parsed
+    pipeline.close()
+    assert not pipeline.raw
 
 
 # --- poison objects: names nobody should have chosen never hold the inbox up -----------------
