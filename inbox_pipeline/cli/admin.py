@@ -167,6 +167,21 @@ def _db_errors(func: Handler) -> Handler:
     return wrapper
 
 
+def _in_session(func: Handler) -> Handler:
+    """A command whose work is one transaction (``_session``): it is given the session after ``args``.
+
+    ``kindle set`` and ``kindle verify`` open their own: the test book goes out after the commit.
+    """
+
+    @_db_errors
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace, **kwargs: Any) -> int:
+        with _session() as session:
+            return func(args, session, **kwargs)
+
+    return wrapper
+
+
 @contextmanager
 def _session() -> Iterator[Any]:
     """A transaction on the configured database, refused if the schema is not current."""
@@ -221,86 +236,80 @@ def cmd_db_current(args: argparse.Namespace) -> int:
     return 0
 
 
-@_db_errors
-def cmd_user_add(args: argparse.Namespace) -> int:
+@_in_session
+def cmd_user_add(args: argparse.Namespace, session: Any) -> int:
     ours = OwnAddresses.from_settings(_settings())
     email = mail_address(args.email, "user email", ours=ours)
     kindle = mail_address(args.kindle, "Kindle address", ours=ours) if args.kindle is not None else None
     tz, delivery, plan = (control_free(v, what) for v, what in ((args.tz, "timezone"), (args.delivery, "delivery"),
                                                                   (args.plan, "plan")))
-    with _session() as session:
-        _refuse_inbound_address(session, email, "user email")
-        if kindle:
-            _refuse_inbound_address(session, kindle, "Kindle address")
-        user = add_user(session, email=email, timezone=tz, delivery=delivery, plan=plan, kindle=kindle)
-        session.refresh(user)
-        print(f"added user #{user.id} {_describe_user(user)}")
+    _refuse_inbound_address(session, email, "user email")
+    if kindle:
+        _refuse_inbound_address(session, kindle, "Kindle address")
+    user = add_user(session, email=email, timezone=tz, delivery=delivery, plan=plan, kindle=kindle)
+    session.refresh(user)
+    print(f"added user #{user.id} {_describe_user(user)}")
     return 0
 
 
-@_db_errors
-def cmd_user_list(args: argparse.Namespace) -> int:
-    with _session() as session:
-        users = list_users(session)
-        if not users:
-            print("no users yet: add one with `inbox-pipeline user add EMAIL`")
-            return 0
-        _print_table(
-            ("ID", "EMAIL", "TIMEZONE", "DELIVERY", "PLAN", "KINDLE", "ADDRESSES"),
-            [
-                (str(u.id), u.email, u.timezone, format_delivery(u), u.plan.name,
-                 u.kindle.email if u.kindle else "-", str(sum(1 for a in u.addresses if a.enabled)))
-                for u in users
-            ],
-        )
+@_in_session
+def cmd_user_list(args: argparse.Namespace, session: Any) -> int:
+    users = list_users(session)
+    if not users:
+        print("no users yet: add one with `inbox-pipeline user add EMAIL`")
+        return 0
+    _print_table(
+        ("ID", "EMAIL", "TIMEZONE", "DELIVERY", "PLAN", "KINDLE", "ADDRESSES"),
+        [
+            (str(u.id), u.email, u.timezone, format_delivery(u), u.plan.name,
+             u.kindle.email if u.kindle else "-", str(sum(1 for a in u.addresses if a.enabled)))
+            for u in users
+        ],
+    )
     return 0
 
 
-@_db_errors
-def cmd_user_set(args: argparse.Namespace) -> int:
+@_in_session
+def cmd_user_set(args: argparse.Namespace, session: Any) -> int:
     if args.tz is None and args.delivery is None and args.plan is None:
         raise CliError("nothing to change: give --tz, --delivery or --plan")
     tz, delivery, plan = (None if v is None else control_free(v, what)
                           for v, what in ((args.tz, "timezone"), (args.delivery, "delivery"), (args.plan, "plan")))
-    with _session() as session:
-        user = get_user(session, user_ref(args.user))
-        user = update_user(session, user.id, timezone=tz, delivery=delivery, plan=plan)
-        print(f"updated user #{user.id} {_describe_user(user)}")
+    user = get_user(session, user_ref(args.user))
+    user = update_user(session, user.id, timezone=tz, delivery=delivery, plan=plan)
+    print(f"updated user #{user.id} {_describe_user(user)}")
     return 0
 
 
-@_db_errors
-def cmd_address_add(args: argparse.Namespace) -> int:
+@_in_session
+def cmd_address_add(args: argparse.Namespace, session: Any) -> int:
     domain = _settings().inbound_domain
     label = control_free(args.label, "label", max_len=64) if args.label is not None else None
-    with _session() as session:
-        user = get_user(session, user_ref(args.user))
-        address = issue_address(session, user.id, label, domain=domain)
-        print(address.address)
+    user = get_user(session, user_ref(args.user))
+    address = issue_address(session, user.id, label, domain=domain)
+    print(address.address)
     return 0
 
 
-@_db_errors
-def cmd_address_list(args: argparse.Namespace) -> int:
-    with _session() as session:
-        owner = get_user(session, user_ref(args.user)).id if args.user else None
-        rows = [
-            (address.address, email, address.label or "-", "enabled" if address.enabled else "disabled")
-            for address, email in addresses_with_owners(session, owner)
-        ]
-        if not rows:
-            print("no inbound addresses yet: issue one with `inbox-pipeline address add USER`")
-            return 0
-        _print_table(("ADDRESS", "USER", "LABEL", "STATE"), rows)
+@_in_session
+def cmd_address_list(args: argparse.Namespace, session: Any) -> int:
+    owner = get_user(session, user_ref(args.user)).id if args.user else None
+    rows = [
+        (address.address, email, address.label or "-", "enabled" if address.enabled else "disabled")
+        for address, email in addresses_with_owners(session, owner)
+    ]
+    if not rows:
+        print("no inbound addresses yet: issue one with `inbox-pipeline address add USER`")
+        return 0
+    _print_table(("ADDRESS", "USER", "LABEL", "STATE"), rows)
     return 0
 
 
-@_db_errors
-def cmd_address_enable(args: argparse.Namespace, *, enabled: bool) -> int:
+@_in_session
+def cmd_address_enable(args: argparse.Namespace, session: Any, *, enabled: bool) -> int:
     address = mail_address(args.address, "inbound address")
-    with _session() as session:
-        row = set_address_enabled(session, address, enabled)
-        print(f"{row.address} is {'enabled' if enabled else 'disabled'}")
+    row = set_address_enabled(session, address, enabled)
+    print(f"{row.address} is {'enabled' if enabled else 'disabled'}")
     return 0
 
 
@@ -347,46 +356,43 @@ def _verify(user_id: int, *, arrived: bool) -> int:
     return 0
 
 
-@_db_errors
-def cmd_plan_set(args: argparse.Namespace) -> int:
-    with _session() as session:
-        name = control_free(args.name, "plan name", max_len=64)
-        plan = set_plan(session, name, monthly_limit=None if args.unlimited else args.monthly_limit)
-        limit = "unlimited" if plan.monthly_limit is None else f"{plan.monthly_limit} newsletters a month"
-        print(f"plan {plan.name}: {limit}")
+@_in_session
+def cmd_plan_set(args: argparse.Namespace, session: Any) -> int:
+    name = control_free(args.name, "plan name", max_len=64)
+    plan = set_plan(session, name, monthly_limit=None if args.unlimited else args.monthly_limit)
+    limit = "unlimited" if plan.monthly_limit is None else f"{plan.monthly_limit} newsletters a month"
+    print(f"plan {plan.name}: {limit}")
     return 0
 
 
-@_db_errors
-def cmd_plan_list(args: argparse.Namespace) -> int:
-    with _session() as session:
-        users = users_per_plan(session)
-        _print_table(
-            ("PLAN", "MONTHLY LIMIT", "USERS"),
-            [
-                (plan.name, "unlimited" if plan.monthly_limit is None else str(plan.monthly_limit),
-                 str(users.get(plan.id, 0)))
-                for plan in list_plans(session)
-            ],
-        )
+@_in_session
+def cmd_plan_list(args: argparse.Namespace, session: Any) -> int:
+    users = users_per_plan(session)
+    _print_table(
+        ("PLAN", "MONTHLY LIMIT", "USERS"),
+        [
+            (plan.name, "unlimited" if plan.monthly_limit is None else str(plan.monthly_limit),
+             str(users.get(plan.id, 0)))
+            for plan in list_plans(session)
+        ],
+    )
     return 0
 
 
-@_db_errors
-def cmd_status(args: argparse.Namespace) -> int:
+@_in_session
+def cmd_status(args: argparse.Namespace, session: Any) -> int:
     now = utcnow()
     since = now - timedelta(hours=args.hours)
     period = "last 24 hours" if args.hours == 24 else f"last {args.hours} hours"
-    with _session() as session:
-        states = count_by_state(session, since=since)
-        # Delivered emails' reasons only say where the book went; every other state's say why.
-        reasons = reasons_by_state(session, since=since, top=args.reasons) if args.reasons else {}
-        reasons.pop("delivered", None)
-        deliveries = count_deliveries(session, since=since)
-        stale = stale_deliveries(session, now=now)
-        users = count_users(session)
-        checks, rejected_kindles = kindle_checks(session)
-        paced = pace_counters(session)
+    states = count_by_state(session, since=since)
+    # Delivered emails' reasons only say where the book went; every other state's say why.
+    reasons = reasons_by_state(session, since=since, top=args.reasons) if args.reasons else {}
+    reasons.pop("delivered", None)
+    deliveries = count_deliveries(session, since=since)
+    stale = stale_deliveries(session, now=now)
+    users = count_users(session)
+    checks, rejected_kindles = kindle_checks(session)
+    paced = pace_counters(session)
     print(f"users: {users}")
     print(f"inbound emails, {period}: {sum(states.values())}")
     width = max(len(s) for s in states)
