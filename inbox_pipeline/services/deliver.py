@@ -23,7 +23,7 @@ from inbox_pipeline.seams.mailer import (
 )
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
 from inbox_pipeline.services.ledger_send import send_once
-from inbox_pipeline.services.notify import notify_delivery_failed, notify_user
+from inbox_pipeline.services.notify import NO_KINDLE, Notice, notify_delivery_failed, notify_user
 from inbox_pipeline.services.process import EpubSummary, fail_email
 
 # Room for headers and the text part beside the base64 attachment.
@@ -68,13 +68,15 @@ def deliver_epub(pipeline: Pipeline, epub: EpubSummary) -> DeliveryOutcome:
     if kindle is None:
         notify_user(
             pipeline,
-            user_id=epub.user_id,
-            kind="no_kindle",
-            dedup_key="once",
-            subject="Add your Kindle address to get your newsletters",
-            body=(
-                "Newsletters are arriving for you, but there is no Send-to-Kindle address on your account, "
-                "so they are kept until you add one."
+            epub.user_id,
+            Notice(
+                NO_KINDLE,
+                "once",
+                subject="Add your Kindle address to get your newsletters",
+                body=(
+                    "Newsletters are arriving for you, but there is no Send-to-Kindle address on your account, "
+                    "so they are kept until you add one."
+                ),
             ),
         )
         return DeliveryOutcome("no_kindle", user_email, reason)

@@ -21,7 +21,7 @@ from inbox_pipeline.seams.mailer import build_epub_email
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
 from inbox_pipeline.services.kindle_notices import approval_instructions, resend
 from inbox_pipeline.services.ledger_send import send_once
-from inbox_pipeline.services.notify import notify_user
+from inbox_pipeline.services.notify import Notice, notify_user
 
 CHECK_WINDOW = timedelta(hours=1)
 
@@ -77,17 +77,19 @@ def verify_kindle(pipeline: Pipeline, user_id: int, *, arrived: bool = False) ->
     resent = sum(resend(pipeline, delivery_id, variant="resend") == "sent" for delivery_id in refused)
     notify_user(
         pipeline,
-        user_id=user_id,
-        kind="kindle_check",
-        dedup_key=f"device-{device_id}-{attempt}",
-        subject="Check your Kindle for a test book",
-        body="\n\n".join(
-            (
-                f"We sent a small test book to {kindle}. If it does not appear on your Kindle within a few minutes, "
-                "Amazon has not approved our address yet.",
-                approval_instructions(sender),
-                *warnings,
-            )
+        user_id,
+        Notice(
+            "kindle_check",
+            f"device-{device_id}-{attempt}",
+            subject="Check your Kindle for a test book",
+            body="\n\n".join(
+                (
+                    f"We sent a small test book to {kindle}. If it does not appear on your Kindle within a few "
+                    "minutes, Amazon has not approved our address yet.",
+                    approval_instructions(sender),
+                    *warnings,
+                )
+            ),
         ),
         raise_transient=False,
     )

@@ -35,7 +35,7 @@ from inbox_pipeline.seams.mailer import build_epub_email
 from inbox_pipeline.services.alerts import send_operator_alert
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
 from inbox_pipeline.services.ledger_send import send_once
-from inbox_pipeline.services.notify import KINDLE_REJECTED, notify_user
+from inbox_pipeline.services.notify import KINDLE_REJECTED, Notice, notify_user
 from inbox_pipeline.services.process import load_email
 
 if TYPE_CHECKING:
@@ -172,14 +172,8 @@ def _act(pipeline: Pipeline, email_id: int, notice, action: str, delivery_id: in
             + (f"\n\nRead it here instead: {link}" if link else "\n\nIt is still in your email inbox.")
         )
         key = f"delivery-{delivery_id}"
-    told = _notify(pipeline, user_id=user_id, dedup_key=key, subject=subject, body=body)
+    told = notify_user(pipeline, user_id, Notice(KINDLE_REJECTED, key, subject, body)).status
     return NoticeOutcome(email_id, action, f"user notice: {told}", delivery_id, user_id, cause=notice.cause)
-
-
-def _notify(pipeline: Pipeline, *, user_id: int, dedup_key: str, subject: str, body: str) -> str:
-    return notify_user(
-        pipeline, user_id=user_id, kind=KINDLE_REJECTED, dedup_key=dedup_key, subject=subject, body=body,
-    ).status
 
 
 def _title(pipeline: Pipeline, item_kind: str, item_id: int) -> str:

@@ -68,6 +68,16 @@ KINDLE_REJECTED = "kindle_rejected"
 
 @dataclass(frozen=True)
 class Notice:
+    """What the user is told (``subject``, ``body``), and its cause: once per user, ``kind`` and ``dedup_key``."""
+
+    kind: str
+    dedup_key: str
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class NotifyOutcome:
     status: str  # "sent", "already_sent", "in_flight", "failed", "deferred", "withdrawn"
     notification_id: int | None
     to: str
@@ -125,14 +135,7 @@ def _scoped_key(session: Session, kind: str, user_id: int, dedup_key: str) -> st
 
 
 def claim_notification(
-    pipeline: Pipeline,
-    *,
-    user_id: int,
-    kind: str,
-    dedup_key: str,
-    subject: str,
-    body: str,
-    defer: timedelta | None = None,
+    pipeline: Pipeline, user_id: int, notice: Notice, *, defer: timedelta | None = None
 ) -> tuple[int | None, str, str]:
     """(notification id to send, or None; the user's email; why not) in one committed transaction.
 
@@ -140,10 +143,11 @@ def claim_notification(
     """
     with pipeline.sessions.begin() as session:
         to = user_email(session, user_id) or ""
-        dedup_key = _scoped_key(session, kind, user_id, dedup_key)
+        kind = notice.kind
+        dedup_key = _scoped_key(session, kind, user_id, notice.dedup_key)
         send_after = utcnow() + defer if defer is not None else None
         row = notify_once(
-            session, user_id=user_id, kind=kind, dedup_key=dedup_key, subject=subject, body=body,
+            session, user_id=user_id, kind=kind, dedup_key=dedup_key, subject=notice.subject, body=notice.body,
             send_after=send_after,
         )
         if row is not None:
@@ -227,33 +231,30 @@ def send_claimed(pipeline: Pipeline, notification_id: int, message) -> str:
 
 def notify_user(
     pipeline: Pipeline,
-    *,
     user_id: int,
-    kind: str,
-    dedup_key: str,
-    subject: str,
-    body: str,
+    notice: Notice,
+    *,
     raise_transient: bool = True,
     defer: timedelta | None = None,
-) -> Notice:
+) -> NotifyOutcome:
     """Tell the user once per (kind, key). A "try later" from the mailer is raised (the op retries and the
     notice is claimed again) unless ``raise_transient`` is False; either way it stays claimable and the
     notification retry sensor sends it later. Other mail errors are recorded and reported."""
-    notification_id, to, why = claim_notification(
-        pipeline, user_id=user_id, kind=kind, dedup_key=dedup_key, subject=subject, body=body, defer=defer
-    )
+    notification_id, to, why = claim_notification(pipeline, user_id, notice, defer=defer)
     if notification_id is None:
-        return Notice(why, None, to)
-    message = build_notification_email(sender=pipeline.options.sender, to=to, subject=subject, body_text=body)
+        return NotifyOutcome(why, None, to)
+    message = build_notification_email(
+        sender=pipeline.options.sender, to=to, subject=notice.subject, body_text=notice.body
+    )
     try:
         send_claimed(pipeline, notification_id, message)
     except TransientMailError as exc:
         if raise_transient:
             raise
-        return Notice("failed", notification_id, to, str(exc))
+        return NotifyOutcome("failed", notification_id, to, str(exc))
     except Exception as exc:  # noqa: BLE001 - recorded on the notification row
-        return Notice("failed", notification_id, to, str(exc))
-    return Notice("sent", notification_id, to)
+        return NotifyOutcome("failed", notification_id, to, str(exc))
+    return NotifyOutcome("sent", notification_id, to)
 
 
 # --- the causes ---------------------------------------------------------------------------
@@ -269,17 +270,19 @@ def notify_delivery_failed(
     digest_id: int | None = None,
     email_id: int | None = None,
     defer: timedelta | None = None,
-) -> Notice:
+) -> NotifyOutcome:
     """Tell the user an item could not be delivered; once per item, after ``options.notice_grace`` (by the
     notification retry sensor) and only if it has not been delivered meanwhile. ``reason`` is the
     internal one: the user reads ``plain_reason(reason)``."""
     return notify_user(
         pipeline,
-        user_id=user_id,
-        kind=DELIVERY_FAILED,
-        dedup_key=delivery_failed_key(newsletter_id=newsletter_id, digest_id=digest_id, email_id=email_id),
-        subject=f"Could not deliver: {title}",
-        body=f"\u201c{title}\u201d could not be sent to your Kindle.\n\n{plain_reason(reason)}",
+        user_id,
+        Notice(
+            DELIVERY_FAILED,
+            delivery_failed_key(newsletter_id=newsletter_id, digest_id=digest_id, email_id=email_id),
+            subject=f"Could not deliver: {title}",
+            body=f"\u201c{title}\u201d could not be sent to your Kindle.\n\n{plain_reason(reason)}",
+        ),
         raise_transient=False,  # already failing: the notice is recorded and re-sent later
         defer=pipeline.options.notice_grace if defer is None else defer,
     )
@@ -302,33 +305,37 @@ def plain_reason(reason: str) -> str:
     return "Something went wrong on our side while preparing it. We keep it and have been told; nothing is needed from you."
 
 
-def notify_no_kindle(pipeline: Pipeline, *, user_id: int, title: str | None = None) -> Notice:
+def notify_no_kindle(pipeline: Pipeline, *, user_id: int, title: str | None = None) -> NotifyOutcome:
     """Tell the user to add a Kindle address; once per missing-device episode."""
     what = f"\u201c{title}\u201d arrived" if title else "Newsletters are arriving"
     return notify_user(
         pipeline,
-        user_id=user_id,
-        kind=NO_KINDLE,
-        dedup_key="once",
-        subject="Add your Kindle address to get your newsletters",
-        body=(
-            f"{what} for you, but there is no Send-to-Kindle address on your account, so your newsletters "
-            "are kept until you add one. This is the only reminder until then."
+        user_id,
+        Notice(
+            NO_KINDLE,
+            "once",
+            subject="Add your Kindle address to get your newsletters",
+            body=(
+                f"{what} for you, but there is no Send-to-Kindle address on your account, so your newsletters "
+                "are kept until you add one. This is the only reminder until then."
+            ),
         ),
     )
 
 
-def notify_quota_reached(pipeline: Pipeline, *, user_id: int, period: str, reason: str) -> Notice:
+def notify_quota_reached(pipeline: Pipeline, *, user_id: int, period: str, reason: str) -> NotifyOutcome:
     """Tell the user the month's quota is used up; once per quota month (``period``, "YYYY-MM")."""
     return notify_user(
         pipeline,
-        user_id=user_id,
-        kind=QUOTA_REACHED,
-        dedup_key=period,
-        subject="Your monthly newsletter quota is used up",
-        body=(
-            f"Newsletters that arrive for the rest of {period} are kept but not sent to your Kindle "
-            f"({reason}). Upgrade your plan, or wait for next month."
+        user_id,
+        Notice(
+            QUOTA_REACHED,
+            period,
+            subject="Your monthly newsletter quota is used up",
+            body=(
+                f"Newsletters that arrive for the rest of {period} are kept but not sent to your Kindle "
+                f"({reason}). Upgrade your plan, or wait for next month."
+            ),
         ),
     )
 

@@ -16,7 +16,13 @@ from inbox_pipeline.db.quota import consume_quota, quota_usage
 from inbox_pipeline.db.users import user_email as email_of_user
 from inbox_pipeline.seams.mailer import build_forward_email, build_notification_email
 from inbox_pipeline.services.context import Pipeline, utcnow
-from inbox_pipeline.services.notify import claim_notification, notify_quota_reached, send_claimed
+from inbox_pipeline.services.notify import (
+    CONFIRMATION_FORWARDED,
+    Notice,
+    claim_notification,
+    notify_quota_reached,
+    send_claimed,
+)
 from inbox_pipeline.services.process import NewsletterRef, ParsedSummary, load_email
 
 # Inbound states after which the email goes on to its newsletter or forward step.
@@ -127,11 +133,13 @@ def forward_to_user(pipeline: Pipeline, parsed: ParsedSummary, routed: RouteOutc
     subject = f"Confirm: {email.subject}" if parsed.kind == "confirmation" else f"Fwd: {email.subject}"
     notification_id, to, why = claim_notification(
         pipeline,
-        user_id=routed.user_id,
-        kind="confirmation_forwarded",
-        dedup_key=f"inbound-{parsed.email_id}",
-        subject=subject,
-        body=f"{what} from {parsed.sender}: {parsed.confirm_link or ''}".strip(),
+        routed.user_id,
+        Notice(
+            CONFIRMATION_FORWARDED,
+            f"inbound-{parsed.email_id}",
+            subject=subject,
+            body=f"{what} from {parsed.sender}: {parsed.confirm_link or ''}".strip(),
+        ),
     )
     if notification_id is not None:
         if parsed.kind == "confirmation":
