@@ -23,7 +23,7 @@ from inbox_pipeline.seams.mailer import (
 )
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
 from inbox_pipeline.services.ledger_send import send_once
-from inbox_pipeline.services.notify import NO_KINDLE, Notice, notify_delivery_failed, notify_user
+from inbox_pipeline.services.notify import notify_delivery_failed, notify_no_kindle
 from inbox_pipeline.services.process import EpubSummary, fail_email
 
 # Room for headers and the text part beside the base64 attachment.
@@ -66,18 +66,11 @@ def deliver_epub(pipeline: Pipeline, epub: EpubSummary) -> DeliveryOutcome:
                 advance_state(session, epub.email_id, InboundState.READY, reason)
         inbound_state = get_inbound(session, epub.email_id).state
     if kindle is None:
-        notify_user(
+        notify_no_kindle(
             pipeline,
             epub.user_id,
-            Notice(
-                NO_KINDLE,
-                "once",
-                subject="Add your Kindle address to get your newsletters",
-                body=(
-                    "Newsletters are arriving for you, but there is no Send-to-Kindle address on your account, "
-                    "so they are kept until you add one."
-                ),
-            ),
+            "Newsletters are arriving for you, but there is no Send-to-Kindle address on your account, "
+            "so they are kept until you add one.",
         )
         return DeliveryOutcome("no_kindle", user_email, reason)
 

@@ -65,7 +65,7 @@ from inbox_pipeline.seams.mailer import build_epub_email, build_link_email, mess
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
 from inbox_pipeline.services.deliver import MESSAGE_OVERHEAD
 from inbox_pipeline.services.ledger_send import send_once
-from inbox_pipeline.services.notify import NO_KINDLE, Notice, notify_delivery_failed, notify_user
+from inbox_pipeline.services.notify import notify_delivery_failed, notify_no_kindle
 from inbox_pipeline.services.process import check_epub_bytes, fail_email, image_policy, load_email
 
 
@@ -514,19 +514,11 @@ def _fail_digest(pipeline: Pipeline, digest_id: int, reason: str, *, notify: boo
 
 
 def _tell_no_kindle(pipeline: Pipeline, user_id: int) -> None:
-    # The same kind and key as instant delivery: a user is told once, whichever path noticed.
-    notify_user(
+    notify_no_kindle(
         pipeline,
         user_id,
-        Notice(
-            NO_KINDLE,
-            "once",
-            subject="Add your Kindle address to get your newsletters",
-            body=(
-                "Your digest is ready, but there is no Send-to-Kindle address on your account, "
-                "so your newsletters are kept until you add one."
-            ),
-        ),
+        "Your digest is ready, but there is no Send-to-Kindle address on your account, "
+        "so your newsletters are kept until you add one.",
     )
 
 

@@ -305,21 +305,11 @@ def plain_reason(reason: str) -> str:
     return "Something went wrong on our side while preparing it. We keep it and have been told; nothing is needed from you."
 
 
-def notify_no_kindle(pipeline: Pipeline, *, user_id: int, title: str | None = None) -> NotifyOutcome:
-    """Tell the user to add a Kindle address; once per missing-device episode."""
-    what = f"\u201c{title}\u201d arrived" if title else "Newsletters are arriving"
+def notify_no_kindle(pipeline: Pipeline, user_id: int, body: str) -> NotifyOutcome:
+    """Tell the user to add a Kindle address (``body``: what is kept for them); once per missing-device
+    episode, whichever path (instant delivery, a digest) noticed."""
     return notify_user(
-        pipeline,
-        user_id,
-        Notice(
-            NO_KINDLE,
-            "once",
-            subject="Add your Kindle address to get your newsletters",
-            body=(
-                f"{what} for you, but there is no Send-to-Kindle address on your account, so your newsletters "
-                "are kept until you add one. This is the only reminder until then."
-            ),
-        ),
+        pipeline, user_id, Notice(NO_KINDLE, "once", "Add your Kindle address to get your newsletters", body)
     )
 
 
