@@ -54,14 +54,14 @@ class WrittenBook:
 
 
 @dataclass(frozen=True)
-class Conversion:
+class Conversion(WrittenBook):
+    """The written book of one email (``convert_email``), with what each step made on the way."""
+
     email: ParsedEmail
     classification: Classification
     article: CleanedArticle
     images: ImagesResult
     book: Book
-    epub: bytes
-    file_name: str
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
