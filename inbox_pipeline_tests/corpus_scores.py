@@ -89,27 +89,46 @@ def read_labels(corpus: Path) -> list[Labelled]:
 
 
 @dataclass
+class Tally:
+    """Of ``n`` phrases of one sort (keep or drop), ``ok`` came out as labelled."""
+
+    ok: int = 0
+    n: int = 0
+
+    def count(self, ok: bool) -> None:
+        self.n += 1
+        self.ok += ok
+
+    def add(self, other: "Tally") -> None:
+        self.ok += other.ok
+        self.n += other.n
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.n if self.n else 1.0
+
+    def __str__(self) -> str:
+        return f"{self.ok}/{self.n}"
+
+
+@dataclass
 class Score:
     files: int = 0
-    keep_ok: int = 0
-    keep_n: int = 0
-    drop_ok: int = 0
-    drop_n: int = 0
+    keeps: Tally = field(default_factory=Tally)  # keep phrases in the text
+    drops: Tally = field(default_factory=Tally)  # drop phrases not in it
 
     def add(self, other: "Score") -> None:
         self.files += other.files
-        self.keep_ok += other.keep_ok
-        self.keep_n += other.keep_n
-        self.drop_ok += other.drop_ok
-        self.drop_n += other.drop_n
+        self.keeps.add(other.keeps)
+        self.drops.add(other.drops)
 
     @property
     def keep(self) -> float:
-        return self.keep_ok / self.keep_n if self.keep_n else 1.0
+        return self.keeps.rate
 
     @property
     def drop(self) -> float:
-        return self.drop_ok / self.drop_n if self.drop_n else 1.0
+        return self.drops.rate
 
 
 @dataclass
@@ -179,9 +198,7 @@ class CorpusScores:
 
 
 def _row(name: str, score: Score) -> str:
-    keep = f"{score.keep_ok}/{score.keep_n}"
-    drop = f"{score.drop_ok}/{score.drop_n}"
-    return f"{name:<16}{score.files:>6}{keep:>12}{drop:>12}   keep {score.keep:6.1%}  drop {score.drop:6.1%}"
+    return f"{name:<16}{score.files:>6}{score.keeps!s:>12}{score.drops!s:>12}   keep {score.keep:6.1%}  drop {score.drop:6.1%}"
 
 
 def score(labels: list[Labelled], texts: dict[str, str]) -> CorpusScores:
@@ -191,15 +208,13 @@ def score(labels: list[Labelled], texts: dict[str, str]) -> CorpusScores:
         text = normalise(texts[label.file])
         row = result.per_file[label.file] = Score(files=1)
         for phrase in label.keep:
-            row.keep_n += 1
-            if normalise(phrase) in text:
-                row.keep_ok += 1
-            else:
+            kept = normalise(phrase) in text
+            row.keeps.count(kept)
+            if not kept:
                 result.misses.append((label, f"keep missing: {phrase}"))
         for phrase in label.drop:
-            row.drop_n += 1
-            if normalise(phrase) not in text:
-                row.drop_ok += 1
-            else:
+            dropped = normalise(phrase) not in text
+            row.drops.count(dropped)
+            if not dropped:
                 result.misses.append((label, f"drop present: {phrase}"))
     return result

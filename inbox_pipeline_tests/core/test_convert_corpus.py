@@ -96,12 +96,12 @@ def test_keep_and_drop_phrases(corpus_dir: Path, converted: dict[str, Conversion
         f"all: keep {everything.keep:.1%}, drop {everything.drop:.1%}"
     )
     record_property("report", "\n".join([scores.table(), summary, *scores.written_on_misses()]))
-    assert held_out.keep_n and held_out.drop_n, "no held-out phrases: the floors below would pass on nothing"
+    assert held_out.keeps.n and held_out.drops.n, "no held-out phrases: the floors below would pass on nothing"
     assert held_out.keep >= HELD_OUT_KEEP_FLOOR, summary
     assert held_out.drop >= HELD_OUT_DROP_FLOOR, summary
     assert everything.keep >= KEEP_FLOOR, summary
     assert everything.drop >= DROP_FLOOR, summary
-    assert unseen.keep_n and unseen.drop_n, "no unseen platform: the second measure would pass on nothing"
+    assert unseen.keeps.n and unseen.drops.n, "no unseen platform: the second measure would pass on nothing"
     assert unseen.keep >= UNSEEN_PLATFORMS_KEEP_FLOOR, summary
     assert unseen.drop >= UNSEEN_PLATFORMS_DROP_FLOOR, summary
     assert rotated.keep >= KEEP_FLOOR, summary
