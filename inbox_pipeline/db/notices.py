@@ -3,18 +3,22 @@
 Public functions (all take a ``Session``; none commits):
 
 - ``recorded_notice(session, email_id) -> KindleNotice | None``: the decision an earlier attempt recorded
-- ``record_notice(session, *, inbound_email_id, delivery_id, cause, code, authentic, trust_reason, action,
-  summary, now=None) -> KindleNotice``
+- ``record_notice(session, notice, *, inbound_email_id, delivery_id, action, now=None) -> KindleNotice``: the
+  notice as parsed (``core.kindle_notice.KindleNotice``) and the action taken
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inbox_pipeline.db.models import KindleNotice, utcnow
+
+if TYPE_CHECKING:
+    from inbox_pipeline.core.kindle_notice import KindleNotice as ParsedNotice
 
 
 def recorded_notice(session: Session, email_id: int) -> KindleNotice | None:
@@ -23,26 +27,22 @@ def recorded_notice(session: Session, email_id: int) -> KindleNotice | None:
 
 def record_notice(
     session: Session,
+    notice: ParsedNotice,
     *,
     inbound_email_id: int,
     delivery_id: int | None,
-    cause: str,
-    code: str | None,
-    authentic: bool,
-    trust_reason: str,
     action: str,
-    summary: str,
     now: datetime | None = None,
 ) -> KindleNotice:
     row = KindleNotice(
         inbound_email_id=inbound_email_id,
         delivery_id=delivery_id,
-        cause=cause,
-        code=code,
-        authentic=authentic,
-        trust_reason=trust_reason[:2000],
+        cause=notice.cause,
+        code=notice.code,
+        authentic=notice.authentic,
+        trust_reason=notice.why[:2000],
         action=action,
-        summary=summary,
+        summary=notice.summary,
         created_at=now or utcnow(),
     )
     session.add(row)

@@ -117,19 +117,10 @@ def _decide(pipeline: Pipeline, email_id: int, notice) -> tuple[str, int | None]
                 session, delivery.id, cause=notice.cause,
                 reason=f"rejected by Amazon ({notice.code or notice.cause}): {notice.summary}",
             )
-        record_notice(
-            session,
-            inbound_email_id=email_id,
-            delivery_id=delivery.id if delivery is not None else None,
-            cause=notice.cause,
-            code=notice.code,
-            authentic=notice.authentic,
-            trust_reason=notice.why,
-            action=action,
-            summary=notice.summary,
-        )
+        delivery_id = delivery.id if delivery is not None else None
+        record_notice(session, notice, inbound_email_id=email_id, delivery_id=delivery_id, action=action)
         set_state(session, email_id, InboundState.KINDLE_NOTICE, why[:2000])
-        return action, (delivery.id if delivery is not None else None)
+        return action, delivery_id
 
 
 def _act(pipeline: Pipeline, email_id: int, notice, action: str, delivery_id: int | None) -> NoticeOutcome:
