@@ -43,8 +43,8 @@ MAX_OVERFLOW = 8
 class _KeepsConnection:
     """A dagster-postgres storage part that keeps its connection open, and closes it on dispose."""
 
-    def __init__(self, postgres_url: str, token_provider: Any = None) -> None:
-        super().__init__(postgres_url, should_autocreate_tables=False, token_provider=token_provider)  # type: ignore[call-arg]
+    def __init__(self, postgres_url: str, should_autocreate_tables: bool, token_provider: Any = None) -> None:
+        super().__init__(postgres_url, should_autocreate_tables, token_provider=token_provider)  # type: ignore[call-arg]
         self.optimize_for_webserver(  # type: ignore[attr-defined]
             statement_timeout=STATEMENT_TIMEOUT_MS, pool_recycle=POOL_RECYCLE_SECONDS, max_overflow=MAX_OVERFLOW
         )
@@ -76,11 +76,16 @@ class PooledPostgresStorage(DagsterPostgresStorage):
         inst_data: Any = None,
         token_provider: Any = None,
     ) -> None:
-        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)  # creates the tables
-        self._pooled = (
-            _RunStorage(postgres_url, token_provider),
-            _EventLogStorage(postgres_url, token_provider),
-            _ScheduleStorage(postgres_url, token_provider),
+        # What DagsterPostgresStorage.__init__ sets, but its three parts are ours: its own would
+        # open (and check the tables through) three more engines of a connection per statement.
+        super(DagsterPostgresStorage, self).__init__()
+        self.postgres_url = postgres_url
+        self.should_autocreate_tables = should_autocreate_tables
+        self._inst_data = inst_data
+        self._pooled = (  # in dagster-postgres's order: the run storage creates or stamps the schema first
+            _RunStorage(postgres_url, should_autocreate_tables, token_provider),
+            _EventLogStorage(postgres_url, should_autocreate_tables, token_provider),
+            _ScheduleStorage(postgres_url, should_autocreate_tables, token_provider),
         )
 
     @classmethod
