@@ -165,7 +165,7 @@ class SesMailer(Mailer):
     def send_quota(self) -> tuple[float, int]:
         """The account's sending limits: (MaxSendRate per second, Max24HourSend; 0 when unlimited),
         from SES's ``GetSendQuota`` (needs ``ses:GetSendQuota``)."""
-        quota = aws_client("ses").get_send_quota()
+        quota = aws_client("ses", region=self.region).get_send_quota()
         daily = float(quota.get("Max24HourSend", 0) or 0)
         return float(quota["MaxSendRate"]), int(daily) if daily > 0 else 0
 

@@ -294,6 +294,13 @@ def test_ses_unverified_sender_is_permanent(aws_env: str) -> None:
         mailer.send(epub_email())
 
 
+def test_ses_quota_is_read_in_the_configured_region(aws_env: str, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")  # only AWS_REGION, which botocore alone does not read
+    mailer = seams.mailer_from_uri("ses", SENDER, region="us-east-1")
+
+    assert mailer.send_quota() == (1.0, 200)  # moto's account: 1 a second, 200 a day
+
+
 def test_ses_refuses_over_40_mb_before_calling(aws_env: str) -> None:
     big = seams.build_epub_email(
         sender=SENDER, to=KINDLE, subject="big", epub_bytes=b"\0" * (31 * 1024 * 1024), file_name="b", body_text="x"
