@@ -632,10 +632,9 @@ class S3Inbox(Inbox):
                 break
             same = (dest_head.get("Metadata") or {}).get(_SOURCE_ETAG_META) == etag or _etag(dest_head) == etag
             if same:  # copied before, but the delete did not happen
-                # A head read earlier may be out of date: the pending object is deleted only if it
-                # is still the one archived (a newer email of the same name stays pending).
-                current = self._head(src) if read is not None else head
-                if current is not None and _etag(current) == etag:
+                # A head the caller read earlier may be out of date (one looked up here is not): the pending
+                # object is deleted only if it is still the one archived (a newer email of the same name stays).
+                if read is None or ((current := self._head(src)) is not None and _etag(current) == etag):
                     self.client.delete_object(Bucket=self.bucket, Key=src)
                 return candidate
             n += 1
@@ -739,8 +738,9 @@ class S3Inbox(Inbox):
             logger.warning("inbox %s: could not delete an SQS message (it will come back): %s", self.uri, exc)
 
 
-def _etag(head: ObjectHead | dict[str, Any]) -> str:
-    return (head.etag if isinstance(head, ObjectHead) else str(head.get("ETag", ""))).strip('"')
+def _etag(head: dict[str, Any]) -> str:
+    """The ETag of a HeadObject response, unquoted."""
+    return str(head.get("ETag", "")).strip('"')
 
 
 def _announced_objects(body: str, bucket: str, prefix: str) -> tuple[list[InboxObject], str]:
