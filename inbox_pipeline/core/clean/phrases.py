@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 _I = re.IGNORECASE | re.UNICODE
@@ -32,21 +33,25 @@ def _alt(*parts: str) -> str:
 LEXICON_PATH = Path(__file__).with_name("lexicon.toml")
 
 
+@cache
+def _read(path: Path) -> dict:
+    """The lexicon's tables, read once for all the loaders below (never changed by them)."""
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
 def load_lexicon(path: Path = LEXICON_PATH) -> dict[str, str]:
     """Each kind of signal as one alternation of all its languages' patterns, in file order."""
-    with open(path, "rb") as fh:
-        data = tomllib.load(fh)
     return {
         kind: _alt(*(p for patterns in languages.values() for p in patterns))
-        for kind, languages in data.items()
+        for kind, languages in _read(path).items()
         if kind not in ("labels", "link_targets", "image_names")
     }
 
 
 def load_labels(path: Path = LEXICON_PATH) -> dict[str, re.Pattern[str]]:
     """Each kind of block label as a pattern matching a whole lower-cased text."""
-    with open(path, "rb") as fh:
-        labels = tomllib.load(fh).get("labels", {})
+    labels = _read(path).get("labels", {})
     return {
         kind: re.compile(r"^" + _alt(*(p for patterns in languages.values() for p in patterns)) + r"$", re.UNICODE)
         for kind, languages in labels.items()
@@ -59,15 +64,13 @@ LABELS = load_labels()
 def load_link_targets(kind: str = "preferences", path: Path = LEXICON_PATH) -> tuple[str, ...]:
     """Pieces of lower-cased hrefs of one kind: "preferences" (a preference centre or an
     unsubscribe endpoint), "help" (a help centre, a support page or mailbox), "ads" (an ad server)."""
-    with open(path, "rb") as fh:
-        targets = tomllib.load(fh).get("link_targets", {})
+    targets = _read(path).get("link_targets", {})
     return tuple(piece.lower() for piece in targets.get(kind, ()))
 
 
 def load_image_names(kind: str = "sponsor", path: Path = LEXICON_PATH) -> frozenset[str]:
     """Words of an image's file name that make a small image a label of ``kind``."""
-    with open(path, "rb") as fh:
-        return frozenset(word.lower() for word in tomllib.load(fh).get("image_names", {}).get(kind, ()))
+    return frozenset(word.lower() for word in _read(path).get("image_names", {}).get(kind, ()))
 
 
 SPONSOR_IMAGE_NAMES = load_image_names("sponsor")
