@@ -110,9 +110,9 @@ def round_robin(items: Iterable[T], key: Callable[[T], str]) -> list[T]:
     while rounds:
         still = []
         for it in rounds:
-            item = next(it, None)
-            if item is not None:
+            for item in it:  # its next item, if any (an item may be None or falsy)
                 out.append(item)
                 still.append(it)
+                break
         rounds = still
     return out

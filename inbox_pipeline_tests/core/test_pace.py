@@ -87,6 +87,7 @@ def test_round_robin_takes_one_of_each_in_turn_keeping_each_ones_order() -> None
     items = [("a", 1), ("a", 2), ("a", 3), ("b", 4), ("a", 5), ("c", 6), ("b", 7)]
     assert [n for _, n in round_robin(items, lambda i: i[0])] == [1, 4, 6, 2, 7, 3, 5]
     assert round_robin([], str) == []
+    assert round_robin([None, 0, None], lambda i: "none" if i is None else "zero") == [None, 0, None]
 
 
 def test_recipient_hint_reads_the_topmost_received_for_clause() -> None:
