@@ -51,7 +51,6 @@ from inbox_pipeline.db.users import (
     users_per_plan,
 )
 from inbox_pipeline.services.context import PermanentStepError, Pipeline
-from inbox_pipeline.services.kindle_check import CHECK_WINDOW, verify_kindle
 
 Handler = Callable[..., int]
 
@@ -334,6 +333,10 @@ def cmd_kindle_verify(args: argparse.Namespace) -> int:
 
 
 def _verify(user_id: int, *, arrived: bool) -> int:
+    # Lazy: the Kindle check builds a test book (the converter: about 0.5 s of imports), which the
+    # other commands, and `--help`, would pay at the top of this module.
+    from inbox_pipeline.services.kindle_check import CHECK_WINDOW, verify_kindle
+
     try:
         with Pipeline.from_settings(_settings()) as pipeline:
             outcome = verify_kindle(pipeline, user_id, arrived=arrived)

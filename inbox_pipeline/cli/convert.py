@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from inbox_pipeline.cli.errors import CliError
-from inbox_pipeline.core.convert import ConvertOptions, convert_email
 from inbox_pipeline.core.message import EmailParseError
 from inbox_pipeline.seams._common import MAX_EMAIL_BYTES, ObjectTooLarge, read_file_within
 
@@ -109,6 +108,10 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Lazy: the converter (lxml, the lexicon's compiled patterns, ebooklib, Pillow) is about 0.5 s
+    # of imports, which every other command and `--help` would pay at the top of this module.
+    from inbox_pipeline.core.convert import ConvertOptions, convert_email
+
     files = collect_inputs(args.inputs)
     batch = len(files) > 1 or any(Path(p).is_dir() for p in args.inputs)
     targets = output_paths(files, args.output, batch)
