@@ -21,6 +21,7 @@ from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
 from inbox_pipeline.core.pace import Pace, QuotaSpent
+from inbox_pipeline.db.pace import reserve_send
 from inbox_pipeline.seams.mailer import Mailer, SendResult, SesMailer, TransientMailError
 
 if TYPE_CHECKING:
@@ -75,8 +76,6 @@ class PacedMailer(Mailer):
         self.inner.check()
 
     def send(self, message: EmailMessage) -> SendResult:
-        from inbox_pipeline.db.pace import reserve_send
-
         pace = self._pace()
         if pace is None:
             return self.inner.send(message)
