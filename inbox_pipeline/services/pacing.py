@@ -34,11 +34,7 @@ _log = logging.getLogger(__name__)
 
 
 class QuotaSpentError(TransientMailError):
-    """The daily quota is spent: nothing was sent; try after ``until``."""
-
-    def __init__(self, message: str, until: float):
-        super().__init__(message)
-        self.until = until
+    """The daily quota is spent: nothing was sent; the message says when sending resumes."""
 
 
 def pace_for(mailer: Mailer, *, rate: float = 0.0, daily: int = 0) -> Pace | None:
@@ -86,8 +82,7 @@ class PacedMailer(Mailer):
             until = datetime.fromtimestamp(outcome.until, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             raise QuotaSpentError(
                 f"the daily send quota is spent ({outcome.sent} of {pace.daily} in 24 hours); nothing was sent; "
-                f"sending resumes after {until}",
-                outcome.until,
+                f"sending resumes after {until}"
             )
         delay = outcome.at - self.clock()
         if delay > 0:
