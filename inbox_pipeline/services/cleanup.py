@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 
 Row = TypeVar("Row")  # an expired item as the repository returns it
 
-DEFAULT_RETENTION_DAYS = RETENTION_DAYS
-DEFAULT_FAILED_RETENTION_DAYS = FAILED_RETENTION_DAYS
 BATCH = 200  # rows per transaction
 # A digest row is what stops its period from being compiled again (unique per user and
 # period); keep it past the longest period plus the previous-period catch-up (two weeks).
@@ -63,8 +61,8 @@ FAILED_STATES = ("failed",)
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    days: int = DEFAULT_RETENTION_DAYS
-    failed_days: int = DEFAULT_FAILED_RETENTION_DAYS
+    days: int = RETENTION_DAYS
+    failed_days: int = FAILED_RETENTION_DAYS
 
     def __post_init__(self) -> None:
         if self.days < 1:
