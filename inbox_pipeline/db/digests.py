@@ -10,7 +10,7 @@ Public functions (all take a ``Session``; none commits):
 - ``digest_members(session, digest_id) -> list[tuple[Newsletter, int]]``: each newsletter with its volume
 - ``set_members_volume(session, digest_id, newsletter_ids, volume)``
 - ``newsletters_still_in(session, digest_id) -> list[tuple[int, int]]``: (newsletter id, inbound email id)
-  of members not delivered nor failed
+  of members whose newsletter is still ``in_digest``
 - ``unfinished_digests(session) -> list[int]``: ``UNFINISHED`` ones, oldest first
 - ``digest_status(session, digest_id) -> str | None``, ``digest_period_key(session, digest_id) -> str | None``
 - ``set_digest_status(session, digest_id, status, reason=None, *, epub_keys=None, epub_bytes=None, now=None)``
