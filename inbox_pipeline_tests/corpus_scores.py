@@ -24,6 +24,7 @@ import csv
 import hashlib
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,12 +138,16 @@ class CorpusScores:
     misses: list[tuple[Labelled, str]] = field(default_factory=list)  # (label, "keep missing: ...")
     labels: list[Labelled] = field(default_factory=list)
 
-    def total(self, held_out: bool | None = None) -> Score:
+    def _sum(self, chosen: Callable[[Labelled], bool]) -> Score:
+        """The score of the emails whose label is ``chosen``."""
         total = Score()
         for label in self.labels:
-            if held_out is None or label.held_out == held_out:
+            if chosen(label):
                 total.add(self.per_file[label.file])
         return total
+
+    def total(self, held_out: bool | None = None) -> Score:
+        return self._sum(lambda label: held_out is None or label.held_out == held_out)
 
     def written_on_platforms(self) -> set[str]:
         """The platforms with at least one email in the written-on part."""
@@ -151,21 +156,12 @@ class CorpusScores:
     def unseen_platforms(self) -> tuple[int, Score]:
         """(how many platforms, their score): the platforms no rule was written on."""
         seen = self.written_on_platforms()
-        total = Score()
-        platforms = set()
-        for label in self.labels:
-            if label.platform not in seen:
-                platforms.add(label.platform)
-                total.add(self.per_file[label.file])
-        return len(platforms), total
+        platforms = {label.platform for label in self.labels} - seen
+        return len(platforms), self._sum(lambda label: label.platform in platforms)
 
     def rotated(self, held_out: bool) -> Score:
         """A part of the rotated split (another seed of the same hash)."""
-        total = Score()
-        for label in self.labels:
-            if label.rotated_held_out == held_out:
-                total.add(self.per_file[label.file])
-        return total
+        return self._sum(lambda label: label.rotated_held_out == held_out)
 
     def grouped(self, key: str) -> dict[str, Score]:
         groups: dict[str, Score] = defaultdict(Score)
