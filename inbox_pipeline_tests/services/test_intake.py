@@ -6,12 +6,10 @@ sent by the server, as S3 sends them to SQS; the app database is SQLite.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import time_machine
 from sqlalchemy import select
 
 from inbox_pipeline.db.models import InboundEmail
@@ -129,7 +127,7 @@ def test_announcements_of_emails_taken_by_runs_still_running_are_settled_not_kep
 
     # Past the queue's visibility timeout (moto's server runs in this process: it travels too), the
     # first tick's announcements come back; a burst's later emails are behind them in the queue.
-    with time_machine.travel(time.time() + 5 * EventQueue.VISIBILITY_TIMEOUT):
+    with event_queue.past_visibility_timeout():
         later = find_pending(announced, limit=2, reconcile=False, busy=busy)
 
     assert [o.key for o in later.new] == ["late"]
