@@ -129,8 +129,11 @@ generic = _shape(
 )
 
 
-def clean(shape, language: str, *, top: str = "", foot: str = "", headers=()) -> CleanedArticle:
-    html, platform_headers = shape(ARTICLES[language], top, foot)
+def clean(shape, language: str, *, top: str = "", foot: str = "", middle: str | None = None, headers=()) -> CleanedArticle:
+    """The article in ``language`` in ``shape``; with ``middle``, the article twice (the second under
+    h3 headings) around it."""
+    article = ARTICLES[language] if middle is None else ARTICLES[language] + middle + ARTICLES[language].replace("h2", "h3")
+    html, platform_headers = shape(article, top, foot)
     return clean_html(html, headers=platform_headers + tuple(headers))
 
 
@@ -222,8 +225,7 @@ SPONSORS = [
 
 @pytest.mark.parametrize(("shape", "language", "label", "pitch"), SPONSORS, ids=[f"{s.__name__}-{lang}" for s, lang, *_ in SPONSORS])
 def test_a_sponsor_block_goes_with_its_label(shape, language, label, pitch) -> None:
-    html, headers = shape(ARTICLES[language] + SPONSOR_BLOCK.format(label=label, pitch=pitch) + ARTICLES[language].replace("h2", "h3"))
-    article = clean_html(html, headers=headers)
+    article = clean(shape, language, middle=SPONSOR_BLOCK.format(label=label, pitch=pitch))
     check(article, language, label, "Harbourline Rain Jackets", pitch)
 
 
@@ -602,8 +604,7 @@ def test_a_sponsor_row_takes_the_ad_row_past_a_spacer(shape, language, label, pi
         f"<tr><td><a href='https://harbourline.example/r?id=7'><img src='https://tide.example.com/ads/harbourline.gif'></a>"
         f"{pitch} <b>Visit <a href='https://harbourline.example/r?id=7'>Harbourline</a> for more.</b></td></tr></table>"
     )
-    html, headers = shape(ARTICLES[language] + ad + ARTICLES[language].replace("h2", "h3"))
-    check(clean_html(html, headers=headers), language, label, pitch)
+    check(clean(shape, language, middle=ad), language, label, pitch)
 
 
 PLAIN_SPONSORS = [
@@ -657,8 +658,7 @@ def test_a_back_to_top_line_goes(language, line) -> None:
     (beehiiv, "nl", "<p>Terug naar boven</p>"),
 ], ids=["mailchimp-en", "generic-it", "beehiiv-nl"])
 def test_a_back_to_top_block_goes(shape, language, block) -> None:
-    html, headers = shape(ARTICLES[language] + block + ARTICLES[language].replace("h2", "h3"))
-    article = clean_html(html, headers=headers)
+    article = clean(shape, language, middle=block)
     assert_kept(article, KEPT[language])
     assert_dropped(article, collapse_tags(block))
 
@@ -750,8 +750,7 @@ def test_prose_naming_a_host_a_donation_or_past_issues_stays() -> None:
         "<p>The regatta was hosted by the harbour master, who made a donation of two buoys, "
         "as readers of past issues will remember.</p>"
     )
-    html, headers = generic(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
-    assert_kept(clean_html(html, headers=headers), "The regatta was hosted by the harbour master")
+    assert_kept(clean(generic, "en", middle=prose), "The regatta was hosted by the harbour master")
 
 
 @pytest.mark.parametrize(("shape", "language", "heading"), [
@@ -856,8 +855,7 @@ HELP_PROSE = [
 @pytest.mark.parametrize(("language", "prose", "kept"), HELP_PROSE, ids=[lang for lang, *_ in HELP_PROSE])
 def test_prose_about_help_and_support_stays(language, prose, kept) -> None:
     for shape in (mandrill, hubspot):
-        html, headers = shape(ARTICLES[language] + prose + ARTICLES[language].replace("h2", "h3"))
-        assert_kept(clean_html(html, headers=headers), kept, KEPT[language])
+        assert_kept(clean(shape, language, middle=prose), kept, KEPT[language])
         # the article's last paragraph, right above the footer
         html, headers = shape(ARTICLES[language] + prose, "", "<p>Tide Notes</p>")
         assert_kept(clean_html(html, headers=headers), kept)
@@ -888,8 +886,7 @@ def test_an_ad_server_image_link_goes_with_its_pitch(language, href, src, pitch)
     """No label: the image links to an ad server, the pitch sits beside it in its own cell."""
     ad = (f"<table width='450'><tr><td width='125'><a href='{href}'><img src='{src}' width='120' height='60'></a></td>"
           f"<td><font size='1'>{pitch} <a href='{href}'>Harbourline</a></font></td></tr></table>")
-    html, headers = ezine(ARTICLES[language] + ad + ARTICLES[language].replace("h2", "h3"))
-    check(clean_html(html, headers=headers), language, pitch)
+    check(clean(ezine, language, middle=ad), language, pitch)
 
 
 def test_an_ad_server_banner_alone_takes_its_pitch_row() -> None:
@@ -897,8 +894,7 @@ def test_an_ad_server_banner_alone_takes_its_pitch_row() -> None:
     href = "http://ads.tidezine.example.com/adclick.php?n=a1b2"
     ad = (f"<table width='450'><tr><td><a href='{href}'><img src='http://ads.tidezine.example.com/b.gif' width='468' height='60'></a></td></tr>"
           f"<tr><td>Stay dry on every crossing. <a href='{href}'>Shop Harbourline</a></td></tr></table>")
-    html, headers = ezine(ARTICLES["en"] + ad + ARTICLES["en"].replace("h2", "h3"))
-    check(clean_html(html, headers=headers), "en", "Stay dry on every crossing", "Shop Harbourline")
+    check(clean(ezine, "en", middle=ad), "en", "Stay dry on every crossing", "Shop Harbourline")
 
 
 EZINE_LABELS = [
@@ -919,8 +915,7 @@ def test_an_e_zine_ad_unit_goes_with_its_label(language, label) -> None:
     pitch = PITCH.get(language, "Harbourline: 20% off this week.")
     ad = (f"<table width='450'><tr><td bgcolor='#cccccc'><b>{label}</b></td></tr>"
           f"<tr><td><a href='https://harbourline.example/r?id=7'><img src='https://harbourline.example/j.gif'></a> {pitch}</td></tr></table>")
-    html, headers = ezine(ARTICLES[language] + ad + ARTICLES[language].replace("h2", "h3"))
-    check(clean_html(html, headers=headers), language, label, pitch)
+    check(clean(ezine, language, middle=ad), language, label, pitch)
 
 
 ADVERTISE_HERE = [
@@ -940,8 +935,7 @@ def test_prose_about_ads_and_an_article_photo_link_stay() -> None:
              "ticket office wall to a jacket maker.</p>"
              "<p><a href='https://tide.example.com/photos/quay'><img src='https://tide.example.com/img/quay.jpg' "
              "width='400' height='300'></a> The new quay at low water.</p>")
-    html, headers = ezine(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
-    assert_kept(clean_html(html, headers=headers), "Advertising on the ferry paid for the new pontoon",
+    assert_kept(clean(ezine, "en", middle=prose), "Advertising on the ferry paid for the new pontoon",
                 "The new quay at low water", KEPT["en"])
 
 
@@ -949,8 +943,7 @@ def test_a_short_paragraph_linking_an_ad_platform_stays() -> None:
     """Only a banner marks an ad unit: words linked to an ad platform's site are the article's."""
     prose = ("<p>The harbour café now buys keywords on <a href='https://ads.google.com/home/'>ads.google.com</a> "
              "and says bookings doubled.</p>")
-    html, headers = ezine(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
-    assert_kept(clean_html(html, headers=headers), "The harbour café now buys keywords on ads.google.com")
+    assert_kept(clean(ezine, "en", middle=prose), "The harbour café now buys keywords on ads.google.com")
 
 
 # A welcome note's help footer in more of its shapes: a question over a support address, an offer
@@ -982,8 +975,7 @@ def test_a_long_paragraph_about_help_past_the_middle_keeps_its_sentences() -> No
              "support team is here to help stranded passengers, and a help centre opens on the quay at six. "
              "Councillors asked for a second boat in January, when the storms close the harbour for days.</p>")
     for shape in (mandrill, brevo):
-        html, headers = shape(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
-        assert_kept(clean_html(html, headers=headers), "its support team is here to help stranded passengers", KEPT["en"])
+        assert_kept(clean(shape, "en", middle=prose), "its support team is here to help stranded passengers", KEPT["en"])
 
 
 # A short welcome note, where the help footer is a large part of the text (so not far past
@@ -1033,8 +1025,7 @@ def test_an_ad_under_a_label_drawn_as_an_image_goes(language, label) -> None:
     pitch = PITCH.get(language, PITCH["en"])
     ad = (f"<table width='450'><tr><td align='center'>{label}</td></tr>"
           f"<tr><td><a href='https://harbourline.example/shop'><b>Harbourline Rain Jackets</b></a><br>{pitch}</td></tr></table>")
-    html, headers = ezine(ARTICLES[language] + ad + ARTICLES[language].replace("h2", "h3"))
-    article = clean_html(html, headers=headers)
+    article = clean(ezine, language, middle=ad)
     check(article, language, "Harbourline Rain Jackets", pitch)
 
 
@@ -1043,8 +1034,7 @@ def test_an_article_photo_named_like_an_ad_word_keeps_the_article() -> None:
     prose = ("<p><img src='https://tide.example.com/img/sponsors.jpg' width='400' height='300'></p>"
              "<p>Ferry operators on three islands now sell the space on their ticket office walls; the money paid for "
              "a new pontoon and a heated waiting room, and the operator plans to do the same on the boats next year.</p>")
-    html, headers = ezine(ARTICLES["en"] + prose + ARTICLES["en"].replace("h2", "h3"))
-    assert_kept(clean_html(html, headers=headers), "Ferry operators on three islands now sell the space", KEPT["en"])
+    assert_kept(clean(ezine, "en", middle=prose), "Ferry operators on three islands now sell the space", KEPT["en"])
 
 
 # Known by where it leads, whatever it says: a short line at the very foot around a link to a help
