@@ -562,21 +562,13 @@ def inbox_not_taken(context: dg.OpExecutionContext, not_taken: list):
     out={},
 )
 def convert_and_deliver(context: dg.OpExecutionContext, email_id: int, pipeline: PipelineResource):
-    p = pipeline.pipeline()
     try:
-        epub = None
-        for event in _prepare(context, p, email_id):
-            if isinstance(event, dg.Output):
-                epub = event.value
-            else:
-                yield event
-        if epub is not None:
-            _deliver(context, p, epub)
+        yield from _convert_and_deliver(context, pipeline.pipeline(), email_id)
     except EmailHeld:
         return  # waits for an outage of ours to clear; the watchdog resumes it
 
 
-def _prepare(context: dg.OpExecutionContext, p, email_id: int):
+def _convert_and_deliver(context: dg.OpExecutionContext, p, email_id: int):
     parsed = _parse(context, p, email_id)
     if parsed is None:
         return
@@ -600,4 +592,4 @@ def _prepare(context: dg.OpExecutionContext, p, email_id: int):
     evaluation, passed = _check(context, p, epub, work)
     yield evaluation
     if passed:
-        yield dg.Output(epub)
+        _deliver(context, p, epub)
