@@ -45,29 +45,19 @@ from inbox_pipeline.defs.email.ops import (
 )
 from inbox_pipeline.defs.run_limits import BATCH_RUN_SECONDS, EMAIL_RUN_SECONDS
 
-# The in-process executor takes the ready step with the highest priority first: later steps
-# rank higher, so a batch carries each email through to delivery before starting many new ones
-# (the first Kindle gets its book early, and the parsed email is still kept by the run's Pipeline).
-PRIORITY = "dagster/priority"
-
 
 def _after_parse(parsed, retry: dg.RetryPolicy) -> None:
-    """The per-email job's steps after parsing."""
-
-    def ranked(op, rank: int, *, retried: bool = True):
-        node = op.tag({PRIORITY: str(rank)})
-        return node.with_retry_policy(retry) if retried else node
-
-    newsletter_route, forward_route, notice_route = ranked(route_email, 2)(parsed)
-    ranked(forward_confirmation, 9)(parsed, forward_route)
-    ranked(read_kindle_notice, 9)(notice_route)
-    newsletter = ranked(record_newsletter, 3)(parsed, newsletter_route)
-    cleaned = ranked(clean_html, 4)(newsletter)
-    images = ranked(embed_images, 5)(cleaned)
-    built = ranked(build_epub, 6)(images)
-    stored = ranked(store_epub, 7)(built)
-    checked = ranked(check_epub, 8, retried=False)(stored)  # deterministic: no retries
-    ranked(deliver_to_kindle, 9)(checked)
+    """The per-email job's steps after parsing (routing yields one of its three outputs: one path runs)."""
+    newsletter_route, forward_route, notice_route = route_email.with_retry_policy(retry)(parsed)
+    forward_confirmation.with_retry_policy(retry)(parsed, forward_route)
+    read_kindle_notice.with_retry_policy(retry)(notice_route)
+    newsletter = record_newsletter.with_retry_policy(retry)(parsed, newsletter_route)
+    cleaned = clean_html.with_retry_policy(retry)(newsletter)
+    images = embed_images.with_retry_policy(retry)(cleaned)
+    built = build_epub.with_retry_policy(retry)(images)
+    stored = store_epub.with_retry_policy(retry)(built)
+    checked = check_epub(stored)  # deterministic: no retries
+    deliver_to_kindle.with_retry_policy(retry)(checked)
 
 
 def build_process_email_job(retry_delay_seconds: float = 60) -> dg.JobDefinition:
