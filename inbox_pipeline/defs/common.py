@@ -131,11 +131,9 @@ def digest_run_config(as_of: str) -> dg.RunConfig:
 
 
 def _op_config(run: dg.DagsterRun | dg.RunRequest, op: str, model: type[dg.Config]) -> Any:
-    """The config ``run`` gave ``op``, as ``model``; None when it has none (or none that fits)."""
-    run_config = run.run_config
-    if isinstance(run_config, dg.RunConfig):
-        run_config = run_config.to_config_dict()
-    raw = ((run_config or {}).get("ops") or {}).get(op)
+    """The config ``run`` gave ``op``, as ``model``; None when it has none (or none that fits). A
+    ``RunRequest`` holds its ``dg.RunConfig`` as a dict too."""
+    raw = ((run.run_config or {}).get("ops") or {}).get(op)
     if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict):
         return None
     try:
