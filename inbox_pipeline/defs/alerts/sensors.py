@@ -77,10 +77,9 @@ def failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:
     return " ".join(run_message.split())[:1500] or "the run failed"
 
 
-def tell_failed_run(
-    instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline, log, *, operator: str | None
-) -> tuple[list, str]:
-    """Record the run's emails as failed, tell their users once, alert the operator once.
+def tell_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline, log) -> tuple[list, str]:
+    """Record the run's emails as failed, tell their users once, alert the operator
+    (``pipeline.options.operator_email``) once.
 
     Returns (the emails, the operator alert's state).
     """
@@ -92,16 +91,17 @@ def tell_failed_run(
         recorded = "recorded now" if e.marked else "already recorded"
         log.info(f"email #{e.email_id} {e.state} ({recorded}); user notice: {e.told}")
     subject, body = operator_alert(job_name=run.job_name, run_id=run.run_id, reason=reason, emails=emails)
-    return emails, _alert_operator(instance, run, pipeline, log, operator, subject, body)
+    return emails, _alert_operator(instance, run, pipeline, log, subject, body)
 
 
-def _alert_operator(instance, run, pipeline, log, operator: str | None, subject: str, body: str) -> str:
+def _alert_operator(instance, run, pipeline, log, subject: str, body: str) -> str:
     from inbox_pipeline.seams.mailer import TransientMailError
     from inbox_pipeline.services.alerts import OPERATOR_EMAIL_VARIABLE, send_operator_alert
 
     current = alert_state(instance.get_run_by_id(run.run_id) or run)
     if current in _TOLD:
         return current
+    operator = pipeline.options.operator_email
     if not operator:
         log.error(f"{subject} (no {OPERATOR_EMAIL_VARIABLE}: alert recorded on the run only)\n{body}")
         _mark(
@@ -164,8 +164,7 @@ def build_run_failure_sensor(jobs: Sequence[dg.JobDefinition]) -> dg.SensorDefin
         run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
         if will_be_retried(context.instance, run):
             return dg.SkipReason(f"run {run.run_id} failed and Dagster will retry it: told when its last retry fails")
-        p = pipeline.pipeline()
-        emails, alert = tell_failed_run(context.instance, run, p, context.log, operator=p.options.operator_email)
+        emails, alert = tell_failed_run(context.instance, run, pipeline.pipeline(), context.log)
         context.log.info(f"run {run.run_id}: {len(emails)} email(s) told, operator alert {alert}")
         return None
 
@@ -206,7 +205,7 @@ def build_notification_retry_sensor(*, interval_seconds: int = 300) -> dg.Sensor
         for run in context.instance.get_runs(filters=dg.RunsFilter(tags={TAG_OPERATOR_ALERT: "retry"}), limit=20):
             if run.status != dg.DagsterRunStatus.FAILURE or alert_state(run) != "retry":
                 continue  # a re-execution showing its parent's tag
-            _, state = tell_failed_run(context.instance, run, p, context.log, operator=p.options.operator_email)
+            _, state = tell_failed_run(context.instance, run, p, context.log)
             alerts.append(state)
         summary = (
             f"notifications: {len(resent.sent)} sent, {len(resent.withdrawn)} withdrawn (no longer true), "
@@ -234,9 +233,10 @@ def ancestors(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[dg.Dagst
     return found
 
 
-def close_episode(instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline, log, *, operator: str | None) -> list[str]:
-    """A re-execution succeeded: its ancestors' alerts are closed, the operator told once. Returns the
-    run ids it closed (none: nothing was alerted, and the run's inherited alert tags are cleared)."""
+def close_episode(instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline, log) -> list[str]:
+    """A re-execution succeeded: its ancestors' alerts are closed, the operator (``pipeline.options.operator_email``)
+    told once. Returns the run ids it closed (none: nothing was alerted, and the run's inherited alert tags
+    are cleared)."""
     from inbox_pipeline.services.alerts import episode_resolved, send_operator_alert
 
     alerted = [
@@ -253,6 +253,7 @@ def close_episode(instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline, lo
     )
     for r in alerted:
         instance.add_run_tags(r.run_id, {TAG_RESOLVED_BY: run.run_id})
+    operator = pipeline.options.operator_email
     if operator:
         try:
             send_operator_alert(pipeline, operator, subject, body)
@@ -286,8 +287,7 @@ def build_run_success_sensor(jobs: Sequence[dg.JobDefinition]) -> dg.SensorDefin
         run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
         if alert_state(run) == "resolved":
             return None
-        p = pipeline.pipeline()
-        closed = close_episode(context.instance, run, p, context.log, operator=p.options.operator_email)
+        closed = close_episode(context.instance, run, pipeline.pipeline(), context.log)
         if closed:
             context.log.info(f"run {run.run_id} resolved the alerts of {', '.join(closed)}")
         return None
