@@ -84,7 +84,6 @@ class Pipeline:
     options: PipelineOptions = field(default_factory=PipelineOptions)
     parsed: "OrderedDict[str, Any]" = field(default_factory=OrderedDict, repr=False)
     raw: "OrderedDict[str, bytes]" = field(default_factory=OrderedDict, repr=False)
-    _raw_bytes: int = field(default=0, repr=False)
     _engine: Any = field(default=None, repr=False)
     _sessions: Any = field(default=None, repr=False)
     _inbox: Any = field(default=None, repr=False)
@@ -115,7 +114,6 @@ class Pipeline:
             engine, self._engine, self._sessions = self._engine, None, None
             self.parsed.clear()
             self.raw.clear()
-            self._raw_bytes = 0
         if engine is not None:
             engine.dispose()
 
@@ -140,19 +138,15 @@ class Pipeline:
         if len(data) > RAW_KEPT_EACH:
             return
         with self._lock:
-            self._raw_bytes -= len(self.raw.pop(storage_key, b""))
+            self.raw.pop(storage_key, None)
             self.raw[storage_key] = data
-            self._raw_bytes += len(data)
-            while self._raw_bytes > RAW_KEPT_TOTAL:
-                self._raw_bytes -= len(self.raw.popitem(last=False)[1])
+            while sum(map(len, self.raw.values())) > RAW_KEPT_TOTAL:
+                self.raw.popitem(last=False)
 
     def take_raw(self, storage_key: str) -> bytes | None:
         """The bytes kept by ``keep_raw`` for ``storage_key`` (given once: parsing keeps the result), or None."""
         with self._lock:
-            data = self.raw.pop(storage_key, None)
-            if data is not None:
-                self._raw_bytes -= len(data)
-            return data
+            return self.raw.pop(storage_key, None)
 
     @property
     def sessions(self) -> "sessionmaker[Session]":
