@@ -93,7 +93,7 @@ class Pipeline:
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "Pipeline":
-        """The one way to make a ``Pipeline`` from ``Settings`` (the Dagster resource and the CLI)."""
+        """A ``Pipeline`` for ``Settings`` (the CLI); the Dagster resource makes its own from its fields."""
         return cls(
             database_url=settings.database_url,
             inbox_uri=settings.inbox,
