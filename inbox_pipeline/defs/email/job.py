@@ -10,8 +10,9 @@ still has its own step (``email.convert_and_deliver[e42]``), its own retries
 and its own materializations; one email failing fails only its own step. The
 step calls the same stage functions as ``process_email``'s nine ops, parse ..
 blocking EPUB check .. deliver: each Dagster step costs about six event-log
-writes of its own, each a new PostgreSQL connection (dagster-postgres does not pool), so
-nine steps per email made the event log, not the conversion, the limit
+writes of its own (each was then a new PostgreSQL connection; the instance files now name
+defs/instance_storage.py, which keeps one), so nine steps per email made the event log, not
+the conversion, the limit
 (measured on 2 cores with benchmarks/e2e.py: the nine ops mapped 0.8 emails/s,
 three steps 2.3/s, two steps without routine log lines 3.4/s; one step was no
 faster then, but writes six fewer events per email: benchmarks/events.py).

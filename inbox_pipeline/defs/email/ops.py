@@ -505,7 +505,7 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
 
 # --- the batch job's ops: one step per email ---------------------------------------------
 # A Dagster step costs about six event-log writes of its own (start, input, loaded input,
-# output, handled output, success), each a new PostgreSQL connection from the run worker: in a
+# output, handled output, success), each a PostgreSQL round trip from the run worker: in a
 # burst that, not the conversion, limits throughput and grows the instance. So a batch gives each
 # email one step, start to finish. Every stage's service call is idempotent (decisions are stored
 # and found again; the delivery ledger sends once), so a retried step redoes its stages quickly
