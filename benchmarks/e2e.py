@@ -270,7 +270,7 @@ class Stack:
 
     def timeline(self, since: float) -> str:
         """Each run: its job, emails, and when it was created, started and ended (s after ``since``)."""
-        from inbox_pipeline.defs.common import email_ids_of_run
+        from inbox_pipeline.defs.common import TAG_TAKEN_IDS, email_ids_of_run
 
         lines = []
         with self.instance() as instance:
@@ -280,8 +280,10 @@ class Stack:
                 created = rec.create_timestamp.timestamp() - since
                 start = (rec.start_time - since) if rec.start_time else float("nan")
                 end = (rec.end_time - since) if rec.end_time else float("nan")
+                taken = [i for i in run.tags.get(TAG_TAKEN_IDS, "").split(",") if i]
+                emails = len(taken) or len(email_ids_of_run(run))  # a take run's queued, a worker's claimed
                 lines.append(
-                    f"    {run.job_name:20} {len(email_ids_of_run(run)):4} email(s)  created {created:6.1f}  "
+                    f"    {run.job_name:20} {emails:4} email(s)  created {created:6.1f}  "
                     f"started {start:6.1f}  ended {end:6.1f}  {run.status.value.lower()}"
                 )
             lines.append("    inbox sensor ticks (start +duration: runs requested):  " + "  ".join(

@@ -2,8 +2,9 @@
 
 State and reason, the user, the newsletter and its EPUB, digest, delivery
 ledger rows, notices sent to the user, and, when ``DAGSTER_HOME`` names the
-Dagster instance, the runs that worked on it (found by their tags and batch
-run config) with this email's steps in them.
+Dagster instance, the runs that worked on it (found by their tags and run
+config): the take run that queued it, and the worker run's materializations of
+this email.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from inbox_pipeline.cli.admin import _db_errors, _session
 from inbox_pipeline.cli.errors import CliError
 from inbox_pipeline.db.story import email_story, find_emails
 
-# A batch run is created within seconds of its emails' registration; look a little wider.
+# A take or worker run is created within seconds of its emails' registration (a worker may claim
+# later, after back-offs); look a little wider.
 BATCH_WINDOW = timedelta(hours=1)
 
 
@@ -112,18 +114,24 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
         TAG_EMAIL_ID,
         TAG_OUTCOME,
         TAG_REASON,
+        TAG_TAKEN_IDS,
+        TAKE_JOB,
         email_ids_of_run,
     )
-    from inbox_pipeline.defs.email.ops import mapping_key
+
+    def worked_on(run, email_id: int) -> bool:
+        taken = run.tags.get(TAG_TAKEN_IDS, "").split(",") if run.job_name == TAKE_JOB else []
+        return str(email_id) in taken or email_id in email_ids_of_run(run)
 
     out: dict[int, list[str]] = {}
     with dg.DagsterInstance.get() as instance:
         for email_id, created_at in created.items():
             runs = {r.run_id: r for r in instance.get_runs(filters=dg.RunsFilter(tags={TAG_EMAIL_ID: str(email_id)}))}
-            window = dg.RunsFilter(
-                job_name=BATCH_JOB, created_after=created_at - BATCH_WINDOW, created_before=created_at + BATCH_WINDOW
-            )
-            runs.update({r.run_id: r for r in instance.get_runs(filters=window) if email_id in email_ids_of_run(r)})
+            for job_name in (TAKE_JOB, BATCH_JOB):
+                window = dg.RunsFilter(
+                    job_name=job_name, created_after=created_at - BATCH_WINDOW, created_before=created_at + BATCH_WINDOW
+                )
+                runs.update({r.run_id: r for r in instance.get_runs(filters=window) if worked_on(r, email_id)})
             for root in list(runs):  # and their re-executions, whenever they were made
                 for child in instance.get_runs(filters=dg.RunsFilter(tags={ROOT_RUN_TAG: root})):
                     runs[child.run_id] = child
@@ -138,8 +146,10 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
                     + (f", re-execution of {run.parent_run_id}" if run.parent_run_id else "")
                 )
                 tags = run.tags
-                if run.job_name == BATCH_JOB:
-                    lines += _step_lines(instance, run.run_id, mapping_key(email_id))
+                if run.job_name == TAKE_JOB:
+                    lines.append("    took it from the inbox and queued it")
+                elif run.job_name == BATCH_JOB:
+                    lines += _materialization_lines(instance, run.run_id, email_id)
                 elif tags.get(TAG_OUTCOME):
                     reason = tags.get(TAG_REASON, "-")
                     lines.append(f"    outcome {tags[TAG_OUTCOME]}" + (f": {reason}" if reason != "-" else ""))
@@ -147,15 +157,14 @@ def _runs_lines(created: dict[int, datetime]) -> dict[int, list[str]]:
     return out
 
 
-def _step_lines(instance: Any, run_id: str, key: str) -> list[str]:
-    """This email's steps in a batch run and how each ended."""
+def _materialization_lines(instance: Any, run_id: str, email_id: int) -> list[str]:
+    """What a worker run reported of this email: each of its materializations, in order."""
     import dagster as dg  # lazy, as in _runs_lines
 
-    ended: dict[str, str] = {}
-    for entry in instance.all_logs(
-        run_id, of_type={dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
-    ):
-        if entry.step_key and entry.step_key.endswith(f"[{key}]"):
-            event = entry.dagster_event
-            ended[entry.step_key] = event.event_type_value.removeprefix("STEP_").lower() if event else "?"
-    return [f"    step {step}: {status}" for step, status in ended.items()]
+    lines = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        ref = materialization.metadata.get("inbound_email_id") if materialization else None
+        if getattr(ref, "value", None) == email_id:
+            lines.append(f"    {materialization.asset_key.to_user_string()}: {materialization.description or '-'}")
+    return lines or ["    nothing reported of this email in the run"]

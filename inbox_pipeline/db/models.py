@@ -264,11 +264,23 @@ class InboundEmail(Base):
     received_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The batch runs' work queue (db/queue.py). ``queued_at``: set while the email waits for a worker run
+    # or is being worked on by one (``claimed_by``: its root run id); cleared when the worker is done with
+    # it. ``fair_key`` (its first envelope recipient) is whose turn a claim counts for; ``claimed_at`` is
+    # kept after, as when that key was last served. ``attempts``: claims so far; ``not_before``: a retry's
+    # back-off.
+    queued_at: Mapped[datetime | None] = mapped_column(index=True)
+    fair_key: Mapped[str | None] = mapped_column(String(320))
+    claimed_by: Mapped[str | None] = mapped_column(String(64), index=True)
+    claimed_at: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    not_before: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (
         CheckConstraint(_in("state", InboundState), name="state_valid"),
         UniqueConstraint("user_id", "dedup_message_id"),
         UniqueConstraint("user_id", "dedup_content_sha256"),
+        Index("ix_inbound_emails_fair_key_claimed_at", "fair_key", "claimed_at"),
     )
 
 

@@ -18,7 +18,8 @@ from inbox_pipeline.defs.run_limits import max_runtime
 # --- run tags: filter runs in the UI by any of these ----------------------------------------
 TAG_EMAIL_ID = "inbox-pipeline/email-id"
 TAG_EMAIL_IDS = "inbox-pipeline/email-ids"  # a batch run's inbound email ids, comma-separated
-TAG_EMAIL_COUNT = "inbox-pipeline/email-count"  # how many emails a batch run takes
+TAG_TAKEN_IDS = "inbox-pipeline/taken-ids"  # the emails a take run registered and queued, comma-separated
+TAG_EMAIL_COUNT = "inbox-pipeline/email-count"  # how many emails a take run (or a watchdog resume) names
 TAG_INBOX_KEY = "inbox-pipeline/inbox-key"
 TAG_MESSAGE_ID = "inbox-pipeline/message-id"
 TAG_SUBJECT = "inbox-pipeline/subject"
@@ -37,8 +38,10 @@ WILL_RETRY_TAG = "dagster/will_retry"
 # --- jobs and the ops whose config names their work -------------------------------------------
 EMAIL_JOB = "process_email"
 EMAIL_OP = "parse_email"
-BATCH_JOB = "process_inbox_batch"
-BATCH_OP = "inbox_batch"
+BATCH_JOB = "process_inbox_batch"  # a worker run: works the queue of taken emails (services/work.py)
+BATCH_OP = "work_queue"
+TAKE_JOB = "take_inbox"  # takes a burst's emails from the inbox and queues them for the worker runs
+TAKE_OP = "take_inbox_emails"
 DIGEST_JOB = "compile_digests"
 DIGEST_OP = "compile_and_deliver_digests"
 
@@ -62,6 +65,23 @@ def in_process_job(name: str, description: str, run_seconds: int, *, sends_mail:
     such runs send at once."""
     tags = {**(SENDS_MAIL_TAG if sends_mail else {}), **max_runtime(run_seconds)}
     return dg.job(name=name, description=description, tags=tags, executor_def=dg.in_process_executor)
+
+
+DEFAULT_MAIL_RUNS = 4  # as deploy/production/dagster.yaml
+
+
+def mail_run_limit(instance: dg.DagsterInstance) -> int:
+    """How many runs may send mail at once: the instance's tag concurrency limit on ``SENDS_MAIL_TAG``
+    (dagster.yaml), or ``DEFAULT_MAIL_RUNS`` when it sets none (an instance without a run queue)."""
+    [(key, value)] = SENDS_MAIL_TAG.items()
+    try:
+        queue = instance.get_concurrency_config().run_queue_config
+    except Exception:  # noqa: BLE001 - an instance without concurrency settings
+        return DEFAULT_MAIL_RUNS
+    for rule in (queue.tag_concurrency_limits if queue else None) or []:
+        if rule.get("key") == key and rule.get("value") in (value, None) and int(rule.get("limit", 0)) > 0:
+            return int(rule["limit"])
+    return DEFAULT_MAIL_RUNS
 
 
 def log_materialization(context: Any, asset_key: dg.AssetKey, description: str, **metadata: Any) -> None:
@@ -95,11 +115,15 @@ class EmailConfig(dg.Config):
     storage_key: str = ""
 
 
-class BatchConfig(dg.Config):
-    """The pending inbox objects one batch run takes and processes (set by the inbox sensor), and
-    inbound emails registered before that it processes again (held emails the watchdog resumes)."""
+class TakeConfig(dg.Config):
+    """The pending inbox objects one take run registers, archives and queues (set by the inbox sensor)."""
 
     emails: list[InboxObjectConfig] = []
+
+
+class BatchConfig(dg.Config):
+    """A worker run: registered emails it claims before the queue's (held emails the watchdog resumes)."""
+
     registered: list[int] = []
 
 
@@ -119,10 +143,14 @@ def email_run_config(*, obj=None, email_id: int = 0) -> dg.RunConfig:
     return dg.RunConfig(ops={EMAIL_OP: EmailConfig(inbox=inbox, inbound_email_id=email_id)})
 
 
-def batch_run_config(objects: Iterable = (), registered: Iterable[int] = ()) -> dg.RunConfig:
-    """Run config of ``process_inbox_batch``: pending inbox objects to take, registered emails to resume."""
-    config = BatchConfig(emails=[InboxObjectConfig.of(o) for o in objects], registered=list(registered))
-    return dg.RunConfig(ops={BATCH_OP: config})
+def take_run_config(objects: Iterable) -> dg.RunConfig:
+    """Run config of ``take_inbox``: the pending inbox objects to take and queue."""
+    return dg.RunConfig(ops={TAKE_OP: TakeConfig(emails=[InboxObjectConfig.of(o) for o in objects])})
+
+
+def batch_run_config(registered: Iterable[int] = ()) -> dg.RunConfig:
+    """Run config of ``process_inbox_batch`` (a worker run): registered emails to claim first."""
+    return dg.RunConfig(ops={BATCH_OP: BatchConfig(registered=list(registered))})
 
 
 def digest_run_config(as_of: str) -> dg.RunConfig:
@@ -143,10 +171,10 @@ def _op_config(run: dg.DagsterRun | dg.RunRequest, op: str, model: type[dg.Confi
 
 
 def inbox_objects_of_run(run: dg.DagsterRun | dg.RunRequest) -> list[str]:
-    """The names of the pending inbox objects a run of either email job takes."""
-    if run.job_name == BATCH_JOB:
-        batch = _op_config(run, BATCH_OP, BatchConfig)
-        return [o.key for o in batch.emails if o.key] if batch else []
+    """The names of the pending inbox objects a run takes (``take_inbox``, ``process_email``)."""
+    if run.job_name == TAKE_JOB:
+        take = _op_config(run, TAKE_OP, TakeConfig)
+        return [o.key for o in take.emails if o.key] if take else []
     if run.job_name == EMAIL_JOB:
         email = _op_config(run, EMAIL_OP, EmailConfig)
         return [email.inbox.key] if email and email.inbox and email.inbox.key else []

@@ -64,8 +64,8 @@ def test_explain_status_and_the_run_list_tell_each_emails_story(monkeypatch, tmp
         inbox.put("a1-again.eml", mails.newsletter(1, alice))  # same Message-ID: a duplicate
         inbox.put("stray.eml", mails.newsletter(2, "nobody-zzzz@in.example"))
         inbox.put("crane.eml", with_missing_image(alice))
-        (batch,) = dep.drain()
-        assert batch.success
+        take, batch = dep.drain()  # a take run queued them, a worker run worked the queue
+        assert take.success and batch.success
         again = reexecute_as_the_ui_does(dep, batch.run_id)  # decides and sends nothing twice
         assert again.success
         inbox.put("stray-2.eml", mails.newsletter(3, "somebody-else@in.example"))  # alone: a per-email run
@@ -74,7 +74,7 @@ def test_explain_status_and_the_run_list_tell_each_emails_story(monkeypatch, tmp
         ids = {subject: i for i, _, _, subject in dep.rows()}
         rows = {i: (state, reason) for i, state, reason, _ in dep.rows()}
 
-        # The run list: a batch run counts what did not go to a Kindle; a per-email run says its outcome and why.
+        # The run list: a worker run lists what did not go to a Kindle; a per-email run says its outcome and why.
         (stray_id,) = [i for i, _, _, subject in dep.rows() if subject == mails.subject(2)]
         (duplicate_id,) = [i for i, state, _, _ in dep.rows() if state == "duplicate"]
         outcomes = f"duplicate: e{duplicate_id}; unroutable: e{stray_id}"
@@ -91,14 +91,15 @@ def test_explain_status_and_the_run_list_tell_each_emails_story(monkeypatch, tmp
         assert metadata["images_dropped"].value == 1
         assert "crane-photo@harbour" in metadata["images_dropped_reasons"].value
 
-        # explain by id: state, reason, the delivery, and the batch run with this email's steps.
+        # explain by id: state, reason, the delivery, the take run, and the worker run with what it reported.
         (delivered_id,) = [i for i, state, _, subject in dep.rows() if subject == mails.subject(1) and state == "delivered"]
         out = run_cli("explain", str(delivered_id))
         assert f"inbound email #{delivered_id}: {mails.subject(1)}" in out
         assert "state:       delivered" in out
         assert "to alice_k@kindle.example: sent, attempt 1" in out
         assert f"{batch.run_id} process_inbox_batch: SUCCESS" in out
-        assert f"step email.convert_and_deliver[e{delivered_id}]: success" in out
+        assert f"{take.run_id} take_inbox: SUCCESS" in out and "took it from the inbox and queued it" in out
+        assert f"    inbox_email: {mails.subject(1)}" in out and "    kindle_delivery: " in out
         assert f"{again.run_id} process_inbox_batch: SUCCESS" in out and f"re-execution of {batch.run_id}" in out
 
         # explain by Message-ID: the newsletter and its duplicate, each with its story.

@@ -66,3 +66,29 @@ def upgrade_worker(url: str, start: Any, results: Any, index: int, _: Any) -> No
         results.put((index, upgrade(url)))
     except Exception as exc:
         results.put((index, f"error: {type(exc).__name__}: {exc}"))
+
+
+def queue_claim_worker(url: str, start: Any, results: Any, index: int, worker: str) -> None:
+    """Claim from the work queue, one email a transaction, until none is due; report the ids claimed."""
+    from inbox_pipeline.db.engine import make_engine, session_factory
+    from inbox_pipeline.db.queue import claim_next
+
+    engine = make_engine(url)
+    try:
+        with engine.connect():
+            pass
+        factory = session_factory(engine)
+        start.wait(timeout=60)
+        claimed = []
+        while True:
+            with factory.begin() as session:
+                got = claim_next(session, worker, now=NOW)
+                time.sleep(0.005)  # the claim uncommitted a moment: the others pick the same candidates
+            if got is None:
+                break
+            claimed.append(got.email_id)
+        results.put((index, claimed))
+    except Exception as exc:
+        results.put((index, f"error: {type(exc).__name__}: {exc}"))
+    finally:
+        engine.dispose()

@@ -41,8 +41,16 @@ def requested_emails(request: dg.RunRequest) -> list[str]:
     return inbox_objects_of_run(request)
 
 
+def take_inbox_job() -> dg.JobDefinition:
+    """The take job as the code location builds it (for ``dg.reconstructable``)."""
+    from inbox_pipeline.definitions import build_definitions
+
+    return build_definitions().resolve_job_def("take_inbox")
+
+
 def job_for(job_name: str | None):
-    return dg.reconstructable(inbox_batch_job if job_name == "process_inbox_batch" else process_email_job)
+    jobs = {"process_inbox_batch": inbox_batch_job, "take_inbox": take_inbox_job}
+    return dg.reconstructable(jobs.get(job_name, process_email_job))
 
 
 def current_definitions() -> dg.Definitions:
@@ -187,6 +195,7 @@ def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **values: str) ->
         "INBOUND_DOMAIN": "in.example",
         "FETCH_IMAGES": "false",
         "RETRY_DELAY_SECONDS": "0",
+        "WORKER_IDLE_SECONDS": "0",  # the harness runs take runs before workers: an empty queue is the end
     }
     for key, value in {**defaults, **values}.items():
         monkeypatch.setenv(ENV_PREFIX + key, value)

@@ -1,4 +1,5 @@
-"""Bursts in batch runs: each email its own steps, one bad email does not stop the others, restart safety."""
+"""Bursts through the work queue: take runs queue them, worker runs claim them one at a time, fairly;
+one bad email does not stop the others."""
 
 from __future__ import annotations
 
@@ -34,12 +35,13 @@ def test_a_burst_runs_in_batches_each_email_once_and_a_broken_one_fails_alone(
         inbox.put("gone.eml", mails.newsletter(13, bob))
 
         requests = requests_of(dep.tick())
-        # 9 emails, at most 5 a run: two batch runs, every email in exactly one; nothing registered yet.
-        assert [r.job_name for r in requests] == ["process_inbox_batch"] * 2
+        # 9 emails, at most 5 a take run: two take runs, every email in exactly one, and one worker
+        # (one per ten emails due); nothing registered yet.
+        assert [r.job_name for r in requests] == ["take_inbox"] * 2 + ["process_inbox_batch"]
         objects = sorted(o for r in requests for o in requested_emails(r))
         assert objects == sorted(o.key for o in inbox.list_pending(20))
-        assert [r.tags["inbox-pipeline/email-count"] for r in requests] == ["5", "4"]
-        assert len({r.run_key for r in requests}) == 2 and dep.rows() == []
+        assert [r.tags["inbox-pipeline/email-count"] for r in requests[:2]] == ["5", "4"]
+        assert len({r.run_key for r in requests}) == 3 and dep.rows() == []
         (inbox.path / "gone.eml").unlink()  # taken by someone else before the run starts
         root = dep.pipeline().storage.path
         blocker = root / "work"  # a file where the durable work area's folder would go
@@ -48,10 +50,10 @@ def test_a_burst_runs_in_batches_each_email_once_and_a_broken_one_fails_alone(
         runs = [dep.run(r) for r in requests]
         assert requests_of(dep.tick()) == []
 
-        # Both runs end green: the email that is not an email fails nothing.
-        assert [r.success for r in runs] == [True, True]
+        # All runs end green: the email that is not an email fails nothing.
+        assert [r.success for r in runs] == [True, True, True]
         assert not [e for r in runs for e in r.all_events if e.event_type_value == "STEP_FAILURE"]
-        ids = sorted(i for r in runs for i in dep.emails_of(r))  # each run tagged the emails it registered
+        ids = sorted(i for r in runs for i in dep.emails_of(r))  # the worker tagged the emails it claimed
         assert ids == sorted(r[0] for r in dep.rows()) and len(ids) == 8
         (broken_id,) = [i for i, _, _, _ in dep.rows() if _storage_key(dep, i) == "broken.json"]
 
@@ -82,10 +84,12 @@ def test_a_burst_runs_in_batches_each_email_once_and_a_broken_one_fails_alone(
             r.run_id for r in records
             if getattr(r.asset_materialization.metadata.get("message_id"), "value", None) == mails.message_id(12)
         }
-        assert any(q.run_key == dep.instance.get_run_by_id(bob_run).tags["dagster/run_key"] for q in requests)
-        steps = {e.step_key for e in dep.instance.all_logs(bob_run) if e.step_key}
+        assert dep.instance.get_run_by_id(bob_run).tags["dagster/run_key"] == requests[2].run_key  # the worker
         email_12 = next(i for i, _, _, subject in dep.rows() if subject == mails.subject(12))
-        assert f"email.convert_and_deliver[e{email_12}]" in steps
+        (record,) = [
+            r for r in records if getattr(r.asset_materialization.metadata.get("message_id"), "value", None) == mails.message_id(12)
+        ]
+        assert record.asset_materialization.metadata["inbound_email_id"].value == email_12
         deliveries = dep.instance.fetch_materializations(dg.AssetKey("kindle_delivery"), limit=50).records
         assert len(deliveries) == 5
         # A batch's stages hand over in memory: the per-email job's work area (work/newsletter-<id>/)
@@ -116,9 +120,9 @@ def _storage_key(dep, email_id: int) -> str:
 def test_an_email_that_cannot_be_registered_fails_its_run_alone_and_is_not_requested_again_at_once(
     monkeypatch, tmp_path
 ) -> None:
-    """A poison object the database refuses (a trigger stands in for the fault): the run fails (the
-    operator is alerted), the other emails of the batch are delivered, the object stays in the
-    inbox, and the next ticks leave it alone instead of retrying it every tick."""
+    """A poison object the database refuses (a trigger stands in for the fault): its take run fails (the
+    operator is alerted), the other emails are delivered, the object stays in the inbox, and the next
+    ticks leave it alone instead of retrying it every tick."""
     from sqlalchemy import text
 
     with deployment(monkeypatch, tmp_path) as dep:
@@ -132,12 +136,13 @@ def test_an_email_that_cannot_be_registered_fails_its_run_alone_and_is_not_reque
                 "BEGIN SELECT RAISE(ABORT, 'the disk refuses this one'); END"
             ))
 
-        (request,) = requests_of(dep.tick())
-        result = dep.run(request)
+        take, work = requests_of(dep.tick())
+        result = dep.run(take)
+        assert dep.run(work).success
 
         assert not result.success
         failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        assert [e.step_key for e in failures] == ["inbox_not_taken"]
+        assert [e.step_key for e in failures] == ["take_inbox_emails"]
         assert "1 email(s) could not be taken from the inbox: 'stuck.eml'" in failures[0].event_specific_data.error_display_string
         assert sorted((_storage_key(dep, i), state) for i, state, _, _ in dep.rows()) == [
             ("a.eml", "delivered"), ("b.eml", "delivered")
@@ -147,9 +152,9 @@ def test_an_email_that_cannot_be_registered_fails_its_run_alone_and_is_not_reque
         assert requests_of(skipped) == [] and "1 pending in runs already" in skipped.skip_reason.skip_message
 
 
-def test_a_batch_sends_in_turns_by_recipient(monkeypatch, tmp_path, database_url, smtp_sink) -> None:
-    """Alice's five emails and then Bob's one land in one burst: Bob's book is the second the SMTP
-    server gets, not the sixth (a batch's steps go in turns by recipient)."""
+def test_a_burst_is_sent_in_turns_by_recipient(monkeypatch, tmp_path, database_url, smtp_sink) -> None:
+    """Alice's five emails and then Bob's one land in one burst: Bob's book is among the first two the
+    SMTP server gets, not the sixth (the worker claims the recipient served least recently first)."""
     with deployment(monkeypatch, tmp_path, DATABASE_URL=database_url, MAILER=smtp_sink.url) as dep:
         alice = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
         bob = add_reader(dep, "bob@example.org", kindle="bob_k@kindle.example")
@@ -157,8 +162,9 @@ def test_a_batch_sends_in_turns_by_recipient(monkeypatch, tmp_path, database_url
         for n in range(1, 6):
             inbox.put(f"a{n}.eml", mails.newsletter(n, alice))
         inbox.put("b.eml", mails.newsletter(11, bob))
-        (request,) = requests_of(dep.tick())
-        assert request.job_name == "process_inbox_batch"
-        assert dep.run(request).success
+        requests = requests_of(dep.tick())
+        assert [r.job_name for r in requests] == ["take_inbox", "process_inbox_batch"]
+        assert all(dep.run(r).success for r in requests)
         order = [m["to"][0] for m in smtp_sink.messages]
-        assert order == ["alice_k@kindle.example", "bob_k@kindle.example"] + ["alice_k@kindle.example"] * 4
+        assert sorted(order[:2]) == ["alice_k@kindle.example", "bob_k@kindle.example"]
+        assert order[2:] == ["alice_k@kindle.example"] * 4

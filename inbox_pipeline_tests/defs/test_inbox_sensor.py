@@ -33,16 +33,17 @@ def test_a_tick_takes_at_most_the_cap_and_the_rest_wait_for_the_next(monkeypatch
             sizes.append(sum(len(requested_emails(r)) for r in requests))
             keys += [r.run_key for r in requests]
             for r in requests:
-                # A lone email gets a per-email run, two found together one batch run.
-                if r.job_name == "process_inbox_batch":
+                # A lone email (nothing queued) gets a per-email run; two found together a take run
+                # that queues them, and a worker run that works the queue.
+                if r.job_name == "take_inbox":
                     assert r.tags["inbox-pipeline/email-count"] == str(len(requested_emails(r)))
-                else:
+                elif r.job_name == "process_email":
                     assert r.tags["inbox-pipeline/inbox-key"] == "m4.eml"
                 result = dep.run(r)
                 assert result.success
-                ids += dep.emails_of(result)  # the run registered them and tagged itself
+                ids += dep.emails_of(result)  # a worker or per-email run tagged the emails it worked on
         assert sizes == [2, 2, 1, 0]
-        assert len(set(keys)) == 3 and sorted(ids) == sorted(r[0] for r in dep.rows())
+        assert len(set(keys)) == 5 and sorted(ids) == sorted(r[0] for r in dep.rows())
         assert sorted(r[1] for r in dep.rows()) == ["delivered"] * 5
         skipped = dep.tick()
         assert isinstance(skipped, dg.SensorResult) and "no new email" in (skipped.skip_reason.skip_message or "")
@@ -55,14 +56,17 @@ def test_emails_whose_run_waits_in_the_queue_are_not_requested_again(monkeypatch
         inbox = dep.pipeline().inbox
         for n in range(3):
             inbox.put(f"q{n}.eml", mails.newsletter(n, address))
-        (first,) = requests_of(dep.tick())
-        again = requests_of(dep.tick())  # the daemon died before creating the run: the same request
-        assert [(r.run_key, r.run_config) for r in again] == [(first.run_key, first.run_config)]
-        dep.queue(first)
+        first = requests_of(dep.tick())
+        assert [r.job_name for r in first] == ["take_inbox", "process_inbox_batch"]
+        again = requests_of(dep.tick())  # the daemon died before creating the runs: the same requests
+        assert [(r.run_key, r.run_config) for r in again] == [(r.run_key, r.run_config) for r in first]
+        for r in first:
+            dep.queue(r)
         assert requests_of(dep.tick()) == []
         inbox.put("late.eml", mails.newsletter(9, address))
+        # A worker is on its way: the late one joins the queue (a take run), no second worker.
         (late,) = requests_of(dep.tick())
-        assert requested_emails(late) == ["late.eml"]
+        assert late.job_name == "take_inbox" and requested_emails(late) == ["late.eml"]
         assert dep.rows() == []  # only runs register
 
 
@@ -266,15 +270,15 @@ def test_previewing_a_tick_in_the_ui_changes_no_row_object_or_run(monkeypatch, t
                 assert preview["__typename"] == "DryRunInstigationTick", preview
                 evaluation = preview["evaluationResult"]
                 assert evaluation["error"] is None, evaluation["error"]
-                assert [r["jobName"] for r in evaluation["runRequests"]] == ["process_inbox_batch"]
+                assert [r["jobName"] for r in evaluation["runRequests"]] == ["take_inbox", "process_inbox_batch"]
 
         assert dep.rows() == []
         assert [o.key for o in inbox_seam.list_pending(10)] == pending
         assert dep.instance.get_runs() == []
 
-        (real,) = requests_of(dep.tick())
-        assert real.run_key == evaluation["runRequests"][0]["runKey"]
-        assert dep.run(real).success
+        real = requests_of(dep.tick())
+        assert [r.run_key for r in real] == [r["runKey"] for r in evaluation["runRequests"]]
+        assert all(dep.run(r).success for r in real)
         assert sorted(r[1] for r in dep.rows()) == ["delivered"] * 2
         assert inbox_seam.list_pending(10) == []
 
@@ -289,9 +293,9 @@ def test_poison_names_go_through_the_sensor_and_their_run_under_plain_names(monk
             with open(bytes(inbox.path) + b"/" + name, "wb") as fh:
                 fh.write(mails.newsletter(n, address))
 
-        (request,) = requests_of(dep.tick())
-        assert all(value.isprintable() for value in [request.run_key, *request.tags.values()])
-        assert dep.run(request).success
+        requests = requests_of(dep.tick())
+        assert all(value.isprintable() for r in requests for value in [r.run_key, *r.tags.values()])
+        assert all(dep.run(r).success for r in requests)
 
         assert [r[1] for r in dep.rows()] == ["delivered", "delivered"]
         assert inbox.list_pending(10) == [] and requests_of(dep.tick()) == []

@@ -342,9 +342,9 @@ def test_the_emails_of_a_run_come_from_its_tags_or_its_config() -> None:
     assert email_ids_of_run(run({TAG_EMAIL_ID: "7"})) == [7]
     assert email_ids_of_run(run({"inbox-pipeline/email-ids": "3, 4,4"})) == [3, 4]
     assert email_ids_of_run(run(config={"ops": {"parse_email": {"config": {"inbound_email_id": 9, "storage_key": "k"}}}})) == [9]
-    batch = {"ops": {"inbox_batch": {"config": {"emails": [{"key": "a"}, {"key": "b"}]}}}}
-    assert email_ids_of_run(run(config=batch)) == []  # pending objects: their ids are tagged once registered
+    take = {"ops": {"take_inbox_emails": {"config": {"emails": [{"key": "a"}, {"key": "b"}]}}}}
+    assert email_ids_of_run(run(config=take)) == []  # pending objects: a take run queues them, works on none
     assert email_ids_of_run(run(config={"ops": {"compile_and_deliver_digests": {"config": {"as_of": ""}}}})) == []
-    resumed = {"ops": {"inbox_batch": {"config": {"emails": [], "registered": [21, 22]}}}}
+    resumed = {"ops": {"work_queue": {"config": {"registered": [21, 22]}}}}
     assert email_ids_of_run(run(config=resumed)) == [21, 22]
     assert email_ids_of_run(run(config={"ops": {"parse_email": {"config": {"inbound_email_id": 0}}}})) == []

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from inbox_pipeline.defs.common import PARENT_RUN_TAG, WILL_RETRY_TAG, email_ids_of_run
+from inbox_pipeline.defs.common import BATCH_JOB, MAX_RETRIES, PARENT_RUN_TAG, WILL_RETRY_TAG, email_ids_of_run
 from inbox_pipeline.defs.resources import PipelineResource
 
 RUN_FAILURE_SENSOR = "email_run_failure_sensor"
@@ -86,7 +86,17 @@ def tell_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline, 
     from inbox_pipeline.services.alerts import operator_alert, record_failed_run
 
     reason = failure_reason(instance, run.run_id)
-    emails = record_failed_run(pipeline, email_ids_of_run(run), f"run {run.run_id} failed: {reason}")
+    email_ids = email_ids_of_run(run)
+    if run.job_name == BATCH_JOB:
+        # A worker run's claims still held go back in the queue for another worker (an email out of
+        # attempts is failed instead); the emails it finished keep their state, failed ones are told.
+        from inbox_pipeline.services.work import release_claims
+
+        released = release_claims(pipeline, run.root_run_id or run.run_id, max_attempts=MAX_RETRIES + 1)
+        email_ids = [i for i in email_ids if i not in released.queued]
+        if released.queued:
+            log.info(f"{len(released.queued)} email(s) the run had claimed are back in the queue")
+    emails = record_failed_run(pipeline, email_ids, f"run {run.run_id} failed: {reason}")
     for e in emails:
         recorded = "recorded now" if e.marked else "already recorded"
         log.info(f"email #{e.email_id} {e.state} ({recorded}); user notice: {e.told}")

@@ -27,24 +27,23 @@ failure (by hand or by the instance's run retries) in a new process.
 
 import dagster as dg
 
-from inbox_pipeline.defs.common import BATCH_JOB, EMAIL_JOB, in_process_job, network_retry
+from inbox_pipeline.defs.common import BATCH_JOB, EMAIL_JOB, TAKE_JOB, in_process_job, network_retry
 from inbox_pipeline.defs.email.ops import (
     build_epub,
+    build_work_queue_op,
     check_epub,
     clean_html,
-    convert_and_deliver,
     deliver_to_kindle,
     embed_images,
     forward_confirmation,
-    inbox_batch,
-    inbox_not_taken,
     parse_email,
     read_kindle_notice,
     record_newsletter,
     route_email,
     store_epub,
+    take_inbox_emails,
 )
-from inbox_pipeline.defs.run_limits import BATCH_RUN_SECONDS, EMAIL_RUN_SECONDS
+from inbox_pipeline.defs.run_limits import BATCH_RUN_SECONDS, EMAIL_RUN_SECONDS, TAKE_RUN_SECONDS
 
 
 def _after_parse(parsed, retry: dg.RetryPolicy) -> None:
@@ -81,34 +80,40 @@ def build_process_email_job(retry_delay_seconds: float = 60) -> dg.JobDefinition
     return process_email
 
 
-def build_process_inbox_batch_job(retry_delay_seconds: float = 60) -> dg.JobDefinition:
-    retry = network_retry(retry_delay_seconds)
-
-    @dg.graph(
-        name="email",
-        description="One email's step inside a batch run: parse, route, record, clean, images, EPUB, blocking "
-        "check and deliver.",
-    )
-    def email(email_id: int) -> None:
-        convert_and_deliver.with_retry_policy(retry)(email_id)
-
+def build_process_inbox_batch_job(retry_delay_seconds: float = 60, idle_seconds: float = 10) -> dg.JobDefinition:
     @in_process_job(
         BATCH_JOB,
         (
-            "A burst of inbound emails in one run: the first op takes them from the inbox (registers and archives "
-            "each; the sensor's run config names them) and each email goes through the same steps as process_email on its own (step keys end in [e<email id>]; "
-            "each email's step retries alone; one email failing does not stop the others, though the run then ends "
-            "failed). Find an email: its `inbox_email` materialization (Message-ID, subject, sender, id) links "
-            "to its run; the run's tags give the first and last email id and the count."
+            "A worker run: claims queued emails (taken from the inbox by take_inbox runs) one at a time, the "
+            "recipient served least recently first, and takes each through the same stages as process_email, "
+            "sending one while it converts the next; ends when the queue has been empty for a few seconds. A "
+            "failure worth retrying puts the email back in the queue with back-off; one email failing does not stop "
+            "the others, though the run then ends failed. Find an email: its `inbox_email` materialization "
+            "(Message-ID, subject, sender, id) links to its run; the run's email-ids tag lists what it claimed."
         ),
         BATCH_RUN_SECONDS,
     )
     def process_inbox_batch() -> None:
-        emails, not_taken = inbox_batch.with_retry_policy(retry)()
-        emails.map(email)
-        inbox_not_taken(not_taken)
+        build_work_queue_op(retry_delay_seconds, idle_seconds).with_retry_policy(network_retry(retry_delay_seconds))()
 
     return process_inbox_batch
 
 
-__all__ = ["build_process_email_job", "build_process_inbox_batch_job"]
+def build_take_inbox_job(retry_delay_seconds: float = 60) -> dg.JobDefinition:
+    @in_process_job(
+        TAKE_JOB,
+        (
+            "Takes a burst of emails from the inbox (the inbox sensor's run config names them): registers each "
+            "once, moves it to the archive and queues it for the worker runs (process_inbox_batch). It sends no "
+            "mail, so it is not held back by the limit on runs that do: a burst is queued as it arrives."
+        ),
+        TAKE_RUN_SECONDS,
+        sends_mail=False,
+    )
+    def take_inbox() -> None:
+        take_inbox_emails.with_retry_policy(network_retry(retry_delay_seconds))()
+
+    return take_inbox
+
+
+__all__ = ["build_process_email_job", "build_process_inbox_batch_job", "build_take_inbox_job"]

@@ -1,12 +1,13 @@
 """The ops of both email jobs: each calls pipeline steps and reports what it did.
 
 ``process_email`` has one op per stage (parse_email .. deliver_to_kindle);
-``process_inbox_batch`` maps one op over its emails (convert_and_deliver: parse
-.. blocking check .. deliver) built from the same stage functions (``_parse``
-.. ``_deliver``). In a batch run, run tags stay the batch's (its emails' ids
-and count) and routine log lines are left out: each is an event-log write, and
-the email's materializations (Message-ID, subject, sender, user, outcome) and
-database row say the same.
+``take_inbox`` takes a burst's emails from the inbox and queues them;
+``process_inbox_batch`` is a worker: its one op (work_queue) claims queued
+emails one at a time and takes each through the same stage functions
+(``_parse`` .. ``_deliver``). In a worker run, run tags stay the run's (its
+emails' ids, the outcomes that need a look) and routine log lines are left out:
+each is an event-log write, and the email's materializations (Message-ID,
+subject, sender, user, outcome) and database row say the same.
 
 Ops hold no business logic: they call ``inbox_pipeline.services``, turn its
 errors into Dagster's (permanent -> ``dg.Failure(allow_retries=False)``,
@@ -16,6 +17,7 @@ the EPUB check and run tags so the UI can find every email.
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import dagster as dg
@@ -31,10 +33,14 @@ from inbox_pipeline.defs.common import (
     TAG_REASON,
     TAG_SENDER,
     TAG_SUBJECT,
+    TAG_TAKEN_IDS,
     TAG_USER,
+    BATCH_OP,
+    TAKE_OP,
     BatchConfig,
     EmailConfig,
     InboxObjectConfig,
+    TakeConfig,
     log_materialization,
 )
 from inbox_pipeline.defs.email.assets import (
@@ -54,8 +60,23 @@ DELIVERED_OUTCOMES = ON_THE_WAY + ("sent", "link_sent", "delivered", "already_se
 
 
 def mapping_key(email_id: int) -> str:
-    """The email's mapping key in a batch run: its steps are ``email.<op>[e<id>]``."""
+    """How a worker run names an email in its outcomes tag and log lines: ``e<id>``."""
     return f"e{email_id}"
+
+
+def _in_worker(context: dg.OpExecutionContext) -> bool:
+    """The op is a worker run's (many emails), not one of a per-email run's steps."""
+    return context.op_def.name == BATCH_OP
+
+
+# A worker run retries an email by putting it back in the queue, not by retrying its op: the
+# email's attempt (0 for the first) stands in for the op's retry number while it is worked on.
+_RETRY_NUMBER: ContextVar[int | None] = ContextVar("retry_number", default=None)
+
+
+def _retry_number(context: dg.OpExecutionContext) -> int:
+    number = _RETRY_NUMBER.get()
+    return context.retry_number if number is None else number
 
 
 def take_from_inbox(context: dg.OpExecutionContext, p, objects: list[InboxObjectConfig]):
@@ -85,17 +106,19 @@ def take_from_inbox(context: dg.OpExecutionContext, p, objects: list[InboxObject
 
 
 def tag_run(context: dg.OpExecutionContext, tags: dict[str, str]) -> None:
-    """Run tags describe the one email of a per-email run; a batch run's emails are told apart by
-    their step keys and materializations instead (one run's tags cannot hold 100 Message-IDs)."""
-    if context.get_mapping_key() is None:
+    """Run tags describe the one email of a per-email run; a worker run's emails are told apart by
+    their materializations instead (one run's tags cannot hold 100 Message-IDs)."""
+    if not _in_worker(context):
         context.instance.add_run_tags(context.run_id, tags)
 
 
-def tag_outcome(context: dg.OpExecutionContext, outcome: str, reason: str = "", user: str | None = None) -> None:
+def tag_outcome(
+    context: dg.OpExecutionContext, email_id: int, outcome: str, reason: str = "", user: str | None = None
+) -> None:
     """Make an email's outcome visible in the run list: a per-email run gets the outcome (and, when
-    nothing reached the Kindle, the reason) as tags; a batch run lists its emails with other outcomes
+    nothing reached the Kindle, the reason) as tags; a worker run lists its emails with other outcomes
     in one tag (``duplicate: e3; unroutable: e4 e9``), written only when there is something to list."""
-    if context.get_mapping_key() is None:
+    if not _in_worker(context):
         tags = {TAG_OUTCOME: outcome}
         if reason and outcome not in DELIVERED_OUTCOMES:
             tags[TAG_REASON] = _tag(reason, 300)
@@ -116,7 +139,7 @@ def tag_outcome(context: dg.OpExecutionContext, outcome: str, reason: str = "", 
         name, _, keys = part.partition(":")
         if name.strip():
             emails[name.strip()] = set(keys.split())
-    emails.setdefault(outcome, set()).add(context.get_mapping_key())
+    emails.setdefault(outcome, set()).add(mapping_key(email_id))
     value = "; ".join(f"{name}: {' '.join(sorted(keys, key=_by_id))}" for name, keys in sorted(emails.items()))
     context.instance.add_run_tags(context.run_id, {TAG_OUTCOMES: value})
 
@@ -155,8 +178,9 @@ def step(
     except dg.Failure:
         raise
     except Exception as exc:
-        attempt = context.retry_number + 1
-        last = context.retry_number >= MAX_RETRIES
+        retry_number = _retry_number(context)
+        attempt = retry_number + 1
+        last = retry_number >= MAX_RETRIES
         cause = outage_cause(exc)
         if cause is not None and (last or cause in IMMEDIATE):
             detail = f"{context.op.name}: {type(exc).__name__}: {exc}"
@@ -172,9 +196,9 @@ def step(
 
 
 def _note(context: dg.OpExecutionContext, message: str, *, routine: bool) -> None:
-    """Log ``message``, except a routine one in a batch run: every log line is an event-log write,
+    """Log ``message``, except a routine one in a worker run: every log line is an event-log write,
     and the email's materializations and row already say it."""
-    if not (routine and context.get_mapping_key() is not None):
+    if not (routine and _in_worker(context)):
         context.log.info(message)
 
 
@@ -226,7 +250,7 @@ def _route(context: dg.OpExecutionContext, p, parsed):
 
     with step(context, p, parsed.email_id):
         routed = route_parsed(p, parsed)
-    tag_outcome(context, routed.state, routed.reason, routed.user_email)
+    tag_outcome(context, parsed.email_id, routed.state, routed.reason, routed.user_email)
     _note(context, f"{routed.state}: {routed.reason}", routine=routed.state == "routed")
     return routed
 
@@ -236,7 +260,7 @@ def _forward(context: dg.OpExecutionContext, p, parsed, routed):
 
     with step(context, p, parsed.email_id):
         outcome = forward_to_user(p, parsed, routed)
-    tag_outcome(context, "confirmation_forwarded", outcome.reason)
+    tag_outcome(context, parsed.email_id, "confirmation_forwarded", outcome.reason)
     context.log.info(outcome.reason)
     return outcome
 
@@ -271,7 +295,7 @@ def _record(context: dg.OpExecutionContext, p, parsed, routed):
         ref, reason = record(p, parsed, routed)
     metadata = {**_about(parsed), "user": routed.user_email or ""}
     if ref is None:
-        tag_outcome(context, "over_quota", reason)
+        tag_outcome(context, parsed.email_id, "over_quota", reason)
         context.log.info(reason)
         log_materialization(context, NEWSLETTER, reason, **metadata, status="over_quota")
         return None
@@ -350,7 +374,9 @@ def _check(context: dg.OpExecutionContext, p, epub, work=None) -> tuple[dg.Asset
     return evaluation, outcome.passed
 
 
-def _deliver(context: dg.OpExecutionContext, p, epub):
+def _deliver(context: dg.OpExecutionContext, p, epub, sent: Callable[[], Any] | None = None):
+    """Deliver ``epub`` and report it; ``sent``: the outcome of a delivery already under way (a worker
+    run's sending thread), whose errors are handled here as the delivery's own."""
     from inbox_pipeline.services.deliver import DeliveryUnconfirmed, deliver_epub, give_up
     from inbox_pipeline.services.process import fail_email
 
@@ -359,11 +385,11 @@ def _deliver(context: dg.OpExecutionContext, p, epub):
 
     with step(context, p, epub.email_id, epub.newsletter_id, give_up=record_failure):
         try:
-            outcome = deliver_epub(p, epub)
+            outcome = sent() if sent is not None else deliver_epub(p, epub)
         except DeliveryUnconfirmed as exc:  # it may have arrived: record it, do not tell the user it failed
             fail_email(p, epub.email_id, str(exc), newsletter_id=epub.newsletter_id)
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    tag_outcome(context, outcome.status, outcome.reason)
+    tag_outcome(context, epub.email_id, outcome.status, outcome.reason)
     _note(context, outcome.reason, routine=outcome.status in ("sent", "link_sent"))  # + the materialization
     if outcome.status not in ("sent", "link_sent"):
         return outcome  # held for the digest, kept for lack of a Kindle, or sent by an earlier run
@@ -503,93 +529,156 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
         return None
 
 
-# --- the batch job's ops: one step per email ---------------------------------------------
-# A Dagster step costs about six event-log writes of its own (start, input, loaded input,
-# output, handled output, success), each a PostgreSQL round trip from the run worker: in a
-# burst that, not the conversion, limits throughput and grows the instance. So a batch gives each
-# email one step, start to finish. Every stage's service call is idempotent (decisions are stored
-# and found again; the delivery ledger sends once), so a retried step redoes its stages quickly
-# and decides nothing twice.
+# --- the take job and the worker runs --------------------------------------------------
+# A Dagster step costs about six event-log writes of its own (start, input, loaded input, output,
+# handled output, success): in a burst that, not the conversion, limited throughput and grew the
+# instance. So a worker run has one step, and each email in it costs only its materializations.
+# Every stage's service call is idempotent (decisions are stored and found again; the delivery
+# ledger sends once), so an email retried by the queue redoes its stages quickly and decides
+# nothing twice.
 
 
 @dg.op(
-    description="Take the batch's emails from the inbox (named in the run config): register each once and move "
-    "it to the archive; one mapped output per email, so each goes through its own steps, in turns by envelope "
-    "recipient (one user's many emails do not all go before another user's one).",
-    out={
-        "emails": dg.DynamicOut(int, description="An inbound email id; the mapping key is e<id>."),
-        "not_taken": dg.Out(list, is_required=False, description="Objects that could not be taken, with why."),
-    },
+    name=TAKE_OP,
+    description="Take a burst's emails from the inbox (named in the run config): register each once, move it to "
+    "the archive and queue it for the worker runs (process_inbox_batch), which claim them one at a time, in turns "
+    "by envelope recipient. Fails (the operator is alerted) when some could not be taken; they stay in the "
+    "inbox, and the sensor requests them again a day later.",
+    out={},
 )
-def inbox_batch(context: dg.OpExecutionContext, config: BatchConfig, pipeline: PipelineResource):
-    from inbox_pipeline.core.pace import round_robin
+def take_inbox_emails(context: dg.OpExecutionContext, config: TakeConfig, pipeline: PipelineResource):
+    from inbox_pipeline.services.work import queue_taken
 
-    tick = take_from_inbox(context, pipeline.pipeline(), config.emails)
-    ids = sorted({r.email_id for r in tick.registered} | set(config.registered))
+    p = pipeline.pipeline()
+    tick = take_from_inbox(context, p, config.emails)
+    ids = sorted({r.email_id for r in tick.registered})
     if ids:
-        context.instance.add_run_tags(context.run_id, {TAG_EMAIL_IDS: ",".join(map(str, ids))})
-    # Steps run in the order of these outputs: one email per recipient in turn, so one user's
-    # hundred emails in a batch do not go before another user's one.
-    recipient = {r.email_id: r.recipient for r in tick.registered}
-    for email_id in round_robin(ids, lambda i: recipient.get(i, "")):
-        yield dg.DynamicOutput(email_id, output_name="emails", mapping_key=mapping_key(email_id))
+        context.instance.add_run_tags(context.run_id, {TAG_TAKEN_IDS: ",".join(map(str, ids))})
+    queued = queue_taken(p, tick.registered)
+    context.log.info(f"{len(ids)} email(s) taken from the inbox; {queued} queued for the worker runs")
     if tick.errors:
-        yield dg.Output(tick.errors, output_name="not_taken")
+        for error in tick.errors:
+            context.log.error(f"could not take this email from the inbox (it stays there): {error}")
+        raise dg.Failure(
+            description=f"{len(tick.errors)} email(s) could not be taken from the inbox: "
+            f"{'; '.join(tick.errors)[:1000]}",
+            allow_retries=False,
+        )
 
 
-@dg.op(
-    description="Fails the run (so the operator is alerted) when some of the batch's emails could not be taken "
-    "from the inbox; they stay there, and the sensor requests them again a day later.",
-    out={},
-)
-def inbox_not_taken(context: dg.OpExecutionContext, not_taken: list):
-    for error in not_taken:
-        context.log.error(f"could not take this email from the inbox (it stays there): {error}")
-    raise dg.Failure(
-        description=f"{len(not_taken)} email(s) could not be taken from the inbox: {'; '.join(not_taken)[:1000]}",
-        allow_retries=False,
+def build_work_queue_op(retry_delay_seconds: float, idle_seconds: float) -> dg.OpDefinition:
+    """The worker run's op; an email that fails for a reason worth retrying goes back in the queue for
+    ``retry_delay_seconds``, doubled each attempt (as the per-email job's RetryPolicy); the run ends once
+    nothing has been due for ``idle_seconds``."""
+
+    @dg.op(
+        name=BATCH_OP,
+        description="A worker: claims queued emails one at a time (the recipient served least recently first, so "
+        "one user's hundreds do not go before another's one) and takes each start to finish: parse and classify, "
+        "route (unknown address, duplicate, quarantined, confirmation -> forwarded to the user's own email, over "
+        "quota), record the newsletter, clean the HTML, embed images, build, store and check the EPUB (blocking), "
+        "then send it to the user's Kindle exactly once through the delivery ledger, under the shared send rate, "
+        "while it converts the next. Reports each email's inbox_email, newsletter, cleaned_html, epub and "
+        "kindle_delivery materializations. A failure worth retrying puts the email back in the queue with back-off; "
+        "one failing does not stop the others (the run then ends failed). Ends when nothing has been due for a few "
+        "seconds.",
+        out={},
     )
+    def work_queue(context: dg.OpExecutionContext, config: BatchConfig, pipeline: PipelineResource):
+        yield from _work_queue(context, pipeline.pipeline(), config.registered, retry_delay_seconds, idle_seconds)
+
+    return work_queue
 
 
-@dg.op(
-    description="One email of a batch, start to finish, in one step: parse and classify, route (unknown address, "
-    "duplicate, quarantined, confirmation -> forwarded to the user's own email, over quota), record the newsletter, "
-    "clean the HTML, embed images, build and store the EPUB and check it (blocking: an EPUB that fails is recorded "
-    "as failed and not delivered), then send it to the user's Kindle exactly once through the delivery ledger (as "
-    "deliver_to_kindle), waiting for its slot under the shared send rate. Reports the inbox_email, newsletter, "
-    "cleaned_html, epub and kindle_delivery materializations; a retry redoes the stages quickly (each finds its "
-    "decision stored) and never sends twice.",
-    out={},
-)
-def convert_and_deliver(context: dg.OpExecutionContext, email_id: int, pipeline: PipelineResource):
+def _work_queue(context: dg.OpExecutionContext, p, named: list[int], retry_delay_seconds: float, idle_seconds: float):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inbox_pipeline.services.deliver import deliver_epub
+    from inbox_pipeline.services.work import Worker
+
+    worker = Worker(p, context.run.root_run_id or context.run_id, idle_seconds=idle_seconds)
+    failed: list[str] = []
+    sending = None  # (claim, epub, future): the email whose delivery is under way
+    # One sending thread: an email waits for its slot under the shared send rate and is sent while
+    # the next is converted, so the run keeps the rate without converting any faster.
+    with ThreadPoolExecutor(1, thread_name_prefix="send") as sender:
+        for claim in worker.claims(named):
+            context.instance.add_run_tags(context.run_id, {TAG_EMAIL_IDS: ",".join(map(str, worker.claimed))})
+            epub = yield from _attempt(context, worker, claim, failed, retry_delay_seconds, _prepare(context, p, claim))
+            if sending is not None:
+                yield from _attempt(context, worker, sending[0], failed, retry_delay_seconds, _sent(context, p, *sending[1:]))
+                sending = None
+            if epub is not None:
+                sending = (claim, epub, sender.submit(deliver_epub, p, epub))
+        if sending is not None:
+            yield from _attempt(context, worker, sending[0], failed, retry_delay_seconds, _sent(context, p, *sending[1:]))
+    context.log.info(f"worked on {len(worker.claimed)} email(s) from the queue; {len(failed)} failed")
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} email(s) failed: {'; '.join(failed)[:1000]}",
+            allow_retries=False,
+        )
+
+
+def _attempt(context: dg.OpExecutionContext, worker, claim, failed: list[str], delay: float, stage):
+    """Run one ``stage`` (a generator) of the claimed email; returns its value, or None when the email is
+    done with (stopped, held, failed) or back in the queue for a retry. What the worker does next with
+    it: done (out of the queue) unless the stage handed an EPUB on, back in the queue on a failure
+    worth retrying, failed after the last attempt."""
+    from inbox_pipeline.services.work import backoff_seconds
+
+    token = _RETRY_NUMBER.set(claim.attempt - 1)
     try:
-        yield from _convert_and_deliver(context, pipeline.pipeline(), email_id)
+        value = yield from stage
     except EmailHeld:
-        return  # waits for an outage of ours to clear; the watchdog resumes it
+        value = None  # state waiting: the watchdog resumes it when the cause clears
+    except dg.Failure as exc:  # recorded by ``step``
+        failed.append(f"{mapping_key(claim.email_id)}: {exc.description}")
+        value = None
+    except Exception as exc:  # noqa: BLE001 - one email's failure never stops the others
+        if claim.attempt > MAX_RETRIES:  # ``step`` recorded it on this last attempt
+            failed.append(f"{mapping_key(claim.email_id)}: {type(exc).__name__}: {exc}")
+        else:
+            worker.retry_later(claim.email_id, backoff_seconds(claim.attempt, delay))
+            return None
+        value = None
+    finally:
+        _RETRY_NUMBER.reset(token)
+    if value is None:
+        worker.done(claim.email_id)
+    return value
 
 
-def _convert_and_deliver(context: dg.OpExecutionContext, p, email_id: int):
+def _prepare(context: dg.OpExecutionContext, p, claim):
+    """One email up to its checked EPUB: the EPUB to deliver, or None when it goes no further."""
+    email_id = claim.email_id
     parsed = _parse(context, p, email_id)
     if parsed is None:
-        return
+        return None
     routed = _route(context, p, parsed)
     if routed.path == "forward":
         _forward(context, p, parsed, routed)
-        return
+        return None
     if routed.path == "notice":
         yield from _notice(context, p, routed)
-        return
+        return None
     if routed.path != "newsletter":
-        return
+        return None
     newsletter = _record(context, p, parsed, routed)
     if newsletter is None:
-        return
+        return None
     from inbox_pipeline.services.process import WorkArea
 
-    work = WorkArea.in_memory()  # the stages hand over in memory: a retry of this step redoes them all
+    work = WorkArea.in_memory()  # the stages hand over in memory: a retry redoes them all
     cleaned = _clean(context, p, newsletter, work)
     epub = _store(context, p, _build(context, p, _embed(context, p, cleaned, work), work), work)
     evaluation, passed = _check(context, p, epub, work)
     yield evaluation
-    if passed:
-        _deliver(context, p, epub)
+    return epub if passed else None
+
+
+def _sent(context: dg.OpExecutionContext, p, epub, future):
+    """Report the delivery the sending thread made (its errors raised here, as the delivery's own)."""
+    _deliver(context, p, epub, future.result)
+    return None
+    yield  # a generator, as every stage _attempt runs

@@ -8,12 +8,15 @@ running), or by one that failed in the last ``retake_after_seconds`` (default a
 day; the run-failure sensor has alerted), is left alone; the run key (the
 object's name and version) keeps it in exactly one run if a tick is repeated.
 
-Run sizing (README "Throughput"): a tick that finds one email launches the
-per-email job (lowest latency; the run is tagged with the email's Message-ID,
-user and subject). A tick that finds several launches ``process_inbox_batch``
-runs of at most ``INBOX_PIPELINE_BATCH_SIZE`` emails each (default 100), split
-evenly (and in two from 20 emails on) so that several runs share the cores; each email keeps its own steps and
-retries inside the run. ``INBOX_PIPELINE_BATCH_SIZE=1`` means one run per email
+Run sizing (README "Throughput"): a tick that finds one email while nothing is
+queued launches the per-email job (lowest latency; the run is tagged with the
+email's Message-ID, user and subject). Otherwise the emails go through the work
+queue (``services/work.py``): ``take_inbox`` runs of at most
+``INBOX_PIPELINE_BATCH_SIZE`` emails each (default 100) register, archive and
+queue them, outside the limit on runs that send mail, and worker runs
+(``process_inbox_batch``, one per ten emails due, up to that limit, read from
+the instance) claim them one at a time as they free up, the recipient served
+least recently first. ``INBOX_PIPELINE_BATCH_SIZE=1`` means one run per email
 always.
 
 Announced inbox (``INBOX_PIPELINE_INBOX=s3://...?queue=...``): a tick takes the
@@ -35,19 +38,19 @@ import dagster as dg
 from inbox_pipeline.defs.common import (
     BATCH_JOB,
     EMAIL_JOB,
+    TAKE_JOB,
     TAG_EMAIL_COUNT,
     TAG_EMAIL_ID,
     TAG_INBOX_KEY,
     batch_run_config,
     email_run_config,
     inbox_objects_of_run,
+    mail_run_limit,
+    take_run_config,
 )
 from inbox_pipeline.defs.resources import PipelineResource
 
 INBOX_SENSOR = "inbox_sensor"
-# A burst of at least this many emails is split into at least two runs, so both cores of a
-# small machine work on it (a run executes its steps one at a time).
-SPLIT_FROM = 20
 # Objects of a run that failed (it alerted) are requested again only after this long.
 RETAKE_AFTER_SECONDS = 24 * 3600
 
@@ -80,30 +83,33 @@ def fanout_run_request(email_id: int) -> dg.RunRequest:
     )
 
 
-def batch_run_request_for(batch: list) -> dg.RunRequest:
-    """One run for several pending objects; its run key is stable for the same objects."""
+def take_run_request_for(batch: list) -> dg.RunRequest:
+    """One take run for several pending objects; its run key is stable for the same objects."""
     batch = sorted(batch, key=lambda o: o.key)
     digest = hashlib.sha256("\n".join(run_key_for(o) for o in batch).encode("utf-8", "surrogateescape")).hexdigest()
     return dg.RunRequest(
-        run_key=f"batch:{len(batch)}:{digest[:24]}",
-        job_name=BATCH_JOB,
-        run_config=batch_run_config(batch),
+        run_key=f"take:{len(batch)}:{digest[:24]}",
+        job_name=TAKE_JOB,
+        run_config=take_run_config(batch),
         tags={TAG_EMAIL_COUNT: str(len(batch))},
     )
 
 
-def run_requests_for(found: list, batch_size: int) -> list[dg.RunRequest]:
-    """One email: a per-email run. Several: ceil(n / batch_size) batch runs of even size (two from
-    SPLIT_FROM emails on)."""
-    if not found:
-        return []
-    if batch_size <= 1 or len(found) == 1:
-        return [run_request_for(o) for o in found]
+def take_run_requests_for(found: list, batch_size: int) -> list[dg.RunRequest]:
+    """ceil(n / batch_size) take runs of even size, in key order."""
     ordered = sorted(found, key=lambda o: o.key)
-    runs = max(math.ceil(len(ordered) / batch_size), 2 if len(ordered) >= SPLIT_FROM else 1)
-    size = math.ceil(len(ordered) / runs)
-    chunks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
-    return [batch_run_request_for(c) if len(c) > 1 else run_request_for(c[0]) for c in chunks]
+    size = math.ceil(len(ordered) / math.ceil(len(ordered) / max(1, batch_size)))
+    return [take_run_request_for(ordered[i : i + size]) for i in range(0, len(ordered), size)]
+
+
+def worker_run_requests(count: int, takes: list[dg.RunRequest], tick: float) -> list[dg.RunRequest]:
+    """``count`` worker runs (they claim from the queue: their config names no email), keyed by the take
+    runs requested with them, so a tick evaluated again requests the same runs; else by the tick's time."""
+    basis = hashlib.sha256("\n".join(r.run_key or "" for r in takes).encode()).hexdigest()[:24] if takes else f"{tick:.3f}"
+    return [
+        dg.RunRequest(run_key=f"worker:{basis}:{n}", job_name=BATCH_JOB, run_config=batch_run_config())
+        for n in range(count)
+    ]
 
 
 _UNFINISHED = [
@@ -115,10 +121,9 @@ _UNFINISHED = [
 ]
 
 
-def busy_objects(instance: dg.DagsterInstance, *, retake_after_seconds: float, now: float) -> set[str]:
-    """Names of the inbox objects that a run already has: runs not finished, and runs that failed
-    or were canceled within ``retake_after_seconds``. Costs O(runs in flight + recent failures),
-    never O(history): a finished run has archived its objects, so they are no longer pending."""
+def runs_in_flight(instance: dg.DagsterInstance, *, retake_after_seconds: float, now: float) -> list[dg.DagsterRun]:
+    """Runs not finished, and runs that failed or were canceled within ``retake_after_seconds``. Costs
+    O(runs in flight + recent failures), never O(history)."""
     from datetime import datetime, timezone
 
     since = datetime.fromtimestamp(now - retake_after_seconds, tz=timezone.utc)
@@ -128,12 +133,23 @@ def busy_objects(instance: dg.DagsterInstance, *, retake_after_seconds: float, n
             statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED], created_after=since
         )
     )
+    return runs
+
+
+def busy_objects(runs: list[dg.DagsterRun]) -> set[str]:
+    """Names of the inbox objects that these runs already have (a finished run has archived its
+    objects, so they are no longer pending)."""
     return {key for run in runs for key in inbox_objects_of_run(run)}
+
+
+def workers_running(runs: list[dg.DagsterRun]) -> int:
+    return sum(1 for run in runs if run.job_name == BATCH_JOB and run.status in _UNFINISHED)
 
 
 def build_inbox_sensor(
     job: dg.JobDefinition,
     batch_job: dg.JobDefinition,
+    take_job: dg.JobDefinition,
     *,
     interval_seconds: int = 30,
     max_emails_per_tick: int = 200,
@@ -142,12 +158,14 @@ def build_inbox_sensor(
     reconcile_seconds: float = 600,
     announced: bool = False,
 ) -> dg.SensorDefinition:
-    """The inbox sensor for ``job`` (process_email) and ``batch_job`` (process_inbox_batch);
-    ``announced``: the inbox has a queue (for the description)."""
+    """The inbox sensor for ``job`` (process_email), ``batch_job`` (process_inbox_batch, the worker
+    runs) and ``take_job`` (take_inbox); ``announced``: the inbox has a queue (for the description)."""
     mode = (
         "one run per email"
         if batch_size <= 1
-        else f"one run for a lone email, batch runs of at most {batch_size} emails for several"
+        else f"one run for a lone email when nothing is queued; otherwise take runs of at most {batch_size} emails "
+        "queue them and worker runs (one per ten emails due, up to the instance's limit on runs that send mail) "
+        "claim them one at a time, the recipient served least recently first"
     )
     source = (
         "New emails are announced by the bucket's S3 event notifications on an SQS queue: a tick reads the "
@@ -159,12 +177,12 @@ def build_inbox_sensor(
 
     @dg.sensor(
         name=INBOX_SENSOR,
-        jobs=[job, batch_job],
+        jobs=[job, batch_job, take_job],
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Watches the inbox (S3 prefix or folder). {source} Each tick finds up to "
-            f"{max_emails_per_tick} pending emails that no run has yet and launches runs: {mode}. The run, not the "
+            f"{max_emails_per_tick} pending emails that no run has yet and launches runs: {mode}. A run, not the "
             "sensor, registers each email once and moves it to the archive, so previewing a tick changes nothing "
             "(run key = the email's name and version, so a repeated tick never runs one twice). Its cost follows "
             "the pending emails and the runs in flight only; the rest wait for the next tick. Emails of a run that "
@@ -173,15 +191,27 @@ def build_inbox_sensor(
     )
     def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
         from inbox_pipeline.services.intake import fanout_copies, find_pending
+        from inbox_pipeline.services.work import queue_depth, workers_wanted
 
         p = pipeline.pipeline()
         started = time.time()
         reconcile = reconcile_due(context.cursor, started, reconcile_seconds)
-        busy = busy_objects(context.instance, retake_after_seconds=retake_after_seconds, now=started)
+        runs = runs_in_flight(context.instance, retake_after_seconds=retake_after_seconds, now=started)
+        busy = busy_objects(runs)
         # A listing or queue error fails the tick: nothing is lost, the cursor stays.
         found = find_pending(p, limit=max_emails_per_tick, reconcile=reconcile, busy=busy)
         cursor = _cursor_after(found, started, max_emails_per_tick + len(busy))
-        requests = run_requests_for(found.new, batch_size)
+        depth = queue_depth(p)
+        workers = workers_running(runs)
+        due = depth.due
+        requests, takes = [], []
+        if batch_size <= 1 or (len(found.new) == 1 and not (workers or depth.due or depth.later or depth.claimed)):
+            requests += [run_request_for(o) for o in found.new]
+        elif found.new:
+            takes = take_run_requests_for(found.new, batch_size)
+            due += len(found.new)
+        wanted = workers_wanted(due, workers, mail_run_limit(context.instance))
+        requests += takes + worker_run_requests(wanted, takes, started)
         # Routing's copies for further users among an email's envelope recipients: run by id, once.
         requests += [fanout_run_request(email_id) for email_id in fanout_copies(p, limit=max_emails_per_tick)]
         if found.unannounced:
@@ -189,11 +219,13 @@ def build_inbox_sensor(
                 f"reconcile: {found.unannounced} pending email(s) had not been announced on the queue "
                 "(lost or late S3 event notifications)"
             )
+        queued = f"; {depth.due} queued, {depth.claimed} with {workers} worker run(s)" if depth.due or workers else ""
         if not requests:
             waiting = f"; {found.busy} pending in runs already" if found.busy else ""
-            return dg.SensorResult(skip_reason=f"no new email in {p.inbox.uri}{waiting}", cursor=cursor)
+            return dg.SensorResult(skip_reason=f"no new email in {p.inbox.uri}{waiting}{queued}", cursor=cursor)
         context.log.info(
-            f"{len(found.new)} new email(s) of {_found(found)}, {found.busy} in runs already, {len(requests)} run(s)"
+            f"{len(found.new)} new email(s) of {_found(found)}, {found.busy} in runs already{queued}, "
+            f"{len(requests)} run(s) ({wanted} worker(s))"
         )
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
