@@ -240,6 +240,10 @@ class Inbox(ABC):
     def forget(self, key: str) -> None:
         """``key`` is no longer pending (archived meanwhile): drop its announcement."""
 
+    def announced_backlog(self) -> int | None:
+        """About how many announcements wait to be read (None: no announcement source)."""
+        return None
+
 
 def archive_name(key: str) -> str:
     """The name a pending object is archived and registered under: ``key`` itself when it is a
@@ -700,6 +704,19 @@ class S3Inbox(Inbox):
                     settled.append(self._messages.pop(message_id).receipt_handle)
         for receipt_handle in settled:
             self._delete_message(receipt_handle)
+
+    def announced_backlog(self) -> int | None:
+        if self.queue is None:
+            return None
+        from botocore.exceptions import ClientError  # lazy: botocore stays off Dagster's load path
+
+        try:
+            reply = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+        except ClientError as exc:
+            if error_code(exc) in _SQS_MISSING_QUEUE:
+                raise ValueError(self._missing_queue_message()) from None
+            raise
+        return int((reply.get("Attributes") or {}).get("ApproximateNumberOfMessages") or 0)
 
     def _receive(self, count: int) -> list[dict[str, Any]]:
         from botocore.exceptions import ClientError  # lazy: botocore stays off Dagster's load path

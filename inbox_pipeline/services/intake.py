@@ -19,7 +19,10 @@ Where the objects come from: an inbox with an announcement source (S3 event
 notifications through SQS, ``?queue=``) hands over the objects announced since
 the last tick, so a tick's cost does not depend on the bucket; a reconciling
 tick also lists the inbox prefix, for objects whose notification was lost
-(the queue created after they arrived, messages expired). An inbox without
+(the queue created after they arrived, messages expired). In a burst (a tick's
+worth of announcements or more waiting) the tick lists the prefix instead of
+reading the queue: one call names 1,000 objects where a queue read names 10;
+the announcements are settled once the burst is taken. An inbox without
 announcements is listed on every tick. An announcement is left in the queue
 until its object is archived: it comes back after the queue's visibility
 timeout, and is deleted (``forget``) once the object is no longer pending.
@@ -78,6 +81,8 @@ class PendingTick:
     reconciled: bool = False  # the prefix was listed (always, without an announcement source)
     unannounced: int = 0  # listed objects that were not announced (a lost or late notification)
     settled: int = 0  # announcements dropped: their object was archived meanwhile
+    backlog: int | None = None  # announcements waiting on the queue when the tick began (None: no queue)
+    burst: bool = False  # the backlog was a tick's worth or more: the prefix was listed instead of the queue read
 
 
 @dataclass
@@ -128,7 +133,21 @@ def find_pending(
     inbox = pipeline.inbox
     tick = PendingTick()
     found: dict[str, InboxObject] = {}
-    announced = inbox.take_announced(limit + len(busy))  # past runs' announcements, as the listing below
+    tick.backlog = inbox.announced_backlog()
+    announced: list[InboxObject] | None = None
+    listed: list[InboxObject] | None = None
+    if tick.backlog is not None and tick.backlog >= limit:
+        # A burst: one listing names up to 1,000 pending objects where reading the queue takes a call
+        # per 10 announcements (and each comes back after its visibility timeout until settled).
+        tick.burst = True
+        listed = inbox.list_pending(limit + len(busy))
+        fresh = [obj for obj in listed if obj.key not in busy]
+        if len(fresh) >= limit:  # the announcements wait: settled once the burst is taken
+            tick.listed, tick.reconciled, tick.announced, tick.busy = len(listed), True, 0, len(listed) - len(fresh)
+            tick.new = sorted(fresh, key=lambda obj: obj.key)[:limit]
+            return tick
+    if tick.backlog is not None:
+        announced = inbox.take_announced(limit + len(busy))  # past runs' announcements, as the listing below
     tick.announced = None if announced is None else len(announced)
     pending = _still_pending(inbox, [obj.key for obj in announced or ()])
     for obj in announced or ():
@@ -144,16 +163,16 @@ def find_pending(
             tick.busy += 1
         else:
             found[obj.key] = obj
-    if announced is None or reconcile:
+    if announced is None or reconcile or tick.burst:
         # Busy objects come first in the listing as often as not: list past them.
-        listed = inbox.list_pending(limit + len(busy))
+        listed = inbox.list_pending(limit + len(busy)) if listed is None else listed
         tick.listed, tick.reconciled = len(listed), True
         taken = {obj.key for obj in announced or ()}
         for obj in listed:
             if obj.key in busy:
                 tick.busy += 1
                 continue
-            if announced is not None and obj.key not in taken:
+            if announced is not None and obj.key not in taken and not tick.burst:
                 tick.unannounced += 1  # its notification was lost or is late
             found.setdefault(obj.key, obj)
     tick.new = sorted(found.values(), key=lambda obj: obj.key)[:limit]

@@ -235,6 +235,8 @@ def build_inbox_sensor(
 def _found(tick) -> str:
     if tick.announced is None:
         return f"{tick.listed} listed"
+    if tick.burst and not tick.announced:
+        return f"{tick.listed} listed (a burst: {tick.backlog} announcements waiting)"
     return f"{tick.announced} announced" + (f" and {tick.listed} listed" if tick.reconciled else "")
 
 
