@@ -586,8 +586,9 @@ _TO = re.compile(r"^to:(.*(?:\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 def recipient_hint(raw: bytes) -> str:
     """Whom raw MIME is for, read cheaply: the first ``for`` address of its topmost Received
-    header, else the first To address, else "". Only for ordering a batch's emails by recipient
-    (a sender can write To; routing never reads this, it reads the full parse)."""
+    header (the receiving system's), else the first To address, else "". Only for taking turns
+    by recipient in the work queue (a sender can write To; routing never reads this, it reads the
+    full parse)."""
     head = raw[:65536].replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("latin-1")
     match = _TOP_RECEIVED.search(head)
     if match is not None:

@@ -12,12 +12,7 @@ user's one instead of going first. The daily quota counts reserved slots per hou
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
-
-T = TypeVar("T")
-
 KEEP_SECONDS = 60.0  # a recipient's last slot is remembered this long (for spacing)
 HOUR = 3600
 
@@ -97,22 +92,3 @@ def reserve(state: PaceState, *, who: str, now: float, pace: Pace) -> tuple[Slot
     slot_hour = int(at // HOUR)
     hours[slot_hour] = hours.get(slot_hour, 0) + 1
     return Slot(at, at - now), PaceState(sorted([*slots, at]), users, hours)
-
-
-def round_robin(items: Iterable[T], key: Callable[[T], str]) -> list[T]:
-    """``items`` taken in turns by ``key`` (each key's own order kept; keys in order of first
-    appearance): a batch sends one of each recipient's emails before anyone's second."""
-    queues: dict[str, list[T]] = {}
-    for item in items:
-        queues.setdefault(key(item), []).append(item)
-    out: list[T] = []
-    rounds = [iter(q) for q in queues.values()]
-    while rounds:
-        still = []
-        for it in rounds:
-            for item in it:  # its next item, if any (an item may be None or falsy)
-                out.append(item)
-                still.append(it)
-                break
-        rounds = still
-    return out

@@ -59,11 +59,16 @@ def network_retry(delay_seconds: float) -> dg.RetryPolicy:
     )
 
 
-def in_process_job(name: str, description: str, run_seconds: int, *, sends_mail: bool = True) -> Any:
+PRIORITY_TAG = "dagster/priority"  # the run queue launches higher first (default 0)
+
+
+def in_process_job(name: str, description: str, run_seconds: int, *, sends_mail: bool = True, priority: int = 0) -> Any:
     """``@dg.job`` as each of our jobs has it: every step in the run's own process, its runs ended past
     ``run_seconds`` (``run_limits``), and, when it sends mail, tagged so that dagster.yaml limits how many
-    such runs send at once."""
+    such runs send at once; ``priority``: launched before queued runs of a lower one."""
     tags = {**(SENDS_MAIL_TAG if sends_mail else {}), **max_runtime(run_seconds)}
+    if priority:
+        tags[PRIORITY_TAG] = str(priority)
     return dg.job(name=name, description=description, tags=tags, executor_def=dg.in_process_executor)
 
 

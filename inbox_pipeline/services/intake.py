@@ -142,11 +142,14 @@ def find_pending(
         tick.burst = True
         listed = inbox.list_pending(limit + len(busy))
         fresh = [obj for obj in listed if obj.key not in busy]
-        if len(fresh) >= limit:  # the announcements wait: settled once the burst is taken
+        if fresh or len(listed) >= limit + len(busy):
+            # The announcements wait: they are read (and settled) once the burst has been taken.
             tick.listed, tick.reconciled, tick.announced, tick.busy = len(listed), True, 0, len(listed) - len(fresh)
             tick.new = sorted(fresh, key=lambda obj: obj.key)[:limit]
             return tick
-    if tick.backlog is not None:
+    if tick.burst:  # all taken: settle a tick's worth of announcements (10 a call), no more
+        announced = inbox.take_announced(limit)
+    elif tick.backlog is not None:
         announced = inbox.take_announced(limit + len(busy))  # past runs' announcements, as the listing below
     tick.announced = None if announced is None else len(announced)
     pending = _still_pending(inbox, [obj.key for obj in announced or ()])

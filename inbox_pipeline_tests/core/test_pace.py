@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inbox_pipeline.core.pace import Pace, PaceState, QuotaSpent, Slot, reserve, round_robin
+from inbox_pipeline.core.pace import Pace, PaceState, QuotaSpent, Slot, reserve
 from inbox_pipeline.core.mime import recipient_hint
 
 T0 = 1_780_000_000.0  # an instant on an hour boundary is not needed; any epoch second works
@@ -81,13 +81,6 @@ def test_the_state_survives_its_json_form() -> None:
 def test_a_rate_must_be_a_positive_number(rate: float) -> None:
     with pytest.raises(ValueError, match="send rate"):
         Pace(rate=rate)
-
-
-def test_round_robin_takes_one_of_each_in_turn_keeping_each_ones_order() -> None:
-    items = [("a", 1), ("a", 2), ("a", 3), ("b", 4), ("a", 5), ("c", 6), ("b", 7)]
-    assert [n for _, n in round_robin(items, lambda i: i[0])] == [1, 4, 6, 2, 7, 3, 5]
-    assert round_robin([], str) == []
-    assert round_robin([None, 0, None], lambda i: "none" if i is None else "zero") == [None, 0, None]
 
 
 def test_recipient_hint_reads_the_topmost_received_for_clause() -> None:

@@ -105,10 +105,12 @@ def build_take_inbox_job(retry_delay_seconds: float = 60) -> dg.JobDefinition:
         (
             "Takes a burst of emails from the inbox (the inbox sensor's run config names them): registers each "
             "once, moves it to the archive and queues it for the worker runs (process_inbox_batch). It sends no "
-            "mail, so it is not held back by the limit on runs that do: a burst is queued as it arrives."
+            "mail, so it is not held back by the limit on runs that do, and it is launched ahead of queued runs "
+            "(dagster/priority 1): a burst is queued as it arrives."
         ),
         TAKE_RUN_SECONDS,
         sends_mail=False,
+        priority=1,  # queued ahead of worker runs: the sooner a burst is queued, the sooner it is shared fairly
     )
     def take_inbox() -> None:
         take_inbox_emails.with_retry_policy(network_retry(retry_delay_seconds))()
