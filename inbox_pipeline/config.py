@@ -47,7 +47,7 @@ class Settings:
     max_emails_per_tick: int
     size_budget_bytes: int
     sensor_interval_seconds: int  # how often the inbox sensor looks
-    batch_size: int  # most emails in one batch run; 1: one run per email
+    batch_size: int  # most emails one take run registers and queues; 1: one run per email (no queue)
     reconcile_seconds: float  # an announced inbox (?queue=) is also listed at most this often
     worker_idle_seconds: float = 10.0  # a worker run ends once nothing has been due in the queue this long
     # authserv-ids of the receiving system whose Authentication-Results are believed (Amazon's notices)
@@ -100,7 +100,7 @@ class Settings:
             max_emails_per_tick=int(get("MAX_EMAILS_PER_TICK", "200")),
             size_budget_bytes=int(get("SIZE_BUDGET_BYTES", str(SIZE_BUDGET_BYTES))),
             sensor_interval_seconds=max(1, int(float(get("SENSOR_INTERVAL_SECONDS", "30")))),
-            batch_size=max(1, int(float(get("BATCH_SIZE", "100")))),
+            batch_size=max(1, int(float(get("BATCH_SIZE", "500")))),
             worker_idle_seconds=max(0.0, float(get("WORKER_IDLE_SECONDS", "10"))),
             reconcile_seconds=max(0.0, float(get("RECONCILE_SECONDS", "600"))),
             trusted_authserv_ids=tuple(r.strip().lower() for r in authserv_ids.split(",") if r.strip()),

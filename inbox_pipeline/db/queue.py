@@ -7,8 +7,10 @@ ones it was named at request time, and a user whose emails arrive behind another
 hundreds is served in turn.
 
 Fair order: of the emails due, the one whose ``fair_key`` (its first envelope recipient) was
-served least recently (``claimed_at``, kept after the claim is done) goes first, then by id: one
-email per recipient in turn. A claim is a compare-and-set (``claimed_by IS NULL``), so two workers
+served least in the last ``FAIR_WINDOW`` (claims counted by ``claimed_at``, kept after the claim
+is done) goes first, then the one served least recently, then by id. So recipients with emails
+waiting are served in turn, and one whose emails arrive behind another's hundreds is served first
+until it has had as many: one user's 300 emails do not delay another's one. A claim is a compare-and-set (``claimed_by IS NULL``), so two workers
 never hold the same email, on SQLite (one writer) and PostgreSQL (the second update waits for the
 first's commit, then finds the row claimed) alike.
 
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, aliased
@@ -37,6 +39,7 @@ from inbox_pipeline.db.models import InboundEmail, InboundState
 
 E = InboundEmail
 _CANDIDATES = 8  # tried in fair order per query: the first may be taken by another worker meanwhile
+FAIR_WINDOW = timedelta(minutes=10)  # claims counted for fairness (a burst's length, give or take)
 
 
 @dataclass(frozen=True)
@@ -93,13 +96,18 @@ def _due(now: datetime):
 def claim_next(session: Session, worker: str, *, now: datetime) -> Claim | None:
     """Claim the next email due, in fair order (see the module's docstring), or None when none is due."""
     served = aliased(E)
+    recently = (
+        select(func.count())
+        .where(served.fair_key == E.fair_key, served.claimed_at > now - FAIR_WINDOW)
+        .correlate(E)
+        .scalar_subquery()
+    )
     last_served = (
         select(func.max(served.claimed_at)).where(served.fair_key == E.fair_key).correlate(E).scalar_subquery()
     )
+    order = (recently.asc(), last_served.asc().nulls_first(), E.id)
     while True:
-        ids = session.scalars(
-            select(E.id).where(*_due(now)).order_by(last_served.asc().nulls_first(), E.id).limit(_CANDIDATES)
-        ).all()
+        ids = session.scalars(select(E.id).where(*_due(now)).order_by(*order).limit(_CANDIDATES)).all()
         if not ids:
             return None
         for email_id in ids:

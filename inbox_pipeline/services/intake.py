@@ -57,6 +57,7 @@ from inbox_pipeline.db.intake import (
 from inbox_pipeline.db.models import InboundState
 from inbox_pipeline.seams.inbox import InboxObject, ObjectNotFound, ObjectTooLarge, archive_name, dup_name
 from inbox_pipeline.services.context import Pipeline, utcnow
+from inbox_pipeline.services.work import queue_taken
 
 
 
@@ -91,6 +92,7 @@ class IntakeTick:
 
     registered: list[Registered] = field(default_factory=list)
     not_taken: list[tuple[str, str]] = field(default_factory=list)  # (key, why): could not be taken (still pending)
+    queued: int = 0  # put in the work queue as each was taken (``take_pending(queue=True)``)
     found: PendingTick = field(default_factory=PendingTick)
 
     @property
@@ -116,6 +118,7 @@ class IntakeTick:
         return self.found.unannounced
 
 
+LISTING_PAGE = 1000  # names one S3 listing call returns: what a tick takes in a burst
 # Objects are taken in parallel: each is a few S3 and database round trips, so a burst of
 # 200 waits ~1/8 as long before its emails go on.
 INTAKE_THREADS = 8
@@ -124,7 +127,8 @@ INTAKE_THREADS = 8
 def find_pending(
     pipeline: Pipeline, *, limit: int, reconcile: bool = True, busy: Collection[str] = ()
 ) -> PendingTick:
-    """Up to ``limit`` pending objects that no run has yet (``busy``: their names), in key order.
+    """Up to ``limit`` pending objects that no run has yet (``busy``: their names), in key order (in a
+    burst, up to a listing's page: ``LISTING_PAGE``).
 
     Writes nothing: announced objects are looked up (still pending?) and an
     announcement whose object is gone is deleted from the queue, the one change,
@@ -138,14 +142,16 @@ def find_pending(
     listed: list[InboxObject] | None = None
     if tick.backlog is not None and tick.backlog >= limit:
         # A burst: one listing names up to 1,000 pending objects where reading the queue takes a call
-        # per 10 announcements (and each comes back after its visibility timeout until settled).
+        # per 10 announcements (and each comes back after its visibility timeout until settled), so
+        # the tick takes a listing's page, not ``limit``: a burst is taken in as few runs as it can be.
         tick.burst = True
-        listed = inbox.list_pending(limit + len(busy))
+        page = max(limit, LISTING_PAGE)
+        listed = inbox.list_pending(page + len(busy))
         fresh = [obj for obj in listed if obj.key not in busy]
-        if fresh or len(listed) >= limit + len(busy):
+        if fresh or len(listed) >= page + len(busy):
             # The announcements wait: they are read (and settled) once the burst has been taken.
             tick.listed, tick.reconciled, tick.announced, tick.busy = len(listed), True, 0, len(listed) - len(fresh)
-            tick.new = sorted(fresh, key=lambda obj: obj.key)[:limit]
+            tick.new = sorted(fresh, key=lambda obj: obj.key)[:page]
             return tick
     if tick.burst:  # all taken: settle a tick's worth of announcements (10 a call), no more
         announced = inbox.take_announced(limit)
@@ -191,16 +197,22 @@ def _still_pending(inbox, keys: list[str]) -> dict[str, bool]:
         return dict(zip(keys, pool.map(inbox.is_pending, keys)))
 
 
-def take_pending(pipeline: Pipeline, objects: list[InboxObject], *, now: datetime | None = None) -> IntakeTick:
+def take_pending(
+    pipeline: Pipeline, objects: list[InboxObject], *, now: datetime | None = None, queue: bool = False
+) -> IntakeTick:
     """Register and archive each object (the run's first op); one object's error is reported in
-    ``errors`` and never holds back the others (each is complete on its own, see above)."""
+    ``errors`` and never holds back the others (each is complete on its own, see above). ``queue``:
+    put each in the work queue as soon as it is archived (a take run), so worker runs start on a
+    burst's first emails while the rest are still being taken."""
     tick = IntakeTick()
     if not objects:
         return tick
 
     def take(obj):
         try:
-            return _take_one(pipeline, obj, now)
+            taken = _take_one(pipeline, obj, now)
+            queued = queue_taken(pipeline, [taken]) if queue and taken is not None else 0
+            return taken, queued
         except Exception as exc:  # noqa: BLE001 - reported; the object stays pending
             return exc
 
@@ -208,8 +220,9 @@ def take_pending(pipeline: Pipeline, objects: list[InboxObject], *, now: datetim
         for obj, result in zip(objects, pool.map(take, objects)):
             if isinstance(result, Exception):
                 tick.not_taken.append((obj.key, f"{type(result).__name__}: {result}"))
-            elif isinstance(result, Registered):
-                tick.registered.append(result)
+            elif result[0] is not None:
+                tick.registered.append(result[0])
+                tick.queued += result[1]
     return tick
 
 

@@ -2,7 +2,7 @@
 
 The inbox sensor requests a take run for the emails it found (``services.intake`` registers and
 archives each; ``queue_taken`` queues them) and worker runs to work the queue. A worker claims one
-email at a time (``db.queue``: the recipient served least recently first), converts and delivers
+email at a time (``db.queue``: the recipient served least first), converts and delivers
 it, and claims the next, until nothing has been due for ``idle_seconds``, or it has claimed for
 ``claim_for_seconds`` (then it ends and the sensor starts a fresh run, so no run lives for ever).
 A transient failure puts the email back in the queue with the retry policy's back-off, so one

@@ -86,7 +86,7 @@ def test_enqueue_is_idempotent_and_queues_only_emails_not_yet_worked_on(factory)
     assert _depth(factory) == QueueDepth(due=1, later=0, claimed=1)
 
 
-def test_claims_serve_the_recipient_served_least_recently_first(factory) -> None:
+def test_claims_serve_the_recipient_served_least_first(factory) -> None:
     alice = _queued(factory, 5, "alice@in.example.com")
     bob = _queued(factory, 1, "Bob@in.example.com")
     order = []
@@ -97,14 +97,29 @@ def test_claims_serve_the_recipient_served_least_recently_first(factory) -> None
             assert finish(s, c.email_id, "w1")  # last served is kept after the claim is done
     assert order == [alice[0], bob[0], alice[1]]
 
-    carol = _queued(factory, 2, "carol@in.example.com", now=NOW + 3 * SECOND)  # arrives behind alice's
+    # Carol's two arrive behind alice's three left: she has been served least, so both go first (then
+    # alice's, served least recently once carol has had as many as she had).
+    carol = _queued(factory, 2, "carol@in.example.com", now=NOW + 3 * SECOND)
     for i in range(3, 8):
         c = _claim_next(factory, f"w{i % 2}", NOW + i * SECOND)  # held, not finished: served all the same
         assert c is not None and c.attempt == 1
         order.append(c.email_id)
-    assert order == [alice[0], bob[0], alice[1], carol[0], alice[2], carol[1], alice[3], alice[4]]
+    assert order == [alice[0], bob[0], alice[1], carol[0], carol[1], alice[2], alice[3], alice[4]]
     assert _claim_next(factory, "w1", NOW + 10 * SECOND) is None
     assert _depth(factory, NOW + 10 * SECOND) == QueueDepth(due=0, later=0, claimed=5)
+
+
+def test_claims_older_than_the_fair_window_do_not_count(factory) -> None:
+    from inbox_pipeline.db.queue import FAIR_WINDOW
+
+    alice = _queued(factory, 3, "alice@in.example.com")
+    for i in range(2):
+        assert _claim_next(factory, "w1", NOW + i * SECOND).email_id == alice[i]
+    bob = _queued(factory, 2, "bob@in.example.com", now=NOW + 2 * SECOND)
+    assert _claim_next(factory, "w1", NOW + 2 * SECOND).email_id == bob[0]  # served 0 against alice's 2
+    # Past the window alice's two claims no longer count (0), bob's one still does (1): alice goes first.
+    later = NOW + FAIR_WINDOW + 1.5 * SECOND
+    assert [_claim_next(factory, "w1", later).email_id for _ in range(2)] == [alice[2], bob[1]]
 
 
 def test_never_served_recipients_go_by_id(factory) -> None:

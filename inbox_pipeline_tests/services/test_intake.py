@@ -128,11 +128,38 @@ def test_announcements_of_emails_taken_by_runs_still_running_are_settled_not_kep
     # Past the queue's visibility timeout (moto's server runs in this process: it travels too), the
     # first tick's announcements come back; a burst's later emails are behind them in the queue.
     with event_queue.past_visibility_timeout():
-        later = find_pending(announced, limit=2, reconcile=False, busy=busy)
+        later = find_pending(announced, limit=10, reconcile=False, busy=busy)  # fewer waiting: not a burst
 
     assert [o.key for o in later.new] == ["late"]
-    assert (later.settled, later.busy) == (4, 0)
+    assert (later.settled, later.busy, later.burst) == (4, 0, False)
     assert event_queue.messages() == 1, "only the late email's announcement is left, until it is taken"
+
+
+def test_a_burst_is_listed_not_read_from_the_queue_and_its_announcements_are_settled_after(
+    announced: Pipeline, event_queue: EventQueue, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A tick's worth of announcements or more waiting: the tick lists the prefix (one call for 1,000
+    names) and takes a listing's page, not the tick's limit, leaving the queue alone; once the burst
+    is taken, ticks settle the announcements, at most a tick's worth each."""
+    from inbox_pipeline.services.intake import find_pending, take_pending
+
+    waiting = event_queue.messages()  # S3's test event, sent when the notification was set up
+    for n in range(7):
+        announced.inbox.put(f"burst-{n}", mime(n))
+    first = find_pending(announced, limit=3, reconcile=False)
+    assert (first.burst, first.backlog, first.announced) == (True, waiting + 7, 0)
+    assert [o.key for o in first.new] == [f"burst-{n}" for n in range(7)]
+    assert event_queue.messages() == waiting + 7 and first.unannounced == 0  # not read: nothing in flight
+
+    with pipeline_for(sqlite_url, announced.inbox.uri, tmp_path) as run:
+        take_pending(run, first.new)  # the take run: registered and archived
+    settled, ticks = [], 0
+    while event_queue.messages() and ticks < 6:  # a tick's worth of announcements read each tick, no more
+        tick = find_pending(announced, limit=3, reconcile=False)
+        assert tick.new == [] and tick.settled <= 3
+        settled.append(tick.settled)
+        ticks += 1
+    assert event_queue.messages() == 0 and sum(settled) == 7 and ticks >= 3
 
 
 def test_without_an_announcement_source_every_tick_lists(sqlite_url: str, tmp_path: Path) -> None:

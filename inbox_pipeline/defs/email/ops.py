@@ -79,10 +79,11 @@ def _retry_number(context: dg.OpExecutionContext) -> int:
     return context.retry_number if number is None else number
 
 
-def take_from_inbox(context: dg.OpExecutionContext, p, objects: list[InboxObjectConfig]):
+def take_from_inbox(context: dg.OpExecutionContext, p, objects: list[InboxObjectConfig], *, queue: bool = False):
     """Register and archive the run's pending objects (the sensor only found them, so that a
-    previewed tick changes nothing). Errors are retried with the op (taking is idempotent); on the
-    last attempt the objects taken go on and the rest are returned as errors."""
+    previewed tick changes nothing); ``queue``: and queue each for the worker runs as it is taken.
+    Errors are retried with the op (taking is idempotent); on the last attempt the objects taken go
+    on and the rest are returned as errors."""
     from datetime import datetime, timezone
 
     from inbox_pipeline.seams.inbox import InboxObject
@@ -95,7 +96,7 @@ def take_from_inbox(context: dg.OpExecutionContext, p, objects: list[InboxObject
             return datetime.now(timezone.utc)
 
     found = [InboxObject(o.key, 0, received(o.received_at), o.version) for o in objects]
-    tick = take_pending(p, found)
+    tick = take_pending(p, found, queue=queue)
     if tick.errors and context.retry_number < MAX_RETRIES:
         raise RuntimeError(f"{len(tick.errors)} email(s) could not be taken from the inbox: {tick.errors[0]}")
     if tick.not_taken:
@@ -547,15 +548,12 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
     out={},
 )
 def take_inbox_emails(context: dg.OpExecutionContext, config: TakeConfig, pipeline: PipelineResource):
-    from inbox_pipeline.services.work import queue_taken
-
     p = pipeline.pipeline()
-    tick = take_from_inbox(context, p, config.emails)
+    tick = take_from_inbox(context, p, config.emails, queue=True)
     ids = sorted({r.email_id for r in tick.registered})
     if ids:
         context.instance.add_run_tags(context.run_id, {TAG_TAKEN_IDS: ",".join(map(str, ids))})
-    queued = queue_taken(p, tick.registered)
-    context.log.info(f"{len(ids)} email(s) taken from the inbox; {queued} queued for the worker runs")
+    context.log.info(f"{len(ids)} email(s) taken from the inbox; {tick.queued} queued for the worker runs")
     if tick.errors:
         for error in tick.errors:
             context.log.error(f"could not take this email from the inbox (it stays there): {error}")
@@ -573,7 +571,7 @@ def build_work_queue_op(retry_delay_seconds: float, idle_seconds: float) -> dg.O
 
     @dg.op(
         name=BATCH_OP,
-        description="A worker: claims queued emails one at a time (the recipient served least recently first, so "
+        description="A worker: claims queued emails one at a time (the recipient served least first, so "
         "one user's hundreds do not go before another's one) and takes each start to finish: parse and classify, "
         "route (unknown address, duplicate, quarantined, confirmation -> forwarded to the user's own email, over "
         "quota), record the newsletter, clean the HTML, embed images, build, store and check the EPUB (blocking), "
@@ -591,6 +589,7 @@ def build_work_queue_op(retry_delay_seconds: float, idle_seconds: float) -> dg.O
 
 
 def _work_queue(context: dg.OpExecutionContext, p, named: list[int], retry_delay_seconds: float, idle_seconds: float):
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
     from inbox_pipeline.services.deliver import deliver_epub
@@ -601,9 +600,17 @@ def _work_queue(context: dg.OpExecutionContext, p, named: list[int], retry_delay
     sending = None  # (claim, epub, future): the email whose delivery is under way
     # One sending thread: an email waits for its slot under the shared send rate and is sent while
     # the next is converted, so the run keeps the rate without converting any faster.
+    tagged, tagged_at = 0, 0.0
+
+    def tag_claimed(at_most_every: float) -> None:  # the run's email-ids tag: a write, so at most once a second
+        nonlocal tagged, tagged_at
+        if len(worker.claimed) > tagged and time.monotonic() - tagged_at >= at_most_every:
+            context.instance.add_run_tags(context.run_id, {TAG_EMAIL_IDS: ",".join(map(str, dict.fromkeys(worker.claimed)))})
+            tagged, tagged_at = len(worker.claimed), time.monotonic()
+
     with ThreadPoolExecutor(1, thread_name_prefix="send") as sender:
         for claim in worker.claims(named):
-            context.instance.add_run_tags(context.run_id, {TAG_EMAIL_IDS: ",".join(map(str, worker.claimed))})
+            tag_claimed(1.0)
             epub = yield from _attempt(context, worker, claim, failed, retry_delay_seconds, _prepare(context, p, claim))
             if sending is not None:
                 yield from _attempt(context, worker, sending[0], failed, retry_delay_seconds, _sent(context, p, *sending[1:]))
@@ -612,6 +619,7 @@ def _work_queue(context: dg.OpExecutionContext, p, named: list[int], retry_delay
                 sending = (claim, epub, sender.submit(deliver_epub, p, epub))
         if sending is not None:
             yield from _attempt(context, worker, sending[0], failed, retry_delay_seconds, _sent(context, p, *sending[1:]))
+    tag_claimed(0.0)
     context.log.info(f"worked on {len(worker.claimed)} email(s) from the queue; {len(failed)} failed")
     if failed:
         raise dg.Failure(
