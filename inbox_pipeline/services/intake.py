@@ -125,7 +125,7 @@ INTAKE_THREADS = 8
 
 
 def find_pending(
-    pipeline: Pipeline, *, limit: int, reconcile: bool = True, busy: Collection[str] = ()
+    pipeline: Pipeline, *, limit: int, reconcile: bool = True, busy: Collection[str] = (), settle: bool = True
 ) -> PendingTick:
     """Up to ``limit`` pending objects that no run has yet (``busy``: their names), in key order (in a
     burst, up to a listing's page: ``LISTING_PAGE``).
@@ -133,6 +133,8 @@ def find_pending(
     Writes nothing: announced objects are looked up (still pending?) and an
     announcement whose object is gone is deleted from the queue, the one change,
     to a message that has done its work. Listing and queue errors propagate.
+    ``settle``: after a burst, read and settle its announcements now (the caller passes False while
+    the burst's emails are still being worked on).
     """
     inbox = pipeline.inbox
     tick = PendingTick()
@@ -148,8 +150,9 @@ def find_pending(
         page = max(limit, LISTING_PAGE)
         listed = inbox.list_pending(page + len(busy))
         fresh = [obj for obj in listed if obj.key not in busy]
-        if fresh or len(listed) >= page + len(busy):
-            # The announcements wait: they are read (and settled) once the burst has been taken.
+        if fresh or listed or not settle:
+            # The announcements wait: they are read (and settled) once the burst has been taken and
+            # worked (``settle``: the caller has nothing waiting), off the burst's way.
             tick.listed, tick.reconciled, tick.announced, tick.busy = len(listed), True, 0, len(listed) - len(fresh)
             tick.new = sorted(fresh, key=lambda obj: obj.key)[:page]
             return tick

@@ -198,18 +198,20 @@ def build_inbox_sensor(
         reconcile = reconcile_due(context.cursor, started, reconcile_seconds)
         runs = runs_in_flight(context.instance, retake_after_seconds=retake_after_seconds, now=started)
         busy = busy_objects(runs)
-        # A listing or queue error fails the tick: nothing is lost, the cursor stays.
-        found = find_pending(p, limit=max_emails_per_tick, reconcile=reconcile, busy=busy)
-        cursor = _cursor_after(found, started, max_emails_per_tick + len(busy))
         depth = queue_depth(p)
         workers = workers_running(runs)
+        # A listing or queue error fails the tick: nothing is lost, the cursor stays. A burst's
+        # announcements are settled once its emails are through the queue.
+        settle = not (depth.due or depth.claimed)
+        found = find_pending(p, limit=max_emails_per_tick, reconcile=reconcile, busy=busy, settle=settle)
+        cursor = _cursor_after(found, started, max_emails_per_tick + len(busy))
         due = depth.due
         requests, takes = [], []
         if batch_size <= 1 or (len(found.new) == 1 and not (workers or depth.due or depth.later or depth.claimed)):
             requests += [run_request_for(o) for o in found.new]
         elif found.new:
             takes = take_run_requests_for(found.new, batch_size)
-            due += len(found.new)
+            due += 1  # one worker for what is being taken: more as the take queues them (next ticks)
         wanted = workers_wanted(due, workers, mail_run_limit(context.instance))
         requests += takes + worker_run_requests(wanted, takes, started)
         # Routing's copies for further users among an email's envelope recipients: run by id, once.
