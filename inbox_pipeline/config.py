@@ -49,7 +49,7 @@ class Settings:
     sensor_interval_seconds: int  # how often the inbox sensor looks
     batch_size: int  # most emails one take run registers and queues; 1: one run per email (no queue)
     reconcile_seconds: float  # an announced inbox (?queue=) is also listed at most this often
-    worker_idle_seconds: float = 10.0  # a worker run ends once nothing has been due in the queue this long
+    worker_idle_seconds: float = 5.0  # a worker run ends once nothing has been due in the queue this long
     # authserv-ids of the receiving system whose Authentication-Results are believed (Amazon's notices)
     trusted_authserv_ids: tuple[str, ...] = ()
     send_rate: float = 0.0  # messages a second, shared by all runs (0: none; SES: its account's rate)
@@ -101,7 +101,7 @@ class Settings:
             size_budget_bytes=int(get("SIZE_BUDGET_BYTES", str(SIZE_BUDGET_BYTES))),
             sensor_interval_seconds=max(1, int(float(get("SENSOR_INTERVAL_SECONDS", "30")))),
             batch_size=max(1, int(float(get("BATCH_SIZE", "500")))),
-            worker_idle_seconds=max(0.0, float(get("WORKER_IDLE_SECONDS", "10"))),
+            worker_idle_seconds=max(0.0, float(get("WORKER_IDLE_SECONDS", "5"))),
             reconcile_seconds=max(0.0, float(get("RECONCILE_SECONDS", "600"))),
             trusted_authserv_ids=tuple(r.strip().lower() for r in authserv_ids.split(",") if r.strip()),
             send_rate=max(0.0, float(get("SEND_RATE", "0"))),

@@ -19,10 +19,10 @@ Where the objects come from: an inbox with an announcement source (S3 event
 notifications through SQS, ``?queue=``) hands over the objects announced since
 the last tick, so a tick's cost does not depend on the bucket; a reconciling
 tick also lists the inbox prefix, for objects whose notification was lost
-(the queue created after they arrived, messages expired). In a burst (a tick's
-worth of announcements or more waiting) the tick lists the prefix instead of
-reading the queue: one call names 1,000 objects where a queue read names 10;
-the announcements are settled once the burst is taken. An inbox without
+(the queue created after they arrived, messages expired). In a burst
+(``BURST_FROM`` announcements or more waiting) the tick lists the prefix instead
+of reading the queue: one call names 1,000 objects where a queue read names 10;
+the announcements are settled once the burst's emails are through. An inbox without
 announcements is listed on every tick. An announcement is left in the queue
 until its object is archived: it comes back after the queue's visibility
 timeout, and is deleted (``forget``) once the object is no longer pending.
@@ -119,6 +119,7 @@ class IntakeTick:
 
 
 LISTING_PAGE = 1000  # names one S3 listing call returns: what a tick takes in a burst
+BURST_FROM = 20  # announcements waiting that make a burst: two queue reads' worth, where one listing names 1,000
 # Objects are taken in parallel: each is a few S3 and database round trips, so a burst of
 # 200 waits ~1/8 as long before its emails go on.
 INTAKE_THREADS = 8
@@ -142,7 +143,7 @@ def find_pending(
     tick.backlog = inbox.announced_backlog()
     announced: list[InboxObject] | None = None
     listed: list[InboxObject] | None = None
-    if tick.backlog is not None and tick.backlog >= limit:
+    if tick.backlog is not None and tick.backlog >= min(limit, BURST_FROM):
         # A burst: one listing names up to 1,000 pending objects where reading the queue takes a call
         # per 10 announcements (and each comes back after its visibility timeout until settled), so
         # the tick takes a listing's page, not ``limit``: a burst is taken in as few runs as it can be.

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from inbox_pipeline.db import queue as q
 from inbox_pipeline.services.context import Pipeline, utcnow
 
-IDLE_SECONDS = 10.0  # a worker waits this long for more work (a take run may still be queueing some)
+IDLE_SECONDS = 5.0  # a worker waits this long for more work (a take run may still be queueing some)
 POLL_SECONDS = 0.5
 CLAIM_FOR_SECONDS = 15 * 60.0  # then the run ends and the sensor starts another (runs stay short)
 EMAILS_PER_WORKER = 10  # the sensor starts a worker per this many emails due, up to the mail-run limit

@@ -80,7 +80,7 @@ def build_process_email_job(retry_delay_seconds: float = 60) -> dg.JobDefinition
     return process_email
 
 
-def build_process_inbox_batch_job(retry_delay_seconds: float = 60, idle_seconds: float = 10) -> dg.JobDefinition:
+def build_process_inbox_batch_job(retry_delay_seconds: float = 60, idle_seconds: float = 5) -> dg.JobDefinition:
     @in_process_job(
         BATCH_JOB,
         (
