@@ -588,8 +588,12 @@ def build_work_queue_op(retry_delay_seconds: float, idle_seconds: float) -> dg.O
     return work_queue
 
 
+SEND_AHEAD = 2  # converted emails a worker run keeps waiting for their send slots
+
+
 def _work_queue(context: dg.OpExecutionContext, p, named: list[int], retry_delay_seconds: float, idle_seconds: float):
     import time
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from inbox_pipeline.services.deliver import deliver_epub
@@ -597,9 +601,10 @@ def _work_queue(context: dg.OpExecutionContext, p, named: list[int], retry_delay
 
     worker = Worker(p, context.run.root_run_id or context.run_id, idle_seconds=idle_seconds)
     failed: list[str] = []
-    sending = None  # (claim, epub, future): the email whose delivery is under way
-    # One sending thread: an email waits for its slot under the shared send rate and is sent while
-    # the next is converted, so the run keeps the rate without converting any faster.
+    # One sending thread: each converted email waits there for its slot under the shared send rate
+    # while the next are converted. Up to SEND_AHEAD wait, so the rate stays full when a conversion
+    # runs long; each delivery is reported (in order) once it is done.
+    sending: deque = deque()  # (claim, epub, future)
     tagged, tagged_at = 0, 0.0
 
     def tag_claimed(at_most_every: float) -> None:  # the run's email-ids tag: a write, so at most once a second
@@ -608,17 +613,19 @@ def _work_queue(context: dg.OpExecutionContext, p, named: list[int], retry_delay
             context.instance.add_run_tags(context.run_id, {TAG_EMAIL_IDS: ",".join(map(str, dict.fromkeys(worker.claimed)))})
             tagged, tagged_at = len(worker.claimed), time.monotonic()
 
+    def report(keep: int):  # the deliveries done, and more (waiting for them) while over ``keep``
+        while sending and (len(sending) > keep or sending[0][2].done()):
+            claim, epub, future = sending.popleft()
+            yield from _attempt(context, worker, claim, failed, retry_delay_seconds, _sent(context, p, epub, future))
+
     with ThreadPoolExecutor(1, thread_name_prefix="send") as sender:
         for claim in worker.claims(named):
             tag_claimed(1.0)
             epub = yield from _attempt(context, worker, claim, failed, retry_delay_seconds, _prepare(context, p, claim))
-            if sending is not None:
-                yield from _attempt(context, worker, sending[0], failed, retry_delay_seconds, _sent(context, p, *sending[1:]))
-                sending = None
             if epub is not None:
-                sending = (claim, epub, sender.submit(deliver_epub, p, epub))
-        if sending is not None:
-            yield from _attempt(context, worker, sending[0], failed, retry_delay_seconds, _sent(context, p, *sending[1:]))
+                sending.append((claim, epub, sender.submit(deliver_epub, p, epub)))
+            yield from report(SEND_AHEAD)
+        yield from report(0)
     tag_claimed(0.0)
     context.log.info(f"worked on {len(worker.claimed)} email(s) from the queue; {len(failed)} failed")
     if failed:
