@@ -336,6 +336,14 @@ def burst_emails(n: int, addresses: list[str], rng: random.Random) -> list[bytes
     return [newsletter(i, addresses[i % len(addresses)], rng) for i in range(n)]
 
 
+def accepts_per_10s(accepted: list, since: float) -> str:
+    """How many messages the SMTP sink accepted in each 10 s after ``since`` (the pace, over time)."""
+    from collections import Counter
+
+    bins = Counter(int((t - since) // 10) for t, _ in accepted)
+    return " ".join(f"{b * 10}s:{bins.get(b, 0)}" for b in range(max(bins, default=-1) + 1))
+
+
 def burst(stack: Stack, n: int, timeout: float, rng: random.Random, verbose: bool = True, emails=None) -> dict:
     emails = emails if emails is not None else burst_emails(n, stack.addresses, rng)
     stack.wait_ready()
@@ -354,6 +362,7 @@ def burst(stack: Stack, n: int, timeout: float, rng: random.Random, verbose: boo
     elapsed = (last - start) if delivered >= n else (time.time() - start)
     if verbose:
         print(stack.timeline(start), flush=True)
+        print("    SMTP accepts per 10 s:  " + accepts_per_10s(stack.sink.accepted, start), flush=True)
     return {
         "n": n,
         "delivered": delivered,

@@ -119,6 +119,7 @@ class IntakeTick:
 
 
 LISTING_PAGE = 1000  # names one S3 listing call returns: what a tick takes in a burst
+SETTLE_PER_TICK = 50  # a burst's announcements read after it, per tick: five queue reads, a short tick
 BURST_FROM = 20  # announcements waiting that make a burst: two queue reads' worth, where one listing names 1,000
 # Objects are taken in parallel: each is a few S3 and database round trips, so a burst of
 # 200 waits ~1/8 as long before its emails go on.
@@ -157,8 +158,8 @@ def find_pending(
             tick.listed, tick.reconciled, tick.announced, tick.busy = len(listed), True, 0, len(listed) - len(fresh)
             tick.new = sorted(fresh, key=lambda obj: obj.key)[:page]
             return tick
-    if tick.burst:  # all taken: settle a tick's worth of announcements (10 a call), no more
-        announced = inbox.take_announced(limit)
+    if tick.burst:  # all taken and worked: settle some of its announcements each tick (10 a call)
+        announced = inbox.take_announced(min(limit, SETTLE_PER_TICK))
     elif tick.backlog is not None:
         announced = inbox.take_announced(limit + len(busy))  # past runs' announcements, as the listing below
     tick.announced = None if announced is None else len(announced)

@@ -64,9 +64,9 @@ def test_emails_whose_run_waits_in_the_queue_are_not_requested_again(monkeypatch
             dep.queue(r)
         assert requests_of(dep.tick()) == []
         inbox.put("late.eml", mails.newsletter(9, address))
-        # A worker is on its way: the late one joins the queue (a take run), no second worker.
+        # Nothing is due in the work queue yet (the take run has not run): the late one runs alone.
         (late,) = requests_of(dep.tick())
-        assert late.job_name == "take_inbox" and requested_emails(late) == ["late.eml"]
+        assert late.job_name == "process_email" and requested_emails(late) == ["late.eml"]
         assert dep.rows() == []  # only runs register
 
 

@@ -207,7 +207,7 @@ def build_inbox_sensor(
         cursor = _cursor_after(found, started, max_emails_per_tick + len(busy))
         due = depth.due
         requests, takes = [], []
-        if batch_size <= 1 or (len(found.new) == 1 and not (workers or depth.due or depth.later or depth.claimed)):
+        if batch_size <= 1 or (len(found.new) == 1 and not (depth.due or depth.later)):
             requests += [run_request_for(o) for o in found.new]
         elif found.new:
             takes = take_run_requests_for(found.new, batch_size)
