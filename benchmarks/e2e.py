@@ -95,7 +95,7 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     dequeue_interval_seconds: 1
-    dequeue_use_threads: true  # as deploy/production: runs launch side by side, not one after another
+    dequeue_use_threads: true  # as deploy/production/dagster.yaml: runs launch side by side
     dequeue_num_workers: 4
 python_logs:
   python_log_level: INFO  # recommended for production too: no DEBUG lines ("Writing file at ...") in the event log

@@ -94,6 +94,7 @@ def tell_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, pipeline, 
 
         released = release_claims(pipeline, run.root_run_id or run.run_id, max_attempts=MAX_RETRIES + 1)
         email_ids = [i for i in email_ids if i not in released.queued]
+        email_ids += [i for i in released.exhausted if i not in email_ids]  # claimed but not tagged yet
         if released.queued:
             log.info(f"{len(released.queued)} email(s) the run had claimed are back in the queue")
     emails = record_failed_run(pipeline, email_ids, f"run {run.run_id} failed: {reason}")
