@@ -191,7 +191,7 @@ def build_inbox_sensor(
     )
     def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
         from inbox_pipeline.services.intake import fanout_copies, find_pending
-        from inbox_pipeline.services.work import EMAILS_PER_WORKER, queue_depth, workers_wanted
+        from inbox_pipeline.services.work import queue_depth, workers_wanted
 
         p = pipeline.pipeline()
         started = time.time()
@@ -211,9 +211,7 @@ def build_inbox_sensor(
             requests += [run_request_for(o) for o in found.new]
         elif found.new:
             takes = take_run_requests_for(found.new, batch_size)
-            # Workers for the first of what is being taken (more as the take queues them, next ticks):
-            # a take run launched behind four workers would queue the burst late.
-            due += min(len(found.new), 2 * EMAILS_PER_WORKER)
+            due += len(found.new)  # queued as the take run goes: workers start on the first at once
         wanted = workers_wanted(due, workers, mail_run_limit(context.instance))
         requests += takes + worker_run_requests(wanted, takes, started)
         # Routing's copies for further users among an email's envelope recipients: run by id, once.
