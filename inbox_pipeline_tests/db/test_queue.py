@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from datetime import timedelta
 
 import pytest
@@ -27,6 +26,7 @@ from inbox_pipeline.db.queue import (
 from inbox_pipeline_tests.conftest import migrated
 
 from . import _race_workers
+from ._races import run_race
 from .conftest import NOW
 
 SECOND = timedelta(seconds=1)
@@ -246,9 +246,6 @@ def test_queue_depth_counts_due_later_and_claimed(factory) -> None:
 # --- real processes claiming from one queue ---------------------------------------------
 
 PROCESSES = 6
-_CTX = multiprocessing.get_context("forkserver")
-_CTX.set_forkserver_preload(["inbox_pipeline_tests.db._race_workers", "inbox_pipeline.db.engine",
-                             "inbox_pipeline.db.queue"])
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
@@ -261,16 +258,7 @@ def test_processes_claiming_at_once_take_each_email_exactly_once(backend: str, r
         ids = []
         for n, recipient in enumerate(["a@x.example", "b@x.example", "c@x.example", "d@x.example"]):
             ids += _queued(factory, 10 + 5 * n, recipient)
-        start = _CTX.Barrier(PROCESSES)
-        results = _CTX.Queue()
-        procs = [_CTX.Process(target=_race_workers.queue_claim_worker, args=(url, start, results, i, f"w{i}"))
-                 for i in range(PROCESSES)]
-        for p in procs:
-            p.start()
-        outcomes = dict(results.get(timeout=180) for _ in procs)
-        for p in procs:
-            p.join(timeout=60)
-            assert p.exitcode == 0
+        outcomes = run_race(_race_workers.queue_claim_worker, url, [f"w{i}" for i in range(PROCESSES)], timeout=180)
         assert [o for o in outcomes.values() if isinstance(o, str)] == []
 
         claimed = [email for got in outcomes.values() for email in got]

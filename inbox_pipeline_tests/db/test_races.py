@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-
 import pytest
 
 from inbox_pipeline.db.engine import make_engine, session_factory
@@ -14,30 +12,10 @@ from inbox_pipeline.db.users import add_user, issue_address, set_plan
 from inbox_pipeline_tests.conftest import migrated
 
 from . import _race_workers
+from ._races import run_race
 from ._race_workers import NOW
 
 PROCESSES = 8
-# Fresh processes, each with its own engine: a fork server imports the database code once, then
-# forks a clean copy of itself per worker (spawning imports it again in each of the eight).
-_CTX = multiprocessing.get_context("forkserver")
-_CTX.set_forkserver_preload(["inbox_pipeline_tests.db._race_workers", "inbox_pipeline.db.engine",
-                             "inbox_pipeline.db.ledger", "inbox_pipeline.db.quota", "inbox_pipeline.db.intake"])
-
-
-def _run(target, url: str, args_for: list) -> dict[int, object]:
-    ctx = _CTX
-    start = ctx.Barrier(len(args_for))
-    results = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(url, start, results, i, arg)) for i, arg in enumerate(args_for)]
-    for p in procs:
-        p.start()
-    outcomes = dict(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    errors = [o for o in outcomes.values() if isinstance(o, str) and o.startswith("error")]
-    assert errors == []
-    return outcomes
 
 
 def _migrated(url: str):
@@ -49,7 +27,7 @@ def _migrated(url: str):
 def test_eight_processes_claim_one_delivery_exactly_one_wins(postgres_url: str) -> None:
     engine, factory = _migrated(postgres_url)
     try:
-        outcomes = _run(_race_workers.claim_worker, postgres_url, [42] * PROCESSES)
+        outcomes = run_race(_race_workers.claim_worker, postgres_url, [42] * PROCESSES)
         winners = [o for o in outcomes.values() if o is not None]
         assert len(winners) == 1
         with factory.begin() as s:
@@ -67,7 +45,7 @@ def test_eight_processes_race_past_a_quota_of_five(backend: str, request: pytest
         with factory.begin() as s:
             set_plan(s, "five", monthly_limit=5)
             uid = add_user(s, email="racer@example.com", plan="five").id
-        outcomes = _run(_race_workers.quota_worker, url, [uid] * PROCESSES)
+        outcomes = run_race(_race_workers.quota_worker, url, [uid] * PROCESSES)
         assert sorted(outcomes.values()) == [False] * 3 + [True] * 5
         with factory.begin() as s:
             assert quota_usage(s, uid, NOW).used == 5
@@ -85,7 +63,7 @@ def test_copies_routed_at_once_only_one_is_routed(postgres_url: str) -> None:
                 register_inbound(s, storage_key=f"copy-{i}", size=1, sha256="0" * 64, received_at=NOW)[0].id
                 for i in range(4)
             ]
-        outcomes = _run(_race_workers.route_worker, postgres_url, [(i, address) for i in ids])
+        outcomes = run_race(_race_workers.route_worker, postgres_url, [(i, address) for i in ids])
         assert sorted(outcomes.values()) == ["duplicate"] * 3 + ["routed"]
         with factory.begin() as s:
             rows = [get_inbound(s, i) for i in ids]
@@ -100,7 +78,7 @@ def test_copies_routed_at_once_only_one_is_routed(postgres_url: str) -> None:
 def test_deploys_migrating_at_once_do_not_collide(postgres_url: str) -> None:
     from inbox_pipeline.db.engine import head_revision
 
-    outcomes = _run(_race_workers.upgrade_worker, postgres_url, [None] * 3)
+    outcomes = run_race(_race_workers.upgrade_worker, postgres_url, [None] * 3)
     assert set(outcomes.values()) == {head_revision()}
     engine, factory = _migrated(postgres_url)
     try:
