@@ -3,7 +3,7 @@
 
 Starts the local default (scripts/dev.sh, in a temporary folder so your own
 state is untouched), waits until the runs taking the four sample newsletters
-succeed (one batch run today; per-email runs count one each), then
+succeed (a take run queues them and a worker run delivers them), then
 has headless Chromium (Debian's package; installed with apt-get when missing)
 photograph the pages into docs/screenshots/.
 
@@ -112,9 +112,10 @@ def main() -> int:
             runs_query = "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
 
             def emails_of(run: dict) -> int:
-                """A batch run names its email count, a per-email run one email (the demo makes one batch)."""
+                """The emails a run delivered or worked on: a worker run's email-ids, a per-email run's one."""
                 tags = {t["key"]: t["value"] for t in run["tags"]}
-                return int(tags.get("inbox-pipeline/email-count", "1" if "inbox-pipeline/email-id" in tags else "0"))
+                ids = [i for i in tags.get("inbox-pipeline/email-ids", "").split(",") if i]
+                return len(ids) or (1 if "inbox-pipeline/email-id" in tags else 0)
 
             def samples_done():
                 runs = graphql(port, runs_query)["runsOrError"]["results"]
@@ -123,7 +124,7 @@ def main() -> int:
 
             runs = wait(samples_done, 300, "the sample newsletters' runs to succeed")
             graphql(port, "mutation { setNuxSeen }")  # no "join the community" dialog over the pictures
-            shown = max(runs, key=emails_of)  # the run that took the samples
+            shown = max(runs, key=emails_of)  # the worker run that delivered the samples
             shoot(browser, f"http://127.0.0.1:{port}/asset-groups", args.out / "asset-graph.png")
             shoot(browser, f"http://127.0.0.1:{port}/runs/{shown['runId']}", args.out / "run.png")
             shoot(browser, f"http://127.0.0.1:{port}/runs", args.out / "runs.png", size="1600,700")

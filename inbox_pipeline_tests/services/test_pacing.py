@@ -20,7 +20,7 @@ from inbox_pipeline.db.pace import pace_counters
 from inbox_pipeline.services.context import Pipeline, PipelineOptions
 from inbox_pipeline.services.pacing import PacedMailer, QuotaSpentError, pace_for
 from inbox_pipeline_tests.conftest import SmtpSink
-from inbox_pipeline_tests.db.test_races import _run
+from inbox_pipeline_tests.db._races import run_race
 
 SENDER = "kindle@news.example"
 START = datetime(2026, 3, 10, 12, tzinfo=timezone.utc).timestamp()  # (slot times are floats: equal to 1e-6 s)
@@ -189,7 +189,7 @@ def test_two_processes_share_one_rate(postgres_url: str, smtp_sink: SmtpSink) ->
     from . import _pacing_workers
 
     upgrade(postgres_url)
-    outcomes = _run(_pacing_workers.send_worker, postgres_url, [(smtp_sink.url, 10, START)] * 2)
+    outcomes = run_race(_pacing_workers.send_worker, postgres_url, [(smtp_sink.url, 10, START)] * 2)
     assert len(smtp_sink.messages) == 20
     granted = sorted(w for paced, _ in outcomes.values() for w in paced)  # a slot's time, less START
     assert granted[0] == 0 and min(b - a for a, b in itertools.pairwise(granted)) > 0.1 - 1e-6  # not 2 in 0.1 s
