@@ -2,7 +2,7 @@
 
 1. A real run of the real job on a PostgreSQL instance (app database on
    SQLite, local inbox folder, outbox mailer, the benchmark's generated
-   newsletters): one ``process_inbox_batch`` run of ``--batch`` emails, and
+   newsletters): the take and worker runs of ``--batch`` emails, and
    one ``process_email`` run of one email.
 2. Those runs' rows (runs, run tags, event log, asset check executions) are
    copied in SQL, each copy under a new run id and aged, until they hold

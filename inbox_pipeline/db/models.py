@@ -264,7 +264,7 @@ class InboundEmail(Base):
     received_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # The batch runs' work queue (db/queue.py). ``queued_at``: set while the email waits for a worker run
+    # The worker runs' work queue (db/queue.py). ``queued_at``: set while the email waits for a worker run
     # or is being worked on by one (``claimed_by``: its root run id); cleared when the worker is done with
     # it. ``fair_key`` (its first envelope recipient) is whose turn a claim counts for; ``claimed_at`` is
     # kept after, as when that key was last served. ``attempts``: claims so far; ``not_before``: a retry's

@@ -1,4 +1,4 @@
-"""The batch runs' work queue: emails taken from the inbox wait here until a worker run claims one.
+"""The worker runs' work queue: emails taken from the inbox wait here until a worker run claims one.
 
 A burst's emails are not handed to runs when the sensor requests them: a take run registers and
 archives them and queues them here, and each worker run (``process_inbox_batch``) claims one
@@ -10,9 +10,11 @@ Fair order: of the emails due, the one whose ``fair_key`` (its first envelope re
 served least in the last ``FAIR_WINDOW`` (claims counted by ``claimed_at``, kept after the claim
 is done) goes first, then the one served least recently, then by id. So recipients with emails
 waiting are served in turn, and one whose emails arrive behind another's hundreds is served first
-until it has had as many: one user's 300 emails do not delay another's one. A claim is a compare-and-set (``claimed_by IS NULL``), so two workers
-never hold the same email, on SQLite (one writer) and PostgreSQL (the second update waits for the
-first's commit, then finds the row claimed) alike.
+until it has had as many: one user's 300 emails do not delay another's one.
+
+A claim is a compare-and-set (``claimed_by IS NULL``), so two workers never hold the same email,
+on SQLite (one writer) and PostgreSQL (the second update waits for the first's commit, then finds
+the row claimed) alike.
 
 Public functions (all take a ``Session``; none commits):
 

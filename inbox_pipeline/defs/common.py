@@ -17,7 +17,7 @@ from inbox_pipeline.defs.run_limits import max_runtime
 
 # --- run tags: filter runs in the UI by any of these ----------------------------------------
 TAG_EMAIL_ID = "inbox-pipeline/email-id"
-TAG_EMAIL_IDS = "inbox-pipeline/email-ids"  # a batch run's inbound email ids, comma-separated
+TAG_EMAIL_IDS = "inbox-pipeline/email-ids"  # the emails a worker run claimed, comma-separated
 TAG_TAKEN_IDS = "inbox-pipeline/taken-ids"  # the emails a take run registered and queued, comma-separated
 TAG_EMAIL_COUNT = "inbox-pipeline/email-count"  # how many emails a take run (or a watchdog resume) names
 TAG_INBOX_KEY = "inbox-pipeline/inbox-key"
@@ -27,7 +27,7 @@ TAG_SENDER = "inbox-pipeline/sender"
 TAG_USER = "inbox-pipeline/user"
 TAG_OUTCOME = "inbox-pipeline/outcome"
 TAG_REASON = "inbox-pipeline/reason"  # why a per-email run ended without a book on the Kindle
-TAG_OUTCOMES = "inbox-pipeline/outcomes"  # a batch run's emails that did not go to a Kindle: "unroutable: e4 e9; ..."
+TAG_OUTCOMES = "inbox-pipeline/outcomes"  # a worker run's emails that did not go to a Kindle: "unroutable: e4 e9; ..."
 SENDS_MAIL_TAG = {"inbox-pipeline/sends": "mail"}  # dagster.yaml limits how many such runs send at once
 # Dagster's own run tags (shown in the UI): a re-execution's parent and root, and the run-retry decision
 # Dagster stores on a failed run when run retries are enabled ("true"/"false").
@@ -189,7 +189,7 @@ def inbox_objects_of_run(run: dg.DagsterRun | dg.RunRequest) -> list[str]:
 def email_ids_of_run(run: dg.DagsterRun) -> list[int]:
     """The inbound emails a run worked on, in order, each once: the email-id tag(s) its first op adds
     once it has registered them (a run that has not got that far has none yet), and the ids its run
-    config names (a replay by id, held emails a batch run resumes)."""
+    config names (a replay by id, held emails a worker run resumes)."""
     ids: list[int] = []
 
     def add(value) -> None:

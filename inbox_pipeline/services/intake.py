@@ -152,7 +152,7 @@ def find_pending(
         page = max(limit, LISTING_PAGE)
         listed = inbox.list_pending(page + len(busy))
         fresh = [obj for obj in listed if obj.key not in busy]
-        if fresh or listed or not settle:
+        if listed or not settle:
             # The announcements wait: they are read (and settled) once the burst has been taken and
             # worked (``settle``: the caller has nothing waiting), off the burst's way.
             tick.listed, tick.reconciled, tick.announced, tick.busy = len(listed), True, 0, len(listed) - len(fresh)
@@ -215,7 +215,7 @@ def take_pending(
 
     def take(obj):
         try:
-            taken = _take_one(pipeline, obj, now)
+            taken = _take_one(pipeline, obj, now, keep_raw=not queue)
             queued = queue_taken(pipeline, [taken]) if queue and taken is not None else 0
             return taken, queued
         except Exception as exc:  # noqa: BLE001 - reported; the object stays pending
@@ -255,7 +255,7 @@ def take_new_emails(
 _DUP_LOOKUP = 20
 
 
-def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | None":
+def _take_one(pipeline: Pipeline, obj, now: datetime | None, *, keep_raw: bool = True) -> "Registered | None":
     """Register and archive one pending object and return its registration, also when it was
     registered before (a retry or re-execution of the run carries on with it: every later stage
     is idempotent), or None when it is gone and was never registered."""
@@ -292,7 +292,7 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None) -> "Registered | No
         if archived != name:
             with sessions.begin() as session:
                 set_storage_key(session, row_id, archived)
-    if data is not None:
+    if data is not None and keep_raw:  # a take run's workers are other processes: nothing to keep for them
         pipeline.keep_raw(archived, data)  # what was archived, for the run's parse (no second read)
     return Registered(row_id, archived, size, created, row_created, recipient_hint(data or b""))
 

@@ -7,8 +7,8 @@ small summaries (ids, keys, counts) that Dagster can show and persist.
 
 The work area is durable by default (in storage: each stage can be its own
 step, and a step re-executed in a new process finds what the one before it
-left). A step that runs several stages itself (a batch run's
-``convert_and_deliver``) passes ``WorkArea.in_memory()``: a retry redoes all of its
+left). A step that runs several stages itself (a worker run's
+``work_queue``) passes ``WorkArea.in_memory()``: a retry redoes all of its
 stages, so nothing in between needs to outlive the step, and clean .. check
 then make one storage call (the EPUB's put) instead of fifteen.
 """

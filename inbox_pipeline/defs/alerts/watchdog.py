@@ -6,7 +6,7 @@ and the inbox sensor's own ticks (failing, or silent past ``stall_after``),
 opens an episode per new problem and closes those that are gone. The alert and
 the recovery of each episode are queued in the cursor and sent in order when
 the mailer takes them. Emails an outage holds (``waiting``) are resumed in a
-batch run once their cause has cleared. The tick's message (in the UI) says
+worker run once their cause has cleared. The tick's message (in the UI) says
 what is wrong now, so a configuration that cannot work shows at the first tick.
 """
 
@@ -52,7 +52,7 @@ def inbox_sensor_problem(instance: dg.DagsterInstance, now: datetime, stall_afte
 
 
 def resume_request(cause: str, waiting: list) -> dg.RunRequest:
-    """A batch run for emails one cause held; its key is new for each hold (state_changed_at)."""
+    """A worker run for emails one cause held (it claims them first); its key is new for each hold (state_changed_at)."""
 
     batch = waiting[:RESUME_BATCH]
     marks = "\n".join(f"{w.email_id}@{w.since.isoformat()}" for w in batch)

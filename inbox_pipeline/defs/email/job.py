@@ -1,23 +1,19 @@
-"""The jobs that process inbound emails: one run per email, or one run per burst.
+"""The jobs that process inbound emails: one run per email, or take and worker runs for a burst.
 
 ``process_email``: one run per email (the quiet-inbox case, lowest latency; the
 run is tagged with the email's Message-ID, user and subject).
 
-``process_inbox_batch``: one run for up to ``INBOX_PIPELINE_BATCH_SIZE``
-emails. Its first op fans out one ``DynamicOutput`` per email (mapping key
-``e<email id>``) and a one-step graph is mapped over it, so each email
-still has its own step (``email.convert_and_deliver[e42]``), its own retries
-and its own materializations; one email failing fails only its own step. The
-step calls the same stage functions as ``process_email``'s nine ops, parse ..
-blocking EPUB check .. deliver: each Dagster step costs about six event-log
-writes of its own (each was then a new PostgreSQL connection; the instance files now name
-defs/instance_storage.py, which keeps one), so nine steps per email made the event log, not
-the conversion, the limit
-(measured on 2 cores with benchmarks/e2e.py: the nine ops mapped 0.8 emails/s,
-three steps 2.3/s, two steps without routine log lines 3.4/s; one step was no
-faster then, but writes six fewer events per email: benchmarks/events.py).
-A run process costs seconds of CPU before its first op, which is what one run
-per email pays 500 times in a burst.
+``take_inbox`` and ``process_inbox_batch``: a burst. A take run registers,
+archives and queues up to ``INBOX_PIPELINE_BATCH_SIZE`` emails; worker runs
+(``process_inbox_batch``) claim them from the queue one at a time
+(``services/work.py``) with one op, ``work_queue``, which calls the same stage
+functions as ``process_email``'s nine ops, parse .. blocking EPUB check ..
+deliver. Each Dagster step costs about six event-log writes of its own, so a
+step per stage (or per email) made the event log, not the conversion, the
+limit (measured on 2 cores with benchmarks/e2e.py: the nine ops mapped 0.8
+emails/s, a step per email 6.0/s, the worker runs 9.3/s). A run process costs
+seconds of CPU before its first op, which is what one run per email pays 500
+times in a burst.
 
 Both run every step in the run's process (in-process executor). Outputs go to
 the default filesystem IO manager: they are small summaries (the artefacts are
@@ -85,7 +81,7 @@ def build_process_inbox_batch_job(retry_delay_seconds: float = 60, idle_seconds:
         BATCH_JOB,
         (
             "A worker run: claims queued emails (taken from the inbox by take_inbox runs) one at a time, the "
-            "recipient served least recently first, and takes each through the same stages as process_email, "
+            "recipient served least first, and takes each through the same stages as process_email, "
             "sending one while it converts the next; ends when the queue has been empty for a few seconds. A "
             "failure worth retrying puts the email back in the queue with back-off; one email failing does not stop "
             "the others, though the run then ends failed. Find an email: its `inbox_email` materialization "

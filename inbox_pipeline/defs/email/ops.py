@@ -15,7 +15,10 @@ anything else -> retried by the op's RetryPolicy) and log materializations,
 the EPUB check and run tags so the UI can find every email.
 """
 
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -592,10 +595,6 @@ SEND_AHEAD = 2  # converted emails a worker run keeps waiting for their send slo
 
 
 def _work_queue(context: dg.OpExecutionContext, p, named: list[int], retry_delay_seconds: float, idle_seconds: float):
-    import time
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
     from inbox_pipeline.services.deliver import deliver_epub
     from inbox_pipeline.services.work import Worker
 

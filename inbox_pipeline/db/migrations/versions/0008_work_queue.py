@@ -1,4 +1,4 @@
-"""The batch runs' work queue: queue and claim columns on inbound_emails.
+"""The worker runs' work queue: queue and claim columns on inbound_emails.
 
 Revision ID: 0008_work_queue
 Revises: 0007_send_pace
