@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from inbox_pipeline.db.models import InboundEmail, InboundState
@@ -144,26 +144,18 @@ def _claim(session: Session, email_id: int, worker: str, now: datetime, *conditi
 
 def release(session: Session, email_id: int, worker: str, *, not_before: datetime) -> bool:
     """Put a claimed email back in the queue, due again at ``not_before`` (a transient failure's back-off)."""
-    return bool(
-        session.execute(
-            update(E)
-            .where(E.id == email_id, E.claimed_by == worker)
-            .values(claimed_by=None, not_before=not_before)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    )
+    return _update_claim(session, email_id, worker, claimed_by=None, not_before=not_before)
 
 
 def finish(session: Session, email_id: int, worker: str) -> bool:
     """Take a claimed email out of the queue: the worker is done with it, whatever its state says."""
-    return bool(
-        session.execute(
-            update(E)
-            .where(E.id == email_id, E.claimed_by == worker)
-            .values(queued_at=None, claimed_by=None, not_before=None)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    )
+    return _update_claim(session, email_id, worker, queued_at=None, claimed_by=None, not_before=None)
+
+
+def _update_claim(session: Session, email_id: int, worker: str, **values) -> bool:
+    """Set ``values`` on the email if ``worker`` holds it; whether it did."""
+    statement = update(E).where(E.id == email_id, E.claimed_by == worker).values(**values)
+    return bool(session.execute(statement.execution_options(synchronize_session=False)).rowcount)
 
 
 def release_worker(session: Session, worker: str, *, max_attempts: int) -> Released:
@@ -184,11 +176,10 @@ def release_worker(session: Session, worker: str, *, max_attempts: int) -> Relea
 def queue_depth(session: Session, *, now: datetime) -> QueueDepth:
     """How many queued emails are due, waiting out a back-off, and claimed."""
     claimed = E.claimed_by.is_not(None)
-    later = E.not_before > now
     row = session.execute(
         select(
-            func.count().filter(~claimed, or_(E.not_before.is_(None), ~later)),
-            func.count().filter(~claimed, later),
+            func.count().filter(and_(*_due(now))),
+            func.count().filter(~claimed, E.not_before > now),
             func.count().filter(claimed),
         ).where(E.queued_at.is_not(None))
     ).one()
