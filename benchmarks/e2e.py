@@ -294,6 +294,34 @@ class Stack:
             ))
         return "\n".join(lines)
 
+    def milestones(self, since: float, recipient: str | None = None) -> str:
+        """When the first email was registered (a take run), first claimed (a worker) and first accepted
+        (the SMTP server), in s after ``since``: where a burst's start goes. ``recipient``: that user's
+        emails only (their inbound address, the queue's fair key)."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.app_db)
+        try:
+            with engine.connect() as conn:
+                registered, claimed = conn.execute(
+                    text("SELECT min(created_at), min(claimed_at) FROM inbound_emails"
+                         + (" WHERE fair_key = :key" if recipient else "")),
+                    {"key": (recipient or "").lower()},
+                ).one()
+        finally:
+            engine.dispose()
+        from datetime import timezone
+
+        def at(moment) -> str:
+            if moment is None:
+                return "-"
+            return f"{(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp() - since:.1f}"
+
+        kindle = None if recipient is None else f"reader{self.addresses.index(recipient)}@kindle.example"  # seed_users
+        first_accept = min((t for t, rcpts in self.sink.accepted if kindle in rcpts or not kindle), default=None)
+        accept = "-" if first_accept is None else f"{first_accept - since:.1f}"
+        return f"    first email registered {at(registered)}, first claimed {at(claimed)}, first accepted {accept}"
+
     @staticmethod
     def ticks(instance, since: float) -> list:
         """The inbox sensor's ticks after ``since`` that requested runs, or took over a second, oldest first."""
@@ -362,6 +390,7 @@ def burst(stack: Stack, n: int, timeout: float, rng: random.Random, verbose: boo
     elapsed = (last - start) if delivered >= n else (time.time() - start)
     if verbose:
         print(stack.timeline(start), flush=True)
+        print(stack.milestones(start), flush=True)
         print("    SMTP accepts per 10 s:  " + accepts_per_10s(stack.sink.accepted, start), flush=True)
     return {
         "n": n,
@@ -428,6 +457,8 @@ def two_users(stack: Stack, n: int, timeout: float, rng: random.Random) -> dict:
         "few_delivered": len(light_accepts),
         "few_seconds": (max(light_accepts) - light_first_put) if len(light_accepts) >= few else float("inf"),
         "all_seconds": max((t for t, _ in stack.sink.accepted), default=time.time()) - start,
+        "start": start,
+        "few_start": light_first_put,
         "runs": stack.runs_summary(),
     }
 
@@ -731,7 +762,10 @@ def main() -> int:
                 print(f"two users, {n - n // 10} + {n // 10} emails, limiter {args.rate:g}/s ...", flush=True)
                 with Stack(endpoint, workdir, batch_size=args.batch_size, name="users", send_rate=args.rate) as stack:
                     u = two_users(stack, n, args.burst_timeout, rng)
-                    print(stack.timeline(time.time() - u["all_seconds"]), flush=True)
+                    print(stack.timeline(u["start"]), flush=True)
+                    print(stack.milestones(u["start"]), flush=True)
+                    print("  the second user's, after its first put:", flush=True)
+                    print(stack.milestones(u["few_start"], recipient=stack.addresses[1]), flush=True)
                     print(f"  {u}", flush=True)
                 rows.append(
                     (
