@@ -7,6 +7,7 @@ never by walking raw dicts.
 """
 
 # No "from __future__ import annotations": Dagster reads the config annotations at definition time.
+import json
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -19,6 +20,7 @@ from inbox_pipeline.defs.run_limits import max_runtime
 TAG_EMAIL_ID = "inbox-pipeline/email-id"
 TAG_EMAIL_IDS = "inbox-pipeline/email-ids"  # the emails a worker run claimed, comma-separated
 TAG_TAKEN_IDS = "inbox-pipeline/taken-ids"  # the emails a take run registered and queued, comma-separated
+TAG_NOT_TAKEN = "inbox-pipeline/not-taken"  # pending objects a take run could not take (a JSON list of names)
 TAG_EMAIL_COUNT = "inbox-pipeline/email-count"  # how many emails a take run (or a watchdog resume) names
 TAG_INBOX_KEY = "inbox-pipeline/inbox-key"
 TAG_MESSAGE_ID = "inbox-pipeline/message-id"
@@ -179,11 +181,21 @@ def inbox_objects_of_run(run: dg.DagsterRun | dg.RunRequest) -> list[str]:
     """The names of the pending inbox objects a run takes (``take_inbox``, ``process_email``)."""
     if run.job_name == TAKE_JOB:
         take = _op_config(run, TAKE_OP, TakeConfig)
-        return [o.key for o in take.emails if o.key] if take else []
+        named = [o.key for o in take.emails if o.key] if take else []
+        return named + [key for key in _not_taken(run) if key not in named]
     if run.job_name == EMAIL_JOB:
         email = _op_config(run, EMAIL_OP, EmailConfig)
         return [email.inbox.key] if email and email.inbox and email.inbox.key else []
     return []
+
+
+def _not_taken(run: dg.DagsterRun | dg.RunRequest) -> list[str]:
+    """The objects a take run listed but could not take (its ``not-taken`` tag), so they count as its own."""
+    try:
+        keys = json.loads((run.tags or {}).get(TAG_NOT_TAKEN) or "[]")
+    except ValueError:
+        return []
+    return [key for key in keys if isinstance(key, str) and key] if isinstance(keys, list) else []
 
 
 def email_ids_of_run(run: dg.DagsterRun) -> list[int]:

@@ -40,7 +40,8 @@ UTF-8, too long to archive) is archived and registered under a plain stand-in
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,7 +56,14 @@ from inbox_pipeline.db.intake import (
     set_storage_key,
 )
 from inbox_pipeline.db.models import InboundState
-from inbox_pipeline.seams.inbox import InboxObject, ObjectNotFound, ObjectTooLarge, archive_name, dup_name
+from inbox_pipeline.seams.inbox import (
+    InboxObject,
+    ObjectHead,
+    ObjectNotFound,
+    ObjectTooLarge,
+    archive_name,
+    dup_name,
+)
 from inbox_pipeline.services.context import Pipeline, utcnow
 from inbox_pipeline.services.work import queue_taken
 
@@ -206,28 +214,108 @@ def take_pending(
     pipeline: Pipeline, objects: list[InboxObject], *, now: datetime | None = None, queue: bool = False
 ) -> IntakeTick:
     """Register and archive each object (the run's first op); one object's error is reported in
-    ``errors`` and never holds back the others (each is complete on its own, see above). ``queue``:
-    put each in the work queue as soon as it is archived (a take run), so worker runs start on a
-    burst's first emails while the rest are still being taken."""
+    ``errors`` and never holds back the others (each is complete on its own, see above).
+
+    ``queue`` (a take run): put each in the work queue as soon as it is archived, so worker runs start
+    on a burst's first emails while the rest are still being taken; and take them in turns by
+    recipient: all are read first (keeping their size, hash and recipient, not their bytes), then
+    registered, archived and queued one recipient after another (``in_turns``), so a user whose 50
+    emails arrived behind another's 450 has them queued among the first 100, not as the listing
+    happens to order them. The first ``INTAKE_THREADS`` go at once, so the workers have work within
+    a round trip."""
     tick = IntakeTick()
     if not objects:
         return tick
+    if not queue:
+        with ThreadPoolExecutor(min(INTAKE_THREADS, len(objects)), thread_name_prefix="intake") as pool:
+            results = pool.map(lambda obj: _guarded(_take_one, pipeline, obj, now), objects)
+            for obj, result in zip(objects, results):
+                _count(tick, obj, result, 0)
+        return tick
 
-    def take(obj):
-        try:
-            taken = _take_one(pipeline, obj, now, keep_raw=not queue)
-            queued = queue_taken(pipeline, [taken]) if queue and taken is not None else 0
-            return taken, queued
-        except Exception as exc:  # noqa: BLE001 - reported; the object stays pending
-            return exc
+    def register_and_queue(read: "_Read"):
+        taken = _register_one(pipeline, read, now)
+        return taken, (queue_taken(pipeline, [taken]) if taken is not None else 0)
 
     with ThreadPoolExecutor(min(INTAKE_THREADS, len(objects)), thread_name_prefix="intake") as pool:
-        for obj, result in zip(objects, pool.map(take, objects)):
-            if isinstance(result, Exception):
-                tick.not_taken.append((obj.key, f"{type(result).__name__}: {result}"))
-            elif result[0] is not None:
-                tick.registered.append(result[0])
-                tick.queued += result[1]
+        for part in (objects[:INTAKE_THREADS], objects[INTAKE_THREADS:]):
+            reads = list(pool.map(lambda obj: _guarded(_read_one, pipeline, obj, keep=False), part))
+            for obj, read in zip(part, reads):
+                if isinstance(read, Exception):
+                    _count(tick, obj, read, 0)
+            ready = in_turns([r for r in reads if not isinstance(r, Exception)], key=lambda r: r.recipient)
+            for read, result in zip(ready, pool.map(lambda r: _guarded(register_and_queue, r), ready)):
+                if isinstance(result, Exception):
+                    _count(tick, read.obj, result, 0)
+                else:
+                    _count(tick, read.obj, *result)
+    return tick
+
+
+def _guarded(fn, *args, **kwargs):
+    """``fn``'s result, or the exception it raised (reported for its object; the others go on)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported; the object stays pending
+        return exc
+
+
+def _count(tick: IntakeTick, obj: InboxObject, result, queued: int) -> None:
+    if isinstance(result, Exception):
+        tick.not_taken.append((obj.key, f"{type(result).__name__}: {result}"))
+    elif result is not None:
+        tick.registered.append(result)
+        tick.queued += queued
+
+
+def in_turns(items: list, *, key) -> list:
+    """``items`` reordered so that each ``key`` (a recipient) gets a turn in order of first appearance:
+    a a a b a c -> a b c a a a. Within one key the order is kept."""
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault((key(item) or "").lower(), []).append(item)
+    queues = list(groups.values())
+    return [group[i] for i in range(max(map(len, queues), default=0)) for group in queues if i < len(group)]
+
+
+TAKE_FOR_SECONDS = 5 * 60.0  # a take run lists the inbox again for this long at most (then the sensor starts another)
+
+
+def take_until_empty(
+    pipeline: Pipeline,
+    objects: list[InboxObject],
+    *,
+    now: datetime | None = None,
+    busy: Callable[[], Collection[str]] = frozenset,
+    for_seconds: float = TAKE_FOR_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+    on_round: Callable[[IntakeTick], None] | None = None,
+) -> IntakeTick:
+    """A take run: take and queue ``objects`` (what the sensor found), then list the inbox and take
+    what arrived meanwhile, again and again, until a listing finds nothing it has not tried, or for
+    ``for_seconds``. So a burst that is still arriving is taken by the one run already going, not by
+    a new run per sensor tick (each a process to start while the machine is busiest).
+
+    ``busy``: names of pending objects other runs have (a lone email's run), looked up each round
+    and left to them. An object that could not be taken is tried once (``not_taken``). ``on_round``
+    is called with the running totals after each round (the run's tags)."""
+    tick = IntakeTick()
+    tried: set[str] = set()
+    started = clock()
+    batch = list(objects)
+    while batch:
+        part = take_pending(pipeline, batch, now=now, queue=True)
+        tick.registered += part.registered
+        tick.not_taken += part.not_taken
+        tick.queued += part.queued
+        tried.update(obj.key for obj in batch)
+        if on_round is not None:
+            on_round(tick)
+        if clock() - started >= for_seconds:
+            break
+        skip = tried | set(busy())
+        listed = pipeline.inbox.list_pending(LISTING_PAGE + len(skip))
+        batch = [obj for obj in listed if obj.key not in skip][:LISTING_PAGE]
     return tick
 
 
@@ -259,21 +347,45 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None, *, keep_raw: bool =
     """Register and archive one pending object and return its registration, also when it was
     registered before (a retry or re-execution of the run carries on with it: every later stage
     is idempotent), or None when it is gone and was never registered."""
-    inbox, sessions = pipeline.inbox, pipeline.sessions
-    name = archive_name(obj.key)  # a plain, registrable name, whatever the sender or writer chose
+    return _register_one(pipeline, _read_one(pipeline, obj, keep=keep_raw), now)
+
+
+@dataclass
+class _Read:
+    """What taking needs of one pending object, read once: its size, hash, recipient and the head
+    its move needs (``data``: the bytes, only when the run parses them itself)."""
+
+    obj: InboxObject
+    size: int = 0
+    sha: str = ""
+    head: ObjectHead | None = None
+    recipient: str = ""
+    data: bytes | None = None
+    gone: bool = False  # not pending (archived by an earlier attempt)
+
+
+def _read_one(pipeline: Pipeline, obj, *, keep: bool) -> _Read:
     try:
-        data, head = inbox.read_to_archive(obj.key)  # head: the archive's move needs no second look
-        size, sha = len(data), hashlib.sha256(data).hexdigest()
+        data, head = pipeline.inbox.read_to_archive(obj.key)  # head: the archive's move needs no second look
     except ObjectNotFound:
+        return _Read(obj, gone=True)
+    except ObjectTooLarge as exc:
+        # Registered unread (its size says enough), so it is recorded, not retried: parsing fails it.
+        return _Read(obj, exc.size, hashlib.sha256(f"unread {obj.key} {obj.version}".encode()).hexdigest())
+    return _Read(obj, len(data), hashlib.sha256(data).hexdigest(), head, recipient_hint(data), data if keep else None)
+
+
+def _register_one(pipeline: Pipeline, read: _Read, now: datetime | None) -> "Registered | None":
+    """Register and archive what ``_read_one`` read (see ``_take_one``)."""
+    inbox, sessions, obj = pipeline.inbox, pipeline.sessions, read.obj
+    name = archive_name(obj.key)  # a plain, registrable name, whatever the sender or writer chose
+    if read.gone:
         inbox.forget(obj.key)
         names = [name] + [dup_name(name, n) for n in range(1, _DUP_LOOKUP + 1)]
         with sessions() as session:  # archived by an earlier attempt: the newest email of that name
             row = newest_named(session, names)
             return None if row is None else Registered(row.id, row.storage_key, int(row.size), False, row.created_at)
-    except ObjectTooLarge as exc:
-        # Registered unread (its size says enough), so it is recorded, not retried: parsing fails it.
-        size, sha = exc.size, hashlib.sha256(f"unread {obj.key} {obj.version}".encode()).hexdigest()
-        data, head = None, None
+    size, sha, head = read.size, read.sha, read.head
     received_at = obj.last_modified or now or utcnow()
     with sessions.begin() as session:
         row, created = register_inbound(session, storage_key=name, size=size, sha256=sha, received_at=received_at)
@@ -292,9 +404,9 @@ def _take_one(pipeline: Pipeline, obj, now: datetime | None, *, keep_raw: bool =
         if archived != name:
             with sessions.begin() as session:
                 set_storage_key(session, row_id, archived)
-    if data is not None and keep_raw:  # a take run's workers are other processes: nothing to keep for them
-        pipeline.keep_raw(archived, data)  # what was archived, for the run's parse (no second read)
-    return Registered(row_id, archived, size, created, row_created, recipient_hint(data or b""))
+    if read.data is not None:  # kept only when this run parses it (a take run's workers are other processes)
+        pipeline.keep_raw(archived, read.data)  # what was archived, for the run's parse (no second read)
+    return Registered(row_id, archived, size, created, row_created, read.recipient)
 
 
 def fanout_copies(pipeline: Pipeline, *, limit: int = 100) -> list[int]:

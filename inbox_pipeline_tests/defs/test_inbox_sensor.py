@@ -22,28 +22,24 @@ def requests_of(result) -> list[dg.RunRequest]:
     return list(result.run_requests or []) if isinstance(result, dg.SensorResult) else []
 
 
-def test_a_tick_takes_at_most_the_cap_and_the_rest_wait_for_the_next(monkeypatch, tmp_path) -> None:
+def test_a_tick_names_at_most_the_cap_and_its_take_run_lists_and_takes_the_rest(monkeypatch, tmp_path) -> None:
+    from inbox_pipeline.defs.common import TAG_TAKEN_IDS
+
     with deployment(monkeypatch, tmp_path, MAX_EMAILS_PER_TICK="2") as dep:
         address = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
         for n in range(5):
             dep.pipeline().inbox.put(f"m{n}.eml", mails.newsletter(n, address))
-        sizes, keys, ids = [], [], []
-        for _ in range(4):
-            requests = requests_of(dep.tick())
-            sizes.append(sum(len(requested_emails(r)) for r in requests))
-            keys += [r.run_key for r in requests]
-            for r in requests:
-                # A lone email (nothing queued) gets a per-email run; two found together a take run
-                # that queues them, and a worker run that works the queue.
-                if r.job_name == "take_inbox":
-                    assert r.tags["inbox-pipeline/email-count"] == str(len(requested_emails(r)))
-                elif r.job_name == "process_email":
-                    assert r.tags["inbox-pipeline/inbox-key"] == "m4.eml"
-                result = dep.run(r)
-                assert result.success
-                ids += dep.emails_of(result)  # a worker or per-email run tagged the emails it worked on
-        assert sizes == [2, 2, 1, 0]
-        assert len(set(keys)) == 5 and sorted(ids) == sorted(r[0] for r in dep.rows())
+        take, worker = requests_of(dep.tick())
+        # The tick names two (its cap): a take run that queues them, and a worker run for the queue.
+        assert (take.job_name, worker.job_name) == ("take_inbox", "process_inbox_batch")
+        assert requested_emails(take) == ["m0.eml", "m1.eml"] and take.tags["inbox-pipeline/email-count"] == "2"
+        taken = dep.run(take)
+        assert taken.success and dep.pipeline().inbox.list_pending(10) == []  # it listed and took the other three
+        run = dep.instance.get_run_by_id(taken.run_id)
+        assert sorted(map(int, run.tags[TAG_TAKEN_IDS].split(","))) == sorted(r[0] for r in dep.rows())
+        assert len(dep.rows()) == 5
+        worked = dep.run(worker)
+        assert worked.success and sorted(dep.emails_of(worked)) == sorted(r[0] for r in dep.rows())
         assert sorted(r[1] for r in dep.rows()) == ["delivered"] * 5
         skipped = dep.tick()
         assert isinstance(skipped, dg.SensorResult) and "no new email" in (skipped.skip_reason.skip_message or "")
@@ -64,10 +60,19 @@ def test_emails_whose_run_waits_in_the_queue_are_not_requested_again(monkeypatch
             dep.queue(r)
         assert requests_of(dep.tick()) == []
         inbox.put("late.eml", mails.newsletter(9, address))
-        # Nothing is due in the work queue yet (the take run has not run): the late one runs alone.
-        (late,) = requests_of(dep.tick())
-        assert late.job_name == "process_email" and requested_emails(late) == ["late.eml"]
+        # A take run is waiting to start: it will list the inbox after its own three and take the late
+        # one too, so the tick gives the late one no run of its own (it would be worked twice).
+        waiting = dep.tick()
+        assert requests_of(waiting) == []
+        assert "a take run is taking what arrives" in (waiting.skip_reason.skip_message or "")
         assert dep.rows() == []  # only runs register
+        (take,) = [r for r in first if r.job_name == "take_inbox"]
+        assert dep.run(take).success
+        from inbox_pipeline.db.intake import get_inbound
+
+        with dep.pipeline().sessions() as session:
+            names = sorted(get_inbound(session, r[0]).storage_key.rsplit("/", 1)[-1] for r in dep.rows())
+        assert names == ["late.eml", "q0.eml", "q1.eml", "q2.eml"]
 
 
 def test_a_run_killed_between_register_and_archive_is_retaken_by_its_retry_same_row(monkeypatch, tmp_path) -> None:

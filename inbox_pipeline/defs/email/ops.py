@@ -15,6 +15,7 @@ anything else -> retried by the op's RetryPolicy) and log materializations,
 the EPUB check and run tags so the UI can find every email.
 """
 
+import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from inbox_pipeline.defs.common import (
     TAG_REASON,
     TAG_SENDER,
     TAG_SUBJECT,
+    TAG_NOT_TAKEN,
     TAG_TAKEN_IDS,
     TAG_USER,
     BATCH_OP,
@@ -90,7 +92,7 @@ def take_from_inbox(context: dg.OpExecutionContext, p, objects: list[InboxObject
     from datetime import datetime, timezone
 
     from inbox_pipeline.seams.inbox import InboxObject
-    from inbox_pipeline.services.intake import take_pending
+    from inbox_pipeline.services.intake import take_pending, take_until_empty
 
     def received(text: str) -> datetime:
         try:
@@ -99,7 +101,10 @@ def take_from_inbox(context: dg.OpExecutionContext, p, objects: list[InboxObject
             return datetime.now(timezone.utc)
 
     found = [InboxObject(o.key, 0, received(o.received_at), o.version) for o in objects]
-    tick = take_pending(p, found, queue=queue)
+    if queue:  # a take run: these, then what arrives in the inbox while it goes
+        tick = take_until_empty(p, found, busy=lambda: _busy_elsewhere(context), on_round=lambda t: _tag_taken(context, t))
+    else:
+        tick = take_pending(p, found)
     if tick.errors and context.retry_number < MAX_RETRIES:
         raise RuntimeError(f"{len(tick.errors)} email(s) could not be taken from the inbox: {tick.errors[0]}")
     if tick.not_taken:
@@ -107,6 +112,21 @@ def take_from_inbox(context: dg.OpExecutionContext, p, objects: list[InboxObject
 
         give_up_taking(p, tick.not_taken)
     return tick
+
+
+def _busy_elsewhere(context: dg.OpExecutionContext) -> set[str]:
+    """Pending objects that other runs have (as the inbox sensor counts them): a take run leaves them be."""
+    from inbox_pipeline.defs.intake.sensors import RETAKE_AFTER_SECONDS, busy_objects, runs_in_flight
+
+    runs = runs_in_flight(context.instance, retake_after_seconds=RETAKE_AFTER_SECONDS, now=time.time())
+    return busy_objects([run for run in runs if run.run_id != context.run_id])
+
+
+def _tag_taken(context: dg.OpExecutionContext, tick) -> None:
+    """The take run's ``taken-ids`` tag, after each round: the emails it has registered and queued so far."""
+    ids = sorted({r.email_id for r in tick.registered})
+    if ids:
+        context.instance.add_run_tags(context.run_id, {TAG_TAKEN_IDS: ",".join(map(str, ids))})
 
 
 def tag_run(context: dg.OpExecutionContext, tags: dict[str, str]) -> None:
@@ -554,10 +574,13 @@ def take_inbox_emails(context: dg.OpExecutionContext, config: TakeConfig, pipeli
     p = pipeline.pipeline()
     tick = take_from_inbox(context, p, config.emails, queue=True)
     ids = sorted({r.email_id for r in tick.registered})
-    if ids:
-        context.instance.add_run_tags(context.run_id, {TAG_TAKEN_IDS: ",".join(map(str, ids))})
-    context.log.info(f"{len(ids)} email(s) taken from the inbox; {tick.queued} queued for the worker runs")
+    context.log.info(
+        f"{len(ids)} email(s) taken from the inbox ({len(config.emails)} named by the sensor, the rest listed "
+        f"as they arrived); {tick.queued} queued for the worker runs"
+    )
     if tick.errors:
+        # Left alone by the sensor and later take runs for a day, as a failed run's named objects are.
+        context.instance.add_run_tags(context.run_id, {TAG_NOT_TAKEN: json.dumps([k for k, _ in tick.not_taken])})
         for error in tick.errors:
             context.log.error(f"could not take this email from the inbox (it stays there): {error}")
         raise dg.Failure(

@@ -11,9 +11,12 @@ object's name and version) keeps it in exactly one run if a tick is repeated.
 Run sizing (README "Throughput"): a tick that finds one email while nothing is
 queued launches the per-email job (lowest latency; the run is tagged with the
 email's Message-ID, user and subject). Otherwise the emails go through the work
-queue (``services/work.py``): ``take_inbox`` runs of at most
-``INBOX_PIPELINE_BATCH_SIZE`` emails each (default 500) register, archive and
-queue them, outside the limit on runs that send mail, and worker runs
+queue (``services/work.py``): one ``take_inbox`` run at a time, named the
+first ``INBOX_PIPELINE_BATCH_SIZE`` emails found (default 500), registers,
+archives and queues them, outside the limit on runs that send mail, then lists
+the inbox again and takes what arrived meanwhile until it finds nothing (so a
+burst still arriving costs one run start, not one per tick; while it goes, the
+sensor requests nothing for the inbox), and worker runs
 (``process_inbox_batch``, one per ten emails due, up to that limit, read from
 the instance) claim them one at a time as they free up, the recipient served
 least first (the fewest claims in the last 10 minutes). ``INBOX_PIPELINE_BATCH_SIZE=1`` means one run per email
@@ -95,13 +98,6 @@ def take_run_request_for(batch: list) -> dg.RunRequest:
     )
 
 
-def take_run_requests_for(found: list, batch_size: int) -> list[dg.RunRequest]:
-    """ceil(n / batch_size) take runs of even size, in key order."""
-    ordered = sorted(found, key=lambda o: o.key)
-    size = math.ceil(len(ordered) / math.ceil(len(ordered) / max(1, batch_size)))
-    return [take_run_request_for(ordered[i : i + size]) for i in range(0, len(ordered), size)]
-
-
 def worker_run_requests(count: int, takes: list[dg.RunRequest], tick: float) -> list[dg.RunRequest]:
     """``count`` worker runs (they claim from the queue: their config names no email), keyed by the take
     runs requested with them, so a tick evaluated again requests the same runs; else by the tick's time."""
@@ -142,6 +138,11 @@ def busy_objects(runs: list[dg.DagsterRun]) -> set[str]:
     return {key for run in runs for key in inbox_objects_of_run(run)}
 
 
+def take_running(runs: list[dg.DagsterRun]) -> bool:
+    """Whether a take run is queued or going (it takes whatever arrives in the inbox until it is empty)."""
+    return any(run.job_name == TAKE_JOB and run.status in _UNFINISHED for run in runs)
+
+
 def workers_running(runs: list[dg.DagsterRun]) -> int:
     return sum(1 for run in runs if run.job_name == BATCH_JOB and run.status in _UNFINISHED)
 
@@ -163,8 +164,8 @@ def build_inbox_sensor(
     mode = (
         "one run per email"
         if batch_size <= 1
-        else f"one run for a lone email when nothing is queued; otherwise take runs of at most {batch_size} emails "
-        "queue them and worker runs (one per ten emails due, up to the instance's limit on runs that send mail) "
+        else f"one run for a lone email when nothing is queued; otherwise one take run at a time (named up to "
+        f"{batch_size} emails, it then takes what else arrives until the inbox is empty) queues them and worker runs (one per ten emails due, up to the instance's limit on runs that send mail) "
         "claim them one at a time, the recipient served least first"
     )
     source = (
@@ -190,7 +191,7 @@ def build_inbox_sensor(
         ),
     )
     def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
-        from inbox_pipeline.services.intake import fanout_copies, find_pending
+        from inbox_pipeline.services.intake import PendingTick, fanout_copies, find_pending
         from inbox_pipeline.services.work import queue_depth, workers_wanted
 
         p = pipeline.pipeline()
@@ -203,14 +204,21 @@ def build_inbox_sensor(
         # A listing or queue error fails the tick: nothing is lost, the cursor stays. A burst's
         # announcements are settled once its emails are through the queue.
         settle = not (depth.due or depth.claimed)
-        found = find_pending(p, limit=max_emails_per_tick, reconcile=reconcile, busy=busy, settle=settle)
+        taking = take_running(runs)
+        if taking:
+            # A take run is going: it lists the inbox again after each round and takes what arrived
+            # (``take_until_empty``), so this tick requests nothing for the inbox, and a lone email
+            # is not given its own run behind the take run's back.
+            found = PendingTick()
+        else:
+            found = find_pending(p, limit=max_emails_per_tick, reconcile=reconcile, busy=busy, settle=settle)
         cursor = _cursor_after(found, started, max_emails_per_tick + len(busy))
         due = depth.due
         requests, takes = [], []
         if batch_size <= 1 or (len(found.new) == 1 and not (depth.due or depth.later)):
             requests += [run_request_for(o) for o in found.new]
         elif found.new:
-            takes = take_run_requests_for(found.new, batch_size)
+            takes = [take_run_request_for(sorted(found.new, key=lambda o: o.key)[:batch_size])]  # it lists the rest
             due += len(found.new)  # queued as the take run goes: workers start on the first at once
         wanted = workers_wanted(due, workers, mail_run_limit(context.instance))
         requests += takes + worker_run_requests(wanted, takes, started)
@@ -224,6 +232,10 @@ def build_inbox_sensor(
         queued = f"; {depth.due} queued, {depth.claimed} with {workers} worker run(s)" if depth.due or workers else ""
         if not requests:
             waiting = f"; {found.busy} pending in runs already" if found.busy else ""
+            if taking:
+                return dg.SensorResult(
+                    skip_reason=f"a take run is taking what arrives in {p.inbox.uri}{queued}", cursor=cursor
+                )
             return dg.SensorResult(skip_reason=f"no new email in {p.inbox.uri}{waiting}{queued}", cursor=cursor)
         context.log.info(
             f"{len(found.new)} new email(s) of {_found(found)}, {found.busy} in runs already{queued}, "

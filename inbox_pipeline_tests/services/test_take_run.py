@@ -1,0 +1,134 @@
+"""A take run's intake: recipients taken in turns, and what arrives while it goes taken by the same run.
+
+Real inboxes (a folder, and moto's S3 server), the app database in SQLite; the work queue is read
+back as the worker runs would find it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from inbox_pipeline.db.models import InboundEmail
+from inbox_pipeline.services.context import Pipeline
+from inbox_pipeline.services.intake import INTAKE_THREADS, in_turns, take_pending, take_until_empty
+from inbox_pipeline_tests.helpers import via_ses
+from inbox_pipeline_tests.services.test_intake import pipeline_for
+
+
+def email(n: int, to: str) -> bytes:
+    raw = f"From: news@letters.example\r\nTo: {to}\r\nSubject: issue {n}\r\n\r\nbody {n}\r\n".encode()
+    return via_ses(raw, to)
+
+
+@pytest.fixture(params=["folder", "s3"])
+def inbox_pipeline(request, sqlite_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+    if request.param == "folder":
+        uri = str(tmp_path / "inbox")
+    else:
+        request.getfixturevalue("aws_env")
+        uri = f"s3://{request.getfixturevalue('s3_bucket')}/incoming/"
+    with pipeline_for(sqlite_url, uri, tmp_path) as pipeline:
+        yield pipeline
+
+
+def rows(pipeline: Pipeline) -> list[tuple[int, str, str | None]]:
+    """(id, archived name, fair key) in the order they were registered; fair key None: not queued."""
+    with pipeline.sessions() as session:
+        found = session.execute(
+            select(InboundEmail.id, InboundEmail.storage_key, InboundEmail.fair_key).order_by(InboundEmail.id)
+        )
+        return [(i, key.rsplit("/", 1)[-1], fair) for i, key, fair in found]
+
+
+def test_in_turns_gives_each_recipient_a_turn_in_order_of_first_appearance() -> None:
+    assert in_turns(["a1", "a2", "a3", "b1", "a4", "c1", "b2"], key=lambda s: s[0]) == [
+        "a1", "b1", "c1", "a2", "b2", "a3", "a4"
+    ]
+    assert in_turns([], key=str) == []
+    assert in_turns(["X1", "x2"], key=lambda s: s[0]) == ["X1", "x2"]  # one recipient, whatever the case
+
+
+def test_a_second_users_emails_behind_anothers_hundreds_are_registered_and_queued_among_the_first(
+    inbox_pipeline: Pipeline,
+) -> None:
+    # The first user's 40 sort before the second user's 4, as a listing might hand them over.
+    for n in range(40):
+        inbox_pipeline.inbox.put(f"a{n:02d}", email(n, "heavy@in.example"))
+    for n in range(4):
+        inbox_pipeline.inbox.put(f"z{n}", email(100 + n, "light@in.example"))
+    objects = inbox_pipeline.inbox.list_pending(100)
+    assert [o.key for o in objects][-4:] == ["z0", "z1", "z2", "z3"]
+
+    tick = take_pending(inbox_pipeline, objects, queue=True)
+
+    assert tick.queued == 44 and not tick.errors
+    registered = rows(inbox_pipeline)
+    assert len(registered) == 44 and all(fair for _, _, fair in registered)
+    # The first INTAKE_THREADS go at once, in listing order; of the rest, the two users take turns, so
+    # the second user's 4 are among the first 8 registered after them, not the last 4.
+    after_first = [fair for _, _, fair in registered[INTAKE_THREADS:]]
+    assert after_first[:16].count("light@in.example") == 4, after_first
+
+
+def test_a_take_run_takes_what_arrives_while_it_goes_and_ends_when_a_listing_finds_nothing(
+    inbox_pipeline: Pipeline,
+) -> None:
+    inbox = inbox_pipeline.inbox
+    for n in range(3):
+        inbox.put(f"first{n}", email(n, "reader@in.example"))
+    named = inbox.list_pending(10)
+    arrivals = iter([[f"second{n}" for n in range(5)], ["third0"], []])
+    rounds = []
+
+    def on_round(tick) -> None:  # the run's tags, after each round; here: more mail lands meanwhile
+        rounds.append(len(tick.registered))
+        for key in next(arrivals):
+            inbox.put(key, email(len(key), "reader@in.example"))
+
+    tick = take_until_empty(inbox_pipeline, named, on_round=on_round)
+
+    assert rounds == [3, 8, 9]  # three rounds: the named three, then each listing's arrivals
+    assert inbox.list_pending(10) == [] and tick.queued == 9
+    assert sorted(name for _, name, _ in rows(inbox_pipeline)) == sorted(
+        ["first0", "first1", "first2", "second0", "second1", "second2", "second3", "second4", "third0"]
+    )
+
+
+def test_a_take_run_leaves_objects_other_runs_have_and_tries_a_failing_one_once(
+    inbox_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox = inbox_pipeline.inbox
+    for key in ["m0", "m1", "lone", "stuck"]:
+        inbox.put(key, email(len(key), "reader@in.example"))
+    real_archive = type(inbox).archive
+
+    def archive(self, key, **kwargs):  # the storage refuses this one object (a permission, say)
+        if key == "stuck":
+            raise PermissionError("AccessDenied: the archive refused it")
+        return real_archive(self, key, **kwargs)
+
+    monkeypatch.setattr(type(inbox), "archive", archive)
+    named = [o for o in inbox.list_pending(10) if o.key == "m0"]
+
+    tick = take_until_empty(inbox_pipeline, named, busy=lambda: {"lone"})  # a per-email run has "lone"
+
+    assert sorted(name for _, name, _ in rows(inbox_pipeline)) == ["m0", "m1", "stuck"]  # registered, not moved
+    assert [key for key, _ in tick.not_taken] == ["stuck"] and "AccessDenied" in tick.errors[0]
+    assert sorted(o.key for o in inbox.list_pending(10)) == ["lone", "stuck"]  # left for their runs
+
+
+def test_a_take_run_stops_listing_after_its_time(inbox_pipeline: Pipeline) -> None:
+    inbox = inbox_pipeline.inbox
+    inbox.put("m0", email(0, "reader@in.example"))
+    clock = iter([0.0, 301.0])  # started, then the first round took past TAKE_FOR_SECONDS
+    named = inbox.list_pending(10)
+    inbox.put("m1", email(1, "reader@in.example"))
+
+    tick = take_until_empty(inbox_pipeline, named, clock=lambda: next(clock), for_seconds=300)
+
+    assert [name for _, name, _ in rows(inbox_pipeline)] == ["m0"] and len(tick.registered) == 1
+    assert [o.key for o in inbox.list_pending(10)] == ["m1"]  # the sensor's next tick starts another take run
