@@ -47,7 +47,7 @@ class Settings:
     max_emails_per_tick: int
     size_budget_bytes: int
     sensor_interval_seconds: int  # how often the inbox sensor looks
-    batch_size: int  # most emails one take run registers and queues; 1: one run per email (no queue)
+    batch_size: int  # most emails the sensor names in a take run (it lists the rest); 1: one run per email (no queue)
     reconcile_seconds: float  # an announced inbox (?queue=) is also listed at most this often
     worker_idle_seconds: float = 5.0  # a worker run ends once nothing has been due in the queue this long
     # authserv-ids of the receiving system whose Authentication-Results are believed (Amazon's notices)

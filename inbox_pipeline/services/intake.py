@@ -104,6 +104,11 @@ class IntakeTick:
     found: PendingTick = field(default_factory=PendingTick)
 
     @property
+    def email_ids(self) -> list[int]:
+        """The inbound emails registered, each once, in id order (a take run's ``taken-ids`` tag)."""
+        return sorted({r.email_id for r in self.registered})
+
+    @property
     def errors(self) -> list[str]:
         """The objects that could not be taken, one line each."""
         return [f"{key!r}: {why}" for key, why in self.not_taken]
@@ -313,9 +318,10 @@ def take_until_empty(
             on_round(tick)
         if clock() - started >= for_seconds:
             break
-        skip = tried | set(busy())
-        listed = pipeline.inbox.list_pending(LISTING_PAGE + len(skip))
-        batch = [obj for obj in listed if obj.key not in skip][:LISTING_PAGE]
+        # What was taken is pending no more; listed past are what could not be and what others have.
+        still = {key for key, _ in tick.not_taken} | set(busy())
+        listed = pipeline.inbox.list_pending(LISTING_PAGE + len(still))
+        batch = [obj for obj in listed if obj.key not in tried and obj.key not in still][:LISTING_PAGE]
     return tick
 
 

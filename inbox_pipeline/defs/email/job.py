@@ -3,8 +3,9 @@
 ``process_email``: one run per email (the quiet-inbox case, lowest latency; the
 run is tagged with the email's Message-ID, user and subject).
 
-``take_inbox`` and ``process_inbox_batch``: a burst. A take run registers,
-archives and queues up to ``INBOX_PIPELINE_BATCH_SIZE`` emails; worker runs
+``take_inbox`` and ``process_inbox_batch``: a burst. One take run registers,
+archives and queues the (up to ``INBOX_PIPELINE_BATCH_SIZE``) emails the sensor
+named, then lists the inbox and takes what else arrives until it is empty; worker runs
 (``process_inbox_batch``) claim them from the queue one at a time
 (``services/work.py``) with one op, ``work_queue``, which calls the same stage
 functions as ``process_email``'s nine ops, parse .. blocking EPUB check ..

@@ -124,9 +124,8 @@ def _busy_elsewhere(context: dg.OpExecutionContext) -> set[str]:
 
 def _tag_taken(context: dg.OpExecutionContext, tick) -> None:
     """The take run's ``taken-ids`` tag, after each round: the emails it has registered and queued so far."""
-    ids = sorted({r.email_id for r in tick.registered})
-    if ids:
-        context.instance.add_run_tags(context.run_id, {TAG_TAKEN_IDS: ",".join(map(str, ids))})
+    if tick.email_ids:
+        context.instance.add_run_tags(context.run_id, {TAG_TAKEN_IDS: ",".join(map(str, tick.email_ids))})
 
 
 def tag_run(context: dg.OpExecutionContext, tags: dict[str, str]) -> None:
@@ -574,9 +573,8 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
 def take_inbox_emails(context: dg.OpExecutionContext, config: TakeConfig, pipeline: PipelineResource):
     p = pipeline.pipeline()
     tick = take_from_inbox(context, p, config.emails, queue=True)
-    ids = sorted({r.email_id for r in tick.registered})
     context.log.info(
-        f"{len(ids)} email(s) taken from the inbox ({len(config.emails)} named by the sensor, the rest listed "
+        f"{len(tick.email_ids)} email(s) taken from the inbox ({len(config.emails)} named by the sensor, the rest listed "
         f"as they arrived); {tick.queued} queued for the worker runs"
     )
     if tick.errors:

@@ -165,8 +165,8 @@ def build_inbox_sensor(
         "one run per email"
         if batch_size <= 1
         else f"one run for a lone email when nothing is queued; otherwise one take run at a time (named up to "
-        f"{batch_size} emails, it then takes what else arrives until the inbox is empty) queues them and worker runs (one per ten emails due, up to the instance's limit on runs that send mail) "
-        "claim them one at a time, the recipient served least first"
+        f"{batch_size} emails, it then takes what else arrives until the inbox is empty) queues them and worker "
+        "runs (one per ten emails due, up to the instance's limit on runs that send mail) claim them one at a time, the recipient served least first"
     )
     source = (
         "New emails are announced by the bucket's S3 event notifications on an SQS queue: a tick reads the "
