@@ -337,14 +337,20 @@ class SmtpSink:
         return f"smtp://127.0.0.1:{self.port}"
 
 
-@pytest.fixture
-def smtp_sink() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
+@contextmanager
+def serving(sink):
+    """An aiosmtpd sink (anything with a ``controller``) listening for the with-block, stopped after."""
     sink.controller.start()
     try:
         yield sink
     finally:
         sink.controller.stop()
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    with serving(SmtpSink()) as sink:
+        yield sink
 
 
 # --- shared material ---------------------------------------------------------

@@ -151,6 +151,41 @@ def test_an_email_that_cannot_be_registered_fails_its_run_alone_and_is_not_reque
         assert requests_of(skipped) == [] and "1 pending in runs already" in skipped.skip_reason.skip_message
 
 
+def test_an_email_the_take_run_listed_but_could_not_take_is_left_alone_as_a_named_one_is(monkeypatch, tmp_path) -> None:
+    """The tick names two (its cap); the take run lists the third itself, and the database refuses it:
+    the run fails (the operator is alerted), names it in its not-taken tag, and the next ticks leave
+    it in the inbox instead of starting a take run for it every tick."""
+    from sqlalchemy import text
+
+    from inbox_pipeline.defs.common import TAG_NOT_TAKEN
+
+    with deployment(monkeypatch, tmp_path, MAX_EMAILS_PER_TICK="2") as dep:
+        address = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
+        inbox = dep.pipeline().inbox
+        for n, name in enumerate(("a.eml", "b.eml", "z-stuck.eml")):
+            inbox.put(name, mails.newsletter(n, address))
+        with dep.pipeline().sessions.begin() as session:
+            session.execute(text(
+                "CREATE TRIGGER refuse_stuck BEFORE INSERT ON inbound_emails WHEN NEW.storage_key = 'z-stuck.eml' "
+                "BEGIN SELECT RAISE(ABORT, 'the disk refuses this one'); END"
+            ))
+
+        take, work = requests_of(dep.tick())
+        assert requested_emails(take) == ["a.eml", "b.eml"]
+        result = dep.run(take)
+        assert dep.run(work).success
+
+        assert not result.success
+        run = dep.instance.get_run_by_id(result.run_id)
+        assert run.tags[TAG_NOT_TAKEN] == '["z-stuck.eml"]'
+        assert sorted((_storage_key(dep, i), state) for i, state, _, _ in dep.rows()) == [
+            ("a.eml", "delivered"), ("b.eml", "delivered")
+        ]
+        assert [o.key for o in inbox.list_pending(10)] == ["z-stuck.eml"]
+        skipped = dep.tick()  # its take run failed (and alerted): it waits a day, not a tick
+        assert requests_of(skipped) == [] and "1 pending in runs already" in skipped.skip_reason.skip_message
+
+
 def test_a_burst_is_sent_in_turns_by_recipient(monkeypatch, tmp_path, database_url, smtp_sink) -> None:
     """Alice's five emails and then Bob's one land in one burst: Bob's book is among the first two the
     SMTP server gets, not the sixth (the worker claims the recipient served least recently first)."""

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from inbox_pipeline.defs.common import MAX_RETRIES, TAG_EMAIL_IDS
-from inbox_pipeline_tests.conftest import SmtpSink
+from inbox_pipeline_tests.conftest import SmtpSink, serving
 from inbox_pipeline_tests.defs import mails
 from inbox_pipeline_tests.defs.harness import Deployment, add_reader, deployment, inbox_batch_job
 
@@ -50,12 +50,8 @@ class FaultySmtp(SmtpSink):
 
 @pytest.fixture
 def smtp() -> Iterator[FaultySmtp]:
-    sink = FaultySmtp()
-    sink.controller.start()
-    try:
+    with serving(FaultySmtp()) as sink:
         yield sink
-    finally:
-        sink.controller.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from inbox_pipeline_tests.conftest import free_port, moto_env, pg_database
+from inbox_pipeline_tests.conftest import free_port, moto_env, pg_database, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER = "kindle-delivery@pipeline.example"
@@ -218,13 +218,11 @@ class StallingSmtpSink:
 
 @pytest.fixture
 def stalling_smtp() -> Iterator[StallingSmtpSink]:
-    sink = StallingSmtpSink()
-    sink.controller.start()
-    try:
-        yield sink
-    finally:
-        sink.release.set()
-        sink.controller.stop()
+    with serving(StallingSmtpSink()) as sink:
+        try:
+            yield sink
+        finally:
+            sink.release.set()  # a stalled reply returns before the server stops
 
 
 def run_worker_pids(instance, run_id: str) -> list[int]:
