@@ -129,6 +129,19 @@ class CallMeter:
         self.calls[model.name] += 1
 
 
+def refuse_to_register(sessions, storage_key: str) -> None:
+    """Make the app database (SQLite) refuse to register one name: a trigger stands in for a real fault
+    (a full disk, a constraint), so the code under test meets it where it would."""
+    from sqlalchemy import text
+
+    quoted = storage_key.replace("'", "''")  # a trigger's SQL takes no parameters
+    with sessions.begin() as session:
+        session.execute(text(
+            f"CREATE TRIGGER refuse_one BEFORE INSERT ON inbound_emails WHEN NEW.storage_key = '{quoted}' "
+            "BEGIN SELECT RAISE(ABORT, 'the disk refuses this one'); END"
+        ))
+
+
 def sparse_file(path: Path, size: int) -> Path:
     """A file ``size`` bytes long that uses no disk: for inputs too large to read."""
     with path.open("wb") as handle:

@@ -8,6 +8,7 @@ import dagster as dg
 
 from inbox_pipeline_tests.defs import mails
 from inbox_pipeline_tests.defs.harness import add_reader, deployment, requested_emails
+from inbox_pipeline_tests.helpers import refuse_to_register
 
 BROKEN = b'{"From": "a@b.example", "Subject": "cut off'  # an inbound-parse webhook body cut short
 
@@ -122,18 +123,12 @@ def test_an_email_that_cannot_be_registered_fails_its_run_alone_and_is_not_reque
     """A poison object the database refuses (a trigger stands in for the fault): its take run fails (the
     operator is alerted), the other emails are delivered, the object stays in the inbox, and the next
     ticks leave it alone instead of retrying it every tick."""
-    from sqlalchemy import text
-
     with deployment(monkeypatch, tmp_path) as dep:
         address = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
         inbox = dep.pipeline().inbox
         for n, name in enumerate(("a.eml", "b.eml", "stuck.eml")):
             inbox.put(name, mails.newsletter(n, address))
-        with dep.pipeline().sessions.begin() as session:
-            session.execute(text(
-                "CREATE TRIGGER refuse_stuck BEFORE INSERT ON inbound_emails WHEN NEW.storage_key = 'stuck.eml' "
-                "BEGIN SELECT RAISE(ABORT, 'the disk refuses this one'); END"
-            ))
+        refuse_to_register(dep.pipeline().sessions, "stuck.eml")
 
         take, work = requests_of(dep.tick())
         result = dep.run(take)
@@ -155,8 +150,6 @@ def test_an_email_the_take_run_listed_but_could_not_take_is_left_alone_as_a_name
     """The tick names two (its cap); the take run lists the third itself, and the database refuses it:
     the run fails (the operator is alerted), names it in its not-taken tag, and the next ticks leave
     it in the inbox instead of starting a take run for it every tick."""
-    from sqlalchemy import text
-
     from inbox_pipeline.defs.common import TAG_NOT_TAKEN
 
     with deployment(monkeypatch, tmp_path, MAX_EMAILS_PER_TICK="2") as dep:
@@ -164,11 +157,7 @@ def test_an_email_the_take_run_listed_but_could_not_take_is_left_alone_as_a_name
         inbox = dep.pipeline().inbox
         for n, name in enumerate(("a.eml", "b.eml", "z-stuck.eml")):
             inbox.put(name, mails.newsletter(n, address))
-        with dep.pipeline().sessions.begin() as session:
-            session.execute(text(
-                "CREATE TRIGGER refuse_stuck BEFORE INSERT ON inbound_emails WHEN NEW.storage_key = 'z-stuck.eml' "
-                "BEGIN SELECT RAISE(ABORT, 'the disk refuses this one'); END"
-            ))
+        refuse_to_register(dep.pipeline().sessions, "z-stuck.eml")
 
         take, work = requests_of(dep.tick())
         assert requested_emails(take) == ["a.eml", "b.eml"]

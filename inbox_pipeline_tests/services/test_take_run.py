@@ -15,7 +15,7 @@ from sqlalchemy import select
 from inbox_pipeline.db.models import InboundEmail
 from inbox_pipeline.services.context import Pipeline
 from inbox_pipeline.services.intake import in_turns, take_pending, take_until_empty
-from inbox_pipeline_tests.helpers import via_ses
+from inbox_pipeline_tests.helpers import refuse_to_register, via_ses
 from inbox_pipeline_tests.services.test_intake import pipeline_for
 
 
@@ -105,16 +105,10 @@ def test_a_take_run_takes_what_arrives_while_it_goes_and_ends_when_a_listing_fin
 
 
 def test_a_take_run_leaves_objects_other_runs_have_and_tries_a_failing_one_once(inbox_pipeline: Pipeline) -> None:
-    from sqlalchemy import text
-
     inbox = inbox_pipeline.inbox
     for key in ["m0", "m1", "lone", "stuck"]:
         inbox.put(key, email(len(key), "reader@in.example"))
-    with inbox_pipeline.sessions.begin() as session:  # the database refuses this one (a trigger stands in)
-        session.execute(text(
-            "CREATE TRIGGER refuse_stuck BEFORE INSERT ON inbound_emails WHEN NEW.storage_key = 'stuck' "
-            "BEGIN SELECT RAISE(ABORT, 'the disk refuses this one'); END"
-        ))
+    refuse_to_register(inbox_pipeline.sessions, "stuck")
     named = [o for o in inbox.list_pending(10) if o.key == "m0"]
 
     tick = take_until_empty(inbox_pipeline, named, busy=lambda: {"lone"})  # a per-email run has "lone"
