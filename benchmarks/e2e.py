@@ -320,7 +320,45 @@ class Stack:
         kindle = None if recipient is None else f"reader{self.addresses.index(recipient)}@kindle.example"  # seed_users
         first_accept = min((t for t, rcpts in self.sink.accepted if kindle in rcpts or not kindle), default=None)
         accept = "-" if first_accept is None else f"{first_accept - since:.1f}"
-        return f"    first email registered {at(registered)}, first claimed {at(claimed)}, first accepted {accept}"
+        return f"    first email registered {at(registered)}, first claimed {at(claimed)}, first accepted {accept}" + (
+            "" if recipient else "\n" + self.first_worker_stages(since)
+        )
+
+    def first_worker_stages(self, since: float) -> str:
+        """The first worker run to start: when its step started and when it reported each stage of its
+        first email (s after ``since``), where the time to the first accept goes."""
+        import dagster as dg
+
+        with self.instance() as instance:
+            workers = [r for r in instance.get_runs(dg.RunsFilter(job_name="process_inbox_batch"))]
+            if not workers:
+                return "    (no worker run)"
+            stats = {r.run_id: instance.get_run_stats(r.run_id) for r in workers}
+            first = min(workers, key=lambda r: stats[r.run_id].launch_time or float("inf"))
+            seen, stages = None, []
+            for entry in instance.all_logs(first.run_id):
+                event = entry.dagster_event
+                if event is None:
+                    continue
+                kind = event.event_type_value
+                if kind == "STEP_START":
+                    stages.append(f"step {entry.timestamp - since:.1f}")
+                elif kind in ("ASSET_MATERIALIZATION", "ASSET_CHECK_EVALUATION"):
+                    data = event.event_specific_data
+                    key = getattr(getattr(data, "materialization", None), "asset_key", None) or getattr(
+                        getattr(data, "asset_check_evaluation", data), "asset_key", None)
+                    meta = getattr(getattr(data, "materialization", None), "metadata", {}) or {}
+                    email = meta.get("inbound_email_id")
+                    email = getattr(email, "value", email)
+                    if seen is None and email is not None:
+                        seen = email
+                    if email not in (None, seen) or len(stages) > 8:
+                        break
+                    name = key.path[-1] if key is not None else kind.lower()
+                    stages.append(f"{name} {entry.timestamp - since:.1f}")
+        run_stats = stats[first.run_id]
+        return (f"    first worker: launched {run_stats.launch_time - since:.1f}, "
+                f"started {run_stats.start_time - since:.1f}; " + ", ".join(stages))
 
     @staticmethod
     def ticks(instance, since: float) -> list:
