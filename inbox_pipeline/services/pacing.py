@@ -71,8 +71,12 @@ class PacedMailer(Mailer):
     def check(self) -> None:
         self.inner.check()
 
+    def limits(self) -> Pace | None:
+        """The rate and quota kept now (SES's account read at most every ``QUOTA_TTL_SECONDS``)."""
+        return self._pace()
+
     def send(self, message: EmailMessage) -> SendResult:
-        pace = self._pace()
+        pace = self.limits()
         if pace is None:
             return self.inner.send(message)
         asked = self.clock()

@@ -14,6 +14,7 @@ No Dagster here: the Dagster op (``defs/email/ops.py``) drives ``Worker``.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,8 @@ IDLE_SECONDS = 5.0  # a worker waits this long for more work (a take run may sti
 POLL_SECONDS = 0.5
 CLAIM_FOR_SECONDS = 15 * 60.0  # then the run ends and the sensor starts another (runs stay short)
 EMAILS_PER_WORKER = 10  # the sensor starts a worker per this many emails due, up to the mail-run limit
+WORKERS_PER_TICK = 2  # ... and at most this many more a tick (the next tick adds more while work is due)
+_log = logging.getLogger(__name__)
 
 
 def queue_taken(pipeline: Pipeline, registered: Iterable, *, now: datetime | None = None) -> int:
@@ -44,13 +47,25 @@ def queue_depth(pipeline: Pipeline, *, now: datetime | None = None) -> q.QueueDe
         return q.queue_depth(session, now=now or utcnow())
 
 
-def workers_wanted(due: int, running: int, limit: int) -> int:
+def workers_wanted(due: int, running: int, limit: int, *, rate_full: bool = False) -> int:
     """How many more worker runs to request: one per ``EMAILS_PER_WORKER`` emails due, at most
-    ``limit`` in all (the instance's limit on runs that send mail: more would only wait)."""
-    if due <= 0:
+    ``limit`` in all (the instance's limit on runs that send mail: more would only wait), and at most
+    ``WORKERS_PER_TICK`` more at a time (each run process spends about 1.5 s of CPU starting, so
+    starting them all at once delays every one of them, and the burst's first email with them).
+    None more while ``rate_full`` (the running ones' sends wait for their slots: a further worker's
+    would only wait too, and its start would take CPU from them)."""
+    if due <= 0 or (rate_full and running > 0):
         return 0
     want = min(limit, -(-due // EMAILS_PER_WORKER))
-    return max(0, want - running)
+    return min(WORKERS_PER_TICK, max(0, want - running))
+
+
+def send_rate_full(pipeline: Pipeline, *, now: float | None = None) -> bool:
+    """Whether sends are waiting for their slots under the shared send rate now (``db.pace``)."""
+    from inbox_pipeline.db.pace import waiting_for_slots
+
+    with pipeline.sessions() as session:
+        return waiting_for_slots(session, now=time.time() if now is None else now) > 0
 
 
 def release_claims(pipeline: Pipeline, worker: str, *, max_attempts: int) -> q.Released:
@@ -58,6 +73,18 @@ def release_claims(pipeline: Pipeline, worker: str, *, max_attempts: int) -> q.R
     but an email that has had ``max_attempts`` claims is taken out (returned in ``exhausted``)."""
     with pipeline.sessions.begin() as session:
         return q.release_worker(session, worker, max_attempts=max_attempts)
+
+
+def warm_up(pipeline: Pipeline) -> None:
+    """Make what a worker's first email would otherwise wait for: the steps' modules, the storage
+    client (botocore loads its endpoint rules: about 0.3 s of CPU), the mailer and the send rate it
+    keeps (SES: the account's quota, one call). A worker does this while nothing is due yet."""
+    from inbox_pipeline.services import deliver, process, route  # noqa: F401 - imported for their cost
+
+    pipeline.storage
+    limits = getattr(pipeline.mailer, "limits", None)
+    if limits is not None:
+        limits()
 
 
 def backoff_seconds(attempt: int, delay: float, *, jitter: Callable[[], float] = random.random) -> float:
@@ -75,6 +102,7 @@ class Worker:
     claim_for_seconds: float = CLAIM_FOR_SECONDS
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    warm: Callable[[], None] | None = None  # run once, the first time nothing is due (``warm_up``)
     claimed: list[int] = field(default_factory=list)
 
     def _now(self) -> datetime:
@@ -104,10 +132,20 @@ class Worker:
                 idle_since = None
                 yield self._took(claim)
                 continue
+            if self.warm is not None:  # nothing due yet: get ready for the first email meanwhile
+                self._warm_up()
+                continue
             idle_since = self.clock() if idle_since is None else idle_since
             if self.clock() - idle_since >= self.idle_seconds:
                 return
             self.sleep(POLL_SECONDS)
+
+    def _warm_up(self) -> None:
+        warm, self.warm = self.warm, None
+        try:
+            warm()
+        except Exception as exc:  # noqa: BLE001 - the first email's own step meets it and says so
+            _log.warning("warming up for the first email failed: %s: %s", type(exc).__name__, exc)
 
     def _took(self, claim: q.Claim) -> q.Claim:
         self.claimed.append(claim.email_id)

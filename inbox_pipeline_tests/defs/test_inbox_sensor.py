@@ -75,6 +75,43 @@ def test_emails_whose_run_waits_in_the_queue_are_not_requested_again(monkeypatch
         assert names == ["late.eml", "q0.eml", "q1.eml", "q2.eml"]
 
 
+def test_a_burst_gets_its_workers_a_few_a_tick_up_to_the_mail_run_limit(monkeypatch, tmp_path) -> None:
+    """Starting every worker at once would slow them all (each run process spends its first second
+    or two starting): a tick adds at most WORKERS_PER_TICK, the next ticks add more while work is due."""
+    from inbox_pipeline.core.pace import Pace
+    from inbox_pipeline.db.pace import reserve_send
+    from inbox_pipeline.defs.common import DEFAULT_MAIL_RUNS
+    from inbox_pipeline.services.work import WORKERS_PER_TICK
+
+    assert DEFAULT_MAIL_RUNS > WORKERS_PER_TICK  # the harness's instance: 4 runs may send mail
+    with deployment(monkeypatch, tmp_path) as dep:
+        address = add_reader(dep, "alice@example.org", kindle="alice_k@kindle.example")
+        for n in range(60):
+            dep.pipeline().inbox.put(f"m{n:02}.eml", mails.newsletter(n, address))
+        first = requests_of(dep.tick())
+        assert [r.job_name for r in first] == ["take_inbox"] + ["process_inbox_batch"] * WORKERS_PER_TICK
+        take, *workers = first
+        for r in workers:
+            dep.queue(r)  # created by the daemon, starting
+        assert dep.run(take).success  # 60 queued: work for six workers, four may send mail
+        with dep.pipeline().sessions.begin() as session:  # the two workers' next sends wait for their slots
+            for _ in range(2):
+                reserve_send(session, who="alice_k@kindle.example", now=time.time() + 30, pace=Pace(rate=1))
+        full = dep.tick()
+        assert requests_of(full) == []  # more workers' sends would only wait too
+        assert "their sends wait for the send rate: no more workers" in (full.skip_reason.skip_message or "")
+        with time_machine.travel(time.time() + 40):  # the slots have passed: the rate has room again
+            second = requests_of(dep.tick())
+        assert [r.job_name for r in second] == ["process_inbox_batch"] * (DEFAULT_MAIL_RUNS - WORKERS_PER_TICK)
+        assert len({r.run_key for r in first[1:] + second}) == DEFAULT_MAIL_RUNS  # each a new run
+        for r in second:
+            dep.queue(r)
+        with time_machine.travel(time.time() + 40):
+            waiting = dep.tick()
+        assert requests_of(waiting) == []  # at the limit: more would only wait in Dagster's queue
+        assert "60 queued" in (waiting.skip_reason.skip_message or "")
+
+
 def test_a_run_killed_between_register_and_archive_is_retaken_by_its_retry_same_row(monkeypatch, tmp_path) -> None:
     """A run killed after registering but before archiving: its retry (or re-execution) finishes the job."""
     from inbox_pipeline.db.intake import register_inbound

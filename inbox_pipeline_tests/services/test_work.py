@@ -15,6 +15,7 @@ from inbox_pipeline.services.intake import Registered
 from inbox_pipeline.services.work import (
     EMAILS_PER_WORKER,
     POLL_SECONDS,
+    WORKERS_PER_TICK,
     Worker,
     backoff_seconds,
     queue_depth,
@@ -135,6 +136,38 @@ def test_work_queued_while_the_worker_waits_is_taken_and_the_wait_starts_again(p
     assert vt.elapsed == pytest.approx(16)
 
 
+def test_a_worker_warms_up_once_while_nothing_is_due_and_a_failed_warm_up_costs_nothing(pipeline, vt) -> None:
+    events: list[str] = []
+
+    def warm() -> None:
+        events.append(f"warm at {vt.elapsed:g}")
+        vt.advance(1)  # importing, making clients
+        raise ConnectionError("storage unreachable")  # the first email's own step would say so
+
+    def take_run(elapsed: float) -> None:
+        if elapsed >= 2 and not late:
+            late.extend(_take(pipeline, "alice@in.example.com", 2, at=vt.at))
+
+    late: list[int] = []
+    vt.on_sleep = take_run
+    worker = _worker(pipeline, vt, idle_seconds=10, warm=warm)
+    for claim in worker.claims():
+        events.append(f"claim {claim.email_id} at {vt.elapsed:g}")
+        worker.done(claim.email_id)
+    # warmed at once (nothing was due), then polled; the take run's emails were claimed as they came
+    assert events == ["warm at 0", f"claim {late[0]} at 2", f"claim {late[1]} at 2"]
+    assert worker.warm is None
+
+
+def test_a_worker_with_work_due_at_once_claims_it_before_warming_up(pipeline, vt) -> None:
+    (first,) = _take(pipeline, "alice@in.example.com", 1)
+    events: list[str] = []
+    worker = _worker(pipeline, vt, idle_seconds=1, warm=lambda: events.append("warm"))
+    for claim in worker.claims():
+        events.append(f"claim {claim.email_id}")
+    assert events == [f"claim {first}", "warm"]  # warmed once the queue was empty, not before
+
+
 def test_a_worker_stops_claiming_after_claim_for_seconds(pipeline, vt) -> None:
     emails = _take(pipeline, "alice@in.example.com", 10)
     worker = _worker(pipeline, vt, idle_seconds=10, claim_for_seconds=60)
@@ -217,8 +250,9 @@ def test_a_dead_runs_claims_are_released_and_the_exhausted_returned(pipeline, vt
         (EMAILS_PER_WORKER, 0, 5, 1),
         (EMAILS_PER_WORKER + 1, 0, 5, 2),
         (25, 1, 5, 2),
-        (1000, 0, 5, 5),
-        (1000, 3, 5, 2),
+        (1000, 0, 5, WORKERS_PER_TICK),  # a few at a time: the next tick adds more
+        (1000, 2, 5, WORKERS_PER_TICK),
+        (1000, 4, 5, 1),
         (1000, 5, 5, 0),
         (1000, 7, 5, 0),  # more running than the limit: none more, never negative
         (5, 2, 5, 0),
@@ -226,6 +260,12 @@ def test_a_dead_runs_claims_are_released_and_the_exhausted_returned(pipeline, vt
 )
 def test_workers_wanted(due: int, running: int, limit: int, wanted: int) -> None:
     assert workers_wanted(due, running, limit) == wanted
+
+
+def test_no_more_workers_while_the_running_ones_sends_wait_for_the_send_rate() -> None:
+    assert workers_wanted(1000, 2, 5, rate_full=True) == 0
+    assert workers_wanted(1000, 0, 5, rate_full=True) == WORKERS_PER_TICK  # none running: someone must send
+    assert workers_wanted(1000, 2, 5, rate_full=False) == WORKERS_PER_TICK
 
 
 def test_backoff_doubles_with_each_attempt_within_half_either_way() -> None:

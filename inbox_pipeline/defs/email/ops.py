@@ -618,9 +618,9 @@ SEND_AHEAD = 2  # converted emails a worker run keeps waiting for their send slo
 
 def _work_queue(context: dg.OpExecutionContext, p, named: list[int], retry_delay_seconds: float, idle_seconds: float):
     from inbox_pipeline.services.deliver import deliver_epub
-    from inbox_pipeline.services.work import Worker
+    from inbox_pipeline.services.work import Worker, warm_up
 
-    worker = Worker(p, context.run.root_run_id or context.run_id, idle_seconds=idle_seconds)
+    worker = Worker(p, context.run.root_run_id or context.run_id, idle_seconds=idle_seconds, warm=lambda: warm_up(p))
     failed: list[str] = []
     # One sending thread: each converted email waits there for its slot under the shared send rate
     # while the next are converted. Up to SEND_AHEAD wait, so the rate stays full when a conversion
