@@ -303,8 +303,8 @@ class Stack:
         engine = create_engine(self.app_db)
         try:
             with engine.connect() as conn:
-                registered, claimed = conn.execute(
-                    text("SELECT min(created_at), min(claimed_at) FROM inbound_emails"
+                registered, claimed, last_registered, last_claimed = conn.execute(
+                    text("SELECT min(created_at), min(claimed_at), max(created_at), max(claimed_at) FROM inbound_emails"
                          + (" WHERE fair_key = :key" if recipient else "")),
                     {"key": (recipient or "").lower()},
                 ).one()
@@ -320,7 +320,8 @@ class Stack:
         kindle = None if recipient is None else f"reader{self.addresses.index(recipient)}@kindle.example"  # seed_users
         first_accept = min((t for t, rcpts in self.sink.accepted if kindle in rcpts or not kindle), default=None)
         accept = "-" if first_accept is None else f"{first_accept - since:.1f}"
-        return f"    first email registered {at(registered)}, first claimed {at(claimed)}, first accepted {accept}" + (
+        last = f"; last registered {at(last_registered)}, last claimed {at(last_claimed)}" if recipient else ""
+        return f"    first email registered {at(registered)}, first claimed {at(claimed)}, first accepted {accept}{last}" + (
             "" if recipient else "\n" + self.first_worker_stages(since)
         )
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -100,7 +100,7 @@ class IntakeTick:
 
     registered: list[Registered] = field(default_factory=list)
     not_taken: list[tuple[str, str]] = field(default_factory=list)  # (key, why): could not be taken (still pending)
-    queued: int = 0  # put in the work queue as each was taken (``take_pending(queue=True)``)
+    queued: int = 0  # put in the work queue as each was taken (a take run: ``take_until_empty``)
     found: PendingTick = field(default_factory=PendingTick)
 
     @property
@@ -215,45 +215,16 @@ def _still_pending(inbox, keys: list[str]) -> dict[str, bool]:
         return dict(zip(keys, pool.map(inbox.is_pending, keys)))
 
 
-def take_pending(
-    pipeline: Pipeline, objects: list[InboxObject], *, now: datetime | None = None, queue: bool = False
-) -> IntakeTick:
-    """Register and archive each object (the run's first op); one object's error is reported in
-    ``errors`` and never holds back the others (each is complete on its own, see above).
-
-    ``queue`` (a take run): put each in the work queue as soon as it is archived, so worker runs start
-    on a burst's first emails while the rest are still being taken; and take them in turns by
-    recipient: all are read first (keeping their size, hash and recipient, not their bytes), then
-    registered, archived and queued one recipient after another (``in_turns``), so a user whose 50
-    emails arrived behind another's 450 has them queued among the first 100, not as the listing
-    happens to order them. The first ``INTAKE_THREADS`` go at once, so the workers have work within
-    a round trip."""
+def take_pending(pipeline: Pipeline, objects: list[InboxObject], *, now: datetime | None = None) -> IntakeTick:
+    """Register and archive each object (a per-email run's first op); one object's error is reported in
+    ``errors`` and never holds back the others (each is complete on its own, see above)."""
     tick = IntakeTick()
     if not objects:
         return tick
-    if not queue:
-        with ThreadPoolExecutor(min(INTAKE_THREADS, len(objects)), thread_name_prefix="intake") as pool:
-            results = pool.map(lambda obj: _guarded(_take_one, pipeline, obj, now), objects)
-            for obj, result in zip(objects, results):
-                _count(tick, obj, result, 0)
-        return tick
-
-    def register_and_queue(read: "_Read"):
-        taken = _register_one(pipeline, read, now)
-        return taken, (queue_taken(pipeline, [taken]) if taken is not None else 0)
-
     with ThreadPoolExecutor(min(INTAKE_THREADS, len(objects)), thread_name_prefix="intake") as pool:
-        for part in (objects[:INTAKE_THREADS], objects[INTAKE_THREADS:]):
-            reads = list(pool.map(lambda obj: _guarded(_read_one, pipeline, obj, keep=False), part))
-            for obj, read in zip(part, reads):
-                if isinstance(read, Exception):
-                    _count(tick, obj, read, 0)
-            ready = in_turns([r for r in reads if not isinstance(r, Exception)], key=lambda r: r.recipient)
-            for read, result in zip(ready, pool.map(lambda r: _guarded(register_and_queue, r), ready)):
-                if isinstance(result, Exception):
-                    _count(tick, read.obj, result, 0)
-                else:
-                    _count(tick, read.obj, *result)
+        results = pool.map(lambda obj: _guarded(_take_one, pipeline, obj, now), objects)
+        for obj, result in zip(objects, results):
+            _count(tick, obj, result, 0)
     return tick
 
 
@@ -273,17 +244,25 @@ def _count(tick: IntakeTick, obj: InboxObject, result, queued: int) -> None:
         tick.queued += queued
 
 
-def in_turns(items: list, *, key) -> list:
+def in_turns(items: list, *, key, already: Mapping[str, int] | None = None) -> list:
     """``items`` reordered so that each ``key`` (a recipient) gets a turn in order of first appearance:
-    a a a b a c -> a b c a a a. Within one key the order is kept."""
+    a a a b a c -> a b c a a a. Within one key the order is kept. ``already``: turns each key has had
+    before (by lower-cased key); a key's first item here is its turn ``already[key]``, so one that has
+    had fewer goes first: with a: 2, ``a a b b`` -> b b a a... in turns from there."""
     groups: dict[str, list] = {}
     for item in items:
         groups.setdefault((key(item) or "").lower(), []).append(item)
-    queues = list(groups.values())
-    return [group[i] for i in range(max(map(len, queues), default=0)) for group in queues if i < len(group)]
+    before = already or {}
+    turns = [
+        (before.get(name, 0) + i, order, item)
+        for order, (name, group) in enumerate(groups.items())
+        for i, item in enumerate(group)
+    ]
+    return [item for *_, item in sorted(turns, key=lambda t: t[:2])]
 
 
 TAKE_FOR_SECONDS = 5 * 60.0  # a take run lists the inbox again for this long at most (then the sensor starts another)
+TAKE_ROUND = 50  # a take run registers at most this many between listings (newcomers wait one round at most)
 
 
 def take_until_empty(
@@ -301,28 +280,66 @@ def take_until_empty(
     ``for_seconds``. So a burst that is still arriving is taken by the one run already going, not by
     a new run per sensor tick (each a process to start while the machine is busiest).
 
+    Each email is queued as soon as it is archived, so workers start on a burst's first emails while
+    the rest are still being taken. What is listed is read first (its size, hash and recipient, not its
+    bytes kept), then registered, archived and queued ``TAKE_ROUND`` at a time, the recipients taken
+    fewest times in this run first, in turns (``in_turns``): a user whose 50 emails arrive behind
+    another's 450, or while those are being taken, has them queued within a round, not after the
+    others. The first ``INTAKE_THREADS`` named go at once, so the workers have work within a round trip.
+
     ``busy``: names of pending objects other runs have (a lone email's run), looked up each round
     and left to them. An object that could not be taken is tried once (``not_taken``). ``on_round``
     is called with the running totals after each round (the run's tags)."""
     tick = IntakeTick()
-    tried: set[str] = set()
+    tried: set[str] = set()  # read (waiting or taken) or failed: not read again
+    waiting: list[_Read] = []  # read, not registered yet
+    taken: dict[str, int] = {}  # registrations in this run, by recipient
     started = clock()
     batch = list(objects)
-    while batch:
-        part = take_pending(pipeline, batch, now=now, queue=True)
-        tick.registered += part.registered
-        tick.not_taken += part.not_taken
-        tick.queued += part.queued
-        tried.update(obj.key for obj in batch)
-        if on_round is not None:
-            on_round(tick)
-        if clock() - started >= for_seconds:
-            break
-        # What was taken is pending no more; listed past are what could not be and what others have.
-        still = {key for key, _ in tick.not_taken} | set(busy())
-        listed = pipeline.inbox.list_pending(LISTING_PAGE + len(still))
-        batch = [obj for obj in listed if obj.key not in tried and obj.key not in still][:LISTING_PAGE]
+
+    def take(pool: ThreadPoolExecutor, reads: list[_Read]) -> None:
+        for read, result in zip(reads, pool.map(lambda r: _guarded(_register_and_queue, pipeline, r, now), reads)):
+            if isinstance(result, Exception):
+                _count(tick, read.obj, result, 0)
+            else:
+                _count(tick, read.obj, *result)
+                name = (read.recipient or "").lower()
+                taken[name] = taken.get(name, 0) + 1
+
+    def read_all(pool: ThreadPoolExecutor, part: list[InboxObject]) -> list[_Read]:
+        tried.update(obj.key for obj in part)
+        reads = list(pool.map(lambda obj: _guarded(_read_one, pipeline, obj, keep=False), part))
+        for obj, read in zip(part, reads):
+            if isinstance(read, Exception):
+                _count(tick, obj, read, 0)
+        return [r for r in reads if not isinstance(r, Exception)]
+
+    with ThreadPoolExecutor(INTAKE_THREADS, thread_name_prefix="intake") as pool:
+        take(pool, read_all(pool, batch[:INTAKE_THREADS]))  # the workers' first emails, at once
+        batch = batch[INTAKE_THREADS:]
+        while True:
+            waiting += read_all(pool, batch)
+            ordered = in_turns(waiting, key=lambda r: r.recipient, already=taken)
+            round_, waiting = ordered[:TAKE_ROUND], ordered[TAKE_ROUND:]
+            take(pool, round_)
+            if on_round is not None:
+                on_round(tick)
+            if clock() - started >= for_seconds:
+                break  # what was read and not taken stays pending, for the next take run
+            # What was taken is pending no more; listed past are what could not be and what others have.
+            still = {key for key, _ in tick.not_taken} | set(busy())
+            listed = pipeline.inbox.list_pending(LISTING_PAGE + len(still) + len(waiting))
+            batch = [obj for obj in listed if obj.key not in tried and obj.key not in still][:LISTING_PAGE]
+            waiting = [read for read in waiting if read.obj.key not in still]  # another run took it meanwhile
+            if not batch and not waiting:
+                break
     return tick
+
+
+def _register_and_queue(pipeline: Pipeline, read: "_Read", now: datetime | None) -> tuple["Registered | None", int]:
+    """A take run's one email: registered and archived (``_register_one``), then queued for the workers."""
+    taken = _register_one(pipeline, read, now)
+    return taken, (queue_taken(pipeline, [taken]) if taken is not None else 0)
 
 
 def give_up_taking(pipeline: Pipeline, not_taken: list[tuple[str, str]]) -> None:

@@ -94,6 +94,9 @@ def test_a_burst_gets_its_workers_a_few_a_tick_up_to_the_mail_run_limit(monkeypa
         for r in workers:
             dep.queue(r)  # created by the daemon, starting
         assert dep.run(take).success  # 60 queued: work for six workers, four may send mail
+        another_take = dep.queue(take)  # say the next burst's take run is going
+        assert requests_of(dep.tick()) == []  # workers start after it: it has the machine busiest
+        dep.instance.delete_run(another_take.run_id)
         with dep.pipeline().sessions.begin() as session:  # the two workers' next sends wait for their slots
             for _ in range(2):
                 reserve_send(session, who="alice_k@kindle.example", now=time.time() + 30, pace=Pace(rate=1))

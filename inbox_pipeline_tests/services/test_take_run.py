@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from inbox_pipeline.db.models import InboundEmail
 from inbox_pipeline.services.context import Pipeline
-from inbox_pipeline.services.intake import in_turns, take_pending, take_until_empty
+from inbox_pipeline.services.intake import TAKE_ROUND, in_turns, take_until_empty
 from inbox_pipeline_tests.helpers import refuse_to_register, via_ses
 from inbox_pipeline_tests.services.test_intake import pipeline_for
 
@@ -50,6 +50,10 @@ def test_in_turns_gives_each_recipient_a_turn_in_order_of_first_appearance() -> 
     ]
     assert in_turns([], key=str) == []
     assert in_turns(["X1", "x2"], key=lambda s: s[0]) == ["X1", "x2"]  # one recipient, whatever the case
+    # Turns had before: the recipient taken fewest times goes first, then they alternate.
+    assert in_turns(["a1", "a2", "a3", "b1", "b2", "c1"], key=lambda s: s[0], already={"a": 2, "c": 1}) == [
+        "b1", "b2", "c1", "a1", "a2", "a3"  # b's 2nd turn is c's 2nd (c had one), a's 1st its 3rd
+    ]
 
 
 def test_a_second_users_emails_behind_anothers_hundreds_are_registered_and_queued_among_the_first(
@@ -68,16 +72,46 @@ def test_a_second_users_emails_behind_anothers_hundreds_are_registered_and_queue
     objects = inbox_pipeline.inbox.list_pending(100)
     assert [o.key for o in objects][-4:] == ["z0", "z1", "z2", "z3"]
 
-    tick = take_pending(inbox_pipeline, objects, queue=True)
+    tick = take_until_empty(inbox_pipeline, objects)
 
     assert tick.queued == 44 and not tick.errors
     registered = rows(inbox_pipeline)
     assert len(registered) == 44 and all(fair for _, _, fair in registered)
-    # The first (one a thread) goes at once, in listing order; of the rest, the two users take turns,
-    # so the second user's 4 are registered 3rd, 5th, 7th and 9th, not last.
+    # The first (one a thread) goes at once, in listing order; of the rest, the one taken fewest times
+    # goes first, then they take turns: the second user's 4 are registered 2nd, 4th, 6th and 8th, not last.
     order = ["light" if fair == "light@in.example" else "heavy" for _, _, fair in registered]
-    assert order[:10] == ["heavy", "heavy", "light", "heavy", "light", "heavy", "light", "heavy", "light", "heavy"]
-    assert order[10:] == ["heavy"] * 34
+    assert order[:9] == ["heavy", "light", "heavy", "light", "heavy", "light", "heavy", "light", "heavy"]
+    assert order[9:] == ["heavy"] * 35
+
+
+def test_a_user_whose_emails_arrive_while_a_take_run_goes_is_taken_within_a_round(
+    inbox_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inbox_pipeline.services.intake as intake
+
+    monkeypatch.setattr(intake, "INTAKE_THREADS", 1)  # registrations in the order the run hands them over
+    inbox = inbox_pipeline.inbox
+    heavy = TAKE_ROUND * 2 + 20
+    for n in range(heavy):
+        inbox.put(f"a{n:03d}", email(n, "heavy@in.example"))
+    named = inbox.list_pending(1000)
+    rounds: list[int] = []
+
+    def on_round(tick) -> None:  # the second user's 5 land while the first round is being taken
+        rounds.append(len(tick.registered))
+        if len(rounds) == 1:
+            for n in range(5):
+                inbox.put(f"z{n}", email(1000 + n, "light@in.example"))
+
+    tick = take_until_empty(inbox_pipeline, named, on_round=on_round)
+
+    assert tick.queued == heavy + 5 and not tick.errors
+    assert rounds == [1 + TAKE_ROUND, 1 + 2 * TAKE_ROUND, heavy + 5]
+    order = ["light" if fair == "light@in.example" else "heavy" for _, _, fair in rows(inbox_pipeline)]
+    # The light user's five are the first of the next round, each before another of the heavy one's
+    # (the heavy one had 51 taken), not behind the heavy user's remaining 70.
+    after_first = order[1 + TAKE_ROUND:]
+    assert after_first[:5] == ["light"] * 5 and order.count("light") == 5
 
 
 def test_a_take_run_takes_what_arrives_while_it_goes_and_ends_when_a_listing_finds_nothing(

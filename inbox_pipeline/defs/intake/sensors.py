@@ -220,8 +220,9 @@ def build_inbox_sensor(
         elif found.new:
             takes = [take_run_request_for(sorted(found.new, key=lambda o: o.key)[:batch_size])]  # it lists the rest
             due += len(found.new)  # queued as the take run goes: workers start on the first at once
-        rate_full = bool(due and workers) and send_rate_full(p, now=started)  # read only when it can matter
-        wanted = workers_wanted(due, workers, mail_run_limit(context.instance), rate_full=rate_full)
+        rate_full = bool(due and workers and not taking) and send_rate_full(p, now=started)  # read when it matters
+        limit = mail_run_limit(context.instance)
+        wanted = workers_wanted(due, workers, limit, rate_full=rate_full, taking=bool(taking))
         requests += takes + worker_run_requests(wanted, takes, started)
         # Routing's copies for further users among an email's envelope recipients: run by id, once.
         requests += [fanout_run_request(email_id) for email_id in fanout_copies(p, limit=max_emails_per_tick)]
