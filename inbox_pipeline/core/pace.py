@@ -93,8 +93,3 @@ def reserve(state: PaceState, *, who: str, now: float, pace: Pace) -> tuple[Slot
     hours[slot_hour] = hours.get(slot_hour, 0) + 1
     return Slot(at, at - now), PaceState(sorted([*slots, at]), users, hours)
 
-
-def sends_waiting(state: PaceState, *, now: float) -> int:
-    """Sends reserved for later than ``now``: waiting for their slot, so the rate (not the work
-    before sending) is what holds deliveries back at this moment."""
-    return sum(1 for t in state.slots if t > now)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inbox_pipeline.core.pace import Pace, PaceState, QuotaSpent, Slot, reserve, sends_waiting
+from inbox_pipeline.core.pace import Pace, PaceState, QuotaSpent, Slot, reserve
 from inbox_pipeline.db.models import SendPace
 
 MAIL = "mail"
@@ -42,12 +42,6 @@ class PaceCounters:
     held: int
     held_seconds: float
     refused: int
-
-
-def waiting_for_slots(session: Session, *, now: float) -> int:
-    """How many sends are waiting for their slot now (0 when nothing has been paced yet)."""
-    row = session.get(SendPace, MAIL)
-    return 0 if row is None else sends_waiting(PaceState.from_json(row.state), now=now)
 
 
 def pace_counters(session: Session) -> PaceCounters:

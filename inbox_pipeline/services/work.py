@@ -47,26 +47,17 @@ def queue_depth(pipeline: Pipeline, *, now: datetime | None = None) -> q.QueueDe
         return q.queue_depth(session, now=now or utcnow())
 
 
-def workers_wanted(due: int, running: int, limit: int, *, rate_full: bool = False, taking: bool = False) -> int:
+def workers_wanted(due: int, running: int, limit: int, *, taking: bool = False) -> int:
     """How many more worker runs to request: one per ``EMAILS_PER_WORKER`` emails due, at most
     ``limit`` in all (the instance's limit on runs that send mail: more would only wait), and at most
     ``WORKERS_PER_TICK`` more at a time (each run process spends about 1.5 s of CPU starting, so
     starting them all at once delays every one of them, and the burst's first email with them).
-    None more while some are running and ``rate_full`` (their sends wait for their slots: a further
-    worker's would only wait too) or ``taking`` (a take run is registering the burst: the machine is at
-    its busiest, and a run starting then takes CPU from the workers serving the first emails)."""
-    if due <= 0 or (running > 0 and (rate_full or taking)):
+    None more while some are running and ``taking`` (a take run is registering the burst: the machine
+    is at its busiest, and a run starting then takes CPU from the workers serving the first emails)."""
+    if due <= 0 or (running > 0 and taking):
         return 0
     want = min(limit, -(-due // EMAILS_PER_WORKER))
     return min(WORKERS_PER_TICK, max(0, want - running))
-
-
-def send_rate_full(pipeline: Pipeline, *, now: float | None = None) -> bool:
-    """Whether sends are waiting for their slots under the shared send rate now (``db.pace``)."""
-    from inbox_pipeline.db.pace import waiting_for_slots
-
-    with pipeline.sessions() as session:
-        return waiting_for_slots(session, now=time.time() if now is None else now) > 0
 
 
 def release_claims(pipeline: Pipeline, worker: str, *, max_attempts: int) -> q.Released:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inbox_pipeline.core.pace import Pace, PaceState, QuotaSpent, Slot, reserve, sends_waiting
+from inbox_pipeline.core.pace import Pace, PaceState, QuotaSpent, Slot, reserve
 from inbox_pipeline.core.mime import recipient_hint
 
 T0 = 1_780_000_000.0  # an instant on an hour boundary is not needed; any epoch second works
@@ -23,12 +23,6 @@ def test_sends_asked_for_at_once_are_spread_one_interval_apart() -> None:
     slots, _ = _reserve_all(["a@k.example"] * 5, T0, Pace(rate=5))
     assert [round(s.at - T0, 6) for s in slots] == [0.0, 0.2, 0.4, 0.6, 0.8]
     assert [round(s.waits, 6) for s in slots] == [0.0, 0.2, 0.4, 0.6, 0.8]
-
-
-def test_sends_waiting_are_those_whose_slot_is_still_to_come() -> None:
-    _, state = _reserve_all(["a@k.example"] * 5, T0, Pace(rate=5))  # slots at +0, +0.2 ... +0.8
-    assert [sends_waiting(state, now=T0 + dt) for dt in (-1, 0.1, 0.3, 0.9, 5)] == [5, 4, 3, 0, 0]
-    assert sends_waiting(PaceState(), now=T0) == 0
 
 
 def test_a_send_after_a_quiet_spell_goes_at_once() -> None:

@@ -192,7 +192,7 @@ def build_inbox_sensor(
     )
     def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
         from inbox_pipeline.services.intake import PendingTick, fanout_copies, find_pending
-        from inbox_pipeline.services.work import queue_depth, send_rate_full, workers_wanted
+        from inbox_pipeline.services.work import queue_depth, workers_wanted
 
         p = pipeline.pipeline()
         started = time.time()
@@ -220,9 +220,7 @@ def build_inbox_sensor(
         elif found.new:
             takes = [take_run_request_for(sorted(found.new, key=lambda o: o.key)[:batch_size])]  # it lists the rest
             due += len(found.new)  # queued as the take run goes: workers start on the first at once
-        rate_full = bool(due and workers and not taking) and send_rate_full(p, now=started)  # read when it matters
-        limit = mail_run_limit(context.instance)
-        wanted = workers_wanted(due, workers, limit, rate_full=rate_full, taking=bool(taking))
+        wanted = workers_wanted(due, workers, mail_run_limit(context.instance), taking=bool(taking))
         requests += takes + worker_run_requests(wanted, takes, started)
         # Routing's copies for further users among an email's envelope recipients: run by id, once.
         requests += [fanout_run_request(email_id) for email_id in fanout_copies(p, limit=max_emails_per_tick)]
@@ -232,8 +230,6 @@ def build_inbox_sensor(
                 "(lost or late S3 event notifications)"
             )
         queued = f"; {depth.due} queued, {depth.claimed} with {workers} worker run(s)" if depth.due or workers else ""
-        if rate_full:
-            queued += " (their sends wait for the send rate: no more workers)"
         if not requests:
             waiting = f"; {found.busy} pending in runs already" if found.busy else ""
             if taking:
