@@ -92,4 +92,3 @@ def reserve(state: PaceState, *, who: str, now: float, pace: Pace) -> tuple[Slot
     slot_hour = int(at // HOUR)
     hours[slot_hour] = hours.get(slot_hour, 0) + 1
     return Slot(at, at - now), PaceState(sorted([*slots, at]), users, hours)
-
