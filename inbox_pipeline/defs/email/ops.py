@@ -564,9 +564,9 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
 @dg.op(
     name=TAKE_OP,
     description="Take a burst's emails from the inbox: those named in the run config, then whatever else arrives, "
-    "listing the inbox again after each round until it finds nothing (at most 5 minutes). Each round is read "
-    "first, then each email is registered once, moved to the archive and queued for the worker runs "
-    "(process_inbox_batch) in turns by envelope recipient; the workers claim them one at a time. Fails (the operator is alerted) when some could not be taken; they stay in the "
+    "listing the inbox again after each round until it finds nothing (at most 5 minutes). What it lists is read "
+    "first, then 50 a round are registered once, moved to the archive and queued for the worker runs "
+    "(process_inbox_batch), the envelope recipients taken fewest times first; the workers claim them one at a time. Fails (the operator is alerted) when some could not be taken; they stay in the "
     "inbox, and the sensor requests them again a day later.",
     out={},
 )
