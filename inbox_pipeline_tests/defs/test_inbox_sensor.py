@@ -77,7 +77,8 @@ def test_emails_whose_run_waits_in_the_queue_are_not_requested_again(monkeypatch
 
 def test_a_burst_gets_its_workers_a_few_a_tick_up_to_the_mail_run_limit(monkeypatch, tmp_path) -> None:
     """Starting every worker at once would slow them all (each run process spends its first second
-    or two starting): a tick adds at most WORKERS_PER_TICK, the next ticks add more while work is due."""
+    or two starting): a tick adds at most WORKERS_PER_TICK, none while a take run goes, and the next
+    ticks add more while work is due."""
     from inbox_pipeline.defs.common import DEFAULT_MAIL_RUNS
     from inbox_pipeline.services.work import WORKERS_PER_TICK
 
