@@ -331,7 +331,7 @@ class Stack:
         import dagster as dg
 
         with self.instance() as instance:
-            workers = [r for r in instance.get_runs(dg.RunsFilter(job_name="process_inbox_batch"))]
+            workers = instance.get_runs(dg.RunsFilter(job_name="process_inbox_batch"))
             if not workers:
                 return "    (no worker run)"
             stats = {r.run_id: instance.get_run_stats(r.run_id) for r in workers}
@@ -344,19 +344,14 @@ class Stack:
                 kind = event.event_type_value
                 if kind == "STEP_START":
                     stages.append(f"step {entry.timestamp - since:.1f}")
-                elif kind in ("ASSET_MATERIALIZATION", "ASSET_CHECK_EVALUATION"):
-                    data = event.event_specific_data
-                    key = getattr(getattr(data, "materialization", None), "asset_key", None) or getattr(
-                        getattr(data, "asset_check_evaluation", data), "asset_key", None)
-                    meta = getattr(getattr(data, "materialization", None), "metadata", {}) or {}
-                    email = meta.get("inbound_email_id")
+                elif kind == "ASSET_MATERIALIZATION":  # each of the email's stages (its id in the metadata)
+                    materialization = event.step_materialization_data.materialization
+                    email = materialization.metadata.get("inbound_email_id")
                     email = getattr(email, "value", email)
-                    if seen is None and email is not None:
-                        seen = email
-                    if email not in (None, seen) or len(stages) > 8:
+                    seen = email if seen is None else seen
+                    if email != seen:
                         break
-                    name = key.path[-1] if key is not None else kind.lower()
-                    stages.append(f"{name} {entry.timestamp - since:.1f}")
+                    stages.append(f"{materialization.asset_key.path[-1]} {entry.timestamp - since:.1f}")
         run_stats = stats[first.run_id]
         return (f"    first worker: launched {run_stats.launch_time - since:.1f}, "
                 f"started {run_stats.start_time - since:.1f}; " + ", ".join(stages))

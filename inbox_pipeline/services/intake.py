@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -282,7 +283,7 @@ def take_until_empty(
 
     Each email is queued as soon as it is archived, so workers start on a burst's first emails while
     the rest are still being taken. What is listed is read first (its size, hash and recipient, not its
-    bytes kept), then registered, archived and queued ``TAKE_ROUND`` at a time, the recipients taken
+    bytes kept; at most ``LISTING_PAGE`` ahead of what is registered), then registered, archived and queued ``TAKE_ROUND`` at a time, the recipients taken
     fewest times in this run first, in turns (``in_turns``): a user whose 50 emails arrive behind
     another's 450, or while those are being taken, has them queued within a round, not after the
     others. The first ``INTAKE_THREADS`` named go at once, so the workers have work within a round trip.
@@ -293,7 +294,6 @@ def take_until_empty(
     tick = IntakeTick()
     tried: set[str] = set()  # read (waiting or taken) or failed: not read again
     waiting: list[_Read] = []  # read, not registered yet
-    taken: dict[str, int] = {}  # registrations in this run, by recipient
     started = clock()
     batch = list(objects)
 
@@ -303,8 +303,6 @@ def take_until_empty(
                 _count(tick, read.obj, result, 0)
             else:
                 _count(tick, read.obj, *result)
-                name = (read.recipient or "").lower()
-                taken[name] = taken.get(name, 0) + 1
 
     def read_all(pool: ThreadPoolExecutor, part: list[InboxObject]) -> list[_Read]:
         tried.update(obj.key for obj in part)
@@ -319,6 +317,7 @@ def take_until_empty(
         batch = batch[INTAKE_THREADS:]
         while True:
             waiting += read_all(pool, batch)
+            taken = Counter((r.recipient or "").lower() for r in tick.registered)  # in this run, by recipient
             ordered = in_turns(waiting, key=lambda r: r.recipient, already=taken)
             round_, waiting = ordered[:TAKE_ROUND], ordered[TAKE_ROUND:]
             take(pool, round_)
@@ -329,7 +328,10 @@ def take_until_empty(
             # What was taken is pending no more; listed past are what could not be and what others have.
             still = {key for key, _ in tick.not_taken} | set(busy())
             listed = pipeline.inbox.list_pending(LISTING_PAGE + len(still) + len(waiting))
-            batch = [obj for obj in listed if obj.key not in tried and obj.key not in still][:LISTING_PAGE]
+            # Read at most a listing's page ahead of what is registered: a burst of thousands is not
+            # read (nor listed again) all at once, 50 at a time registered.
+            room = max(0, LISTING_PAGE - len(waiting))
+            batch = [obj for obj in listed if obj.key not in tried and obj.key not in still][:room]
             waiting = [read for read in waiting if read.obj.key not in still]  # another run took it meanwhile
             if not batch and not waiting:
                 break

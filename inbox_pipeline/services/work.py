@@ -72,11 +72,11 @@ def warm_up(pipeline: Pipeline) -> None:
     client (botocore loads its endpoint rules: about 0.3 s of CPU), the mailer and the send rate it
     keeps (SES: the account's quota, one call). A worker does this while nothing is due yet."""
     from inbox_pipeline.services import deliver, process, route  # noqa: F401 - imported for their cost
+    from inbox_pipeline.services.pacing import PacedMailer
 
     pipeline.storage
-    limits = getattr(pipeline.mailer, "limits", None)
-    if limits is not None:
-        limits()
+    if isinstance(pipeline.mailer, PacedMailer):
+        pipeline.mailer.limits()
 
 
 def backoff_seconds(attempt: int, delay: float, *, jitter: Callable[[], float] = random.random) -> float:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from inbox_pipeline.db.models import InboundEmail
 from inbox_pipeline.services.context import Pipeline
 from inbox_pipeline.services.intake import TAKE_ROUND, in_turns, take_until_empty
-from inbox_pipeline_tests.helpers import refuse_to_register, via_ses
+from inbox_pipeline_tests.helpers import CallMeter, refuse_to_register, via_ses
 from inbox_pipeline_tests.services.test_intake import pipeline_for
 
 
@@ -136,6 +136,26 @@ def test_a_take_run_takes_what_arrives_while_it_goes_and_ends_when_a_listing_fin
     assert sorted(name for _, name, _ in rows(inbox_pipeline)) == sorted(
         ["first0", "first1", "first2", "second0", "second1", "second2", "second3", "second4", "third0"]
     )
+
+
+def test_a_take_run_reads_at_most_a_listing_page_ahead_of_what_it_has_registered(
+    sqlite_url: str, tmp_path: Path, aws_env, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inbox_pipeline.services.intake as intake
+
+    monkeypatch.setattr(intake, "LISTING_PAGE", 10)
+    monkeypatch.setattr(intake, "TAKE_ROUND", 3)
+    with pipeline_for(sqlite_url, f"s3://{s3_bucket}/incoming/", tmp_path) as pipeline:
+        for n in range(40):
+            pipeline.inbox.put(f"m{n:02d}", email(n, "reader@in.example"))
+        named = pipeline.inbox.list_pending(1)
+        meter = CallMeter(pipeline.inbox.client)  # each object is read with one GetObject
+        ahead: list[int] = []
+
+        tick = take_until_empty(pipeline, named, on_round=lambda t: ahead.append(meter.calls["GetObject"] - len(t.registered)))
+
+        assert len(tick.registered) == 40 and meter.calls["GetObject"] == 40  # each read once
+        assert ahead[-1] == 0 and 0 < max(ahead) <= 10  # a page ahead at most, not the whole burst
 
 
 def test_a_take_run_leaves_objects_other_runs_have_and_tries_a_failing_one_once(inbox_pipeline: Pipeline) -> None:

@@ -297,3 +297,25 @@ def test_a_retried_run_takes_a_resumed_named_email_once(pipeline, vt, outcome: s
         else:
             retried.retry_later(claim.email_id, 60)
     assert got == [(Claim(held, 2), 0)]
+
+
+def test_warm_up_makes_the_storage_client_and_reads_the_ses_quota_before_the_first_email(
+    sqlite_url: str, aws_env: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a worker does while nothing is due: the first email then finds the S3 client made and the
+    SES account's rate and quota read (here SES stops answering after the warm-up, and the run still
+    keeps the account's 200 a day; unread, it would fall back to 1 a second and no quota)."""
+    from inbox_pipeline.services.pacing import PacedMailer
+    from inbox_pipeline.services.work import warm_up
+
+    migrated(sqlite_url)
+    with Pipeline(sqlite_url, "", f"s3://{s3_bucket}/epubs/", "ses") as p:
+        warm_up(p)
+        storage, mailer = p.storage, p.mailer
+        assert isinstance(mailer, PacedMailer)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # SES (and S3) unreachable from now on
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        limits = mailer.limits()
+        assert (limits.rate, limits.daily) == (1.0, 200)  # moto's account, read during the warm-up
+        warm_up(p)  # a second warm-up in the same run makes nothing again
+        assert p.storage is storage and p.mailer is mailer
