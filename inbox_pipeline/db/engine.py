@@ -3,7 +3,8 @@
 - ``make_engine(url: str) -> Engine``: SQLite gets WAL, foreign keys, a busy
   timeout and ``BEGIN IMMEDIATE`` transactions (so check-then-write code is
   serialised instead of failing with "database is locked" half way);
-  PostgreSQL gets ``pool_pre_ping``.
+  PostgreSQL gets a liveness check of a pooled connection that sat idle for
+  ``PING_AFTER_IDLE_SECONDS`` (``ping_after_idle=`` sets it; 0 checks every one).
 - ``session_factory(engine) -> sessionmaker[Session]``: use as
   ``with factory.begin() as session: ...`` (one transaction, committed on exit).
 - ``upgrade(url: str, revision: str = "head") -> str``: Alembic to ``revision``
@@ -16,6 +17,7 @@ caller's ``factory.begin()`` block decides the transaction.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30
+# A pooled connection idle this long is checked before use (SELECT 1; a dead one is replaced, unseen).
+# One used more recently is trusted: checking each (SQLAlchemy's pool_pre_ping) was a round trip for
+# every transaction, 29 an email in a burst. If the server dropped it meanwhile (a restart), that one
+# transaction fails (the worker retries the email) and the pool replaces all its connections.
+PING_AFTER_IDLE_SECONDS = 10.0
 # Any constant shared by every process that migrates this database.
 _PG_MIGRATION_LOCK = 0x1B0C_5E11
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, ping_after_idle: float = PING_AFTER_IDLE_SECONDS, **kwargs: Any) -> Engine:
     """An Engine configured for concurrent use by several processes."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -41,8 +48,35 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_when_idle(engine, ping_after_idle)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, seconds: float) -> None:
+    """SQLAlchemy's documented pessimistic check (a ``checkout`` listener raising
+    ``DisconnectionError``: the pool replaces the connection and checks out again), for connections
+    that sat idle at least ``seconds`` only."""
+    from sqlalchemy.exc import DisconnectionError
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < seconds:
+            return  # new, or in use moments ago
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except Exception as exc:  # noqa: BLE001 - any failure here means a connection not worth keeping
+            raise DisconnectionError(f"a pooled connection idle {time.monotonic() - idle_since:.0f} s was closed: {exc}") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -43,6 +43,8 @@ E = InboundEmail
 _CANDIDATES = 8  # tried in fair order per query: the first may be taken by another worker meanwhile
 FAIR_WINDOW = timedelta(minutes=10)  # claims counted for fairness (a burst's length, give or take)
 
+_SERVED = aliased(E)  # the fair order's look at past claims (made once: an alias adapts its columns lazily)
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -96,20 +98,23 @@ def _due(now: datetime):
 
 
 def claim_next(session: Session, worker: str, *, now: datetime) -> Claim | None:
-    """Claim the next email due, in fair order (see the module's docstring), or None when none is due."""
-    served = aliased(E)
+    """Claim the next email due, in fair order (see the module's docstring), or None when none is due.
+
+    Ordered per recipient, not per email: each recipient with emails due offers its first, and its
+    counts are looked up once (an index range on ``fair_key, claimed_at``). Counting per due email
+    instead cost a claim time in proportion to the emails due times those claimed: 10 ms at 500
+    due on PostgreSQL, every claim of a burst."""
+    first_due = select(E.fair_key, func.min(E.id).label("email_id")).where(*_due(now)).group_by(E.fair_key).subquery()
+    served = _SERVED
     recently = (
         select(func.count())
-        .where(served.fair_key == E.fair_key, served.claimed_at > now - FAIR_WINDOW)
-        .correlate(E)
+        .where(served.fair_key == first_due.c.fair_key, served.claimed_at > now - FAIR_WINDOW)
         .scalar_subquery()
     )
-    last_served = (
-        select(func.max(served.claimed_at)).where(served.fair_key == E.fair_key).correlate(E).scalar_subquery()
-    )
-    order = (recently.asc(), last_served.asc().nulls_first(), E.id)
+    last_served = select(func.max(served.claimed_at)).where(served.fair_key == first_due.c.fair_key).scalar_subquery()
+    order = (recently.asc(), last_served.asc().nulls_first(), first_due.c.email_id)
     while True:
-        ids = session.scalars(select(E.id).where(*_due(now)).order_by(*order).limit(_CANDIDATES)).all()
+        ids = session.scalars(select(first_due.c.email_id).order_by(*order).limit(_CANDIDATES)).all()
         if not ids:
             return None
         for email_id in ids:
