@@ -152,7 +152,7 @@ def _message(pipeline: Pipeline, epub: EpubSummary, *, recipient: str, as_link: 
         sender=sender,
         to=recipient,
         subject=epub.title,
-        epub_bytes=storage.get(epub.key),
+        epub_bytes=pipeline.take_stored(epub.key) or storage.get(epub.key),
         file_name=epub.file_name,
         body_text=f"{epub.title}\n{epub.words} words, about {epub.reading_minutes} min.",
         token=token,
