@@ -37,7 +37,8 @@ Scenarios (each alone with ``--only NAME``, repeatable; all by default):
   listings alone.
 
 The Dagster instance is deploy/production/dagster.yaml's concurrency (8 runs,
-4 sending mail) plus ``python_logs: python_log_level: INFO``
+4 sending mail), run queue (looked at every second, runs launched side by side)
+and ``python_logs: python_log_level: INFO``
 (no DEBUG lines such as "Writing file at ..." in the event log).
 
     .venv/bin/python benchmarks/e2e.py [--burst 500] [--only burst --only users ...] [--rate 14] [--slow-rate 5]
@@ -94,8 +95,8 @@ run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
   config:
-    dequeue_interval_seconds: 1
-    dequeue_use_threads: true  # as deploy/production/dagster.yaml: runs launch side by side
+    dequeue_interval_seconds: 1  # as deploy/production/dagster.yaml: the run queue looked at every second,
+    dequeue_use_threads: true  # and runs launch side by side
     dequeue_num_workers: 4
 python_logs:
   python_log_level: INFO  # recommended for production too: no DEBUG lines ("Writing file at ...") in the event log
