@@ -18,6 +18,7 @@ the row claimed) alike.
 
 Public functions (all take a ``Session``; none commits):
 
+- ``fair_key(recipient) -> str``: the key a recipient's emails are queued under
 - ``enqueue(session, emails, *, now) -> int``: queue registered emails (id, fair key) not yet worked on
 - ``resume(session, worker, *, now) -> list[Claim]``: a worker's own claims left by an earlier attempt
 - ``claim_next(session, worker, *, now) -> Claim | None``: the next email due, in fair order
@@ -26,6 +27,7 @@ Public functions (all take a ``Session``; none commits):
 - ``finish(session, email_id, worker)``: out of the queue (its state says what became of it)
 - ``release_worker(session, worker, *, max_attempts) -> Released``: a worker run's claims when it ended
 - ``queue_depth(session, *, now) -> QueueDepth``
+- ``waiting_by_key(session) -> dict[str, int]``: queued and not claimed, by fair key (a take run's back-pressure)
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ class Released:
     exhausted: list[int] = field(default_factory=list)  # out of attempts: taken out, for the caller to fail
 
 
+def fair_key(recipient: str | None) -> str:
+    """Whose turn an email counts for: its first envelope recipient, as the queue keeps it."""
+    return (recipient or "").lower()[:320]
+
+
 def enqueue(session: Session, emails: Iterable[tuple[int, str]], *, now: datetime) -> int:
     """Queue each (email id, fair key) that is registered and not yet worked on (state ``received``,
     not queued): idempotent, so a retried take queues nothing twice. Returns how many were queued."""
@@ -73,7 +80,7 @@ def enqueue(session: Session, emails: Iterable[tuple[int, str]], *, now: datetim
         queued += session.execute(
             update(E)
             .where(E.id == email_id, E.state == InboundState.RECEIVED.value, E.queued_at.is_(None))
-            .values(queued_at=now, fair_key=(key or "").lower()[:320], claimed_by=None, attempts=0, not_before=None)
+            .values(queued_at=now, fair_key=fair_key(key), claimed_by=None, attempts=0, not_before=None)
             .execution_options(synchronize_session=False)
         ).rowcount
     return queued
@@ -176,6 +183,14 @@ def release_worker(session: Session, worker: str, *, max_attempts: int) -> Relea
     for email_id in out.exhausted:
         finish(session, email_id, worker)
     return out
+
+
+def waiting_by_key(session: Session) -> dict[str, int]:
+    """Queued emails not claimed yet (due or waiting out a back-off), by fair key."""
+    rows = session.execute(
+        select(E.fair_key, func.count()).where(E.queued_at.is_not(None), E.claimed_by.is_(None)).group_by(E.fair_key)
+    )
+    return {key or "": int(n) for key, n in rows}
 
 
 def queue_depth(session: Session, *, now: datetime) -> QueueDepth:

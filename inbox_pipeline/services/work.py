@@ -42,6 +42,12 @@ def queue_taken(pipeline: Pipeline, registered: Iterable, *, now: datetime | Non
         return q.enqueue(session, emails, now=now or utcnow())
 
 
+def waiting_by_recipient(pipeline: Pipeline) -> dict[str, int]:
+    """Queued emails no worker has claimed yet, by recipient (their fair key)."""
+    with pipeline.sessions() as session:
+        return q.waiting_by_key(session)
+
+
 def queue_depth(pipeline: Pipeline, *, now: datetime | None = None) -> q.QueueDepth:
     with pipeline.sessions() as session:
         return q.queue_depth(session, now=now or utcnow())

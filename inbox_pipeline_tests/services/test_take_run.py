@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from inbox_pipeline.db.models import InboundEmail
 from inbox_pipeline.services.context import Pipeline
@@ -90,6 +90,7 @@ def test_a_user_whose_emails_arrive_while_a_take_run_goes_is_taken_within_a_roun
     import inbox_pipeline.services.intake as intake
 
     monkeypatch.setattr(intake, "INTAKE_THREADS", 1)  # registrations in the order the run hands them over
+    monkeypatch.setattr(intake, "QUEUED_AHEAD", 1000)  # no worker here: the heavy user's queue is never drained
     inbox = inbox_pipeline.inbox
     heavy = TAKE_ROUND * 2 + 20
     for n in range(heavy):
@@ -184,3 +185,77 @@ def test_a_take_run_stops_listing_after_its_time(inbox_pipeline: Pipeline) -> No
 
     assert [name for _, name, _ in rows(inbox_pipeline)] == ["m0"] and len(tick.registered) == 1
     assert [o.key for o in inbox.list_pending(10)] == ["m1"]  # the sensor's next tick starts another take run
+
+
+def waiting(pipeline: Pipeline) -> dict[str, int]:
+    """Queued and not claimed, by recipient (as the workers would find them)."""
+    with pipeline.sessions() as session:
+        found = session.execute(
+            select(InboundEmail.fair_key, func.count())
+            .where(InboundEmail.queued_at.is_not(None), InboundEmail.claimed_by.is_(None))
+            .group_by(InboundEmail.fair_key)
+        )
+        return dict(found.all())
+
+
+def test_a_recipient_with_a_full_queue_waits_in_the_inbox_while_others_are_taken_at_once(
+    inbox_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inbox_pipeline.services.intake as intake
+    from inbox_pipeline.db import queue as q
+    from inbox_pipeline.services.context import utcnow
+
+    monkeypatch.setattr(intake, "QUEUED_AHEAD", 10)
+    monkeypatch.setattr(intake, "TAKE_ROUND", 5)
+    inbox = inbox_pipeline.inbox
+    for n in range(30):
+        inbox.put(f"a{n:02d}", email(n, "heavy@in.example"))
+    named = inbox.list_pending(1)
+    seen: list[dict[str, int]] = []
+    pauses: list[float] = []
+
+    def on_round(tick) -> None:
+        seen.append(waiting(inbox_pipeline))
+        if len(seen) == 1:  # the light user's 3 land while the heavy user's are being taken
+            for n in range(3):
+                inbox.put(f"z{n}", email(100 + n, "light@in.example"))
+
+    def a_worker_claims_four(seconds: float) -> None:  # the take run waits: meanwhile a worker claims some
+        pauses.append(seconds)
+        seen.append(waiting(inbox_pipeline))
+        for _ in range(4):
+            with inbox_pipeline.sessions.begin() as session:
+                claim = q.claim_next(session, "worker-1", now=utcnow())
+            assert claim is not None
+
+    tick = take_until_empty(inbox_pipeline, named, on_round=on_round, sleep=a_worker_claims_four)
+
+    assert tick.queued == 33 and not tick.errors and tick.held_back == 0 and inbox.list_pending(50) == []
+    # Never more than 10 of one recipient's unclaimed: the rest waited in the inbox, the run waiting with them.
+    assert max(n for counts in seen for n in counts.values()) <= 10
+    assert pauses and set(pauses) == {intake.WAIT_SECONDS}
+    # The light user's 3 did not wait behind the heavy user's 30: queued in the round after they landed.
+    order = ["light" if fair == "light@in.example" else "heavy" for _, _, fair in rows(inbox_pipeline)]
+    assert order.index("light") < 10 and order.count("light") == 3 and order[:12].count("light") == 3
+
+
+def test_what_a_full_queue_holds_back_when_the_run_is_out_of_time_stays_in_the_inbox(
+    inbox_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inbox_pipeline.services.intake as intake
+
+    monkeypatch.setattr(intake, "QUEUED_AHEAD", 4)
+    inbox = inbox_pipeline.inbox
+    for n in range(10):
+        inbox.put(f"m{n}", email(n, "heavy@in.example"))
+    named = inbox.list_pending(1)
+    now = [0.0]
+
+    def no_worker_claims(seconds: float) -> None:  # nothing drains the queue: time passes
+        now[0] += seconds
+
+    tick = take_until_empty(inbox_pipeline, named, clock=lambda: now[0], sleep=no_worker_claims, for_seconds=30)
+
+    assert tick.queued == 4 and tick.held_back == 6 and 29 <= now[0] <= 31  # waited its time, no longer
+    assert len(inbox.list_pending(50)) == 6  # not lost: the next take run takes them when the queue has room
+    assert waiting(inbox_pipeline) == {"heavy@in.example": 4}

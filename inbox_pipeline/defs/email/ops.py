@@ -566,8 +566,10 @@ def deliver_to_kindle(context: dg.OpExecutionContext, epub, pipeline: PipelineRe
     description="Take a burst's emails from the inbox: those named in the run config, then whatever else arrives, "
     "listing the inbox again after each round until it finds nothing (at most 5 minutes). What it lists is read "
     "first, then 50 a round are registered once, moved to the archive and queued for the worker runs "
-    "(process_inbox_batch), the envelope recipients taken fewest times first; the workers claim them one at a time. Fails (the operator is alerted) when some could not be taken; they stay in the "
-    "inbox, and the sensor requests them again a day later.",
+    "(process_inbox_batch), the envelope recipients taken fewest times first; the workers claim them one at a time. "
+    "A recipient with a full share unclaimed in the queue gets no more until the workers catch up (the rest of a user's "
+    "hundreds waits in the inbox, and the CPU goes to converting and sending). Fails (the operator is alerted) "
+    "when some could not be taken; they stay in the inbox, and the sensor requests them again a day later.",
     out={},
 )
 def take_inbox_emails(context: dg.OpExecutionContext, config: TakeConfig, pipeline: PipelineResource):
@@ -576,6 +578,11 @@ def take_inbox_emails(context: dg.OpExecutionContext, config: TakeConfig, pipeli
     context.log.info(
         f"{len(tick.email_ids)} email(s) taken from the inbox ({len(config.emails)} named by the sensor, the rest listed "
         f"as they arrived); {tick.queued} queued for the worker runs"
+        + (
+            f"; {tick.held_back} left in the inbox for the next take run, their recipients' share of the "
+            "queue still unclaimed"
+            if tick.held_back else ""
+        )
     )
     if tick.errors:
         # Left alone by the sensor and later take runs for a day, as a failed run's named objects are.
