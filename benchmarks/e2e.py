@@ -41,7 +41,7 @@ The Dagster instance is deploy/production/dagster.yaml's concurrency (8 runs,
 and ``python_logs: python_log_level: INFO``
 (no DEBUG lines such as "Writing file at ..." in the event log).
 
-    .venv/bin/python benchmarks/e2e.py [--burst 500] [--only burst --only users ...] [--rate 14] [--slow-rate 5]
+    .venv/bin/python benchmarks/e2e.py [--burst 500] [--only burst --only users ...] [--rate 14] [--slow-rate 5] [--phase 1.5]
 
 Needs PostgreSQL at 127.0.0.1:5432 (trust auth, user postgres; override with
 INBOX_PIPELINE_TEST_PG) and Java only if EPUBCheck is turned on (it is off).
@@ -271,6 +271,27 @@ class Stack:
                 time.sleep(0.5)
         raise RuntimeError("the inbox sensor never ticked:\n" + self.daemon.output()[-3000:])
 
+    def after_tick(self, phase: float | None, timeout: float = 30) -> None:
+        """With ``phase``: until ``phase`` s after the inbox sensor's next tick starts (its loop comes
+        round about every 5 s, so the tick after that sees a burst started now ``5 - phase`` s in)."""
+        if phase is None:
+            return
+        with self.instance() as instance:
+            states = [s for s in instance.all_instigator_state() if s.instigator_name == "inbox_sensor"]
+
+            def newest() -> float | None:
+                ticks = [t for s in states for t in instance.get_ticks(s.instigator_origin_id, s.selector_id, limit=1)]
+                return max((t.timestamp for t in ticks), default=None)
+
+            seen, deadline = newest(), time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                latest = newest()
+                if latest is not None and latest != seen:
+                    time.sleep(max(0.0, latest + phase - time.time()))
+                    return
+                time.sleep(0.05)
+        raise RuntimeError(f"the inbox sensor did not tick within {timeout:.0f} s")
+
     def timeline(self, since: float) -> str:
         """Each run: its job, emails, and when it was created, started and ended (s after ``since``)."""
         from inbox_pipeline.defs.common import TAG_TAKEN_IDS, email_ids_of_run
@@ -407,9 +428,12 @@ def accepts_per_10s(accepted: list, since: float) -> str:
     return " ".join(f"{b * 10}s:{bins.get(b, 0)}" for b in range(max(bins, default=-1) + 1))
 
 
-def burst(stack: Stack, n: int, timeout: float, rng: random.Random, verbose: bool = True, emails=None) -> dict:
+def burst(
+    stack: Stack, n: int, timeout: float, rng: random.Random, verbose: bool = True, emails=None, phase: float | None = None
+) -> dict:
     emails = emails if emails is not None else burst_emails(n, stack.addresses, rng)
     stack.wait_ready()
+    stack.after_tick(phase)
     stack.empty_size = stack.database_size()
     start = time.time()
     with ThreadPoolExecutor(16) as pool:
@@ -466,13 +490,14 @@ def convert_in_process(emails: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def two_users(stack: Stack, n: int, timeout: float, rng: random.Random) -> dict:
+def two_users(stack: Stack, n: int, timeout: float, rng: random.Random, phase: float | None = None) -> dict:
     """The first user's ``n - n // 10`` emails put first, then the second user's ``n // 10``."""
     first, second = stack.addresses[0], stack.addresses[1]
     many, few = n - n // 10, n // 10
     heavy = [newsletter(i, first, rng) for i in range(many)]
     light = [newsletter(10_000 + i, second, rng) for i in range(few)]
     stack.wait_ready()
+    stack.after_tick(phase)
     start = time.time()
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(stack.put, heavy))
@@ -692,6 +717,11 @@ def main() -> int:
     parser.add_argument("--burst-timeout", type=float, default=600)
     parser.add_argument("--batch-size", type=int, default=None, help="INBOX_PIPELINE_BATCH_SIZE (default: the code's)")
     parser.add_argument(
+        "--phase", type=float, default=None,
+        help="start each burst this many s after an inbox sensor tick (the loop comes round about every 5 s, so "
+        "the burst is first seen 5 - PHASE s in; 1.5: while the two-user burst is still arriving); default: when ready",
+    )
+    parser.add_argument(
         "--mail-runs", type=int, default=4, help="runs sending mail at once (production: 4; the limiter keeps the rate)"
     )
     args = parser.parse_args()
@@ -739,7 +769,7 @@ def main() -> int:
                         print(f"  {convert_s:.1f} s ({convert_s / n * 1000:.1f} ms an email)", flush=True)
                         print(f"burst of {n}, batch runs, limiter {args.rate:g}/s ...", flush=True)
                         cpu_before, sql_before = cpu_seconds(), statements(stack)
-                        b = burst(stack, n, args.burst_timeout, rng, emails=emails)
+                        b = burst(stack, n, args.burst_timeout, rng, emails=emails, phase=args.phase)
                         cpu = {k: v - cpu_before[k] for k, v in cpu_seconds().items()}
                         sql = {k: v - sql_before[k] for k, v in statements(stack).items()}
                         print(f"  {b}", flush=True)
@@ -782,7 +812,7 @@ def main() -> int:
             if "slow" in chosen:
                 print(f"burst of {n}, batch runs, limiter {args.slow_rate:g}/s ...", flush=True)
                 with Stack(endpoint, workdir, batch_size=args.batch_size, name="slow", send_rate=args.slow_rate) as stack:
-                    b = burst(stack, n, args.burst_timeout, rng)
+                    b = burst(stack, n, args.burst_timeout, rng, phase=args.phase)
                     print(f"  {b}", flush=True)
                 expected = n / args.slow_rate
                 rows.append(
@@ -796,7 +826,7 @@ def main() -> int:
             if "users" in chosen:
                 print(f"two users, {n - n // 10} + {n // 10} emails, limiter {args.rate:g}/s ...", flush=True)
                 with Stack(endpoint, workdir, batch_size=args.batch_size, name="users", send_rate=args.rate) as stack:
-                    u = two_users(stack, n, args.burst_timeout, rng)
+                    u = two_users(stack, n, args.burst_timeout, rng, phase=args.phase)
                     print(stack.timeline(u["start"]), flush=True)
                     print(stack.milestones(u["start"]), flush=True)
                     print("  the second user's, after its first put:", flush=True)
