@@ -76,7 +76,8 @@ def _ping_when_idle(engine: Engine, seconds: float) -> None:
             finally:
                 cursor.close()
         except Exception as exc:  # noqa: BLE001 - any failure here means a connection not worth keeping
-            raise DisconnectionError(f"a pooled connection idle {time.monotonic() - idle_since:.0f} s was closed: {exc}") from exc
+            idle = time.monotonic() - idle_since
+            raise DisconnectionError(f"a pooled connection idle {idle:.0f} s was closed: {exc}") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
