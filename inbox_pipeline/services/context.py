@@ -21,9 +21,8 @@ if TYPE_CHECKING:
 LINK_EXPIRES_SECONDS = 7 * 24 * 3600  # the longest an S3 presigned link may live
 DEFAULT_NOTICE_GRACE = timedelta(minutes=NOTICE_GRACE_MINUTES)
 PARSED_KEPT = 8  # parsed emails a Pipeline keeps for the steps after parsing
-# Bytes a Pipeline keeps between the stages of a run: a raw email from taking it out of the inbox to
-# parsing it, an EPUB from storing it to sending it. Each under RAW_KEPT_EACH, at most RAW_KEPT_TOTAL
-# bytes together (a batch takes up to 100 emails at once).
+# Raw emails a Pipeline keeps from taking them out of the inbox to parsing them: each under
+# RAW_KEPT_EACH, at most RAW_KEPT_TOTAL bytes together (a batch takes up to 100 emails at once).
 RAW_KEPT_EACH = 1024 * 1024
 RAW_KEPT_TOTAL = 64 * 1024 * 1024
 
@@ -84,7 +83,7 @@ class Pipeline:
     mailer_uri: str
     options: PipelineOptions = field(default_factory=PipelineOptions)
     parsed: "OrderedDict[str, Any]" = field(default_factory=OrderedDict, repr=False)
-    raw: "OrderedDict[tuple[str, str], bytes]" = field(default_factory=OrderedDict, repr=False)
+    raw: "OrderedDict[str, bytes]" = field(default_factory=OrderedDict, repr=False)
     _engine: Any = field(default=None, repr=False)
     _sessions: Any = field(default=None, repr=False)
     _inbox: Any = field(default=None, repr=False)
@@ -136,32 +135,18 @@ class Pipeline:
     def keep_raw(self, storage_key: str, data: bytes) -> None:
         """Keep the bytes of the email archived as ``storage_key``, just read, for parsing it later
         in this run (small ones only, the oldest dropped past ``RAW_KEPT_TOTAL``)."""
-        self._keep(("inbox", storage_key), data)
-
-    def take_raw(self, storage_key: str) -> bytes | None:
-        """The bytes kept by ``keep_raw`` for ``storage_key`` (given once: parsing keeps the result), or None."""
-        return self._take(("inbox", storage_key))
-
-    def keep_stored(self, key: str, data: bytes) -> None:
-        """Keep the bytes just written to storage under ``key`` for a later stage of this run (an EPUB's send)."""
-        self._keep(("storage", key), data)
-
-    def take_stored(self, key: str) -> bytes | None:
-        """The bytes kept by ``keep_stored`` for ``key`` (given once: a retried send reads storage), or None."""
-        return self._take(("storage", key))
-
-    def _keep(self, key: tuple[str, str], data: bytes) -> None:
         if len(data) > RAW_KEPT_EACH:
             return
         with self._lock:
-            self.raw.pop(key, None)
-            self.raw[key] = data
+            self.raw.pop(storage_key, None)
+            self.raw[storage_key] = data
             while sum(map(len, self.raw.values())) > RAW_KEPT_TOTAL:
                 self.raw.popitem(last=False)
 
-    def _take(self, key: tuple[str, str]) -> bytes | None:
+    def take_raw(self, storage_key: str) -> bytes | None:
+        """The bytes kept by ``keep_raw`` for ``storage_key`` (given once: parsing keeps the result), or None."""
         with self._lock:
-            return self.raw.pop(key, None)
+            return self.raw.pop(storage_key, None)
 
     @property
     def sessions(self) -> "sessionmaker[Session]":

@@ -24,7 +24,7 @@ from inbox_pipeline.seams.mailer import (
 from inbox_pipeline.services.context import PermanentStepError, Pipeline, utcnow
 from inbox_pipeline.services.ledger_send import send_once
 from inbox_pipeline.services.notify import notify_delivery_failed, notify_no_kindle
-from inbox_pipeline.services.process import EpubSummary, fail_email
+from inbox_pipeline.services.process import EpubSummary, WorkArea, fail_email
 
 # Room for headers and the text part beside the base64 attachment.
 MESSAGE_OVERHEAD = 16 * 1024
@@ -45,7 +45,9 @@ class DeliveryUnconfirmed(PermanentStepError):
     """An earlier attempt claimed this delivery and never confirmed it: not sent again."""
 
 
-def deliver_epub(pipeline: Pipeline, epub: EpubSummary) -> DeliveryOutcome:
+def deliver_epub(pipeline: Pipeline, epub: EpubSummary, work: WorkArea | None = None) -> DeliveryOutcome:
+    """``work``: where the EPUB's stage left it (a worker's in-memory work area holds the copy it just
+    stored, so the send does not read it back from storage); else storage."""
     with pipeline.sessions.begin() as session:
         user = find_user(session, epub.user_id)
         if user is None:
@@ -76,9 +78,9 @@ def deliver_epub(pipeline: Pipeline, epub: EpubSummary) -> DeliveryOutcome:
 
     size = message_size_after_base64(epub.bytes) + MESSAGE_OVERHEAD
     if size > pipeline.options.size_budget_bytes:
-        outcome = _send_once(pipeline, epub, recipient=user_email, device_id=None, as_link=True, size=size)
+        outcome = _send_once(pipeline, epub, work, recipient=user_email, device_id=None, as_link=True, size=size)
     else:
-        outcome = _send_once(pipeline, epub, recipient=kindle, device_id=device_id, as_link=False, size=size)
+        outcome = _send_once(pipeline, epub, work, recipient=kindle, device_id=device_id, as_link=False, size=size)
 
     with pipeline.sessions.begin() as session:
         if get_newsletter(session, epub.newsletter_id).status != NewsletterStatus.DELIVERED.value:
@@ -89,12 +91,19 @@ def deliver_epub(pipeline: Pipeline, epub: EpubSummary) -> DeliveryOutcome:
 
 
 def _send_once(
-    pipeline: Pipeline, epub: EpubSummary, *, recipient: str, device_id: int | None, as_link: bool, size: int
+    pipeline: Pipeline,
+    epub: EpubSummary,
+    work: WorkArea | None,
+    *,
+    recipient: str,
+    device_id: int | None,
+    as_link: bool,
+    size: int,
 ) -> DeliveryOutcome:
     now = utcnow()
 
     def build(token: str):
-        return _message(pipeline, epub, recipient=recipient, as_link=as_link, now=now, token=token)
+        return _message(pipeline, epub, work, recipient=recipient, as_link=as_link, now=now, token=token)
 
     sent = send_once(
         pipeline, item_kind="newsletter", item_id=epub.newsletter_id, recipient=recipient, build=build,
@@ -132,7 +141,9 @@ def _send_once(
     return DeliveryOutcome("sent", recipient, reason, number, sent.provider_message_id, size, sent.paced_seconds)
 
 
-def _message(pipeline: Pipeline, epub: EpubSummary, *, recipient: str, as_link: bool, now, token: str | None = None):
+def _message(
+    pipeline: Pipeline, epub: EpubSummary, work: WorkArea | None, *, recipient: str, as_link: bool, now, token: str | None = None
+):
     """The EPUB attached, or a download link to it (too large for email)."""
     storage = pipeline.storage
     sender = pipeline.options.sender
@@ -152,7 +163,7 @@ def _message(pipeline: Pipeline, epub: EpubSummary, *, recipient: str, as_link: 
         sender=sender,
         to=recipient,
         subject=epub.title,
-        epub_bytes=pipeline.take_stored(epub.key) or storage.get(epub.key),
+        epub_bytes=(work or WorkArea.durable(pipeline)).get(epub.key),
         file_name=epub.file_name,
         body_text=f"{epub.title}\n{epub.words} words, about {epub.reading_minutes} min.",
         token=token,

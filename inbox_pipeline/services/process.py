@@ -387,7 +387,6 @@ def store_newsletter_epub(pipeline: Pipeline, built: BuiltEpub, work: WorkArea |
     if work.exists(built.work_key):
         data = work.get(built.work_key)
         storage.put(key, data, "application/epub+zip")
-        pipeline.keep_stored(key, data)  # for the send in this run (no read back from storage)
     else:  # a re-executed step: stored before, the work area already tidied
         data = storage.get(key)
 

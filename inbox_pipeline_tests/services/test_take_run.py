@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from inbox_pipeline.db.models import InboundEmail
 from inbox_pipeline.services.context import Pipeline
 from inbox_pipeline.services.intake import TAKE_ROUND, in_turns, take_until_empty
+from inbox_pipeline.services.work import waiting_by_recipient
 from inbox_pipeline_tests.helpers import CallMeter, refuse_to_register, via_ses
 from inbox_pipeline_tests.services.test_intake import pipeline_for
 
@@ -187,17 +188,6 @@ def test_a_take_run_stops_listing_after_its_time(inbox_pipeline: Pipeline) -> No
     assert [o.key for o in inbox.list_pending(10)] == ["m1"]  # the sensor's next tick starts another take run
 
 
-def waiting(pipeline: Pipeline) -> dict[str, int]:
-    """Queued and not claimed, by recipient (as the workers would find them)."""
-    with pipeline.sessions() as session:
-        found = session.execute(
-            select(InboundEmail.fair_key, func.count())
-            .where(InboundEmail.queued_at.is_not(None), InboundEmail.claimed_by.is_(None))
-            .group_by(InboundEmail.fair_key)
-        )
-        return dict(found.all())
-
-
 def test_a_recipient_with_a_full_queue_waits_in_the_inbox_while_others_are_taken_at_once(
     inbox_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,14 +205,14 @@ def test_a_recipient_with_a_full_queue_waits_in_the_inbox_while_others_are_taken
     pauses: list[float] = []
 
     def on_round(tick) -> None:
-        seen.append(waiting(inbox_pipeline))
+        seen.append(waiting_by_recipient(inbox_pipeline))
         if len(seen) == 1:  # the light user's 3 land while the heavy user's are being taken
             for n in range(3):
                 inbox.put(f"z{n}", email(100 + n, "light@in.example"))
 
     def a_worker_claims_four(seconds: float) -> None:  # the take run waits: meanwhile a worker claims some
         pauses.append(seconds)
-        seen.append(waiting(inbox_pipeline))
+        seen.append(waiting_by_recipient(inbox_pipeline))
         for _ in range(4):
             with inbox_pipeline.sessions.begin() as session:
                 claim = q.claim_next(session, "worker-1", now=utcnow())
@@ -258,4 +248,4 @@ def test_what_a_full_queue_holds_back_when_the_run_is_out_of_time_stays_in_the_i
 
     assert tick.queued == 4 and tick.held_back == 6 and 29 <= now[0] <= 31  # waited its time, no longer
     assert len(inbox.list_pending(50)) == 6  # not lost: the next take run takes them when the queue has room
-    assert waiting(inbox_pipeline) == {"heavy@in.example": 4}
+    assert waiting_by_recipient(inbox_pipeline) == {"heavy@in.example": 4}

@@ -649,9 +649,10 @@ def _work_queue(context: dg.OpExecutionContext, p, named: list[int], retry_delay
     with ThreadPoolExecutor(1, thread_name_prefix="send") as sender:
         for claim in worker.claims(named):
             tag_claimed(1.0)
-            epub = yield from _attempt(context, worker, claim, failed, retry_delay_seconds, _prepare(context, p, claim))
-            if epub is not None:
-                sending.append((claim, epub, sender.submit(deliver_epub, p, epub)))
+            prepared = yield from _attempt(context, worker, claim, failed, retry_delay_seconds, _prepare(context, p, claim))
+            if prepared is not None:  # the EPUB, and the work area holding it: sent from memory
+                epub, work = prepared
+                sending.append((claim, epub, sender.submit(deliver_epub, p, epub, work)))
             yield from report(SEND_AHEAD)
         yield from report(0)
     tag_claimed(0.0)
@@ -693,7 +694,8 @@ def _attempt(context: dg.OpExecutionContext, worker, claim, failed: list[str], d
 
 
 def _prepare(context: dg.OpExecutionContext, p, claim):
-    """One email up to its checked EPUB: the EPUB to deliver, or None when it goes no further."""
+    """One email up to its checked EPUB: the EPUB to deliver and the in-memory work area holding its
+    bytes, or None when it goes no further."""
     email_id = claim.email_id
     parsed = _parse(context, p, email_id)
     if parsed is None:
@@ -717,7 +719,7 @@ def _prepare(context: dg.OpExecutionContext, p, claim):
     epub = _store(context, p, _build(context, p, _embed(context, p, cleaned, work), work), work)
     evaluation, passed = _check(context, p, epub, work)
     yield evaluation
-    return epub if passed else None
+    return (epub, work) if passed else None
 
 
 def _sent(context: dg.OpExecutionContext, p, epub, future):
